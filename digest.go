@@ -1,0 +1,185 @@
+package domicile
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+)
+
+// SubjectDigest is the canonical digest of one subject's rows of a dataset,
+// with the row count per table. Equal digests at two stores mean equal rows,
+// whatever the engines.
+type SubjectDigest struct {
+	Sum  [sha256.Size]byte
+	Rows map[string]int64
+}
+
+func (d SubjectDigest) String() string { return hex.EncodeToString(d.Sum[:]) }
+
+// Equal reports whether two digests cover the same rows.
+func (d SubjectDigest) Equal(o SubjectDigest) bool { return d.Sum == o.Sum }
+
+// DigestBatch computes the digest of every subject in subjects from a batch
+// holding their rows of ds. Rows are encoded canonically (typed values, in
+// the column order the dataset declares) and ordered by their encoded primary
+// key, so that neither the engine nor SQL collation affects the result.
+// Subjects with no rows still get a digest (of nothing).
+func DigestBatch(ds *Dataset, subjects []string, b *Batch) (map[string]SubjectDigest, error) {
+	type keyed struct{ key, row []byte }
+	perSubject := make(map[string][][]keyed, len(subjects))
+	for _, s := range subjects {
+		perSubject[s] = make([][]keyed, len(ds.Tables))
+	}
+	for _, tr := range b.Tables {
+		ti := slices.IndexFunc(ds.Tables, func(t *Table) bool { return t.Name == tr.Table })
+		if ti < 0 {
+			return nil, fmt.Errorf("digest: table %q is not in dataset %q", tr.Table, ds.Name)
+		}
+		t := ds.Tables[ti]
+		order, err := columnOrder(t, tr.Columns)
+		if err != nil {
+			return nil, err
+		}
+		subj := slices.Index(tr.Columns, t.SubjectColumn)
+		if subj < 0 {
+			return nil, fmt.Errorf("digest: batch of %s lacks subject column %q", t.Name, t.SubjectColumn)
+		}
+		pk := make([]int, len(t.PrimaryKey))
+		for i, c := range t.PrimaryKey {
+			if pk[i] = slices.Index(tr.Columns, c); pk[i] < 0 {
+				return nil, fmt.Errorf("digest: batch of %s lacks key column %q", t.Name, c)
+			}
+		}
+		for _, row := range tr.Rows {
+			s, err := subjectString(row[subj])
+			if err != nil {
+				return nil, fmt.Errorf("digest: %s: %w", t.Name, err)
+			}
+			tables, ok := perSubject[s]
+			if !ok {
+				continue // a row of a subject outside the batch
+			}
+			var k, r []byte
+			for _, i := range pk {
+				if k, err = AppendValue(k, row[i]); err != nil {
+					return nil, fmt.Errorf("digest: %s.%s: %w", t.Name, tr.Columns[i], err)
+				}
+			}
+			for _, i := range order {
+				if r, err = AppendValue(r, row[i]); err != nil {
+					return nil, fmt.Errorf("digest: %s.%s: %w", t.Name, tr.Columns[i], err)
+				}
+			}
+			tables[ti] = append(tables[ti], keyed{k, r})
+		}
+	}
+	out := make(map[string]SubjectDigest, len(subjects))
+	var n [8]byte
+	for s, tables := range perSubject {
+		h := sha256.New()
+		d := SubjectDigest{Rows: make(map[string]int64, len(tables))}
+		for ti, rows := range tables {
+			slices.SortFunc(rows, func(a, b keyed) int { return bytes.Compare(a.key, b.key) })
+			name := ds.Tables[ti].Name
+			d.Rows[name] = int64(len(rows))
+			h.Write([]byte(name))
+			binary.BigEndian.PutUint64(n[:], uint64(len(rows)))
+			h.Write(n[:])
+			for _, r := range rows {
+				binary.BigEndian.PutUint64(n[:], uint64(len(r.row)))
+				h.Write(n[:])
+				h.Write(r.row)
+			}
+		}
+		copy(d.Sum[:], h.Sum(nil))
+		out[s] = d
+	}
+	return out, nil
+}
+
+// columnOrder maps the table's declared columns to their positions in cols.
+func columnOrder(t *Table, cols []string) ([]int, error) {
+	order := make([]int, len(t.Columns))
+	for i, c := range t.Columns {
+		if order[i] = slices.Index(cols, c.Name); order[i] < 0 {
+			return nil, fmt.Errorf("digest: batch of %s lacks column %q", t.Name, c.Name)
+		}
+	}
+	return order, nil
+}
+
+func subjectString(v any) (string, error) {
+	switch v := v.(type) {
+	case string:
+		return v, nil
+	case []byte:
+		return string(v), nil
+	case int64:
+		return fmt.Sprint(v), nil
+	}
+	return "", fmt.Errorf("subject value of type %T", v)
+}
+
+// Type tags of the canonical encoding.
+const (
+	tagNull   = 0
+	tagInt    = 1
+	tagFloat  = 2
+	tagText   = 3
+	tagBlob   = 4
+	tagBool   = 5
+	tagTime   = 6
+	signFlip  = 1 << 63
+	floatSign = 1 << 63
+)
+
+// AppendValue appends the canonical, engine-independent encoding of v to
+// buf. Integers of every width encode alike, as do float32 and float64; the
+// encoding of integers and floats sorts in numeric order.
+func AppendValue(buf []byte, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case nil:
+		return append(buf, tagNull), nil
+	case int64:
+		return binary.BigEndian.AppendUint64(append(buf, tagInt), uint64(v)^signFlip), nil
+	case int:
+		return AppendValue(buf, int64(v))
+	case int32:
+		return AppendValue(buf, int64(v))
+	case int16:
+		return AppendValue(buf, int64(v))
+	case int8:
+		return AppendValue(buf, int64(v))
+	case uint32:
+		return AppendValue(buf, int64(v))
+	case float64:
+		bits := math.Float64bits(v)
+		if bits&floatSign != 0 {
+			bits = ^bits
+		} else {
+			bits |= floatSign
+		}
+		return binary.BigEndian.AppendUint64(append(buf, tagFloat), bits), nil
+	case float32:
+		return AppendValue(buf, float64(v))
+	case string:
+		buf = binary.AppendUvarint(append(buf, tagText), uint64(len(v)))
+		return append(buf, v...), nil
+	case []byte:
+		buf = binary.AppendUvarint(append(buf, tagBlob), uint64(len(v)))
+		return append(buf, v...), nil
+	case bool:
+		if v {
+			return append(buf, tagBool, 1), nil
+		}
+		return append(buf, tagBool, 0), nil
+	case time.Time:
+		return binary.BigEndian.AppendUint64(append(buf, tagTime), uint64(v.UTC().UnixNano())^signFlip), nil
+	}
+	return buf, fmt.Errorf("no canonical encoding for %T", v)
+}

@@ -1,0 +1,155 @@
+// Package domicile is the vocabulary of the domicile data-residency system:
+// subjects, datasets, placements, moves and receipts, the interfaces that the
+// storage backends implement, and the one error type every layer speaks.
+//
+// It imports no database driver and no net/http; the backends (sqlite), the
+// engines (policy, mover, router) and the HTTP adapter (httpapi) meet here.
+package domicile
+
+import (
+	"slices"
+	"time"
+)
+
+// Subject is a user whose personal data domicile places. The directory holds
+// nothing about a subject beyond its opaque id and its jurisdiction.
+type Subject struct {
+	ID      string `json:"id"`
+	Country string `json:"country"` // ISO 3166-1 alpha-2
+}
+
+// Dataset is one service's data: a set of tables that move together.
+// No foreign key crosses from one dataset to another.
+type Dataset struct {
+	Name   string   `json:"name"`
+	Tables []*Table `json:"tables"`
+}
+
+// Table returns the dataset's table called name, or nil.
+func (d *Dataset) Table(name string) *Table {
+	for _, t := range d.Tables {
+		if t.Name == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// Table is one table of a dataset. Every row names its subject in
+// SubjectColumn. Columns and PrimaryKey are read from the database that holds
+// the table; Categories come from the configuration.
+type Table struct {
+	Name          string              `json:"name"`
+	SubjectColumn string              `json:"subject_column"`
+	Columns       []Column            `json:"columns"`
+	PrimaryKey    []string            `json:"primary_key"`
+	Categories    map[string][]string `json:"categories,omitempty"` // column → categories
+}
+
+// Column is one column of a table as the database declares it.
+type Column struct {
+	Name    string `json:"name"`
+	Type    string `json:"type"` // the declared type, as the database spells it
+	NotNull bool   `json:"not_null,omitempty"`
+}
+
+// ColumnNames returns the table's column names in declaration order.
+func (t *Table) ColumnNames() []string {
+	names := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
+		names[i] = c.Name
+	}
+	return names
+}
+
+// HasColumn reports whether the table declares a column called name.
+func (t *Table) HasColumn(name string) bool {
+	return slices.ContainsFunc(t.Columns, func(c Column) bool { return c.Name == name })
+}
+
+// OwnerState is what a regional store knows of a (subject, dataset).
+type OwnerState string
+
+// The states of a subject's ownership row in a regional store. Only an
+// owned subject's rows accept writes; the store's triggers refuse the others.
+const (
+	Owned    OwnerState = "owned"    // this region is home and accepts writes
+	Incoming OwnerState = "incoming" // a move is copying the subject here
+	Fenced   OwnerState = "fenced"   // a move is carrying the subject away
+	Moved    OwnerState = "moved"    // tombstone: the subject lives in Region at Epoch
+)
+
+// Ownership is one row of a regional store's ownership table.
+type Ownership struct {
+	Subject string     `json:"subject"`
+	Dataset string     `json:"dataset"`
+	State   OwnerState `json:"state"`
+	Region  string     `json:"region,omitempty"` // for Moved: where the subject went
+	Epoch   int64      `json:"epoch"`
+	MoveID  string     `json:"move_id,omitempty"`
+}
+
+// PlacementState is the directory's view of a (subject, dataset).
+type PlacementState string
+
+// Placement states.
+const (
+	Active PlacementState = "active" // at home, no move open
+	Moving PlacementState = "moving" // a move holds the placement
+)
+
+// Placement is the directory entry (subject, dataset) → home region.
+type Placement struct {
+	Subject string         `json:"subject"`
+	Dataset string         `json:"dataset"`
+	Region  string         `json:"region"`
+	Epoch   int64          `json:"epoch"`
+	State   PlacementState `json:"state"`
+	MoveID  string         `json:"move_id,omitempty"`
+}
+
+// Decision is the policy's answer for a (subject, dataset) at a time: the
+// regions allowed, in order of preference, and the rule that said so.
+type Decision struct {
+	Rule    string   `json:"rule"`
+	Index   int      `json:"index"`   // position of the rule in the policy
+	Regions []string `json:"regions"` // allowed homes, preferred first
+	Version string   `json:"version"` // policy version (a digest of the rules)
+}
+
+// Allows reports whether region is an allowed home under the decision.
+func (d Decision) Allows(region string) bool { return slices.Contains(d.Regions, region) }
+
+// Home returns where a subject now at current should live: current if the
+// decision allows it, otherwise the preferred region.
+func (d Decision) Home(current string) string {
+	if d.Allows(current) || len(d.Regions) == 0 {
+		return current
+	}
+	return d.Regions[0]
+}
+
+// Receipt is the record of one finished move of a batch of subjects.
+type Receipt struct {
+	MoveID        string         `json:"move_id"`
+	Dataset       string         `json:"dataset"`
+	From          string         `json:"from"`
+	To            string         `json:"to"`
+	Rule          string         `json:"rule"`
+	PolicyVersion string         `json:"policy_version"`
+	Subjects      int            `json:"subjects"`
+	Tables        []TableReceipt `json:"tables"`
+	Purged        int64          `json:"purged"`
+	Started       time.Time      `json:"started"`
+	Committed     time.Time      `json:"committed"`
+	Finished      time.Time      `json:"finished"`
+}
+
+// TableReceipt is one table's part of a receipt: the rows and digest found at
+// the source and at the destination, which verification found equal.
+type TableReceipt struct {
+	Table      string `json:"table"`
+	SourceRows int64  `json:"source_rows"`
+	DestRows   int64  `json:"dest_rows"`
+	Digest     string `json:"digest"`
+}

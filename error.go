@@ -1,0 +1,83 @@
+package domicile
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code classifies an error for callers and for the HTTP adapter, which alone
+// maps codes to statuses.
+type Code string
+
+// The error codes.
+const (
+	CodeInvalid      Code = "invalid"
+	CodeNotFound     Code = "not_found"
+	CodeConflict     Code = "conflict"
+	CodeFenced       Code = "fenced" // retryable: a move holds the subject
+	CodeMoved        Code = "moved"  // the subject lives elsewhere now
+	CodeForbidden    Code = "forbidden"
+	CodeUnauthorized Code = "unauthorized"
+	CodeInternal     Code = "internal"
+)
+
+// Error is domicile's application error. Message is safe to show to users;
+// Err, if set, carries the detail for operators.
+type Error struct {
+	Code    Code
+	Message string
+	Region  string // CodeMoved: the subject's new region, when known
+	Epoch   int64  // CodeMoved: the epoch of that placement, when known
+	Err     error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Message + ": " + e.Err.Error()
+	}
+	return e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error with the given code and message.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of the first *Error in err's chain, CodeInternal
+// for any other non-nil error, and "" for nil.
+func ErrorCode(err error) Code {
+	if err == nil {
+		return ""
+	}
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e.Code
+	}
+	return CodeInternal
+}
+
+// ErrorMessage returns the user-facing message of err: the message of its
+// first *Error, or "internal error" for anything uncoded.
+func ErrorMessage(err error) string {
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e.Message
+	}
+	return "internal error"
+}
+
+// The refusals a regional store's triggers raise. Each has one fixed message,
+// the only text the stores recognise from the database; Store methods return
+// them wrapped in an *Error (CodeFenced or CodeMoved) so that errors.Is works.
+var (
+	ErrFenced   = errors.New("domicile: subject is fenced")
+	ErrIncoming = errors.New("domicile: subject is incoming")
+	ErrMoved    = errors.New("domicile: subject has moved")
+	ErrUnknown  = errors.New("domicile: subject is not owned here")
+)
+
+// Other sentinels callers branch on.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrLeaseLost = errors.New("move lease lost") // another process claimed the move
+)

@@ -1,0 +1,134 @@
+package domicile
+
+import (
+	"context"
+	"io"
+)
+
+// Store is one region's database: the dataset tables, plus the ownership
+// table and triggers that domicile installs to enforce fences and tombstones
+// inside the database itself, so that a writer bypassing domicile is refused
+// too.
+//
+// Rows cross the interface as []any in the order of the columns named beside
+// them; values are nil, int64, float64, string, []byte or bool.
+type Store interface {
+	io.Closer
+
+	// Region names the region the store belongs to.
+	Region() string
+
+	// DescribeTable reads a table's columns and primary key from the
+	// database. A missing table is an *Error wrapping ErrNotFound.
+	DescribeTable(ctx context.Context, name string) (*Table, error)
+
+	// Install creates, idempotently, the ownership table and the triggers on
+	// every table of the datasets. A dataset table the store lacks is created
+	// from the given description (columns, primary key) and indexes (the
+	// CREATE INDEX statements of the region that has it). Safe to re-run
+	// after a schema change.
+	Install(ctx context.Context, datasets []*Dataset, opts InstallOptions) error
+
+	// CheckInstall returns what is missing or out of date in the store's
+	// installation (one line per problem); none means the triggers are
+	// installed and current.
+	CheckInstall(ctx context.Context, datasets []*Dataset) ([]string, error)
+
+	// Indexes returns the CREATE INDEX statements of a table, for creating it
+	// in another store.
+	Indexes(ctx context.Context, table string) ([]string, error)
+
+	// FindOwnership returns a subject's ownership row for a dataset, or an
+	// *Error wrapping ErrNotFound.
+	FindOwnership(ctx context.Context, dataset, subject string) (Ownership, error)
+
+	// ListOwnership calls fn for every ownership row of the dataset.
+	ListOwnership(ctx context.Context, dataset string, fn func(Ownership) error) error
+
+	// SetOwnership writes the given ownership rows (keyed by subject and
+	// dataset), creating rows that do not exist, in one transaction. It is
+	// idempotent.
+	SetOwnership(ctx context.Context, rows []Ownership) error
+
+	// DeleteOwnership removes the ownership rows of the subjects.
+	DeleteOwnership(ctx context.Context, dataset string, subjects []string) error
+
+	// PutRow inserts or replaces one row of a subject (the row's subject
+	// column must name the subject). The row's primary key held by another
+	// subject is CodeConflict. A refusal by the triggers is returned as an
+	// *Error wrapping ErrFenced, ErrIncoming, ErrMoved or ErrUnknown.
+	PutRow(ctx context.Context, t *Table, subject string, columns []string, row []any) error
+
+	// FindRows returns a subject's rows of a table, in primary-key order,
+	// after checking in the same transaction that the store owns the subject
+	// (Owned or Fenced: reads continue during a fence). Moved is an *Error
+	// wrapping ErrMoved with Region and Epoch set.
+	FindRows(ctx context.Context, t *Table, subject string, q RowQuery) ([][]any, error)
+
+	// DeleteRow deletes a subject's row by its full primary key, reporting
+	// whether a row was deleted. Refusals are as for PutRow.
+	DeleteRow(ctx context.Context, t *Table, subject string, key []any) (bool, error)
+
+	// ReadSubjects reads every row of the subjects in every table of the
+	// dataset, in one read transaction.
+	ReadSubjects(ctx context.Context, ds *Dataset, subjects []string) (*Batch, error)
+
+	// WriteSubjects deletes any rows of the subjects left in the store by an
+	// earlier attempt, then inserts the batch's rows (plain INSERT: a key
+	// held by another subject fails the batch with CodeConflict), in one
+	// transaction that passes the triggers.
+	WriteSubjects(ctx context.Context, ds *Dataset, subjects []string, b *Batch) error
+
+	// DigestSubjects computes, per subject, the canonical digest and row
+	// counts of its rows of the dataset (see Digester).
+	DigestSubjects(ctx context.Context, ds *Dataset, subjects []string) (map[string]SubjectDigest, error)
+
+	// PurgeSubjects deletes every row of the subjects in the dataset's
+	// tables, passing the triggers, and returns how many rows it deleted.
+	PurgeSubjects(ctx context.Context, ds *Dataset, subjects []string) (int64, error)
+
+	// CountRows returns, per table, how many rows the subject has here.
+	CountRows(ctx context.Context, ds *Dataset, subject string) (map[string]int64, error)
+
+	// Discover runs a discover query returning (subject id, country) pairs.
+	Discover(ctx context.Context, query string, fn func(id, country string) error) error
+}
+
+// InstallOptions configure Install.
+type InstallOptions struct {
+	// AcceptUnknown lets writes through for subjects with no ownership row
+	// (the original store during adoption).
+	AcceptUnknown bool
+	// Templates describes tables the store may lack, by name.
+	Templates map[string]*Table
+	// TemplateIndexes are the CREATE INDEX statements for those tables.
+	TemplateIndexes map[string][]string
+}
+
+// RowQuery selects and pages a subject's rows.
+type RowQuery struct {
+	Filter map[string]any // column → value equality, primary-key columns only
+	After  []any          // primary key of the last row of the previous page
+	Limit  int            // 0: the store's default
+}
+
+// Batch is the rows of a set of subjects, table by table.
+type Batch struct {
+	Tables []TableRows
+}
+
+// TableRows is one table's rows in a batch.
+type TableRows struct {
+	Table   string
+	Columns []string
+	Rows    [][]any
+}
+
+// Rows returns the number of rows in the batch.
+func (b *Batch) Rows() int64 {
+	var n int64
+	for _, t := range b.Tables {
+		n += int64(len(t.Rows))
+	}
+	return n
+}
