@@ -15,8 +15,9 @@ import (
 // with the row count per table. Equal digests at two stores mean equal rows,
 // whatever the engines.
 type SubjectDigest struct {
-	Sum  [sha256.Size]byte
-	Rows map[string]int64
+	Sum    [sha256.Size]byte            // over every table
+	Tables map[string][sha256.Size]byte // per table
+	Rows   map[string]int64             // per table
 }
 
 func (d SubjectDigest) String() string { return hex.EncodeToString(d.Sum[:]) }
@@ -81,20 +82,25 @@ func DigestBatch(ds *Dataset, subjects []string, b *Batch) (map[string]SubjectDi
 	out := make(map[string]SubjectDigest, len(subjects))
 	var n [8]byte
 	for s, tables := range perSubject {
-		h := sha256.New()
-		d := SubjectDigest{Rows: make(map[string]int64, len(tables))}
+		h, th := sha256.New(), sha256.New()
+		d := SubjectDigest{Rows: make(map[string]int64, len(tables)), Tables: make(map[string][sha256.Size]byte, len(tables))}
 		for ti, rows := range tables {
 			slices.SortFunc(rows, func(a, b keyed) int { return bytes.Compare(a.key, b.key) })
 			name := ds.Tables[ti].Name
 			d.Rows[name] = int64(len(rows))
-			h.Write([]byte(name))
+			th.Reset()
+			th.Write([]byte(name))
 			binary.BigEndian.PutUint64(n[:], uint64(len(rows)))
-			h.Write(n[:])
+			th.Write(n[:])
 			for _, r := range rows {
 				binary.BigEndian.PutUint64(n[:], uint64(len(r.row)))
-				h.Write(n[:])
-				h.Write(r.row)
+				th.Write(n[:])
+				th.Write(r.row)
 			}
+			var sum [sha256.Size]byte
+			copy(sum[:], th.Sum(nil))
+			d.Tables[name] = sum
+			h.Write(sum[:])
 		}
 		copy(d.Sum[:], h.Sum(nil))
 		out[s] = d
@@ -182,4 +188,28 @@ func AppendValue(buf []byte, v any) ([]byte, error) {
 		return binary.BigEndian.AppendUint64(append(buf, tagTime), uint64(v.UTC().UnixNano())^signFlip), nil
 	}
 	return buf, fmt.Errorf("no canonical encoding for %T", v)
+}
+
+// BatchDigest combines the per-subject digests of one table (or of whole
+// subjects, for table "") into one digest, in subject order: what a receipt
+// reports.
+func BatchDigest(digests map[string]SubjectDigest, table string) string {
+	ids := make([]string, 0, len(digests))
+	for id := range digests {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	h := sha256.New()
+	for _, id := range ids {
+		h.Write([]byte(id))
+		h.Write([]byte{0})
+		if table == "" {
+			sum := digests[id].Sum
+			h.Write(sum[:])
+		} else {
+			sum := digests[id].Tables[table]
+			h.Write(sum[:])
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

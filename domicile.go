@@ -138,9 +138,12 @@ type Receipt struct {
 	Rule          string         `json:"rule"`
 	PolicyVersion string         `json:"policy_version"`
 	Subjects      int            `json:"subjects"`
+	Digest        string         `json:"digest"` // over every subject's rows, verified at both ends
+	Bytes         int64          `json:"bytes"`  // size of the values copied
 	Tables        []TableReceipt `json:"tables"`
 	Purged        int64          `json:"purged"`
 	Started       time.Time      `json:"started"`
+	Fenced        time.Time      `json:"fenced"`
 	Committed     time.Time      `json:"committed"`
 	Finished      time.Time      `json:"finished"`
 }

@@ -76,12 +76,32 @@ type Store interface {
 	// WriteSubjects deletes any rows of the subjects left in the store by an
 	// earlier attempt, then inserts the batch's rows (plain INSERT: a key
 	// held by another subject fails the batch with CodeConflict), in one
-	// transaction that passes the triggers.
+	// transaction that passes the triggers. When b.MoveID is set, every
+	// subject must be Incoming under that move in this store, or nothing is
+	// written (CodeConflict wrapping ErrLeaseLost): a stale process can never
+	// overwrite rows that a later step has made live.
 	WriteSubjects(ctx context.Context, ds *Dataset, subjects []string, b *Batch) error
 
 	// DigestSubjects computes, per subject, the canonical digest and row
 	// counts of its rows of the dataset (see Digester).
 	DigestSubjects(ctx context.Context, ds *Dataset, subjects []string) (map[string]SubjectDigest, error)
+
+	// PurgeMoved deletes the rows of those subjects whose ownership row in
+	// this store is Moved under moveID (the source after a move, or the
+	// destination after a rollback), passing the triggers, and returns how
+	// many rows it deleted. Subjects in any other state are left alone.
+	PurgeMoved(ctx context.Context, ds *Dataset, moveID string, subjects []string) (int64, error)
+
+	// Transition changes the ownership rows of a move's subjects under the
+	// precondition that Transition describes.
+	Transition(ctx context.Context, t Transition) error
+
+	// MeasureSubjects returns how many rows the subjects have in the
+	// dataset's tables and the size of their values, as Batch.Bytes counts.
+	MeasureSubjects(ctx context.Context, ds *Dataset, subjects []string) (rows, bytes int64, err error)
+
+	// ListRowSubjects calls fn once for every subject with rows in the table.
+	ListRowSubjects(ctx context.Context, t *Table, fn func(subject string) error) error
 
 	// PurgeSubjects deletes every row of the subjects in the dataset's
 	// tables, passing the triggers, and returns how many rows it deleted.
@@ -114,6 +134,7 @@ type RowQuery struct {
 
 // Batch is the rows of a set of subjects, table by table.
 type Batch struct {
+	MoveID string // the move carrying the batch, checked by WriteSubjects
 	Tables []TableRows
 }
 
@@ -129,6 +150,50 @@ func (b *Batch) Rows() int64 {
 	var n int64
 	for _, t := range b.Tables {
 		n += int64(len(t.Rows))
+	}
+	return n
+}
+
+// Transition changes the ownership rows of a move's subjects at one store, in
+// one transaction, under a precondition that makes every step of the move
+// protocol idempotent and keeps a stale process from undoing a later one:
+//
+//   - a row already in state To with MoveID is left alone (a step run again);
+//   - a row in one of the From states ("" meaning no row) is changed, provided
+//     its move_id is MoveID when Own is set, and is not MoveID otherwise (a
+//     move never re-fences a subject it has given back);
+//   - any other row fails the whole transition with CodeConflict wrapping
+//     ErrLeaseLost, unless Lenient is set, in which case it is skipped.
+type Transition struct {
+	Dataset  string
+	MoveID   string
+	Subjects []string
+	From     []OwnerState
+	Own      bool
+	Lenient  bool
+	To       OwnerState
+	Region   string           // for Moved: the region the subjects went to
+	Epochs   map[string]int64 // the epoch to record per subject
+}
+
+// Bytes returns the size of the batch's values: the length of text and blob
+// values, 8 for numbers.
+func (b *Batch) Bytes() int64 {
+	var n int64
+	for _, t := range b.Tables {
+		for _, row := range t.Rows {
+			for _, v := range row {
+				switch v := v.(type) {
+				case string:
+					n += int64(len(v))
+				case []byte:
+					n += int64(len(v))
+				case nil:
+				default:
+					n += 8
+				}
+			}
+		}
 	}
 	return n
 }

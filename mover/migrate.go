@@ -1,0 +1,280 @@
+package mover
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+
+	"github.com/domicile/domicile"
+)
+
+// MigrateOptions tune Migrate.
+type MigrateOptions struct {
+	Batch   int     // subjects per move; default 100
+	Workers int     // moves run at once; default 2
+	Rate    float64 // rows per second, applied between batches; 0: unlimited
+	Passes  int     // plans carried out before giving up on rolled-back batches; default 3
+
+	// Progress, if set, is called after every finished move.
+	Progress func(Progress)
+}
+
+// Progress is the state of a migration after a move finished.
+type Progress struct {
+	Total    int // (subject, dataset) pairs planned in this pass
+	Done     int
+	Rows     int64
+	Failed   int
+	Route    *Route
+	Move     *domicile.Move
+	Duration time.Duration // the move's write-block
+}
+
+// Summary is what a migration did.
+type Summary struct {
+	Subjects int             `json:"subjects"`
+	Rows     int64           `json:"rows"`
+	Bytes    int64           `json:"bytes"`
+	Seconds  float64         `json:"seconds"`
+	Failed   int             `json:"failed"`
+	Moves    int             `json:"moves"`
+	Resolved int             `json:"resolved"` // open moves of earlier runs finished or rolled back
+	Blocks   []time.Duration `json:"-"`        // write-block of every committed move
+}
+
+// NewMoveID returns a fresh, time-ordered move id.
+func NewMoveID(now time.Time) string {
+	var b [6]byte
+	rand.Read(b[:])
+	return now.UTC().Format("20060102T150405.000") + "-" + hex.EncodeToString(b[:])
+}
+
+// Migrate resolves the moves earlier runs left open, then carries out the
+// plans that plan returns, batch by batch, until a plan is empty or opts.Passes
+// plans have run (batches that roll back, for instance after max_block, are
+// planned again by the next pass).
+func (m *Mover) Migrate(ctx context.Context, plan func(context.Context) (*Plan, error), opts MigrateOptions) (Summary, error) {
+	if opts.Batch <= 0 {
+		opts.Batch = 100
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 2
+	}
+	if opts.Passes <= 0 {
+		opts.Passes = 3
+	}
+	start := m.cfg.Now()
+	var sum Summary
+	resolved, err := m.Resolve(ctx)
+	sum.Resolved = resolved
+	if err != nil {
+		return sum, err
+	}
+	var limiter *rate.Limiter
+	if opts.Rate > 0 {
+		limiter = rate.NewLimiter(rate.Limit(opts.Rate), max(int(opts.Rate), 1))
+	}
+	for pass := 0; pass < opts.Passes; pass++ {
+		p, err := plan(ctx)
+		if err != nil {
+			return sum, err
+		}
+		if len(p.Routes) == 0 {
+			break
+		}
+		failed, err := m.runPlan(ctx, p, opts, limiter, &sum)
+		if err != nil {
+			return sum, err
+		}
+		sum.Failed = failed
+		if failed == 0 {
+			break
+		}
+	}
+	sum.Seconds = m.cfg.Now().Sub(start).Seconds()
+	return sum, nil
+}
+
+type job struct {
+	route *Route
+	id    string
+	rows  int64 // estimate, for the rate limit
+}
+
+// runPlan creates the plan's moves and runs them on opts.Workers goroutines.
+func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limiter *rate.Limiter, sum *Summary) (int, error) {
+	var jobs []job
+	total := 0
+	for _, r := range p.Routes {
+		for chunk := range slices.Chunk(r.Subjects, opts.Batch) {
+			mv := &domicile.Move{
+				ID: NewMoveID(m.cfg.Now()), Dataset: r.Dataset, From: r.From, To: r.To,
+				Rule: r.Rule, PolicyVersion: r.PolicyVersion, Subjects: slices.Clone(chunk),
+			}
+			ok, err := m.cfg.Control.CreateMove(ctx, mv)
+			if err != nil {
+				return 0, fmt.Errorf("plan move: %w", err)
+			}
+			if !ok {
+				continue
+			}
+			est := int64(0)
+			if r.Count > 0 {
+				est = r.Rows * int64(len(mv.Subjects)) / int64(r.Count)
+			}
+			jobs = append(jobs, job{route: r, id: mv.ID, rows: est})
+			total += len(mv.Subjects)
+		}
+	}
+	var mu sync.Mutex
+	done, failed := 0, 0
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Workers)
+	for _, j := range jobs {
+		g.Go(func() error {
+			if limiter != nil && j.rows > 0 {
+				// Between batches, never while subjects are fenced.
+				if err := limiter.WaitN(gctx, int(min(j.rows, int64(limiter.Burst())))); err != nil {
+					return err
+				}
+			}
+			res, err := m.Run(gctx, j.id)
+			if err != nil && (res.Move == nil || !res.Move.State.Done()) {
+				return fmt.Errorf("move %s: %w", j.id, err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			mv := res.Move
+			n := len(mv.Subjects)
+			done += n
+			sum.Moves++
+			if mv.State == domicile.MoveRolledBack {
+				failed += n
+				m.cfg.Logger.Warn("batch rolled back", "move", mv.ID, "reason", mv.Error)
+			} else {
+				sum.Subjects += n
+				sum.Bytes += mv.Receipt.Bytes
+				for _, t := range mv.Receipt.Tables {
+					sum.Rows += t.SourceRows
+				}
+				if res.Block > 0 {
+					sum.Blocks = append(sum.Blocks, res.Block)
+				}
+			}
+			if opts.Progress != nil {
+				opts.Progress(Progress{Total: total, Done: done, Rows: sum.Rows, Failed: failed, Route: j.route, Move: mv, Duration: res.Block})
+			}
+			return nil
+		})
+	}
+	return failed, g.Wait()
+}
+
+// Resolve finishes or rolls back every move left open by an earlier run whose
+// lease has expired, waiting for live leases of other processes to end. Moves
+// waiting out their rollback window are left alone. It returns how many moves
+// it resolved.
+func (m *Mover) Resolve(ctx context.Context) (int, error) {
+	resolved := 0
+	for {
+		open, err := m.cfg.Control.ListMoves(ctx, openStates...)
+		if err != nil {
+			return resolved, err
+		}
+		waiting := false
+		for _, mv := range open {
+			if mv.State == domicile.MoveActivated && m.cfg.Now().Before(mv.PurgeAfter) {
+				continue
+			}
+			if mv.State == domicile.MovePlanned && mv.Owner == "" {
+				// Never started: roll it back so that its subjects are planned afresh.
+				if _, err := m.Abort(ctx, mv.ID, "planned by a run that ended before starting it"); err != nil {
+					if errors.Is(err, domicile.ErrLeaseLost) {
+						waiting = true
+						continue
+					}
+					return resolved, err
+				}
+				resolved++
+				continue
+			}
+			_, err := m.Run(ctx, mv.ID)
+			switch {
+			case err == nil:
+				resolved++
+			case errors.Is(err, domicile.ErrLeaseLost):
+				waiting = true
+			default:
+				return resolved, fmt.Errorf("resolve move %s: %w", mv.ID, err)
+			}
+		}
+		if !waiting {
+			return resolved, nil
+		}
+		select {
+		case <-ctx.Done():
+			return resolved, ctx.Err()
+		case <-time.After(m.cfg.Lease / 4):
+		}
+	}
+}
+
+// PurgeDue purges the moves whose rollback window has passed.
+func (m *Mover) PurgeDue(ctx context.Context) (int, error) {
+	moves, err := m.cfg.Control.ListMoves(ctx, domicile.MoveActivated)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, mv := range moves {
+		if m.cfg.Now().Before(mv.PurgeAfter) {
+			continue
+		}
+		if _, err := m.Run(ctx, mv.ID); err != nil && !errors.Is(err, domicile.ErrLeaseLost) {
+			return n, fmt.Errorf("purge move %s: %w", mv.ID, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// AbortAll rolls back every move not yet committed.
+func (m *Mover) AbortAll(ctx context.Context, reason string) (int, error) {
+	moves, err := m.cfg.Control.ListMoves(ctx, domicile.MovePlanned, domicile.MovePrepared, domicile.MoveFenced, domicile.MoveCopied, domicile.MoveVerified)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, mv := range moves {
+		for {
+			_, err := m.Abort(ctx, mv.ID, reason)
+			if errors.Is(err, domicile.ErrLeaseLost) {
+				select {
+				case <-ctx.Done():
+					return n, ctx.Err()
+				case <-time.After(m.cfg.Lease / 4):
+				}
+				continue
+			}
+			if err != nil {
+				return n, fmt.Errorf("abort move %s: %w", mv.ID, err)
+			}
+			break
+		}
+		n++
+	}
+	return n, nil
+}
+
+var openStates = []domicile.MoveState{
+	domicile.MovePlanned, domicile.MovePrepared, domicile.MoveFenced, domicile.MoveCopied,
+	domicile.MoveVerified, domicile.MoveCommitted, domicile.MoveTombstoned, domicile.MoveActivated,
+}

@@ -1,0 +1,411 @@
+// Package mover carries subjects' data from one region to another with the
+// move protocol of domicile: prepare the destination, fence the source, copy,
+// verify, commit in the directory, tombstone, activate, purge. Every step is
+// recorded in the control store before the next begins and is safe to run
+// again, so a process killed at any instant leaves a move that another run
+// resumes or rolls back.
+package mover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/domicile/domicile"
+)
+
+// Config wires a Mover.
+type Config struct {
+	Control  domicile.Control
+	Stores   map[string]domicile.Store    // by region
+	Datasets map[string]*domicile.Dataset // by name, with columns and keys read from the stores
+
+	Owner      string        // who holds leases: unique per process
+	Lease      time.Duration // default 3s
+	MaxBlock   time.Duration // a batch fenced longer than this before its commit rolls back; default 1s
+	PurgeAfter time.Duration // rollback window; default 0: purge at once
+
+	Now    func() time.Time
+	Logger *slog.Logger
+
+	// AfterStep, if set, is called after each step is recorded. Tests use it
+	// to kill the process at a chosen point.
+	AfterStep func(m *domicile.Move, state domicile.MoveState)
+}
+
+// Mover runs moves. It is safe for concurrent use: different goroutines may
+// run different moves, and the leases keep two processes off one move.
+type Mover struct {
+	cfg Config
+}
+
+// New returns a Mover.
+func New(cfg Config) *Mover {
+	if cfg.Lease <= 0 {
+		cfg.Lease = 3 * time.Second
+	}
+	if cfg.MaxBlock <= 0 {
+		cfg.MaxBlock = time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Mover{cfg: cfg}
+}
+
+// Result is what one Run did.
+type Result struct {
+	Move  *domicile.Move
+	Block time.Duration // from the fence's commit until the destination took writes
+}
+
+// run is one claimed move in progress.
+type run struct {
+	m       *Mover
+	mv      *domicile.Move
+	token   int64
+	ds      *domicile.Dataset
+	src     domicile.Store
+	dst     domicile.Store
+	digests map[string]domicile.SubjectDigest // source digests, from the copy
+
+	activatedAt time.Time
+}
+
+// Run claims the move and drives it from its recorded state to the end: to
+// Purged (or Activated, when a rollback window keeps the source rows), or to
+// RolledBack if it cannot commit. A move another live process holds is an
+// error wrapping domicile.ErrLeaseLost.
+func (m *Mover) Run(ctx context.Context, id string) (Result, error) {
+	r, err := m.claim(ctx, id)
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := r.forward(ctx)
+	if err != nil && !errors.Is(err, domicile.ErrLeaseLost) {
+		m.cfg.Control.ReleaseMove(context.WithoutCancel(ctx), id, r.token)
+	}
+	return res, err
+}
+
+// Abort rolls the move back if it has not committed. A committed move is
+// finished instead: after the commit a move only rolls forward.
+func (m *Mover) Abort(ctx context.Context, id, reason string) (Result, error) {
+	r, err := m.claim(ctx, id)
+	if err != nil {
+		return Result{}, err
+	}
+	if committed(r.mv.State) {
+		return r.forward(ctx)
+	}
+	if err := r.rollback(ctx, reason); err != nil {
+		return Result{Move: r.mv}, err
+	}
+	return Result{Move: r.mv}, nil
+}
+
+func (m *Mover) claim(ctx context.Context, id string) (*run, error) {
+	mv, err := m.cfg.Control.ClaimMove(ctx, id, m.cfg.Owner, m.cfg.Lease)
+	if err != nil {
+		return nil, err
+	}
+	r := &run{m: m, mv: mv, token: mv.Attempt}
+	if r.ds = m.cfg.Datasets[mv.Dataset]; r.ds == nil {
+		return nil, fmt.Errorf("move %s: unknown dataset %q", id, mv.Dataset)
+	}
+	if r.src = m.cfg.Stores[mv.From]; r.src == nil {
+		return nil, fmt.Errorf("move %s: unknown region %q", id, mv.From)
+	}
+	if r.dst = m.cfg.Stores[mv.To]; r.dst == nil {
+		return nil, fmt.Errorf("move %s: unknown region %q", id, mv.To)
+	}
+	return r, nil
+}
+
+func committed(s domicile.MoveState) bool {
+	switch s {
+	case domicile.MoveCommitted, domicile.MoveTombstoned, domicile.MoveActivated, domicile.MovePurged:
+		return true
+	}
+	return false
+}
+
+// record renews the lease (the token check) and records the new state.
+func (r *run) record(ctx context.Context, state domicile.MoveState) error {
+	if err := r.m.cfg.Control.AdvanceMove(ctx, r.mv, r.token, state); err != nil {
+		return fmt.Errorf("record %s: %w", state, err)
+	}
+	r.mv.State = state
+	if err := r.m.cfg.Control.RenewLease(ctx, r.mv.ID, r.token, r.m.cfg.Lease); err != nil && !state.Done() {
+		return err
+	}
+	if r.m.cfg.AfterStep != nil {
+		r.m.cfg.AfterStep(r.mv, state)
+	}
+	return nil
+}
+
+// renew checks the token and extends the lease before a step touches a store.
+func (r *run) renew(ctx context.Context) error {
+	return r.m.cfg.Control.RenewLease(ctx, r.mv.ID, r.token, r.m.cfg.Lease)
+}
+
+func (r *run) transition(ctx context.Context, s domicile.Store, t domicile.Transition) error {
+	t.Dataset, t.MoveID, t.Subjects = r.mv.Dataset, r.mv.ID, r.mv.Subjects
+	if err := s.Transition(ctx, t); err != nil {
+		return fmt.Errorf("%s: set %s: %w", s.Region(), t.To, err)
+	}
+	return nil
+}
+
+// forward drives the move from its recorded state. Before the commit any
+// failure rolls it back; after it, failures are returned and a later run
+// rolls it forward.
+func (r *run) forward(ctx context.Context) (Result, error) {
+	mv := r.mv
+	cfg := r.m.cfg
+	if mv.Receipt.Started.IsZero() {
+		mv.Receipt = domicile.Receipt{
+			MoveID: mv.ID, Dataset: mv.Dataset, From: mv.From, To: mv.To, Rule: mv.Rule,
+			PolicyVersion: mv.PolicyVersion, Subjects: len(mv.Subjects), Started: cfg.Now(),
+		}
+	}
+	for !mv.State.Done() {
+		if err := ctx.Err(); err != nil {
+			return Result{Move: mv}, err
+		}
+		if !committed(mv.State) && mv.State != domicile.MovePlanned && mv.State != domicile.MovePrepared &&
+			cfg.Now().Sub(mv.FencedAt) > cfg.MaxBlock {
+			reason := fmt.Sprintf("fenced for %s, longer than max_block %s, before commit", cfg.Now().Sub(mv.FencedAt).Round(time.Millisecond), cfg.MaxBlock)
+			return Result{Move: mv}, r.rollback(ctx, reason)
+		}
+		var err error
+		switch mv.State {
+		case domicile.MovePlanned:
+			err = r.prepare(ctx)
+		case domicile.MovePrepared:
+			err = r.fence(ctx)
+		case domicile.MoveFenced:
+			err = r.copy(ctx)
+		case domicile.MoveCopied:
+			err = r.verify(ctx)
+		case domicile.MoveVerified:
+			mv.Receipt.Committed = cfg.Now()
+			err = r.record(ctx, domicile.MoveCommitted)
+		case domicile.MoveCommitted:
+			err = r.tombstone(ctx)
+		case domicile.MoveTombstoned:
+			err = r.activate(ctx)
+		case domicile.MoveActivated:
+			if cfg.Now().Before(mv.PurgeAfter) {
+				cfg.Control.ReleaseMove(ctx, mv.ID, r.token)
+				return Result{Move: mv, Block: r.block()}, nil
+			}
+			err = r.purge(ctx)
+		default:
+			err = fmt.Errorf("move %s: unknown state %q", mv.ID, mv.State)
+		}
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, domicile.ErrLeaseLost) || committed(mv.State) || ctx.Err() != nil {
+			return Result{Move: mv}, err
+		}
+		if rbErr := r.rollback(ctx, err.Error()); rbErr != nil {
+			return Result{Move: mv}, errors.Join(err, rbErr)
+		}
+		return Result{Move: mv}, err
+	}
+	return Result{Move: mv, Block: r.block()}, nil
+}
+
+// block is the write-block the move imposed: from the fence's commit until
+// the destination accepted writes.
+func (r *run) block() time.Duration {
+	if r.mv.FencedAt.IsZero() || r.activatedAt.IsZero() {
+		return 0
+	}
+	return r.activatedAt.Sub(r.mv.FencedAt)
+}
+
+// prepare marks the subjects incoming at the destination, which then refuses
+// writes for them.
+func (r *run) prepare(ctx context.Context) error {
+	if err := r.renew(ctx); err != nil {
+		return err
+	}
+	epochs, err := r.m.cfg.Control.MoveEpochs(ctx, r.mv)
+	if err != nil {
+		return err
+	}
+	next := make(map[string]int64, len(epochs))
+	for s, e := range epochs {
+		next[s] = e + 1
+	}
+	err = r.transition(ctx, r.dst, domicile.Transition{
+		From: []domicile.OwnerState{"", domicile.Moved}, To: domicile.Incoming, Region: r.mv.To, Epochs: next,
+	})
+	if err != nil {
+		return err
+	}
+	return r.record(ctx, domicile.MovePrepared)
+}
+
+// fence marks the subjects fenced at the source: in-flight writes drain,
+// new ones are refused with a retryable error, reads go on.
+func (r *run) fence(ctx context.Context) error {
+	if err := r.renew(ctx); err != nil {
+		return err
+	}
+	if err := r.transition(ctx, r.src, domicile.Transition{From: []domicile.OwnerState{domicile.Owned}, To: domicile.Fenced}); err != nil {
+		return err
+	}
+	r.mv.FencedAt = r.m.cfg.Now()
+	r.mv.Receipt.Fenced = r.mv.FencedAt
+	return r.record(ctx, domicile.MoveFenced)
+}
+
+// copy replaces whatever an earlier attempt left at the destination with the
+// subjects' rows from the source.
+func (r *run) copy(ctx context.Context) error {
+	if err := r.renew(ctx); err != nil {
+		return err
+	}
+	b, err := r.src.ReadSubjects(ctx, r.ds, r.mv.Subjects)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", r.mv.From, err)
+	}
+	if r.digests, err = domicile.DigestBatch(r.ds, r.mv.Subjects, b); err != nil {
+		return err
+	}
+	r.mv.Receipt.Bytes = b.Bytes()
+	b.MoveID = r.mv.ID
+	if err := r.dst.WriteSubjects(ctx, r.ds, r.mv.Subjects, b); err != nil {
+		return fmt.Errorf("write %s: %w", r.mv.To, err)
+	}
+	return r.record(ctx, domicile.MoveCopied)
+}
+
+// verify compares the per-subject digests at both ends.
+func (r *run) verify(ctx context.Context) error {
+	if err := r.renew(ctx); err != nil {
+		return err
+	}
+	src := r.digests
+	if src == nil { // resumed after a restart: the source is fenced, so reading it again is exact
+		var err error
+		if src, err = r.src.DigestSubjects(ctx, r.ds, r.mv.Subjects); err != nil {
+			return fmt.Errorf("digest %s: %w", r.mv.From, err)
+		}
+	}
+	dst, err := r.dst.DigestSubjects(ctx, r.ds, r.mv.Subjects)
+	if err != nil {
+		return fmt.Errorf("digest %s: %w", r.mv.To, err)
+	}
+	for _, s := range r.mv.Subjects {
+		if !src[s].Equal(dst[s]) {
+			return fmt.Errorf("verify: subject %s differs between %s and %s", s, r.mv.From, r.mv.To)
+		}
+	}
+	rc := &r.mv.Receipt
+	rc.Digest = domicile.BatchDigest(src, "")
+	rc.Tables = rc.Tables[:0]
+	for _, t := range r.ds.Tables {
+		tr := domicile.TableReceipt{Table: t.Name, Digest: domicile.BatchDigest(src, t.Name)}
+		for _, s := range r.mv.Subjects {
+			tr.SourceRows += src[s].Rows[t.Name]
+			tr.DestRows += dst[s].Rows[t.Name]
+		}
+		rc.Tables = append(rc.Tables, tr)
+	}
+	return r.record(ctx, domicile.MoveVerified)
+}
+
+// tombstone leaves "moved to T at epoch E" at the source, so that a stale
+// writer or reader there is redirected.
+func (r *run) tombstone(ctx context.Context) error {
+	epochs, err := r.m.cfg.Control.MoveEpochs(ctx, r.mv)
+	if err != nil {
+		return err
+	}
+	err = r.transition(ctx, r.src, domicile.Transition{
+		From: []domicile.OwnerState{domicile.Fenced}, Own: true, To: domicile.Moved, Region: r.mv.To, Epochs: epochs,
+	})
+	if err != nil {
+		return err
+	}
+	return r.record(ctx, domicile.MoveTombstoned)
+}
+
+// activate makes the destination the owner: writes resume there.
+func (r *run) activate(ctx context.Context) error {
+	epochs, err := r.m.cfg.Control.MoveEpochs(ctx, r.mv)
+	if err != nil {
+		return err
+	}
+	err = r.transition(ctx, r.dst, domicile.Transition{
+		From: []domicile.OwnerState{domicile.Incoming}, Own: true, To: domicile.Owned, Region: r.mv.To, Epochs: epochs,
+	})
+	if err != nil {
+		return err
+	}
+	r.activatedAt = r.m.cfg.Now()
+	r.mv.PurgeAfter = r.activatedAt.Add(r.m.cfg.PurgeAfter)
+	return r.record(ctx, domicile.MoveActivated)
+}
+
+// purge deletes the rows left at the source and writes the receipt.
+func (r *run) purge(ctx context.Context) error {
+	if err := r.renew(ctx); err != nil {
+		return err
+	}
+	n, err := r.src.PurgeMoved(ctx, r.ds, r.mv.ID, r.mv.Subjects)
+	if err != nil {
+		return fmt.Errorf("purge %s: %w", r.mv.From, err)
+	}
+	r.mv.Receipt.Purged += n
+	r.mv.Receipt.Finished = r.m.cfg.Now()
+	return r.record(ctx, domicile.MovePurged)
+}
+
+// rollback undoes an uncommitted move: the source takes writes again, the
+// destination's copy goes, and the placements return to Active at the source.
+func (r *run) rollback(ctx context.Context, reason string) error {
+	ctx = context.WithoutCancel(ctx)
+	mv := r.mv
+	if committed(mv.State) {
+		return fmt.Errorf("move %s is committed: it cannot roll back", mv.ID)
+	}
+	r.m.cfg.Logger.Warn("rolling back move", "move", mv.ID, "dataset", mv.Dataset, "from", mv.From, "to", mv.To, "reason", reason)
+	if err := r.renew(ctx); err != nil {
+		return err
+	}
+	epochs, err := r.m.cfg.Control.MoveEpochs(ctx, mv)
+	if err != nil {
+		return err
+	}
+	// Give the source back first: that is what unblocks writers.
+	if err := r.transition(ctx, r.src, domicile.Transition{
+		From: []domicile.OwnerState{domicile.Fenced}, Own: true, Lenient: true, To: domicile.Owned, Region: mv.From, Epochs: epochs,
+	}); err != nil {
+		return err
+	}
+	if mv.State != domicile.MovePlanned {
+		if err := r.transition(ctx, r.dst, domicile.Transition{
+			From: []domicile.OwnerState{domicile.Incoming}, Own: true, Lenient: true, To: domicile.Moved, Region: mv.From, Epochs: epochs,
+		}); err != nil {
+			return err
+		}
+		if _, err := r.dst.PurgeMoved(ctx, r.ds, mv.ID, mv.Subjects); err != nil {
+			return fmt.Errorf("drop the copy at %s: %w", mv.To, err)
+		}
+	}
+	mv.Error = reason
+	mv.Receipt.Finished = r.m.cfg.Now()
+	return r.record(ctx, domicile.MoveRolledBack)
+}

@@ -1,0 +1,411 @@
+package mover_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/domicile/domicile"
+	"github.com/domicile/domicile/mover"
+	"github.com/domicile/domicile/sqlite"
+	"github.com/domicile/domicile/verify"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// clock is a settable clock shared by the processes of a test.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// toB sends subjects whose id ends in an odd digit to region b.
+type toB struct{}
+
+func (toB) Decide(s domicile.Subject, dataset string, at time.Time) (domicile.Decision, error) {
+	if s.Country == "BR" {
+		return domicile.Decision{Rule: "brazil", Regions: []string{"b"}, Version: "v1"}, nil
+	}
+	return domicile.Decision{Rule: "default", Regions: []string{"a"}, Version: "v1"}, nil
+}
+
+type env struct {
+	ctrl     *sqlite.Control
+	stores   map[string]domicile.Store
+	sq       map[string]*sqlite.Store
+	ds       *domicile.Dataset
+	subjects []domicile.Subject
+	clock    *clock
+}
+
+const schema = `
+CREATE TABLE profiles (user_id TEXT PRIMARY KEY, name TEXT, score REAL, avatar BLOB);
+CREATE TABLE posts (post_id INTEGER PRIMARY KEY, user_id TEXT NOT NULL, body TEXT, n INTEGER);
+CREATE INDEX posts_user ON posts (user_id);
+`
+
+// newEnv makes regions a and b and a control store, with n subjects in a,
+// every third one Brazilian.
+func newEnv(t *testing.T, n int) *env {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	e := &env{stores: map[string]domicile.Store{}, sq: map[string]*sqlite.Store{}, clock: &clock{t: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}}
+	ctrl, err := sqlite.OpenControl(filepath.Join(dir, "control.db"), e.clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctrl.Close() })
+	e.ctrl = ctrl
+	for _, r := range []string{"a", "b"} {
+		s, err := sqlite.OpenStore(filepath.Join(dir, r+".db"), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		e.stores[r], e.sq[r] = s, s
+	}
+	if _, err := e.sq["a"].DB().Exec(schema); err != nil {
+		t.Fatal(err)
+	}
+	e.ds = &domicile.Dataset{Name: "social"}
+	templates, indexes := map[string]*domicile.Table{}, map[string][]string{}
+	for _, name := range []string{"profiles", "posts"} {
+		tb, err := e.sq["a"].DescribeTable(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb.SubjectColumn = "user_id"
+		e.ds.Tables = append(e.ds.Tables, tb)
+		templates[name] = tb
+		if indexes[name], err = e.sq["a"].Indexes(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range []string{"a", "b"} {
+		err := e.stores[r].Install(ctx, []*domicile.Dataset{e.ds}, domicile.InstallOptions{Templates: templates, TemplateIndexes: indexes})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var owners []domicile.Ownership
+	var placements []domicile.Placement
+	for i := range n {
+		s := domicile.Subject{ID: fmt.Sprintf("u%04d", i), Country: "CN"}
+		if i%3 == 0 {
+			s.Country = "BR"
+		}
+		e.subjects = append(e.subjects, s)
+		owners = append(owners, domicile.Ownership{Subject: s.ID, Dataset: "social", State: domicile.Owned, Region: "a", Epoch: 1})
+		placements = append(placements, domicile.Placement{Subject: s.ID, Dataset: "social", Region: "a", Epoch: 1, State: domicile.Active})
+	}
+	if err := e.stores["a"].SetOwnership(ctx, owners); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctrl.AddSubjects(ctx, e.subjects, placements); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := e.sq["a"].DB().Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range e.subjects {
+		if _, err := tx.Exec(`INSERT INTO profiles VALUES (?, ?, ?, ?)`, s.ID, "name "+s.ID, float64(i)/3, []byte{byte(i), 0, 1}); err != nil {
+			t.Fatal(err)
+		}
+		for j := range 5 {
+			if _, err := tx.Exec(`INSERT INTO posts VALUES (?, ?, ?, ?)`, i*100+j, s.ID, fmt.Sprintf("post %d of %s ✓", j, s.ID), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) mover(owner string, hook func(*domicile.Move, domicile.MoveState)) *mover.Mover {
+	return mover.New(mover.Config{
+		Control: e.ctrl, Stores: e.stores, Datasets: map[string]*domicile.Dataset{"social": e.ds},
+		Owner: owner, Now: e.clock.Now, AfterStep: hook, MaxBlock: time.Hour,
+	})
+}
+
+func (e *env) plan(ctx context.Context) (*mover.Plan, error) {
+	return mover.MakePlan(ctx, e.ctrl, e.stores, []*domicile.Dataset{e.ds}, toB{}, e.clock.Now(), true)
+}
+
+func (e *env) verify(t *testing.T) *verify.Report {
+	t.Helper()
+	rep, err := verify.Run(context.Background(), verify.Config{
+		Control: e.ctrl, Stores: e.stores, Datasets: []*domicile.Dataset{e.ds}, Policy: toB{}, At: e.clock.Now(), Now: e.clock.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// countRows returns the rows per region of the subject.
+func (e *env) countRows(t *testing.T, subject string) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	for r, s := range e.stores {
+		counts, err := s.CountRows(context.Background(), e.ds, subject)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range counts {
+			out[r] += n
+		}
+	}
+	return out
+}
+
+// checkMoved asserts every Brazilian subject lives in b with all 6 rows and
+// nothing left in a, and every other subject in a.
+func (e *env) checkMoved(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	for _, s := range e.subjects {
+		want := "a"
+		if s.Country == "BR" {
+			want = "b"
+		}
+		p, err := e.ctrl.FindPlacement(ctx, s.ID, "social")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Region != want || p.State != domicile.Active {
+			t.Fatalf("%s: placement %+v, want active in %s", s.ID, p, want)
+		}
+		rows := e.countRows(t, s.ID)
+		if rows[want] != 6 || rows["a"]+rows["b"] != 6 {
+			t.Fatalf("%s: rows per region %v, want 6 in %s only", s.ID, rows, want)
+		}
+		o, err := e.stores[want].FindOwnership(ctx, "social", s.ID)
+		if err != nil || o.State != domicile.Owned || o.Epoch != p.Epoch {
+			t.Fatalf("%s: ownership at home %+v (%v), want owned at epoch %d", s.ID, o, err, p.Epoch)
+		}
+	}
+}
+
+func TestMigrateMovesAndPurges(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 60)
+	p, err := e.plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Routes) != 1 || p.Routes[0].Count != 20 || p.Routes[0].Rows != 120 || p.Routes[0].Bytes == 0 {
+		t.Fatalf("plan: %+v", p.Routes)
+	}
+	rep := e.verify(t)
+	if !rep.OK || rep.Pending != 20 {
+		t.Fatalf("before: verify %+v, want ok with 20 pending", rep)
+	}
+	sum, err := e.mover("m1", nil).Migrate(ctx, e.plan, mover.MigrateOptions{Batch: 7, Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Subjects != 20 || sum.Rows != 120 || sum.Failed != 0 || sum.Moves != 3 {
+		t.Fatalf("summary %+v", sum)
+	}
+	e.checkMoved(t)
+	if rep := e.verify(t); !rep.OK || rep.Pending != 0 {
+		t.Fatalf("after: verify %+v", rep)
+	}
+	rs, err := e.ctrl.FindReceipts(ctx, "u0003")
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("receipts %v %v", rs, err)
+	}
+	r := rs[0]
+	if r.From != "a" || r.To != "b" || r.Rule != "brazil" || r.Purged != int64(6*r.Subjects) || r.Digest == "" || len(r.Tables) != 2 {
+		t.Fatalf("receipt %+v", r)
+	}
+	for _, tr := range r.Tables {
+		if tr.SourceRows != tr.DestRows || tr.Digest == "" {
+			t.Fatalf("table receipt %+v", tr)
+		}
+	}
+	// A stale writer at the old region is refused with a redirect.
+	_, err = e.sq["a"].DB().Exec(`INSERT INTO posts VALUES (999999, 'u0003', 'stale', 1)`)
+	if err == nil {
+		t.Fatal("a write at the old region succeeded")
+	}
+	err = e.stores["a"].PutRow(ctx, e.ds.Tables[1], "u0003", []string{"post_id", "user_id", "body", "n"}, []any{int64(999999), "u0003", "x", int64(1)})
+	var de *domicile.Error
+	if !errors.As(err, &de) || de.Code != domicile.CodeMoved || de.Region != "b" || de.Epoch != 2 {
+		t.Fatalf("stale write: %v (%+v)", err, de)
+	}
+	// Nothing left to do: a second run is a no-op.
+	sum, err = e.mover("m2", nil).Migrate(ctx, e.plan, mover.MigrateOptions{})
+	if err != nil || sum.Subjects != 0 || sum.Moves != 0 {
+		t.Fatalf("second run: %+v %v", sum, err)
+	}
+}
+
+// TestCrashAfterEveryStep stops the mover just after each protocol step is
+// recorded, then lets another process, once the lease has expired, resolve
+// what was left; the invariants must hold and no row may be lost.
+func TestCrashAfterEveryStep(t *testing.T) {
+	steps := []domicile.MoveState{
+		domicile.MovePlanned, domicile.MovePrepared, domicile.MoveFenced, domicile.MoveCopied,
+		domicile.MoveVerified, domicile.MoveCommitted, domicile.MoveTombstoned, domicile.MoveActivated,
+	}
+	for _, step := range steps {
+		t.Run(string(step), func(t *testing.T) {
+			ctx := context.Background()
+			e := newEnv(t, 12)
+			fired := false
+			hook := func(m *domicile.Move, s domicile.MoveState) {
+				if s == step {
+					// The worker goroutine dies here, as if its process
+					// were killed: nothing after the recorded step runs.
+					fired = true
+					runtime.Goexit()
+				}
+			}
+			if step == domicile.MovePlanned {
+				// Planned is recorded by CreateMove, before any hook: crash
+				// between planning and running by planning alone.
+				p, err := e.plan(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				mv := &domicile.Move{ID: mover.NewMoveID(e.clock.Now()), Dataset: "social", From: "a", To: "b", Rule: "brazil", Subjects: p.Routes[0].Subjects}
+				if ok, err := e.ctrl.CreateMove(ctx, mv); !ok || err != nil {
+					t.Fatal(ok, err)
+				}
+			} else {
+				e.mover("victim", hook).Migrate(ctx, e.plan, mover.MigrateOptions{Batch: 100, Workers: 1, Passes: 1})
+				if !fired {
+					t.Fatalf("the hook for %s never fired", step)
+				}
+			}
+			// While the victim's lease lives, another process must not touch it.
+			if step != domicile.MovePlanned {
+				moves, _ := e.ctrl.ListMoves(ctx, openStates()...)
+				if len(moves) == 0 {
+					t.Fatal("no open move after the crash")
+				}
+				if _, err := e.mover("thief", nil).Run(ctx, moves[0].ID); !errors.Is(err, domicile.ErrLeaseLost) {
+					t.Fatalf("a live lease was taken: %v", err)
+				}
+			}
+			e.clock.Add(10 * time.Second)
+			if rep := e.verify(t); rep.OK {
+				t.Fatalf("verify passed with a dead move open: %+v", rep)
+			}
+			sum, err := e.mover("rescuer", nil).Migrate(ctx, e.plan, mover.MigrateOptions{Batch: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum.Resolved != 1 {
+				t.Fatalf("resolved %d moves, want 1", sum.Resolved)
+			}
+			e.checkMoved(t)
+			if rep := e.verify(t); !rep.OK || rep.Pending != 0 {
+				t.Fatalf("verify after recovery: %+v", rep)
+			}
+		})
+	}
+}
+
+func openStates() []domicile.MoveState {
+	return []domicile.MoveState{domicile.MovePlanned, domicile.MovePrepared, domicile.MoveFenced, domicile.MoveCopied,
+		domicile.MoveVerified, domicile.MoveCommitted, domicile.MoveTombstoned, domicile.MoveActivated}
+}
+
+func TestMaxBlockRollsBack(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 9)
+	slow := mover.New(mover.Config{
+		Control: e.ctrl, Stores: e.stores, Datasets: map[string]*domicile.Dataset{"social": e.ds},
+		Owner: "slow", Now: e.clock.Now, MaxBlock: time.Second,
+		AfterStep: func(m *domicile.Move, s domicile.MoveState) {
+			if s == domicile.MoveCopied {
+				e.clock.Add(2 * time.Second) // the copy "took" longer than max_block
+			}
+		},
+	})
+	sum, err := slow.Migrate(ctx, e.plan, mover.MigrateOptions{Passes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Failed != 3 || sum.Subjects != 0 {
+		t.Fatalf("summary %+v, want 3 failed", sum)
+	}
+	// Everything is back in a, writable, and nothing is left in b.
+	for _, s := range e.subjects {
+		if rows := e.countRows(t, s.ID); rows["a"] != 6 || rows["b"] != 0 {
+			t.Fatalf("%s: rows %v", s.ID, rows)
+		}
+	}
+	if _, err := e.sq["a"].DB().Exec(`UPDATE posts SET n = 1 WHERE user_id = 'u0003'`); err != nil {
+		t.Fatalf("source not writable after rollback: %v", err)
+	}
+	if rep := e.verify(t); !rep.OK || rep.Pending != 3 {
+		t.Fatalf("verify: %+v", rep)
+	}
+	moves, _ := e.ctrl.ListMoves(ctx, domicile.MoveRolledBack)
+	if len(moves) != 1 || moves[0].Error == "" {
+		t.Fatalf("rolled back moves: %+v", moves)
+	}
+	// A later run without the delay moves them.
+	if _, err := e.mover("fast", nil).Migrate(ctx, e.plan, mover.MigrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.checkMoved(t)
+}
+
+func TestAbortAndRollbackWindow(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 6)
+	m := mover.New(mover.Config{
+		Control: e.ctrl, Stores: e.stores, Datasets: map[string]*domicile.Dataset{"social": e.ds},
+		Owner: "w", Now: e.clock.Now, MaxBlock: time.Hour, PurgeAfter: time.Hour,
+	})
+	if _, err := m.Migrate(ctx, e.plan, mover.MigrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Within the window the source rows stay, and verify accepts them.
+	if rows := e.countRows(t, "u0000"); rows["a"] != 6 || rows["b"] != 6 {
+		t.Fatalf("rows within the window: %v", rows)
+	}
+	if rep := e.verify(t); !rep.OK {
+		t.Fatalf("verify within the window: %+v", rep)
+	}
+	e.clock.Add(2 * time.Hour)
+	if rep := e.verify(t); rep.OK {
+		t.Fatal("verify passed with source rows past the window")
+	}
+	n, err := m.PurgeDue(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("purge due: %d %v", n, err)
+	}
+	e.checkMoved(t)
+	if rep := e.verify(t); !rep.OK {
+		t.Fatalf("verify after purge: %+v", rep)
+	}
+}

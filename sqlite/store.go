@@ -1,0 +1,386 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/domicile/domicile"
+)
+
+// Store is a region's store in one SQLite file.
+//
+// It keeps two connection pools on the file. Writes go through a pool of one
+// connection: SQLite admits one writer at a time anyway, and queueing
+// writers in Go is fairer and much faster than letting them spin in SQLite's
+// busy handler, which sleeps in steps of milliseconds. Reads use a pool of
+// their own, in DEFERRED transactions, and run in parallel with the writer
+// (WAL). Other processes writing the file wait for the lock under
+// busy_timeout.
+type Store struct {
+	db     *sql.DB // writes: one connection
+	rdb    *sql.DB // reads
+	region string
+
+	mu       sync.Mutex
+	stmts    map[stmtKey]*sql.Stmt
+	datasets map[string]string // table → dataset, as installed
+}
+
+type stmtKey struct {
+	read  bool
+	query string
+}
+
+var _ domicile.Store = (*Store)(nil)
+
+// OpenStore opens the store of region in the SQLite file at path, creating
+// the file if it is missing. Install creates domicile's tables.
+func OpenStore(path, region string) (*Store, error) {
+	db, err := openDB(path)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	rdb, err := openPool(path, "_pragma=query_only(1)")
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	n := max(4, 2*runtime.GOMAXPROCS(0))
+	rdb.SetMaxOpenConns(n)
+	rdb.SetMaxIdleConns(n)
+	return &Store{
+		db:       db,
+		rdb:      rdb,
+		region:   region,
+		stmts:    make(map[stmtKey]*sql.Stmt),
+		datasets: make(map[string]string),
+	}, nil
+}
+
+// DB returns the store's write pool (one connection), for tests and for
+// tooling. Holding a transaction or open rows on it blocks the store's
+// writes until they end.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Region names the region the store belongs to.
+func (s *Store) Region() string { return s.region }
+
+// Close closes the store's statements and connections.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	stmts := s.stmts
+	s.stmts = make(map[stmtKey]*sql.Stmt)
+	s.mu.Unlock()
+	var errs []error
+	for _, st := range stmts {
+		errs = append(errs, st.Close())
+	}
+	errs = append(errs, s.rdb.Close(), s.db.Close())
+	return errors.Join(errs...)
+}
+
+// stmt returns a prepared statement for query on the write pool (or the read
+// pool if read is set), preparing it once.
+func (s *Store) stmt(ctx context.Context, read bool, query string) (*sql.Stmt, error) {
+	k := stmtKey{read, query}
+	s.mu.Lock()
+	st, ok := s.stmts[k]
+	s.mu.Unlock()
+	if ok {
+		return st, nil
+	}
+	db := s.db
+	if read {
+		db = s.rdb
+	}
+	st, err := db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if prev, ok := s.stmts[k]; ok {
+		st.Close()
+		return prev, nil
+	}
+	s.stmts[k] = st
+	return st, nil
+}
+
+// update runs fn in a write transaction (BEGIN IMMEDIATE), rolling back on
+// error or panic.
+func (s *Store) update(ctx context.Context, fn func(*sql.Tx) error) (err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			rollback(tx)
+			panic(p)
+		}
+		if err != nil {
+			rollback(tx)
+		}
+	}()
+	if err = fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// bypass runs fn in a write transaction that passes domicile's triggers: it
+// inserts a bypass row first and deletes it before committing, so no other
+// transaction ever sees one.
+func (s *Store) bypass(ctx context.Context, fn func(*sql.Tx) error) error {
+	return s.update(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO domicile_bypass (id) VALUES (NULL)`); err != nil {
+			return fmt.Errorf("bypass: %w", err)
+		}
+		if err := fn(tx); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM domicile_bypass`)
+		return err
+	})
+}
+
+// view runs fn in a read transaction.
+func (s *Store) view(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.rdb.BeginTx(ctx, readTx)
+	if err != nil {
+		return err
+	}
+	defer rollback(tx)
+	return fn(tx)
+}
+
+// DescribeTable reads a table's columns and primary key.
+func (s *Store) DescribeTable(ctx context.Context, name string) (*domicile.Table, error) {
+	return describeTable(ctx, s.rdb, name)
+}
+
+func describeTable(ctx context.Context, q querierCtx, name string) (*domicile.Table, error) {
+	rows, err := q.QueryContext(ctx, `SELECT name, type, "notnull", pk FROM pragma_table_info(?) ORDER BY cid`, name)
+	if err != nil {
+		return nil, fmt.Errorf("describe %s: %w", name, err)
+	}
+	defer rows.Close()
+	t := &domicile.Table{Name: name}
+	var pk []string
+	var pkPos []int
+	for rows.Next() {
+		var c domicile.Column
+		var pos int
+		if err := rows.Scan(&c.Name, &c.Type, &c.NotNull, &pos); err != nil {
+			return nil, fmt.Errorf("describe %s: %w", name, err)
+		}
+		t.Columns = append(t.Columns, c)
+		if pos > 0 {
+			pk = append(pk, c.Name)
+			pkPos = append(pkPos, pos)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("describe %s: %w", name, err)
+	}
+	if len(t.Columns) == 0 {
+		return nil, &domicile.Error{Code: domicile.CodeNotFound, Message: fmt.Sprintf("table %s not found", name), Err: domicile.ErrNotFound}
+	}
+	if len(pk) == 0 {
+		return nil, domicile.Errorf(domicile.CodeInvalid, "table %s has no primary key", name)
+	}
+	t.PrimaryKey = make([]string, len(pk))
+	for i, p := range pkPos {
+		t.PrimaryKey[p-1] = pk[i]
+	}
+	return t, nil
+}
+
+// Indexes returns the CREATE INDEX statements of a table, leaving out the
+// indexes SQLite creates for constraints and domicile's own.
+func (s *Store) Indexes(ctx context.Context, table string) ([]string, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT sql FROM sqlite_schema
+		WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL AND name NOT LIKE 'domicile\_%' ESCAPE '\'
+		ORDER BY name`, table)
+	if err != nil {
+		return nil, fmt.Errorf("indexes of %s: %w", table, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var q string
+		if err := rows.Scan(&q); err != nil {
+			return nil, err
+		}
+		out = append(out, q)
+	}
+	return out, rows.Err()
+}
+
+const ownerColumns = `subject, dataset, state, region, epoch, move_id`
+
+func scanOwnership(sc interface{ Scan(...any) error }, o *domicile.Ownership) error {
+	return sc.Scan(&o.Subject, &o.Dataset, &o.State, &o.Region, &o.Epoch, &o.MoveID)
+}
+
+// FindOwnership returns a subject's ownership row for a dataset.
+func (s *Store) FindOwnership(ctx context.Context, dataset, subject string) (domicile.Ownership, error) {
+	var o domicile.Ownership
+	st, err := s.stmt(ctx, true, `SELECT `+ownerColumns+` FROM domicile_owner WHERE subject = ? AND dataset = ?`)
+	if err != nil {
+		return o, err
+	}
+	err = scanOwnership(st.QueryRowContext(ctx, subject, dataset), &o)
+	if errors.Is(err, sql.ErrNoRows) {
+		return o, &domicile.Error{Code: domicile.CodeNotFound, Message: "ownership not found", Err: domicile.ErrNotFound}
+	}
+	return o, err
+}
+
+// ListOwnership calls fn for every ownership row of the dataset, in subject
+// order.
+func (s *Store) ListOwnership(ctx context.Context, dataset string, fn func(domicile.Ownership) error) error {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+ownerColumns+` FROM domicile_owner WHERE dataset = ? ORDER BY subject`, dataset)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var o domicile.Ownership
+		if err := scanOwnership(rows, &o); err != nil {
+			return err
+		}
+		if err := fn(o); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// SetOwnership writes the ownership rows in one transaction.
+func (s *Store) SetOwnership(ctx context.Context, rows []domicile.Ownership) error {
+	for _, o := range rows {
+		switch o.State {
+		case domicile.Owned, domicile.Incoming, domicile.Fenced, domicile.Moved:
+		default:
+			return domicile.Errorf(domicile.CodeInvalid, "ownership state %q is not one of owned, incoming, fenced, moved", o.State)
+		}
+		if o.Subject == "" || o.Dataset == "" {
+			return domicile.Errorf(domicile.CodeInvalid, "ownership row needs a subject and a dataset")
+		}
+	}
+	return s.update(ctx, func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, `INSERT INTO domicile_owner (`+ownerColumns+`) VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (subject, dataset) DO UPDATE SET state = excluded.state, region = excluded.region,
+			epoch = excluded.epoch, move_id = excluded.move_id`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, o := range rows {
+			if _, err := st.ExecContext(ctx, o.Subject, o.Dataset, string(o.State), o.Region, o.Epoch, o.MoveID); err != nil {
+				return fmt.Errorf("set ownership of %s: %w", o.Subject, err)
+			}
+		}
+		return nil
+	})
+}
+
+// DeleteOwnership removes the ownership rows of the subjects.
+func (s *Store) DeleteOwnership(ctx context.Context, dataset string, subjects []string) error {
+	return s.update(ctx, func(tx *sql.Tx) error {
+		return inChunks([]any{dataset}, subjects, func(n int, args []any) error {
+			_, err := tx.ExecContext(ctx, `DELETE FROM domicile_owner WHERE dataset = ? AND subject IN (`+placeholders(n)+`)`, args...)
+			return err
+		})
+	})
+}
+
+// chunkSize bounds the subjects bound into one IN list.
+const chunkSize = 500
+
+// inChunks calls fn with the subjects in chunks of at most chunkSize: n
+// subjects, bound after the lead arguments in args.
+func inChunks(lead []any, subjects []string, fn func(n int, args []any) error) error {
+	args := make([]any, 0, len(lead)+min(len(subjects), chunkSize))
+	args = append(args, lead...)
+	for len(subjects) > 0 {
+		n := min(len(subjects), chunkSize)
+		args = args[:len(lead)]
+		for _, s := range subjects[:n] {
+			args = append(args, s)
+		}
+		if err := fn(n, args); err != nil {
+			return err
+		}
+		subjects = subjects[n:]
+	}
+	return nil
+}
+
+// datasetOf returns the dataset that Install recorded for table.
+func (s *Store) datasetOf(ctx context.Context, q querierCtx, table string) (string, error) {
+	s.mu.Lock()
+	ds, ok := s.datasets[table]
+	s.mu.Unlock()
+	if ok {
+		return ds, nil
+	}
+	err := q.QueryRowContext(ctx, `SELECT value FROM domicile_settings WHERE key = ?`, tableKey(table)).Scan(&ds)
+	if errors.Is(err, sql.ErrNoRows) || sqliteCode(err) == 1 /* SQLITE_ERROR: no such table */ {
+		return "", domicile.Errorf(domicile.CodeInvalid, "table %s is not installed in region %s", table, s.region)
+	}
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	s.datasets[table] = ds
+	s.mu.Unlock()
+	return ds, nil
+}
+
+func tableKey(table string) string { return "table:" + table + ":dataset" }
+
+// refused returns the *Error for a trigger's refusal r of subject's write to
+// a table of dataset; for Moved it reads where the subject went.
+func (s *Store) refused(ctx context.Context, r error, dataset, subject string) error {
+	switch r {
+	case domicile.ErrFenced:
+		return &domicile.Error{Code: domicile.CodeFenced, Message: "subject is being moved; retry shortly", Err: r}
+	case domicile.ErrIncoming:
+		return &domicile.Error{Code: domicile.CodeFenced, Message: "subject is being moved here; retry shortly", Err: r}
+	case domicile.ErrUnknown:
+		return &domicile.Error{Code: domicile.CodeForbidden, Message: fmt.Sprintf("subject is not owned by region %s", s.region), Err: r}
+	}
+	e := &domicile.Error{Code: domicile.CodeMoved, Message: "subject has moved", Err: r}
+	if dataset != "" {
+		// The refusal has rolled back its statement; read the tombstone.
+		o, err := s.FindOwnership(ctx, dataset, subject)
+		if err == nil && o.State == domicile.Moved {
+			e.Region, e.Epoch = o.Region, o.Epoch
+			e.Message = "subject has moved to region " + o.Region
+		}
+	}
+	return e
+}
+
+// writeErr maps an error of a write of subject's row in table.
+func (s *Store) writeErr(ctx context.Context, err error, table, subject string) error {
+	if r := refusal(err); r != nil {
+		ds, _ := s.datasetOf(ctx, s.rdb, table)
+		return s.refused(ctx, r, ds, subject)
+	}
+	if isConflict(err) {
+		return &domicile.Error{Code: domicile.CodeConflict, Message: fmt.Sprintf("a row of %s with this key exists", table), Err: err}
+	}
+	return err
+}

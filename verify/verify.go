@@ -1,0 +1,225 @@
+// Package verify checks domicile's invariants across the control store and
+// every regional store: one owner per (subject, dataset), the one the
+// directory names; triggers installed and current; no move left unresolved;
+// no row outside its home; every home allowed by the policy.
+package verify
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/domicile/domicile"
+)
+
+// Decider is the policy as verify sees it.
+type Decider interface {
+	Decide(s domicile.Subject, dataset string, at time.Time) (domicile.Decision, error)
+}
+
+// Config is what Run checks.
+type Config struct {
+	Control  domicile.Control
+	Stores   map[string]domicile.Store
+	Datasets []*domicile.Dataset
+	Policy   Decider
+	At       time.Time // the policy date
+	Now      func() time.Time
+}
+
+// Violation is one broken invariant.
+type Violation struct {
+	Kind    string `json:"kind"`
+	Subject string `json:"subject,omitempty"`
+	Dataset string `json:"dataset,omitempty"`
+	Region  string `json:"region,omitempty"`
+	Message string `json:"message"`
+}
+
+// Report is the outcome of a check.
+type Report struct {
+	OK         bool        `json:"ok"`
+	Violations []Violation `json:"violations"`
+	Pending    int         `json:"pending"` // placements the policy wants moved
+	Placements int         `json:"placements"`
+	Stores     int         `json:"stores"`
+}
+
+const maxViolations = 1000
+
+func (r *Report) add(v Violation) {
+	if len(r.Violations) < maxViolations {
+		r.Violations = append(r.Violations, v)
+	}
+	r.OK = false
+}
+
+type key struct{ subject, dataset string }
+
+// Run checks every invariant and reports what it found.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	now := cfg.Now()
+	rep := &Report{OK: true, Violations: []Violation{}, Stores: len(cfg.Stores)}
+	regions := make([]string, 0, len(cfg.Stores))
+	for r := range cfg.Stores {
+		regions = append(regions, r)
+	}
+	slices.Sort(regions)
+
+	// The directory, and the moves that may legitimately hold rows or fences.
+	homes := map[key]domicile.Placement{}
+	subjects := map[string]domicile.Subject{}
+	if err := cfg.Control.ListPlacements(ctx, "", func(s domicile.Subject, p domicile.Placement) error {
+		homes[key{p.Subject, p.Dataset}] = p
+		subjects[s.ID] = s
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	rep.Placements = len(homes)
+	open, err := cfg.Control.ListMoves(ctx, domicile.MovePlanned, domicile.MovePrepared, domicile.MoveFenced,
+		domicile.MoveCopied, domicile.MoveVerified, domicile.MoveCommitted, domicile.MoveTombstoned, domicile.MoveActivated)
+	if err != nil {
+		return nil, err
+	}
+	live := map[string]*domicile.Move{} // moves in flight or in their rollback window
+	for _, mv := range open {
+		windowed := mv.State == domicile.MoveActivated && now.Before(mv.PurgeAfter)
+		leased := mv.Owner != "" && now.Before(mv.LeaseExpires)
+		if !windowed && !leased {
+			rep.add(Violation{Kind: "unresolved_move", Dataset: mv.Dataset, Region: mv.From,
+				Message: fmt.Sprintf("move %s (%s → %s) is %s with no live claim: run migrate to resolve it", mv.ID, mv.From, mv.To, mv.State)})
+		}
+		full, err := cfg.Control.FindMove(ctx, mv.ID)
+		if err != nil {
+			return nil, err
+		}
+		live[mv.ID] = full
+	}
+	// inMove reports whether a live move of the (subject, dataset) involves region.
+	movesOf := map[key][]*domicile.Move{}
+	for _, mv := range live {
+		for _, s := range mv.Subjects {
+			movesOf[key{s, mv.Dataset}] = append(movesOf[key{s, mv.Dataset}], mv)
+		}
+	}
+	inMove := func(k key, region string) bool {
+		for _, mv := range movesOf[k] {
+			if mv.From == region || mv.To == region {
+				return true
+			}
+		}
+		return false
+	}
+
+	for _, region := range regions {
+		st := cfg.Stores[region]
+		problems, err := st.CheckInstall(ctx, cfg.Datasets)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", region, err)
+		}
+		for _, p := range problems {
+			rep.add(Violation{Kind: "install", Region: region, Message: p})
+		}
+		if len(problems) > 0 {
+			continue
+		}
+		for _, ds := range cfg.Datasets {
+			// Ownership rows: exactly the home owns, at the directory's epoch.
+			owned := map[string]bool{}
+			err := st.ListOwnership(ctx, ds.Name, func(o domicile.Ownership) error {
+				k := key{o.Subject, ds.Name}
+				p, known := homes[k]
+				switch o.State {
+				case domicile.Moved:
+					return nil
+				case domicile.Owned:
+					owned[o.Subject] = true
+					if !known {
+						rep.add(Violation{Kind: "unknown_owner", Subject: o.Subject, Dataset: ds.Name, Region: region,
+							Message: "the store owns a subject the directory does not know"})
+					} else if p.Region != region {
+						rep.add(Violation{Kind: "two_owners", Subject: o.Subject, Dataset: ds.Name, Region: region,
+							Message: fmt.Sprintf("owned here but the directory names %s (epoch %d)", p.Region, p.Epoch)})
+					} else if o.Epoch != p.Epoch {
+						rep.add(Violation{Kind: "stale_epoch", Subject: o.Subject, Dataset: ds.Name, Region: region,
+							Message: fmt.Sprintf("owned at epoch %d, the directory says %d", o.Epoch, p.Epoch)})
+					}
+				case domicile.Fenced, domicile.Incoming:
+					if _, ok := live[o.MoveID]; !ok {
+						rep.add(Violation{Kind: "stuck_" + string(o.State), Subject: o.Subject, Dataset: ds.Name, Region: region,
+							Message: fmt.Sprintf("%s by move %s, which is not open", o.State, o.MoveID)})
+					}
+					if o.State == domicile.Fenced && known && p.Region == region {
+						owned[o.Subject] = true // the home, mid-move
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", region, err)
+			}
+			for k, p := range homes {
+				if k.dataset == ds.Name && p.Region == region && !owned[k.subject] {
+					rep.add(Violation{Kind: "no_owner", Subject: k.subject, Dataset: ds.Name, Region: region,
+						Message: "the directory names this region, whose store does not own the subject"})
+				}
+			}
+			// Residency: no row outside its home, but for moves in flight or
+			// in their rollback window.
+			for _, t := range ds.Tables {
+				err := st.ListRowSubjects(ctx, t, func(subject string) error {
+					k := key{subject, ds.Name}
+					p, known := homes[k]
+					switch {
+					case !known:
+						rep.add(Violation{Kind: "unregistered_rows", Subject: subject, Dataset: ds.Name, Region: region,
+							Message: fmt.Sprintf("rows in %s of a subject the directory does not know: run discover", t.Name)})
+					case p.Region != region && !inMove(k, region):
+						rep.add(Violation{Kind: "residency", Subject: subject, Dataset: ds.Name, Region: region,
+							Message: fmt.Sprintf("rows in %s outside the subject's home %s", t.Name, p.Region)})
+					}
+					return nil
+				})
+				if err != nil {
+					return nil, fmt.Errorf("%s: %s: %w", region, t.Name, err)
+				}
+			}
+		}
+	}
+
+	// Policy: a home the policy no longer allows is a pending move.
+	for k, p := range homes {
+		if _, ok := cfg.Stores[p.Region]; !ok {
+			rep.add(Violation{Kind: "unknown_region", Subject: k.subject, Dataset: k.dataset, Region: p.Region,
+				Message: "the directory names a region the config lacks"})
+			continue
+		}
+		if cfg.Policy == nil {
+			continue
+		}
+		d, err := cfg.Policy.Decide(subjects[k.subject], k.dataset, cfg.At)
+		if err != nil {
+			return nil, err
+		}
+		if !d.Allows(p.Region) {
+			rep.Pending++
+		}
+	}
+	slices.SortFunc(rep.Violations, func(a, b Violation) int {
+		for _, c := range [][2]string{{a.Kind, b.Kind}, {a.Region, b.Region}, {a.Dataset, b.Dataset}, {a.Subject, b.Subject}} {
+			if c[0] != c[1] {
+				if c[0] < c[1] {
+					return -1
+				}
+				return 1
+			}
+		}
+		return 0
+	})
+	return rep, nil
+}
