@@ -70,7 +70,8 @@ type Control interface {
 	ReleaseMove(ctx context.Context, id string, token int64) error
 
 	// AdvanceMove records that the move reached state, with the receipt as
-	// it stands, after checking token. Committing (state Committed) flips
+	// it stands, after checking token, and extends the lease to
+	// m.LeaseExpires (a finished move's lease ends). Committing (state Committed) flips
 	// the placements of the move's subjects to m.To with epoch + 1, in the
 	// same transaction; RolledBack returns them to Active at m.From. Each
 	// state change is appended to the ledger in the same transaction.

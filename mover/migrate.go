@@ -23,6 +23,11 @@ type MigrateOptions struct {
 	Rate    float64 // rows per second, applied between batches; 0: unlimited
 	Passes  int     // plans carried out before giving up on rolled-back batches; default 3
 
+	// Queue, if set, runs the moves as River jobs on its workers (and those
+	// of any other process sharing the control store) instead of on Workers
+	// goroutines of this call; Rate then applies to the queue's workers.
+	Queue *Queue
+
 	// Progress, if set, is called after every finished move.
 	Progress func(Progress)
 }
@@ -104,12 +109,14 @@ func (m *Mover) Migrate(ctx context.Context, plan func(context.Context) (*Plan, 
 }
 
 type job struct {
-	route *Route
-	id    string
-	rows  int64 // estimate, for the rate limit
+	route    *Route
+	id       string
+	subjects int
+	rows     int64 // estimate, for the rate limit
 }
 
-// runPlan creates the plan's moves and runs them on opts.Workers goroutines.
+// runPlan creates the plan's moves and runs them on opts.Workers goroutines,
+// or on opts.Queue.
 func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limiter *rate.Limiter, sum *Summary) (int, error) {
 	var jobs []job
 	total := 0
@@ -130,9 +137,12 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 			if r.Count > 0 {
 				est = r.Rows * int64(len(mv.Subjects)) / int64(r.Count)
 			}
-			jobs = append(jobs, job{route: r, id: mv.ID, rows: est})
+			jobs = append(jobs, job{route: r, id: mv.ID, subjects: len(mv.Subjects), rows: est})
 			total += len(mv.Subjects)
 		}
+	}
+	if opts.Queue != nil {
+		return m.runQueued(ctx, jobs, total, opts, sum)
 	}
 	var mu sync.Mutex
 	done, failed := 0, 0

@@ -75,6 +75,7 @@ type run struct {
 	digests map[string]domicile.SubjectDigest // source digests, from the copy
 
 	activatedAt time.Time
+	renewed     time.Time // when the lease was last extended
 }
 
 // Run claims the move and drives it from its recorded state to the end: to
@@ -114,7 +115,7 @@ func (m *Mover) claim(ctx context.Context, id string) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &run{m: m, mv: mv, token: mv.Attempt}
+	r := &run{m: m, mv: mv, token: mv.Attempt, renewed: m.cfg.Now()}
 	if r.ds = m.cfg.Datasets[mv.Dataset]; r.ds == nil {
 		return nil, fmt.Errorf("move %s: unknown dataset %q", id, mv.Dataset)
 	}
@@ -135,24 +136,37 @@ func committed(s domicile.MoveState) bool {
 	return false
 }
 
-// record renews the lease (the token check) and records the new state.
+// record checks the token, records the new state and extends the lease, in
+// one transaction of the control store.
 func (r *run) record(ctx context.Context, state domicile.MoveState) error {
+	now := r.m.cfg.Now()
+	r.mv.LeaseExpires = now.Add(r.m.cfg.Lease)
 	if err := r.m.cfg.Control.AdvanceMove(ctx, r.mv, r.token, state); err != nil {
 		return fmt.Errorf("record %s: %w", state, err)
 	}
 	r.mv.State = state
-	if err := r.m.cfg.Control.RenewLease(ctx, r.mv.ID, r.token, r.m.cfg.Lease); err != nil && !state.Done() {
-		return err
-	}
+	r.renewed = now
 	if r.m.cfg.AfterStep != nil {
 		r.m.cfg.AfterStep(r.mv, state)
 	}
 	return nil
 }
 
-// renew checks the token and extends the lease before a step touches a store.
+// renew extends the lease before a step touches a store, when a third of it
+// has passed since the last extension. The lease only keeps other processes
+// off the move; what keeps a stale process from doing harm is the token
+// checked by every record and the ownership preconditions of every store
+// step.
 func (r *run) renew(ctx context.Context) error {
-	return r.m.cfg.Control.RenewLease(ctx, r.mv.ID, r.token, r.m.cfg.Lease)
+	now := r.m.cfg.Now()
+	if now.Sub(r.renewed) < r.m.cfg.Lease/3 {
+		return nil
+	}
+	if err := r.m.cfg.Control.RenewLease(ctx, r.mv.ID, r.token, r.m.cfg.Lease); err != nil {
+		return err
+	}
+	r.renewed = now
+	return nil
 }
 
 func (r *run) transition(ctx context.Context, s domicile.Store, t domicile.Transition) error {

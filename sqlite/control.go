@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS placements (
 	PRIMARY KEY (subject, dataset)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS placements_dataset ON placements (dataset, subject);
+CREATE INDEX IF NOT EXISTS placements_move ON placements (move_id);
 CREATE TABLE IF NOT EXISTS moves (
 	id             TEXT PRIMARY KEY,
 	dataset        TEXT NOT NULL,
@@ -513,12 +514,16 @@ func (c *Control) AdvanceMove(ctx context.Context, m *domicile.Move, token int64
 		if err != nil {
 			return err
 		}
-		owner := "owner"
+		// The lease ends with the move, and is extended to m.LeaseExpires
+		// by every other step.
+		owner, lease := "owner", "max(lease_expires, ?)"
 		if state.Done() {
-			owner = "''"
+			owner, lease = "''", "?"
+			m.LeaseExpires = time.Time{}
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE moves SET state = ?, fenced_at = ?, purge_after = ?, receipt = ?, error = ?, owner = `+owner+`
-			WHERE id = ?`, state, millis(m.FencedAt), millis(m.PurgeAfter), string(receipt), m.Error, m.ID); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE moves SET state = ?, fenced_at = ?, purge_after = ?, receipt = ?, error = ?,
+			owner = `+owner+`, lease_expires = `+lease+` WHERE id = ?`,
+			state, millis(m.FencedAt), millis(m.PurgeAfter), string(receipt), m.Error, millis(m.LeaseExpires), m.ID); err != nil {
 			return err
 		}
 		switch {

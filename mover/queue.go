@@ -1,0 +1,493 @@
+package mover
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+
+	"github.com/domicile/domicile"
+)
+
+// QueueName is the River queue that carries moves.
+const QueueName = "domicile_move"
+
+// MoveArgs is the River job that runs one move. River distributes and retries
+// these jobs; it never decides a move's fate. Mover.Run claims the move under
+// its lease, so a job that runs twice, or next to a rescued copy of itself,
+// finds the move held or finished and does nothing.
+type MoveArgs struct {
+	MoveID string `json:"move_id" river:"unique"`
+	// Attempt is the move's claim count when the job was enqueued. A job is
+	// unique per (move, attempt): enqueuing a move twice makes one job, but
+	// a move whose holder died (its job stuck "running" until River's rescuer
+	// gets to it, an hour later) is enqueued afresh under its new attempt.
+	Attempt int64 `json:"attempt" river:"unique"`
+	// Rows is an estimate of the rows the move carries, for the rate limit;
+	// it is not part of the job's identity.
+	Rows int64 `json:"rows,omitempty"`
+}
+
+// Kind is the job kind River stores.
+func (MoveArgs) Kind() string { return "domicile_move" }
+
+// InsertOpts make the job unique by its move and attempt.
+func (MoveArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{
+		Queue:       QueueName,
+		MaxAttempts: moveMaxAttempts,
+		UniqueOpts:  river.UniqueOpts{ByArgs: true},
+	}
+}
+
+const moveMaxAttempts = 25
+
+// QueueOptions tune a Queue.
+type QueueOptions struct {
+	// Workers is how many moves this process runs at once; default 2.
+	Workers int
+	// Rate limits the rows per second this process's workers start moving,
+	// applied before a move is claimed, never while its subjects are fenced;
+	// 0 (the default) is unlimited. Migrate's Rate, when set, replaces it.
+	Rate float64
+	// PollInterval is how often River looks for new jobs when no
+	// notification arrives; default 100ms. (On SQLite River's notifications
+	// are themselves a table polled every 50ms.)
+	PollInterval time.Duration
+	// Sweep is how often the queue looks for open moves whose lease expired
+	// (their process died) or whose rollback window passed, and enqueues
+	// them; default the Mover's lease. Negative disables the sweep.
+	Sweep time.Duration
+	// JobTimeout cancels a move's job that runs longer; default 15 minutes.
+	// The move itself then rolls back (before its commit) or is resumed by
+	// a retry (after it).
+	JobTimeout time.Duration
+	// Logger receives River's and the queue's logs; default discards.
+	Logger *slog.Logger
+}
+
+// Queue runs moves as durable River jobs in the control store, so that any
+// number of goroutines and processes share a migration. Recovery of a move
+// stays with the Mover: River's retries only bring a move back to Mover.Run,
+// and River's stuck-job rescue (after an hour) is never relied upon; the
+// sweep re-enqueues moves whose lease expired within one lease period.
+type Queue struct {
+	m       *Mover
+	client  *river.Client[*sql.Tx]
+	limiter *rate.Limiter
+	opts    QueueOptions
+
+	mu      sync.Mutex
+	started bool
+	stopped bool
+	cancel  context.CancelCauseFunc
+	g       *errgroup.Group
+}
+
+// errQueueStopped is the cause with which Stop ends the queue's loops.
+var errQueueStopped = errors.New("queue stopped")
+
+// NewQueue creates River's tables in the control store db if they are missing
+// (idempotent, safe when several processes start at once) and returns a
+// queue whose workers run moves with m. db must stay open while the queue
+// runs. Call Start to work jobs; a queue that is never started only enqueues.
+func NewQueue(ctx context.Context, db *sql.DB, m *Mover, opts QueueOptions) (*Queue, error) {
+	if opts.Workers <= 0 {
+		opts.Workers = 2
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 100 * time.Millisecond
+	}
+	if opts.Sweep == 0 {
+		opts.Sweep = m.cfg.Lease
+	}
+	if opts.JobTimeout <= 0 {
+		opts.JobTimeout = 15 * time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = m.cfg.Logger
+	}
+	driver := riversqlite.New(db)
+	if err := migrateRiver(ctx, driver, opts.Logger); err != nil {
+		return nil, err
+	}
+	q := &Queue{m: m, opts: opts, limiter: rate.NewLimiter(rate.Inf, 1)}
+	q.setRate(opts.Rate)
+	workers := river.NewWorkers()
+	if err := river.AddWorkerSafely(workers, &moveWorker{q: q}); err != nil {
+		return nil, err
+	}
+	client, err := river.NewClient(driver, &river.Config{
+		Queues:            map[string]river.QueueConfig{QueueName: {MaxWorkers: opts.Workers}},
+		Workers:           workers,
+		FetchPollInterval: opts.PollInterval,
+		FetchCooldown:     min(opts.PollInterval, 20*time.Millisecond),
+		JobTimeout:        opts.JobTimeout,
+		// The lease is the recovery path; River's rescue only tidies up
+		// jobs of dead processes long after their moves were resolved.
+		RescueStuckJobsAfter: opts.JobTimeout + time.Hour,
+		MaxAttempts:          moveMaxAttempts,
+		Logger:               opts.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("job queue: %w", err)
+	}
+	q.client = client
+	return q, nil
+}
+
+// migrateRiver brings River's schema up to date. Two processes starting at
+// once may race to apply the same migration; the loser's transaction rolls
+// back, and running again finds the migration recorded.
+func migrateRiver(ctx context.Context, driver *riversqlite.Driver, logger *slog.Logger) error {
+	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: logger})
+	if err != nil {
+		return fmt.Errorf("job queue schema: %w", err)
+	}
+	for try := 0; ; try++ {
+		_, err = migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
+		if err == nil || try == 2 || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("job queue schema: %w", err)
+	}
+	return nil
+}
+
+// Start starts the workers and the sweep. It returns at once; Stop ends them.
+func (q *Queue) Start(ctx context.Context) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.stopped {
+		return errors.New("job queue: start after stop")
+	}
+	if q.started {
+		return nil
+	}
+	// The client's lifetime is the queue's, not the caller's request:
+	// cancelling Start's context would stop River.
+	if err := q.client.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("job queue: %w", err)
+	}
+	q.started = true
+	loopCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	q.cancel = cancel
+	q.g = new(errgroup.Group)
+	if q.opts.Sweep > 0 {
+		q.g.Go(func() error { q.sweepLoop(loopCtx); return nil })
+	}
+	return nil
+}
+
+// Stop ends the sweep and stops River gracefully: running moves finish, and
+// jobs not yet started stay in the control store for the next worker. If
+// ctx ends first, the running moves' contexts are cancelled (a move
+// cancelled before its commit rolls back, after it a later run finishes it).
+// Stop is idempotent.
+func (q *Queue) Stop(ctx context.Context) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.started || q.stopped {
+		q.stopped = true
+		return nil
+	}
+	q.cancel(errQueueStopped)
+	q.g.Wait()
+	err := q.client.Stop(ctx)
+	if err != nil && ctx.Err() != nil {
+		err = q.client.StopAndCancel(context.WithoutCancel(ctx))
+	}
+	q.stopped = true
+	if err != nil {
+		return fmt.Errorf("stop job queue: %w", err)
+	}
+	return nil
+}
+
+// Enqueue inserts a job for each move. A job whose (move, attempt) is
+// already queued, running or completed is not inserted again.
+func (q *Queue) Enqueue(ctx context.Context, jobs ...MoveArgs) error {
+	_, err := q.enqueue(ctx, jobs)
+	return err
+}
+
+// enqueue inserts the jobs and returns, per move, the id of its job (the
+// existing one for a duplicate).
+func (q *Queue) enqueue(ctx context.Context, jobs []MoveArgs) (map[string]int64, error) {
+	if len(jobs) == 0 {
+		return nil, nil
+	}
+	params := make([]river.InsertManyParams, len(jobs))
+	for i, j := range jobs {
+		params[i] = river.InsertManyParams{Args: j}
+	}
+	res, err := q.client.InsertMany(ctx, params)
+	if err != nil {
+		return nil, fmt.Errorf("enqueue moves: %w", err)
+	}
+	ids := make(map[string]int64, len(res))
+	for i, r := range res {
+		ids[jobs[i].MoveID] = r.Job.ID
+	}
+	return ids, nil
+}
+
+// setRate sets the rows per second the workers may start moving.
+func (q *Queue) setRate(rowsPerSecond float64) {
+	if rowsPerSecond <= 0 {
+		q.limiter.SetLimit(rate.Inf)
+		return
+	}
+	q.limiter.SetBurst(max(int(rowsPerSecond), 1))
+	q.limiter.SetLimit(rate.Limit(rowsPerSecond))
+}
+
+// failedJobs returns, by job id, the jobs among ids that River gave up on
+// (discarded after their last attempt, or cancelled), with their last error.
+func (q *Queue) failedJobs(ctx context.Context, ids []int64) (map[int64]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	failed := map[int64]string{}
+	for start := 0; start < len(ids); start += 1000 {
+		chunk := ids[start:min(start+1000, len(ids))]
+		res, err := q.client.JobList(ctx, river.NewJobListParams().
+			IDs(chunk...).States(rivertype.JobStateDiscarded, rivertype.JobStateCancelled).First(len(chunk)))
+		if err != nil {
+			return nil, fmt.Errorf("list failed jobs: %w", err)
+		}
+		for _, j := range res.Jobs {
+			msg := string(j.State)
+			if n := len(j.Errors); n > 0 {
+				msg = fmt.Sprintf("%s after %d attempts: %s", j.State, j.Attempt, j.Errors[n-1].Error)
+			}
+			failed[j.ID] = msg
+		}
+	}
+	return failed, nil
+}
+
+// sweepLoop enqueues, every opts.Sweep, the moves whose holder's lease
+// expired and the moves whose rollback window passed. The jobs of a dead
+// process stay "running" in River until its rescuer runs (an hour by
+// default); the move's lease is what lets another process take over within
+// seconds, and a job per (move, attempt) is what gets it run.
+func (q *Queue) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(q.opts.Sweep)
+	defer t.Stop()
+	var lastErr time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := q.Sweep(ctx); err != nil && ctx.Err() == nil && time.Since(lastErr) > time.Minute {
+			lastErr = time.Now()
+			q.opts.Logger.Warn("sweep open moves", "err", err)
+		}
+	}
+}
+
+// Sweep enqueues the open moves whose lease has expired or whose purge is
+// due, and returns how many it found. Moves still planned and never claimed
+// are left to Migrate's Resolve: the queue cannot tell them from moves
+// waiting for a free worker.
+func (q *Queue) Sweep(ctx context.Context) (int, error) {
+	open, err := q.m.cfg.Control.ListMoves(ctx, openStates...)
+	if err != nil {
+		return 0, err
+	}
+	now := q.m.cfg.Now()
+	var jobs []MoveArgs
+	for _, mv := range open {
+		expired := mv.Owner != "" && !mv.LeaseExpires.After(now)
+		purgeDue := mv.Owner == "" && mv.State == domicile.MoveActivated && !now.Before(mv.PurgeAfter)
+		if expired || purgeDue {
+			jobs = append(jobs, MoveArgs{MoveID: mv.ID, Attempt: mv.Attempt})
+		}
+	}
+	return len(jobs), q.Enqueue(ctx, jobs...)
+}
+
+// moveWorker runs one move per job.
+type moveWorker struct {
+	river.WorkerDefaults[MoveArgs]
+	q *Queue
+}
+
+// Work rate-limits a move that has not started, then runs it. A move another
+// process holds is snoozed for a lease (a snooze uses no attempt); a move
+// found finished is a success; any other error is retried by River, and the
+// next attempt resumes the move from its recorded state.
+func (w *moveWorker) Work(ctx context.Context, job *river.Job[MoveArgs]) error {
+	q, id := w.q, job.Args.MoveID
+	if job.Args.Rows > 0 && q.limiter.Limit() != rate.Inf {
+		// Only a move nobody has claimed waits: a resumed move may have
+		// fenced subjects, and the rate never applies while they are fenced.
+		mv, err := q.m.cfg.Control.FindMove(ctx, id)
+		if err != nil {
+			return fmt.Errorf("move %s: %w", id, err)
+		}
+		if mv.State == domicile.MovePlanned && mv.Owner == "" {
+			if err := q.limiter.WaitN(ctx, int(min(job.Args.Rows, int64(q.limiter.Burst())))); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := q.m.Run(ctx, id)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, domicile.ErrLeaseLost) {
+		return river.JobSnooze(q.m.cfg.Lease)
+	}
+	if domicile.ErrorCode(err) == domicile.CodeConflict {
+		// Finished already (by another job or process), or waiting out its
+		// rollback window: nothing to do. Read the record rather than the
+		// error's text.
+		if mv, ferr := q.m.cfg.Control.FindMove(ctx, id); ferr == nil && settled(mv, q.m.cfg.Now()) {
+			return nil
+		}
+	}
+	return fmt.Errorf("move %s: %w", id, err)
+}
+
+// NextRetry retries a failed move within seconds, not River's default hours:
+// a failed attempt either rolled the move back (then the job finds it
+// finished) or left it committed, and a committed move should roll forward
+// promptly.
+func (w *moveWorker) NextRetry(job *river.Job[MoveArgs]) time.Time {
+	d := min(250*time.Millisecond<<min(job.Attempt-1, 6), 15*time.Second)
+	d += rand.N(d / 4)
+	return time.Now().Add(d)
+}
+
+// settled reports whether a move needs nothing more until some later time:
+// finished, or activated and waiting out its rollback window.
+func settled(mv *domicile.Move, now time.Time) bool {
+	return mv.State.Done() || (mv.State == domicile.MoveActivated && mv.Owner == "" && now.Before(mv.PurgeAfter))
+}
+
+// runQueued enqueues the plan's moves on opts.Queue and waits until each is
+// settled, whichever process ran it, filling sum as runPlan's workers do.
+// It watches the moves in the control store, the one record every process
+// shares, and River only for jobs it gave up on.
+func (m *Mover) runQueued(ctx context.Context, jobs []job, total int, opts MigrateOptions, sum *Summary) (int, error) {
+	q := opts.Queue
+	if opts.Rate > 0 {
+		q.setRate(opts.Rate)
+	}
+	args := make([]MoveArgs, len(jobs))
+	pending := make(map[string]job, len(jobs))
+	for i, j := range jobs {
+		args[i] = MoveArgs{MoveID: j.id, Rows: j.rows}
+		pending[j.id] = j
+	}
+	jobIDs, err := q.enqueue(ctx, args)
+	if err != nil {
+		return 0, err
+	}
+	done, failed := 0, 0
+	finish := func(j job, mv *domicile.Move) {
+		done += j.subjects
+		sum.Moves++
+		block := m.recordedBlock(mv)
+		if mv.State == domicile.MoveRolledBack {
+			failed += j.subjects
+			m.cfg.Logger.Warn("batch rolled back", "move", mv.ID, "reason", mv.Error)
+		} else {
+			sum.Subjects += j.subjects
+			sum.Bytes += mv.Receipt.Bytes
+			for _, t := range mv.Receipt.Tables {
+				sum.Rows += t.SourceRows
+			}
+			if block > 0 {
+				sum.Blocks = append(sum.Blocks, block)
+			}
+		}
+		if opts.Progress != nil {
+			opts.Progress(Progress{Total: total, Done: done, Rows: sum.Rows, Failed: failed, Route: j.route, Move: mv, Duration: block})
+		}
+	}
+	poll := time.NewTicker(q.opts.PollInterval)
+	defer poll.Stop()
+	lastJobCheck := time.Now()
+	for len(pending) > 0 {
+		select {
+		case <-ctx.Done():
+			return failed, ctx.Err()
+		case <-poll.C:
+		}
+		open, err := m.cfg.Control.ListMoves(ctx, openStates...)
+		if err != nil {
+			return failed, err
+		}
+		openByID := make(map[string]*domicile.Move, len(open))
+		for _, mv := range open {
+			openByID[mv.ID] = mv
+		}
+		now := m.cfg.Now()
+		for _, j := range jobs {
+			if _, ok := pending[j.id]; !ok {
+				continue
+			}
+			if mv, ok := openByID[j.id]; ok && !settled(mv, now) {
+				continue
+			}
+			mv, err := m.cfg.Control.FindMove(ctx, j.id)
+			if err != nil {
+				return failed, err
+			}
+			if !settled(mv, now) {
+				continue
+			}
+			delete(pending, j.id)
+			finish(j, mv)
+		}
+		if len(pending) == 0 || time.Since(lastJobCheck) < time.Second {
+			continue
+		}
+		lastJobCheck = time.Now()
+		ids := make([]int64, 0, len(pending))
+		byJob := make(map[int64]string, len(pending))
+		for id := range pending {
+			ids = append(ids, jobIDs[id])
+			byJob[jobIDs[id]] = id
+		}
+		bad, err := q.failedJobs(ctx, ids)
+		if err != nil {
+			return failed, err
+		}
+		for jobID, msg := range bad {
+			return failed, fmt.Errorf("move %s: job %d %s", byJob[jobID], jobID, msg)
+		}
+	}
+	return failed, nil
+}
+
+// recordedBlock is the write-block of a move as its record shows it, for a
+// move that may have run in another process: from the fence's commit
+// (FencedAt) to the activation, which the record keeps as PurgeAfter minus
+// the rollback window. Both are stored to the millisecond, so the figure is
+// exact to a millisecond provided every process runs with the same
+// purge_after; zero if the move never fenced or never activated.
+func (m *Mover) recordedBlock(mv *domicile.Move) time.Duration {
+	if mv.FencedAt.IsZero() || mv.PurgeAfter.IsZero() {
+		return 0
+	}
+	return max(mv.PurgeAfter.Add(-m.cfg.PurgeAfter).Sub(mv.FencedAt), 0)
+}
