@@ -45,7 +45,9 @@ type Control interface {
 	ListPlacements(ctx context.Context, dataset string, fn func(Subject, Placement) error) error
 
 	// CreateMove records a planned move and marks its subjects' placements
-	// Moving under its id, in one transaction. Subjects whose placement is
+	// Moving under its id, in one transaction. If m.Owner is set, the move
+	// is created leased to it until m.LeaseExpires: its creator means to run
+	// it and nobody else will until that lease lapses. Subjects whose placement is
 	// not Active at m.From are left out of the move; if none is left, the
 	// move is not created and CreateMove returns false.
 	CreateMove(ctx context.Context, m *Move) (bool, error)
@@ -57,14 +59,17 @@ type Control interface {
 	// first, without their subjects.
 	ListMoves(ctx context.Context, states ...MoveState) ([]*Move, error)
 
-	// ClaimMove takes the move's lease for owner if it is free or expired,
-	// incrementing its attempt; the new attempt is the fencing token every
+	// ClaimMove takes the move's lease for owner if it is free, expired or
+	// already owner's, incrementing its attempt; the new attempt is the fencing token every
 	// later call presents. A move held by another live lease is CodeConflict
 	// wrapping ErrLeaseLost; a finished move is CodeConflict too.
 	ClaimMove(ctx context.Context, id, owner string, lease time.Duration) (*Move, error)
 
 	// RenewLease extends the lease of the holder of token.
 	RenewLease(ctx context.Context, id string, token int64, lease time.Duration) error
+
+	// RenewLeases extends the leases owner holds on the moves named.
+	RenewLeases(ctx context.Context, owner string, ids []string, lease time.Duration) error
 
 	// ReleaseMove gives up the lease without changing the move's state.
 	ReleaseMove(ctx context.Context, id string, token int64) error

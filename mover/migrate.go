@@ -122,9 +122,12 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 	total := 0
 	for _, r := range p.Routes {
 		for chunk := range slices.Chunk(r.Subjects, opts.Batch) {
+			// Created leased to this process, which renews the lease until
+			// a worker claims the move: nobody else starts it meanwhile.
 			mv := &domicile.Move{
 				ID: NewMoveID(m.cfg.Now()), Dataset: r.Dataset, From: r.From, To: r.To,
 				Rule: r.Rule, PolicyVersion: r.PolicyVersion, Subjects: slices.Clone(chunk),
+				Owner: m.cfg.Owner, LeaseExpires: m.cfg.Now().Add(m.cfg.Lease),
 			}
 			ok, err := m.cfg.Control.CreateMove(ctx, mv)
 			if err != nil {
@@ -146,17 +149,34 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 	}
 	var mu sync.Mutex
 	done, failed := 0, 0
+	waiting := make(map[string]bool, len(jobs)) // created, not yet started
+	for _, j := range jobs {
+		waiting[j.id] = true
+	}
 	g, gctx := errgroup.WithContext(ctx)
+	rctx, stopRenew := context.WithCancel(gctx)
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		m.renewWaiting(rctx, &mu, waiting)
+	}()
+	defer func() {
+		stopRenew()
+		<-renewed
+	}()
 	g.SetLimit(opts.Workers)
 	for _, j := range jobs {
 		g.Go(func() error {
+			mu.Lock()
+			delete(waiting, j.id)
+			mu.Unlock()
 			if limiter != nil && j.rows > 0 {
 				// Between batches, never while subjects are fenced.
 				if err := limiter.WaitN(gctx, int(min(j.rows, int64(limiter.Burst())))); err != nil {
 					return err
 				}
 			}
-			res, err := m.Run(gctx, j.id)
+			res, err := m.runOrWait(gctx, j.id)
 			if err != nil && (res.Move == nil || !res.Move.State.Done()) {
 				return fmt.Errorf("move %s: %w", j.id, err)
 			}
@@ -188,6 +208,52 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 	return failed, g.Wait()
 }
 
+// renewWaiting keeps the leases of the created moves no worker has started
+// yet, until ctx ends.
+func (m *Mover) renewWaiting(ctx context.Context, mu *sync.Mutex, waiting map[string]bool) {
+	t := time.NewTicker(max(m.cfg.Lease/3, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		mu.Lock()
+		ids := make([]string, 0, len(waiting))
+		for id := range waiting {
+			ids = append(ids, id)
+		}
+		mu.Unlock()
+		if err := m.cfg.Control.RenewLeases(ctx, m.cfg.Owner, ids, m.cfg.Lease); err != nil && ctx.Err() == nil {
+			m.cfg.Logger.Warn("renewing the leases of waiting moves", "err", err)
+		}
+	}
+}
+
+// runOrWait runs the move; if another process holds it, it waits until that
+// process finishes it or its lease lapses, and returns the move as it ends.
+func (m *Mover) runOrWait(ctx context.Context, id string) (Result, error) {
+	for {
+		res, err := m.Run(ctx, id)
+		if !errors.Is(err, domicile.ErrLeaseLost) {
+			return res, err
+		}
+		mv, ferr := m.cfg.Control.FindMove(ctx, id)
+		if ferr != nil {
+			return res, ferr
+		}
+		if mv.State.Done() || mv.State == domicile.MoveActivated && m.cfg.Now().Before(mv.PurgeAfter) {
+			return Result{Move: mv}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(m.cfg.Lease / 4):
+		}
+	}
+}
+
 // Resolve finishes or rolls back every move left open by an earlier run whose
 // lease has expired, waiting for live leases of other processes to end. Moves
 // waiting out their rollback window are left alone. It returns how many moves
@@ -195,39 +261,10 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 func (m *Mover) Resolve(ctx context.Context) (int, error) {
 	resolved := 0
 	for {
-		open, err := m.cfg.Control.ListMoves(ctx, openStates...)
-		if err != nil {
+		n, waiting, err := m.resolvePass(ctx)
+		resolved += n
+		if err != nil || !waiting {
 			return resolved, err
-		}
-		waiting := false
-		for _, mv := range open {
-			if mv.State == domicile.MoveActivated && m.cfg.Now().Before(mv.PurgeAfter) {
-				continue
-			}
-			if mv.State == domicile.MovePlanned && mv.Owner == "" {
-				// Never started: roll it back so that its subjects are planned afresh.
-				if _, err := m.Abort(ctx, mv.ID, "planned by a run that ended before starting it"); err != nil {
-					if errors.Is(err, domicile.ErrLeaseLost) {
-						waiting = true
-						continue
-					}
-					return resolved, err
-				}
-				resolved++
-				continue
-			}
-			_, err := m.Run(ctx, mv.ID)
-			switch {
-			case err == nil:
-				resolved++
-			case errors.Is(err, domicile.ErrLeaseLost):
-				waiting = true
-			default:
-				return resolved, fmt.Errorf("resolve move %s: %w", mv.ID, err)
-			}
-		}
-		if !waiting {
-			return resolved, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -235,6 +272,42 @@ func (m *Mover) Resolve(ctx context.Context) (int, error) {
 		case <-time.After(m.cfg.Lease / 4):
 		}
 	}
+}
+
+// ResolveExpired is one pass of Resolve that does not wait for live leases:
+// what a long-running process calls now and then, so that the moves of a
+// process that died are resolved within seconds of their lease expiring.
+func (m *Mover) ResolveExpired(ctx context.Context) (int, error) {
+	n, _, err := m.resolvePass(ctx)
+	return n, err
+}
+
+func (m *Mover) resolvePass(ctx context.Context) (resolved int, waiting bool, err error) {
+	open, err := m.cfg.Control.ListMoves(ctx, openStates...)
+	if err != nil {
+		return 0, false, err
+	}
+	now := m.cfg.Now()
+	for _, mv := range open {
+		if mv.State == domicile.MoveActivated && now.Before(mv.PurgeAfter) {
+			continue
+		}
+		if mv.Owner != "" && now.Before(mv.LeaseExpires) {
+			waiting = true
+			continue
+		}
+		// A planned move whose creator is gone is carried out like any other.
+		_, err = m.Run(ctx, mv.ID)
+		switch {
+		case err == nil:
+			resolved++
+		case errors.Is(err, domicile.ErrLeaseLost):
+			waiting = true
+		default:
+			return resolved, waiting, fmt.Errorf("resolve move %s: %w", mv.ID, err)
+		}
+	}
+	return resolved, waiting, nil
 }
 
 // PurgeDue purges the moves whose rollback window has passed.

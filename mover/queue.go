@@ -88,6 +88,9 @@ type Queue struct {
 	limiter *rate.Limiter
 	opts    QueueOptions
 
+	runMu   sync.Mutex
+	running map[string]bool // moves this process's workers are running
+
 	mu      sync.Mutex
 	started bool
 	stopped bool
@@ -122,7 +125,7 @@ func NewQueue(ctx context.Context, db *sql.DB, m *Mover, opts QueueOptions) (*Qu
 	if err := migrateRiver(ctx, driver, opts.Logger); err != nil {
 		return nil, err
 	}
-	q := &Queue{m: m, opts: opts, limiter: rate.NewLimiter(rate.Inf, 1)}
+	q := &Queue{m: m, opts: opts, limiter: rate.NewLimiter(rate.Inf, 1), running: map[string]bool{}}
 	q.setRate(opts.Rate)
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &moveWorker{q: q}); err != nil {
@@ -335,14 +338,21 @@ type moveWorker struct {
 // next attempt resumes the move from its recorded state.
 func (w *moveWorker) Work(ctx context.Context, job *river.Job[MoveArgs]) error {
 	q, id := w.q, job.Args.MoveID
+	// The lease keeps other processes off the move, but this process's
+	// owner may claim it again: keep a duplicate job in this process off it
+	// while a sibling runs it.
+	if !q.begin(id) {
+		return river.JobSnooze(q.m.cfg.Lease)
+	}
+	defer q.end(id)
 	if job.Args.Rows > 0 && q.limiter.Limit() != rate.Inf {
-		// Only a move nobody has claimed waits: a resumed move may have
-		// fenced subjects, and the rate never applies while they are fenced.
+		// Only a move still planned waits: a resumed move may have fenced
+		// subjects, and the rate never applies while they are fenced.
 		mv, err := q.m.cfg.Control.FindMove(ctx, id)
 		if err != nil {
 			return fmt.Errorf("move %s: %w", id, err)
 		}
-		if mv.State == domicile.MovePlanned && mv.Owner == "" {
+		if mv.State == domicile.MovePlanned {
 			if err := q.limiter.WaitN(ctx, int(min(job.Args.Rows, int64(q.limiter.Burst())))); err != nil {
 				return err
 			}
@@ -364,6 +374,23 @@ func (w *moveWorker) Work(ctx context.Context, job *river.Job[MoveArgs]) error {
 		}
 	}
 	return fmt.Errorf("move %s: %w", id, err)
+}
+
+// begin marks the move running in this process, unless it already is.
+func (q *Queue) begin(id string) bool {
+	q.runMu.Lock()
+	defer q.runMu.Unlock()
+	if q.running[id] {
+		return false
+	}
+	q.running[id] = true
+	return true
+}
+
+func (q *Queue) end(id string) {
+	q.runMu.Lock()
+	delete(q.running, id)
+	q.runMu.Unlock()
 }
 
 // NextRetry retries a failed move within seconds, not River's default hours:
@@ -397,6 +424,16 @@ func (m *Mover) runQueued(ctx context.Context, jobs []job, total int, opts Migra
 		args[i] = MoveArgs{MoveID: j.id, Rows: j.rows}
 		pending[j.id] = j
 	}
+	// runPlan creates each move leased to this process, so that nobody
+	// starts it before it is handed on. The job is the hand-over: free the
+	// moves for any process's workers. (Should this process die before the
+	// jobs are in, the moves are planned and unowned, and the next
+	// migrate's Resolve carries them out.)
+	for _, j := range jobs {
+		if err := m.cfg.Control.ReleaseMove(ctx, j.id, 0); err != nil {
+			return 0, fmt.Errorf("hand move %s to the queue: %w", j.id, err)
+		}
+	}
 	jobIDs, err := q.enqueue(ctx, args)
 	if err != nil {
 		return 0, err
@@ -423,6 +460,10 @@ func (m *Mover) runQueued(ctx context.Context, jobs []job, total int, opts Migra
 			opts.Progress(Progress{Total: total, Done: done, Rows: sum.Rows, Failed: failed, Route: j.route, Move: mv, Duration: block})
 		}
 	}
+	// Jobs this process finishes wake the loop at once; the others' are
+	// seen by polling.
+	events, unsubscribe := q.client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed)
+	defer unsubscribe()
 	poll := time.NewTicker(q.opts.PollInterval)
 	defer poll.Stop()
 	lastJobCheck := time.Now()
@@ -431,6 +472,10 @@ func (m *Mover) runQueued(ctx context.Context, jobs []job, total int, opts Migra
 		case <-ctx.Done():
 			return failed, ctx.Err()
 		case <-poll.C:
+		case _, ok := <-events:
+			if !ok {
+				events = nil // the queue stopped; other processes may still work
+			}
 		}
 		open, err := m.cfg.Control.ListMoves(ctx, openStates...)
 		if err != nil {

@@ -347,9 +347,9 @@ func (c *Control) CreateMove(ctx context.Context, m *domicile.Move) (bool, error
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO moves (id, dataset, from_region, to_region, rule, policy_version, state, created, receipt)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			m.ID, m.Dataset, m.From, m.To, m.Rule, m.PolicyVersion, m.State, millis(m.Created), string(receipt))
+		_, err = tx.ExecContext(ctx, `INSERT INTO moves (id, dataset, from_region, to_region, rule, policy_version, state, created, receipt, owner, lease_expires)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			m.ID, m.Dataset, m.From, m.To, m.Rule, m.PolicyVersion, m.State, millis(m.Created), string(receipt), m.Owner, millis(m.LeaseExpires))
 		if err != nil {
 			return fmt.Errorf("create move: %w", err)
 		}
@@ -451,8 +451,8 @@ func (c *Control) ClaimMove(ctx context.Context, id, owner string, lease time.Du
 	err := c.update(ctx, func(tx *sql.Tx) error {
 		now := c.now()
 		res, err := tx.ExecContext(ctx, `UPDATE moves SET attempt = attempt + 1, owner = ?, lease_expires = ?
-			WHERE id = ? AND state NOT IN (?, ?) AND (owner = '' OR lease_expires <= ?)`,
-			owner, millis(now.Add(lease)), id, domicile.MovePurged, domicile.MoveRolledBack, millis(now))
+			WHERE id = ? AND state NOT IN (?, ?) AND (owner = '' OR owner = ? OR lease_expires <= ?)`,
+			owner, millis(now.Add(lease)), id, domicile.MovePurged, domicile.MoveRolledBack, owner, millis(now))
 		if err != nil {
 			return err
 		}
@@ -484,6 +484,28 @@ func (c *Control) RenewLease(ctx context.Context, id string, token int64, lease 
 		return leaseLost(id)
 	}
 	return nil
+}
+
+// RenewLeases extends the leases owner holds on the moves named, in one
+// transaction; moves it no longer holds are skipped.
+func (c *Control) RenewLeases(ctx context.Context, owner string, ids []string, lease time.Duration) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	return c.update(ctx, func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, `UPDATE moves SET lease_expires = ? WHERE id = ? AND owner = ?`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		until := millis(c.now().Add(lease))
+		for _, id := range ids {
+			if _, err := st.ExecContext(ctx, until, id, owner); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // ReleaseMove gives up the lease without changing the move's state.

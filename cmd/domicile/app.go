@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/domicile/domicile"
+	"github.com/domicile/domicile/mover"
+	"github.com/domicile/domicile/policy"
+	"github.com/domicile/domicile/router"
+	"github.com/domicile/domicile/sqlite"
+	"github.com/domicile/domicile/verify"
+)
+
+// app is a configuration opened: the control store, every region's store,
+// the datasets as the databases describe them, and the policy.
+type app struct {
+	cfg      *Config
+	ctrl     *sqlite.Control
+	stores   map[string]domicile.Store
+	datasets []*domicile.Dataset
+	byName   map[string]*domicile.Dataset
+	policy   *policy.Engine
+	log      *slog.Logger
+	now      func() time.Time
+	rt       *router.Router // the router server() built
+}
+
+// open opens what the config names. With install set, it also installs (or
+// brings up to date) domicile's tables and triggers in every store, creating
+// the dataset tables a store lacks.
+func (m *Main) open(ctx context.Context, install bool) (*app, error) {
+	cfg, err := m.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	return openApp(ctx, cfg, m.Logger, m.Now, install)
+}
+
+func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time.Time, install bool) (a *app, err error) {
+	a = &app{cfg: cfg, stores: map[string]domicile.Store{}, byName: map[string]*domicile.Dataset{}, policy: cfg.PolicyEngine(), log: log, now: now}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	if a.ctrl, err = sqlite.OpenControl(cfg.Control.Path, now); err != nil {
+		return nil, fmt.Errorf("control store: %w", err)
+	}
+	for _, r := range cfg.Regions {
+		st, err := sqlite.OpenStore(r.Store.Path, r.Name)
+		if err != nil {
+			return nil, fmt.Errorf("region %s: %w", r.Name, err)
+		}
+		a.stores[r.Name] = st
+	}
+	// Describe every table from the first region that has it; the others
+	// get it from that description when installed.
+	templates, indexes := map[string]*domicile.Table{}, map[string][]string{}
+	a.datasets = cfg.DomicileDatasets()
+	for _, ds := range a.datasets {
+		a.byName[ds.Name] = ds
+		for i, t := range ds.Tables {
+			var desc *domicile.Table
+			var from string
+			for _, r := range cfg.Regions {
+				d, err := a.stores[r.Name].DescribeTable(ctx, t.Name)
+				if domicile.ErrorCode(err) == domicile.CodeNotFound {
+					continue
+				} else if err != nil {
+					return nil, fmt.Errorf("region %s: %w", r.Name, err)
+				}
+				desc, from = d, r.Name
+				break
+			}
+			if desc == nil {
+				return nil, fmt.Errorf("table %s of dataset %s exists in no region's store: create it in one (for the example: domicile init)", t.Name, ds.Name)
+			}
+			if !desc.HasColumn(t.SubjectColumn) {
+				return nil, fmt.Errorf("table %s (in region %s) has no column %q, which datasets name as its subject", t.Name, from, t.SubjectColumn)
+			}
+			for col := range t.Categories {
+				if !desc.HasColumn(col) {
+					return nil, fmt.Errorf("table %s (in region %s) has no column %q, which datasets give categories", t.Name, from, col)
+				}
+			}
+			desc.SubjectColumn, desc.Categories = t.SubjectColumn, t.Categories
+			ds.Tables[i] = desc
+			templates[t.Name] = desc
+			if indexes[t.Name], err = a.stores[from].Indexes(ctx, t.Name); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if install {
+		for _, r := range cfg.Regions {
+			opts := domicile.InstallOptions{AcceptUnknown: r.AcceptUnknown, Templates: templates, TemplateIndexes: indexes}
+			if err := a.stores[r.Name].Install(ctx, a.datasets, opts); err != nil {
+				return nil, fmt.Errorf("install in region %s: %w", r.Name, err)
+			}
+		}
+	}
+	return a, nil
+}
+
+// Close closes every store.
+func (a *app) Close() error {
+	var errs []error
+	for _, st := range a.stores {
+		errs = append(errs, st.Close())
+	}
+	if a.ctrl != nil {
+		errs = append(errs, a.ctrl.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// datasetsNamed returns the datasets called names, or all for none.
+func (a *app) datasetsNamed(names []string) ([]*domicile.Dataset, error) {
+	if len(names) == 0 {
+		return a.datasets, nil
+	}
+	var out []*domicile.Dataset
+	for _, n := range names {
+		ds, ok := a.byName[n]
+		if !ok {
+			return nil, usageErrorf("unknown dataset %q: the config has %s", n, strings.Join(a.cfg.DatasetNames(), ", "))
+		}
+		out = append(out, ds)
+	}
+	return out, nil
+}
+
+// plan returns what the policy at at requires of the datasets.
+func (a *app) plan(ctx context.Context, datasets []*domicile.Dataset, at time.Time, measure bool) (*mover.Plan, error) {
+	return mover.MakePlan(ctx, a.ctrl, a.stores, datasets, a.policy, at, measure)
+}
+
+// mover returns a mover with the config's settings. The test-only
+// environment variable DOMICILE_CRASH_AFTER=STATE[:N] kills the process with
+// SIGKILL just after the N-th (default first) move records STATE.
+func (a *app) mover() (*mover.Mover, error) {
+	cfg := mover.Config{
+		Control: a.ctrl, Stores: a.stores, Datasets: a.byName,
+		Owner:    ownerName(),
+		Lease:    a.cfg.Mover.Lease,
+		MaxBlock: a.cfg.Mover.MaxBlock, PurgeAfter: a.cfg.Mover.PurgeAfter,
+		Now: a.now, Logger: a.log,
+	}
+	if spec := os.Getenv("DOMICILE_CRASH_AFTER"); spec != "" {
+		hook, err := crashHook(spec)
+		if err != nil {
+			return nil, err
+		}
+		cfg.AfterStep = hook
+	}
+	return mover.New(cfg), nil
+}
+
+// crashHook parses STATE[:N] and returns a hook that kills the process.
+func crashHook(spec string) (func(*domicile.Move, domicile.MoveState), error) {
+	state, count, _ := strings.Cut(spec, ":")
+	n := 1
+	if count != "" {
+		var err error
+		if n, err = strconv.Atoi(count); err != nil || n < 1 {
+			return nil, fmt.Errorf("DOMICILE_CRASH_AFTER=%q: want STATE[:N] with N ≥ 1", spec)
+		}
+	}
+	var seen atomic.Int64
+	return func(_ *domicile.Move, s domicile.MoveState) {
+		if string(s) == state && seen.Add(1) == int64(n) {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // the signal is on its way
+		}
+	}, nil
+}
+
+// ownerName identifies this process in move leases.
+func ownerName() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), mover.NewMoveID(time.Now())[20:])
+}
+
+// router returns a router over the app's stores, placing new subjects by
+// the policy in force.
+func (a *app) router() *router.Router {
+	a.rt = router.New(router.Config{
+		Directory: a.ctrl, Stores: a.stores, Datasets: a.datasets,
+		FenceWait: a.cfg.API.FenceWait, Now: a.now, Logger: a.log,
+		Place: func(s domicile.Subject, dataset string) (string, error) {
+			d, err := a.policy.Decide(s, dataset, a.now())
+			if err != nil {
+				return "", err
+			}
+			return d.Regions[0], nil
+		},
+	})
+	return a.rt
+}
+
+// verify checks every invariant with the policy at at.
+func (a *app) verify(ctx context.Context, at time.Time) (*verify.Report, error) {
+	return verify.Run(ctx, verify.Config{
+		Control: a.ctrl, Stores: a.stores, Datasets: a.datasets, Policy: a.policy, At: at, Now: a.now,
+	})
+}
+
+// parseAt reads a --at value: an RFC 3339 date or date-time, UTC; empty
+// means now.
+func parseAt(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return now, nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, usageErrorf("--at %q: want an RFC 3339 date (2026-06-01) or date-time (2026-06-01T12:00:00Z)", s)
+}

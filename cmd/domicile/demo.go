@@ -1,0 +1,358 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/domicile/domicile"
+	"github.com/domicile/domicile/internal/example"
+	"github.com/domicile/domicile/internal/load"
+	"github.com/domicile/domicile/mover"
+	"github.com/domicile/domicile/router"
+	"github.com/domicile/domicile/verify"
+)
+
+func (m *Main) demoCommand() *cobra.Command {
+	var (
+		subjects int
+		dir      string
+		loaded   int
+		workers  int
+	)
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the reference scenario: a live migration out of cn-beijing in three phases",
+		Long: `demo runs the reference scenario of domicile: five regions on SQLite files, four
+datasets, a synthetic population (mostly mainland China, the rest from every
+continent) all stored in cn-beijing. It starts the HTTP API in-process, keeps
+a load of reads and writes going through it, and carries out three policy
+phases: overseas commerce data to us-east or ap-singapore (2026-01-01), then
+account, messaging and cloud data (2026-03-01), then Indian and Brazilian
+users on to in-mumbai and br-saopaulo (2026-06-01). It then checks that every
+read and write the load made is linearizable, that every acknowledged write
+is present, and every invariant (domicile verify). It exits non-zero if any
+check fails. The stores are left in --dir (default: a new temporary
+directory) for 'domicile --config DIR/domicile.yaml where u000001' and friends.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if subjects < 10 {
+				return usageErrorf("--subjects must be at least 10")
+			}
+			if loaded < 1 || workers < 1 {
+				return usageErrorf("--load-subjects and --load-workers must be positive")
+			}
+			if dir == "" {
+				d, err := os.MkdirTemp("", "domicile-demo-")
+				if err != nil {
+					return err
+				}
+				dir = d
+			} else if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+				return usageErrorf("--dir %s is not empty: give a new or empty directory", dir)
+			}
+			return m.demo(cmd.Context(), dir, subjects, loaded, workers)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&subjects, "subjects", 10000, "synthetic users")
+	f.StringVar(&dir, "dir", "", "directory for the config and stores (default: a new temporary directory)")
+	f.IntVar(&loaded, "load-subjects", 300, "users the API load reads and writes")
+	f.IntVar(&workers, "load-workers", 8, "concurrent API clients")
+	return cmd
+}
+
+// demoPhase is one policy phase of the reference scenario.
+type demoPhase struct {
+	Name     string  `json:"name"`
+	At       string  `json:"at"`
+	Subjects int     `json:"subjects"`
+	Rows     int64   `json:"rows"`
+	Bytes    int64   `json:"bytes"`
+	Seconds  float64 `json:"seconds"`
+	Moves    int     `json:"moves"`
+	Failed   int     `json:"failed"`
+	BlockP50 float64 `json:"block_p50_ms"`
+	BlockP99 float64 `json:"block_p99_ms"`
+	BlockMax float64 `json:"block_max_ms"`
+}
+
+type demoReport struct {
+	Dir         string                    `json:"dir"`
+	Population  int                       `json:"population"`
+	Rows        int64                     `json:"rows"`
+	Phases      []demoPhase               `json:"phases"`
+	Requests    int64                     `json:"requests"`
+	Reads       int64                     `json:"reads"`
+	Writes      int64                     `json:"writes"`
+	Errors      int64                     `json:"errors"`
+	Unknown     int64                     `json:"unknown"`
+	LostWrites  int                       `json:"lost_writes"`
+	Nonlinear   int                       `json:"nonlinearizable_keys"`
+	Regions     map[string]map[string]int `json:"subjects_per_region"` // dataset → region → subjects
+	OverseasCN  int64                     `json:"overseas_rows_in_cn_beijing"`
+	Receipts    int                       `json:"receipts"`
+	Verify      *verify.Report            `json:"verify"`
+	LedgerOK    bool                      `json:"ledger_ok"`
+	FirstErrors []string                  `json:"first_errors,omitempty"`
+	Router      router.Stats              `json:"router"`
+	OK          bool                      `json:"ok"`
+}
+
+var demoPhases = []struct{ name, at string }{
+	{"1: overseas commerce to us-east / ap-singapore", "2026-01-01"},
+	{"2: overseas account, messaging, cloud follow", "2026-03-01"},
+	{"3: India and Brazil move on to in-mumbai / br-saopaulo", "2026-06-01"},
+}
+
+func (m *Main) demo(ctx context.Context, dir string, subjects, loaded, workers int) error {
+	start := time.Now()
+	say := func(format string, args ...any) {
+		if !m.JSON {
+			fmt.Fprintf(m.Stdout, format+"\n", args...)
+		}
+	}
+	// The reference config and stores, populated.
+	path := filepath.Join(dir, "domicile.yaml")
+	token, err := newToken()
+	if err != nil {
+		return err
+	}
+	data := example.Config("", token)
+	cfg, err := ParseConfig(path, data)
+	if err != nil {
+		return fmt.Errorf("example config: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := writeFile(path, data, 0o600); err != nil {
+		return err
+	}
+	say("domicile demo: %d users in %s", subjects, dir)
+	rep := &demoReport{Dir: dir, Population: subjects, Regions: map[string]map[string]int{}}
+	for _, r := range cfg.Regions {
+		rows, err := createStore(ctx, r.Store.Path, r.Name == example.Origin, subjects, 1)
+		if err != nil {
+			return fmt.Errorf("region %s: %w", r.Name, err)
+		}
+		for _, n := range rows {
+			rep.Rows += int64(n)
+		}
+	}
+	say("  populated %s with %d rows in %.1fs", example.Origin, rep.Rows, time.Since(start).Seconds())
+	a, err := openApp(ctx, cfg, m.Logger, m.Now, true)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	disc, err := a.discover(ctx)
+	if err != nil {
+		return err
+	}
+	say("  discovered %d users (%d country values unresolved)", disc.Registered, len(disc.Unresolved))
+
+	// The API, in-process, and a load through it on two tables that move in
+	// different phases.
+	srv, err := a.server()
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	sctx, stopServe := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- a.serve(sctx, srv, ln) }()
+	base := "http://" + ln.Addr().String()
+	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * workers}}
+	defer httpc.CloseIdleConnections()
+	clients := []*load.Client{
+		{Base: base, Token: token, HTTP: httpc, Dataset: "cloud", Table: "notes", Key: "note_id", Subject: "user_id", Value: "title"},
+		{Base: base, Token: token, HTTP: httpc, Dataset: "commerce", Table: "orders", Key: "order_id", Subject: "user_id", Value: "status"},
+	}
+	var ids []string
+	for i := 0; i < subjects && len(ids) < loaded; i++ {
+		// Mostly users who move, some who stay.
+		if example.Country(i) != "CN" || i%10 == 0 {
+			ids = append(ids, example.SubjectID(i))
+		}
+	}
+	keyBase := func(subject string, k int) int64 {
+		i, _ := example.SubjectIndex(subject)
+		return example.RowID(i, example.FreeID+k)
+	}
+	lctx, stopLoad := context.WithCancel(ctx)
+	results := make([]*load.Result, len(clients))
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		wg.Go(func() {
+			results[i] = load.Run(lctx, load.Config{Client: c, Subjects: ids, KeysPer: 2, KeyBase: keyBase, Workers: max(workers/len(clients), 1), Seed: uint64(i + 1)})
+		})
+	}
+	stopAll := func() {
+		stopLoad()
+		wg.Wait()
+	}
+	defer func() {
+		stopAll()
+		stopServe()
+		<-served
+	}()
+	say("  API on %s; %d clients reading and writing %d users' notes and orders", base, workers, len(ids))
+	time.Sleep(300 * time.Millisecond)
+
+	mv, err := a.mover()
+	if err != nil {
+		return err
+	}
+	for _, ph := range demoPhases {
+		at, _ := parseAt(ph.at, time.Time{})
+		sum, err := mv.Migrate(ctx, func(ctx context.Context) (*mover.Plan, error) {
+			return a.plan(ctx, a.datasets, at, false)
+		}, mover.MigrateOptions{Batch: a.cfg.Mover.Batch, Workers: a.cfg.Mover.Workers})
+		if err != nil {
+			return fmt.Errorf("phase %s: %w", ph.name, err)
+		}
+		r := newMigrateReport(sum, 0)
+		p := demoPhase{Name: ph.name, At: ph.at, Subjects: r.Subjects, Rows: r.Rows, Bytes: r.Bytes, Seconds: r.Seconds,
+			Moves: r.Moves, Failed: r.Failed, BlockP50: r.BlockP50, BlockP99: r.BlockP99, BlockMax: r.BlockMax}
+		rep.Phases = append(rep.Phases, p)
+		say("  phase %s: %d subject-datasets, %d rows in %.2fs; write-block p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+			p.Name, p.Subjects, p.Rows, p.Seconds, p.BlockP50, p.BlockP99, p.BlockMax)
+		time.Sleep(200 * time.Millisecond)
+	}
+	stopAll()
+
+	// What the clients saw.
+	for _, res := range results {
+		rep.Reads += res.Reads.Load()
+		rep.Writes += res.Writes.Load()
+		rep.Errors += res.Errors.Load()
+		rep.Unknown += res.Unknown.Load()
+		rep.FirstErrors = append(rep.FirstErrors, res.Errs()...)
+	}
+	rep.Requests = rep.Reads + rep.Writes
+	for i, res := range results {
+		bad, err := res.CheckLinearizable(time.Minute)
+		if err != nil {
+			return err
+		}
+		rep.Nonlinear += len(bad)
+		lost, err := res.CheckAcked(ctx, clients[i])
+		if err != nil {
+			return err
+		}
+		rep.LostWrites += len(lost)
+		for _, l := range lost[:min(len(lost), 5)] {
+			rep.FirstErrors = append(rep.FirstErrors, fmt.Sprintf("lost write %s/%d: want %q, found %q", l.Key.Subject, l.Key.ID, l.Want, l.Got))
+		}
+	}
+	if err := a.demoResidency(ctx, rep); err != nil {
+		return err
+	}
+	at, _ := parseAt(demoPhases[len(demoPhases)-1].at, time.Time{})
+	if rep.Verify, err = a.verify(ctx, at); err != nil {
+		return err
+	}
+	problems, _, err := a.ctrl.VerifyLedger(ctx)
+	if err != nil {
+		return err
+	}
+	rep.LedgerOK = len(problems) == 0
+	moves, err := a.ctrl.ListMoves(ctx, domicile.MovePurged)
+	if err != nil {
+		return err
+	}
+	rep.Receipts = len(moves)
+	if a.rt != nil {
+		rep.Router = a.rt.Stats()
+	}
+	rep.OK = rep.Errors == 0 && rep.Unknown == 0 && rep.LostWrites == 0 && rep.Nonlinear == 0 &&
+		rep.OverseasCN == 0 && rep.Verify.OK && rep.Verify.Pending == 0 && rep.LedgerOK
+	err = m.report(rep, func(w io.Writer) error {
+		fmt.Fprintf(w, "\nrouter: %d fence waits, %d redirects, %d fence timeouts\n", rep.Router.FenceWaits, rep.Router.Redirects, rep.Router.FenceTimeouts)
+		fmt.Fprintf(w, "clients: %d requests (%d reads, %d writes), %d errors, %d without answer\n", rep.Requests, rep.Reads, rep.Writes, rep.Errors, rep.Unknown)
+		fmt.Fprintf(w, "checks: %d keys not linearizable, %d acknowledged writes lost, %d overseas rows left in cn-beijing, ledger %s\n",
+			rep.Nonlinear, rep.LostWrites, rep.OverseasCN, okText(rep.LedgerOK))
+		fmt.Fprintf(w, "verify at %s: %s, %d violations, %d pending; %d move receipts\n", demoPhases[2].at, okText(rep.Verify.OK), len(rep.Verify.Violations), rep.Verify.Pending, rep.Receipts)
+		fmt.Fprintln(w, "subjects per region:")
+		for _, ds := range a.cfg.DatasetNames() {
+			fmt.Fprintf(w, "  %-10s", ds)
+			regions := rep.Regions[ds]
+			for _, r := range a.cfg.RegionNames() {
+				fmt.Fprintf(w, " %s %-6d", r, regions[r])
+			}
+			fmt.Fprintln(w)
+		}
+		for _, e := range rep.FirstErrors[:min(len(rep.FirstErrors), 10)] {
+			fmt.Fprintf(w, "  error: %s\n", e)
+		}
+		fmt.Fprintf(w, "demo %s in %.1fs; stores kept in %s\n", okText(rep.OK), time.Since(start).Seconds(), dir)
+		return nil
+	})
+	if err == nil && !rep.OK {
+		err = errors.New("the demo's checks failed (see the report)")
+	}
+	return err
+}
+
+func okText(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "FAILED"
+}
+
+// demoResidency counts subjects per region per dataset from the directory,
+// and rows of overseas users still in cn-beijing.
+func (a *app) demoResidency(ctx context.Context, rep *demoReport) error {
+	overseas := map[string]bool{}
+	err := a.ctrl.ListPlacements(ctx, "", func(s domicile.Subject, p domicile.Placement) error {
+		if rep.Regions[p.Dataset] == nil {
+			rep.Regions[p.Dataset] = map[string]int{}
+		}
+		rep.Regions[p.Dataset][p.Region]++
+		if s.Country != "CN" {
+			overseas[s.ID] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	origin := a.stores[example.Origin]
+	for _, ds := range a.datasets {
+		var ids []string
+		for _, t := range ds.Tables {
+			err := origin.ListRowSubjects(ctx, t, func(s string) error {
+				if overseas[s] {
+					ids = append(ids, s)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		sort.Strings(ids)
+		if len(ids) > 0 {
+			rows, _, err := origin.MeasureSubjects(ctx, ds, ids)
+			if err != nil {
+				return err
+			}
+			rep.OverseasCN += rows
+		}
+	}
+	return nil
+}

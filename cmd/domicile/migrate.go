@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+
+	"github.com/domicile/domicile/mover"
+)
+
+func (m *Main) migrateCommand() *cobra.Command {
+	var (
+		at       string
+		datasets []string
+		batch    int
+		workers  int
+		rate     int
+		abort    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Carry out the moves the policy requires, live",
+		Long: `migrate first resolves the moves an earlier run left open (finishing those past
+their commit, rolling back the others), then carries out the plan at --at
+batch by batch with the move protocol: prepare the destination, fence the
+source, copy, verify digests, commit in the directory, tombstone, activate,
+purge (or keep the source rows for mover.purge_after). Killed at any instant
+and run again, it resolves what was left and goes on; nothing is lost.
+--abort rolls back every move not yet committed instead.`,
+		Example: `  domicile migrate --at 2026-01-01
+  domicile migrate --dataset commerce --batch 50 --rate 20000
+  domicile migrate --abort`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			when, err := parseAt(at, m.Now())
+			if err != nil {
+				return err
+			}
+			if batch < 0 || workers < 0 || rate < 0 {
+				return usageErrorf("--batch, --workers and --rate must not be negative")
+			}
+			ctx := cmd.Context()
+			a, err := m.open(ctx, true)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			mv, err := a.mover()
+			if err != nil {
+				return err
+			}
+			if abort {
+				n, err := mv.AbortAll(ctx, "aborted by migrate --abort")
+				if err != nil {
+					return err
+				}
+				return m.report(map[string]int{"rolled_back": n}, func(w io.Writer) error {
+					_, err := fmt.Fprintf(w, "rolled back %d moves\n", n)
+					return err
+				})
+			}
+			dss, err := a.datasetsNamed(datasets)
+			if err != nil {
+				return err
+			}
+			opts := mover.MigrateOptions{
+				Batch:   cmp(batch, a.cfg.Mover.Batch),
+				Workers: cmp(workers, a.cfg.Mover.Workers),
+				Rate:    float64(cmp(rate, a.cfg.Mover.Rate)),
+			}
+			bars := m.progressBars(ctx)
+			if bars != nil {
+				opts.Progress = bars.update
+			}
+			sum, err := mv.Migrate(ctx, func(ctx context.Context) (*mover.Plan, error) {
+				return a.plan(ctx, dss, when, false)
+			}, opts)
+			if bars != nil {
+				bars.wait()
+			}
+			if err != nil {
+				return err
+			}
+			purged, err := mv.PurgeDue(ctx)
+			if err != nil {
+				return err
+			}
+			rep := newMigrateReport(sum, purged)
+			err = m.report(rep, func(w io.Writer) error {
+				fmt.Fprintf(w, "moved %d subjects (%d rows, %.1f MB) in %.2fs in %d batches; %d failed; %d open moves resolved; %d purges\n",
+					rep.Subjects, rep.Rows, float64(rep.Bytes)/1e6, rep.Seconds, rep.Moves, rep.Failed, rep.Resolved, rep.Purged)
+				if rep.Moves > 0 {
+					fmt.Fprintf(w, "write-block per batch: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", rep.BlockP50, rep.BlockP99, rep.BlockMax)
+				}
+				return nil
+			})
+			if err == nil && rep.Failed > 0 {
+				err = fmt.Errorf("%d subjects could not be moved; their batches rolled back (see the log): run migrate again", rep.Failed)
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&at, "at", "", "the date the policy is taken at (default now)")
+	f.StringSliceVar(&datasets, "dataset", nil, "only these datasets (repeatable)")
+	f.IntVar(&batch, "batch", 0, "subjects per batch (default mover.batch)")
+	f.IntVar(&workers, "workers", 0, "batches moved at once (default mover.workers)")
+	f.IntVar(&rate, "rate", 0, "rows per second, applied between batches (default mover.rate; 0: unlimited)")
+	f.BoolVar(&abort, "abort", false, "roll back every move not yet committed, and move nothing")
+	return cmd
+}
+
+func cmp(flag, config int) int {
+	if flag > 0 {
+		return flag
+	}
+	return config
+}
+
+type migrateReport struct {
+	Subjects int     `json:"subjects"`
+	Rows     int64   `json:"rows"`
+	Bytes    int64   `json:"bytes"`
+	Seconds  float64 `json:"seconds"`
+	Failed   int     `json:"failed"`
+	Moves    int     `json:"moves"`
+	Resolved int     `json:"resolved"`
+	Purged   int     `json:"purged"`
+	BlockP50 float64 `json:"block_p50_ms"`
+	BlockP99 float64 `json:"block_p99_ms"`
+	BlockMax float64 `json:"block_max_ms"`
+}
+
+func newMigrateReport(s mover.Summary, purged int) migrateReport {
+	blocks := slices.Clone(s.Blocks)
+	slices.Sort(blocks)
+	return migrateReport{
+		Subjects: s.Subjects, Rows: s.Rows, Bytes: s.Bytes, Seconds: s.Seconds, Failed: s.Failed,
+		Moves: s.Moves, Resolved: s.Resolved, Purged: purged,
+		BlockP50: millis(percentile(blocks, 0.5)), BlockP99: millis(percentile(blocks, 0.99)), BlockMax: millis(percentile(blocks, 1)),
+	}
+}
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[int(float64(len(sorted)-1)*p)]
+}
+
+func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// bars shows a migration's progress on a terminal.
+type bars struct {
+	p   *mpb.Progress
+	bar *mpb.Bar
+	tot int
+}
+
+// progressBars returns bars if Stdout is a terminal and --json is off.
+func (m *Main) progressBars(ctx context.Context) *bars {
+	f, ok := m.Stdout.(*os.File)
+	if !ok || m.JSON {
+		return nil
+	}
+	if st, err := f.Stat(); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		return nil
+	}
+	return &bars{p: mpb.NewWithContext(ctx, mpb.WithOutput(f), mpb.WithWidth(48))}
+}
+
+func (b *bars) update(p mover.Progress) {
+	if b.bar == nil || b.tot != p.Total {
+		if b.bar != nil {
+			b.bar.SetTotal(int64(b.tot), true)
+		}
+		b.tot = p.Total
+		b.bar = b.p.AddBar(int64(p.Total),
+			mpb.PrependDecorators(decor.Name("moving "), decor.CountersNoUnit("%d / %d subjects")),
+			mpb.AppendDecorators(decor.Percentage(), decor.Name(" "), decor.AverageSpeed(nil, "%.0f/s")))
+	}
+	b.bar.SetCurrent(int64(p.Done))
+}
+
+func (b *bars) wait() {
+	if b.bar != nil {
+		b.bar.SetTotal(int64(b.tot), true)
+	}
+	b.p.Wait()
+}

@@ -1,0 +1,352 @@
+// Package bench measures domicile's mover against the raw work it competes
+// with, in the same run over the same rows: a population is made once, then
+// moved by domicile (fence, copy, verify, commit, purge) and, from a copy of
+// the same file, by one INSERT … SELECT per table across ATTACH into empty
+// indexed tables plus the DELETE of those rows at the source.
+package bench
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/domicile/domicile"
+	"github.com/domicile/domicile/internal/example"
+	"github.com/domicile/domicile/mover"
+	"github.com/domicile/domicile/sqlite"
+)
+
+// Options size a benchmark run.
+type Options struct {
+	Dir      string // working directory; files are left there
+	Subjects int    // population; the non-mainland part of it moves
+	Seed     int64
+	Batch    int // subjects per move
+	Workers  int
+	Progress func(done, total int)
+}
+
+// Timing is one side of the comparison.
+type Timing struct {
+	Seconds        float64 `json:"seconds"`
+	SubjectsPerSec float64 `json:"subjects_per_s"`
+	RowsPerSec     float64 `json:"rows_per_s"`
+	MBPerSec       float64 `json:"mb_per_s"`
+}
+
+// Report is a benchmark's outcome.
+type Report struct {
+	Population int     `json:"population"`
+	Subjects   int     `json:"subjects"` // moved
+	Rows       int64   `json:"rows"`
+	Bytes      int64   `json:"bytes"`
+	Batch      int     `json:"batch"`
+	Workers    int     `json:"workers"`
+	Domicile   Timing  `json:"domicile"`
+	Raw        Timing  `json:"raw"`
+	RawCopy    float64 `json:"raw_copy_seconds"`
+	RawDelete  float64 `json:"raw_delete_seconds"`
+	Ratio      float64 `json:"ratio"` // domicile rows/s ÷ raw rows/s
+	BlockP50   float64 `json:"block_p50_ms"`
+	BlockP99   float64 `json:"block_p99_ms"`
+	BlockMax   float64 `json:"block_max_ms"`
+	Moves      int     `json:"moves"`
+}
+
+// overseas sends every subject outside mainland China to "dst".
+type overseas struct{}
+
+func (overseas) Decide(s domicile.Subject, _ string, _ time.Time) (domicile.Decision, error) {
+	if s.Country == "CN" {
+		return domicile.Decision{Rule: "mainland", Regions: []string{"src"}, Version: "bench"}, nil
+	}
+	return domicile.Decision{Rule: "overseas", Regions: []string{"dst"}, Version: "bench"}, nil
+}
+
+// Run makes the population and measures both sides.
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	if opts.Subjects <= 0 {
+		opts.Subjects = 5000
+	}
+	opts.Batch = max(opts.Batch, 1)
+	opts.Workers = max(opts.Workers, 1)
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	for _, name := range []string{"src.db", "dst.db", "control.db", "raw-src.db", "raw-dst.db"} {
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			os.Remove(filepath.Join(opts.Dir, name+suffix))
+		}
+	}
+	rep := &Report{Population: opts.Subjects, Batch: opts.Batch, Workers: opts.Workers}
+
+	// The population, in src.db, and a copy of it for the raw side.
+	srcPath := filepath.Join(opts.Dir, "src.db")
+	db, err := sqlite.Open(srcPath)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.ExecContext(ctx, example.Schema); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if _, err := example.Populate(ctx, db, example.PopulateOptions{Subjects: opts.Subjects, Seed: opts.Seed}); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if _, err := db.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		db.Close()
+		return nil, err
+	}
+	db.Close()
+	if err := copyFile(srcPath, filepath.Join(opts.Dir, "raw-src.db")); err != nil {
+		return nil, err
+	}
+	var movers []string
+	var subjects []domicile.Subject
+	for i := range opts.Subjects {
+		s := domicile.Subject{ID: example.SubjectID(i), Country: example.Country(i)}
+		subjects = append(subjects, s)
+		if s.Country != "CN" {
+			movers = append(movers, s.ID)
+		}
+	}
+	rep.Subjects = len(movers)
+
+	if err := runRaw(ctx, opts.Dir, movers, rep); err != nil {
+		return nil, fmt.Errorf("raw: %w", err)
+	}
+	if err := runDomicile(ctx, opts, subjects, rep); err != nil {
+		return nil, fmt.Errorf("domicile: %w", err)
+	}
+	if rep.Raw.Seconds > 0 {
+		rep.Raw.RowsPerSec = float64(rep.Rows) / rep.Raw.Seconds
+		rep.Raw.SubjectsPerSec = float64(rep.Subjects) / rep.Raw.Seconds
+		rep.Raw.MBPerSec = float64(rep.Bytes) / 1e6 / rep.Raw.Seconds
+	}
+	if rep.Raw.RowsPerSec > 0 {
+		rep.Ratio = rep.Domicile.RowsPerSec / rep.Raw.RowsPerSec
+	}
+	return rep, nil
+}
+
+// runRaw copies the movers' rows with one INSERT … SELECT per table across
+// ATTACH into empty indexed tables without triggers, then deletes them at the
+// source, with the stores' own PRAGMAs.
+func runRaw(ctx context.Context, dir string, movers []string, rep *Report) error {
+	dst, err := sqlite.Open(filepath.Join(dir, "raw-dst.db"))
+	if err != nil {
+		return err
+	}
+	if _, err := dst.ExecContext(ctx, example.Schema); err != nil {
+		dst.Close()
+		return err
+	}
+	dst.Close()
+	db, err := sqlite.Open(filepath.Join(dir, "raw-src.db"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx) // ATTACH and TEMP tables belong to one connection
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	stmts := []string{
+		`ATTACH DATABASE ` + quote(filepath.Join(dir, "raw-dst.db")) + ` AS dst`,
+		`CREATE TEMP TABLE movers (id TEXT PRIMARY KEY) WITHOUT ROWID`,
+	}
+	for _, s := range stmts {
+		if _, err := conn.ExecContext(ctx, s); err != nil {
+			return err
+		}
+	}
+	if err := inTx(ctx, conn, func() error {
+		for _, id := range movers {
+			if _, err := conn.ExecContext(ctx, `INSERT INTO temp.movers VALUES (?)`, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := inTx(ctx, conn, func() error {
+		for _, t := range example.Tables() {
+			q := fmt.Sprintf(`INSERT INTO dst.%s SELECT * FROM main.%s WHERE user_id IN (SELECT id FROM temp.movers)`, t, t)
+			if _, err := conn.ExecContext(ctx, q); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	copied := time.Now()
+	if err := inTx(ctx, conn, func() error {
+		for _, t := range example.Tables() {
+			q := fmt.Sprintf(`DELETE FROM main.%s WHERE user_id IN (SELECT id FROM temp.movers)`, t)
+			if _, err := conn.ExecContext(ctx, q); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	end := time.Now()
+	rep.RawCopy = copied.Sub(start).Seconds()
+	rep.RawDelete = end.Sub(copied).Seconds()
+	rep.Raw.Seconds = end.Sub(start).Seconds()
+	return nil
+}
+
+// inTx runs fn between BEGIN IMMEDIATE and COMMIT on conn.
+func inTx(ctx context.Context, conn *sql.Conn, fn func() error) error {
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		return err
+	}
+	if err := fn(); err != nil {
+		conn.ExecContext(ctx, `ROLLBACK`)
+		return err
+	}
+	_, err := conn.ExecContext(ctx, `COMMIT`)
+	return err
+}
+
+// runDomicile moves the same subjects with the mover, verification on and
+// no rollback window.
+func runDomicile(ctx context.Context, opts Options, subjects []domicile.Subject, rep *Report) error {
+	src, err := sqlite.OpenStore(filepath.Join(opts.Dir, "src.db"), "src")
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := sqlite.OpenStore(filepath.Join(opts.Dir, "dst.db"), "dst")
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	ctrl, err := sqlite.OpenControl(filepath.Join(opts.Dir, "control.db"), nil)
+	if err != nil {
+		return err
+	}
+	defer ctrl.Close()
+	datasets := example.Datasets()
+	templates, indexes := map[string]*domicile.Table{}, map[string][]string{}
+	byName := map[string]*domicile.Dataset{}
+	for _, ds := range datasets {
+		byName[ds.Name] = ds
+		for i, t := range ds.Tables {
+			desc, err := src.DescribeTable(ctx, t.Name)
+			if err != nil {
+				return err
+			}
+			desc.SubjectColumn, desc.Categories = t.SubjectColumn, t.Categories
+			ds.Tables[i] = desc
+			templates[t.Name] = desc
+			if indexes[t.Name], err = src.Indexes(ctx, t.Name); err != nil {
+				return err
+			}
+		}
+	}
+	stores := map[string]domicile.Store{"src": src, "dst": dst}
+	for _, st := range stores {
+		if err := st.Install(ctx, datasets, domicile.InstallOptions{Templates: templates, TemplateIndexes: indexes}); err != nil {
+			return err
+		}
+	}
+	var owners []domicile.Ownership
+	var placements []domicile.Placement
+	for _, ds := range datasets {
+		for _, s := range subjects {
+			owners = append(owners, domicile.Ownership{Subject: s.ID, Dataset: ds.Name, State: domicile.Owned, Region: "src", Epoch: 1})
+			placements = append(placements, domicile.Placement{Subject: s.ID, Dataset: ds.Name, Region: "src", Epoch: 1, State: domicile.Active})
+		}
+	}
+	if err := src.SetOwnership(ctx, owners); err != nil {
+		return err
+	}
+	if _, err := ctrl.AddSubjects(ctx, subjects, placements); err != nil {
+		return err
+	}
+	m := mover.New(mover.Config{Control: ctrl, Stores: stores, Datasets: byName, Owner: "bench"})
+	plan := func(ctx context.Context) (*mover.Plan, error) {
+		return mover.MakePlan(ctx, ctrl, stores, datasets, overseas{}, time.Now(), false)
+	}
+	sum, err := m.Migrate(ctx, plan, mover.MigrateOptions{Batch: opts.Batch, Workers: opts.Workers, Passes: 1,
+		Progress: func(p mover.Progress) {
+			if opts.Progress != nil {
+				opts.Progress(p.Done, p.Total)
+			}
+		}})
+	if err != nil {
+		return err
+	}
+	if sum.Failed > 0 {
+		return fmt.Errorf("%d subjects rolled back", sum.Failed)
+	}
+	moves, err := ctrl.ListMoves(ctx, domicile.MovePurged)
+	if err != nil {
+		return err
+	}
+	var first, last time.Time
+	for _, mv := range moves {
+		if first.IsZero() || mv.Receipt.Fenced.Before(first) {
+			first = mv.Receipt.Fenced
+		}
+		if mv.Receipt.Finished.After(last) {
+			last = mv.Receipt.Finished
+		}
+	}
+	rep.Moves = len(moves)
+	rep.Rows, rep.Bytes = sum.Rows, sum.Bytes
+	secs := last.Sub(first).Seconds()
+	rep.Domicile = Timing{Seconds: secs}
+	if secs > 0 {
+		rep.Domicile.SubjectsPerSec = float64(rep.Subjects) / secs
+		rep.Domicile.RowsPerSec = float64(rep.Rows) / secs
+		rep.Domicile.MBPerSec = float64(rep.Bytes) / 1e6 / secs
+	}
+	blocks := slices.Clone(sum.Blocks)
+	slices.Sort(blocks)
+	rep.BlockP50, rep.BlockP99, rep.BlockMax = ms(percentile(blocks, 0.50)), ms(percentile(blocks, 0.99)), ms(percentile(blocks, 1))
+	return nil
+}
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted)-1) * p)
+	return sorted[i]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
