@@ -105,8 +105,20 @@ const (
 	MoveTombstoned MoveState = "tombstoned"
 	MoveActivated  MoveState = "activated" // To owns the subjects
 	MovePurged     MoveState = "purged"    // done: receipt written
-	MoveRolledBack MoveState = "rolled_back"
+
+	// MoveRollingBack is recorded, token-checked, before a rollback touches
+	// any store, and bars the commit: a stale process can no longer commit
+	// a move another has begun to roll back.
+	MoveRollingBack MoveState = "rolling_back"
+	MoveRolledBack  MoveState = "rolled_back"
 )
+
+// OpenMoveStates are the states of the moves that still need work, or wait
+// out their rollback window.
+var OpenMoveStates = []MoveState{
+	MovePlanned, MovePrepared, MoveFenced, MoveCopied, MoveVerified,
+	MoveCommitted, MoveTombstoned, MoveActivated, MoveRollingBack,
+}
 
 // Done reports whether the move needs no more work.
 func (s MoveState) Done() bool { return s == MovePurged || s == MoveRolledBack }

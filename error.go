@@ -80,4 +80,8 @@ var (
 var (
 	ErrNotFound  = errors.New("not found")
 	ErrLeaseLost = errors.New("move lease lost") // another process claimed the move
+	// ErrPrecondition: a store's ownership rows are not in the state a move
+	// step requires, so the step did nothing. The move cannot go on as
+	// planned: before its commit it rolls back, after it an operator looks.
+	ErrPrecondition = errors.New("ownership precondition failed")
 )

@@ -78,7 +78,7 @@ type Store interface {
 	// held by another subject fails the batch with CodeConflict), in one
 	// transaction that passes the triggers. When b.MoveID is set, every
 	// subject must be Incoming under that move in this store, or nothing is
-	// written (CodeConflict wrapping ErrLeaseLost): a stale process can never
+	// written (CodeConflict wrapping ErrPrecondition): a stale process can never
 	// overwrite rows that a later step has made live.
 	WriteSubjects(ctx context.Context, ds *Dataset, subjects []string, b *Batch) error
 
@@ -163,7 +163,7 @@ func (b *Batch) Rows() int64 {
 //     its move_id is MoveID when Own is set, and is not MoveID otherwise (a
 //     move never re-fences a subject it has given back);
 //   - any other row fails the whole transition with CodeConflict wrapping
-//     ErrLeaseLost, unless Lenient is set, in which case it is skipped.
+//     ErrPrecondition, unless Lenient is set, in which case it is skipped.
 type Transition struct {
 	Dataset  string
 	MoveID   string

@@ -105,7 +105,7 @@ func (m *Mover) Migrate(ctx context.Context, plan func(context.Context) (*Plan, 
 		}
 	}
 	sum.Seconds = m.cfg.Now().Sub(start).Seconds()
-	return sum, nil
+	return sum, ctx.Err()
 }
 
 type job struct {
@@ -178,7 +178,18 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 			}
 			res, err := m.runOrWait(gctx, j.id)
 			if err != nil && (res.Move == nil || !res.Move.State.Done()) {
-				return fmt.Errorf("move %s: %w", j.id, err)
+				if gctx.Err() != nil {
+					return err
+				}
+				// One move that cannot go on must not stop the others: it
+				// is counted as failed, and resolved by a later run.
+				m.cfg.Logger.Error("move failed", "move", j.id, "err", err)
+				mu.Lock()
+				defer mu.Unlock()
+				failed += j.subjects
+				done += j.subjects
+				sum.Moves++
+				return nil
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -357,7 +368,4 @@ func (m *Mover) AbortAll(ctx context.Context, reason string) (int, error) {
 	return n, nil
 }
 
-var openStates = []domicile.MoveState{
-	domicile.MovePlanned, domicile.MovePrepared, domicile.MoveFenced, domicile.MoveCopied,
-	domicile.MoveVerified, domicile.MoveCommitted, domicile.MoveTombstoned, domicile.MoveActivated,
-}
+var openStates = domicile.OpenMoveStates

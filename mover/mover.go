@@ -152,6 +152,12 @@ func (r *run) record(ctx context.Context, state domicile.MoveState) error {
 	return nil
 }
 
+// save records the move's fields without changing its state.
+func (r *run) save(ctx context.Context) error {
+	r.mv.LeaseExpires = r.m.cfg.Now().Add(r.m.cfg.Lease)
+	return r.m.cfg.Control.AdvanceMove(ctx, r.mv, r.token, r.mv.State)
+}
+
 // renew extends the lease before a step touches a store, when a third of it
 // has passed since the last extension. The lease only keeps other processes
 // off the move; what keeps a stale process from doing harm is the token
@@ -190,11 +196,18 @@ func (r *run) forward(ctx context.Context) (Result, error) {
 		}
 	}
 	for !mv.State.Done() {
-		if err := ctx.Err(); err != nil {
-			return Result{Move: mv}, err
+		if mv.State == domicile.MoveRollingBack {
+			return Result{Move: mv}, r.rollback(ctx, mv.Error)
 		}
-		if !committed(mv.State) && mv.State != domicile.MovePlanned && mv.State != domicile.MovePrepared &&
-			cfg.Now().Sub(mv.FencedAt) > cfg.MaxBlock {
+		if err := ctx.Err(); err != nil {
+			if committed(mv.State) {
+				return Result{Move: mv}, err
+			}
+			// Stopping before the commit: give the subjects back rather
+			// than leave them fenced until the lease lapses.
+			return Result{Move: mv}, errors.Join(err, r.rollback(ctx, "cancelled: "+context.Cause(ctx).Error()))
+		}
+		if !committed(mv.State) && !mv.FencedAt.IsZero() && cfg.Now().Sub(mv.FencedAt) > cfg.MaxBlock {
 			reason := fmt.Sprintf("fenced for %s, longer than max_block %s, before commit", cfg.Now().Sub(mv.FencedAt).Round(time.Millisecond), cfg.MaxBlock)
 			return Result{Move: mv}, r.rollback(ctx, reason)
 		}
@@ -227,7 +240,14 @@ func (r *run) forward(ctx context.Context) (Result, error) {
 		if err == nil {
 			continue
 		}
-		if errors.Is(err, domicile.ErrLeaseLost) || committed(mv.State) || ctx.Err() != nil {
+		if errors.Is(err, domicile.ErrLeaseLost) {
+			return Result{Move: mv}, err
+		}
+		if committed(mv.State) {
+			if errors.Is(err, domicile.ErrPrecondition) {
+				cfg.Logger.Error("a committed move cannot go on: a store is not in the state the move left it in",
+					"move", mv.ID, "state", mv.State, "err", err)
+			}
 			return Result{Move: mv}, err
 		}
 		if rbErr := r.rollback(ctx, err.Error()); rbErr != nil {
@@ -276,11 +296,18 @@ func (r *run) fence(ctx context.Context) error {
 	if err := r.renew(ctx); err != nil {
 		return err
 	}
+	if r.mv.FencedAt.IsZero() {
+		// Recorded before the fence, so that a run resumed after a crash
+		// between the two still counts max_block from here.
+		r.mv.FencedAt = r.m.cfg.Now()
+		r.mv.Receipt.Fenced = r.mv.FencedAt
+		if err := r.save(ctx); err != nil {
+			return err
+		}
+	}
 	if err := r.transition(ctx, r.src, domicile.Transition{From: []domicile.OwnerState{domicile.Owned}, To: domicile.Fenced}); err != nil {
 		return err
 	}
-	r.mv.FencedAt = r.m.cfg.Now()
-	r.mv.Receipt.Fenced = r.mv.FencedAt
 	return r.record(ctx, domicile.MoveFenced)
 }
 
@@ -382,23 +409,47 @@ func (r *run) purge(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("purge %s: %w", r.mv.From, err)
 	}
-	r.mv.Receipt.Purged += n
+	var expected int64
+	for _, t := range r.mv.Receipt.Tables {
+		expected += t.SourceRows
+	}
+	if n != expected {
+		// A purge resumed after a crash finds fewer rows: an earlier
+		// attempt deleted them. Nothing can have been written since the
+		// fence, so what was there is what verify counted; prove that
+		// nothing is left.
+		left, _, err := r.src.MeasureSubjects(ctx, r.ds, r.mv.Subjects)
+		if err != nil {
+			return fmt.Errorf("purge %s: %w", r.mv.From, err)
+		}
+		if left != 0 {
+			return fmt.Errorf("purge %s: %d rows of the move's subjects are left", r.mv.From, left)
+		}
+		r.m.cfg.Logger.Info("purge resumed: an earlier attempt deleted the rows", "move", r.mv.ID, "deleted_now", n, "verified", expected)
+		n = max(n, expected)
+	}
+	r.mv.Receipt.Purged = n
 	r.mv.Receipt.Finished = r.m.cfg.Now()
 	return r.record(ctx, domicile.MovePurged)
 }
 
 // rollback undoes an uncommitted move: the source takes writes again, the
-// destination's copy goes, and the placements return to Active at the source.
+// destination's copy goes, and the placements return to Active at the
+// source. The decision is recorded first (RollingBack, token-checked), which
+// bars the commit, so a stale process can never commit the move meanwhile.
 func (r *run) rollback(ctx context.Context, reason string) error {
 	ctx = context.WithoutCancel(ctx)
 	mv := r.mv
 	if committed(mv.State) {
 		return fmt.Errorf("move %s is committed: it cannot roll back", mv.ID)
 	}
-	r.m.cfg.Logger.Warn("rolling back move", "move", mv.ID, "dataset", mv.Dataset, "from", mv.From, "to", mv.To, "reason", reason)
-	if err := r.renew(ctx); err != nil {
-		return err
+	if mv.State != domicile.MoveRollingBack {
+		mv.Error = reason
+		if err := r.record(ctx, domicile.MoveRollingBack); err != nil {
+			return err
+		}
 	}
+	r.m.cfg.Logger.Warn("rolling back move", "move", mv.ID, "dataset", mv.Dataset, "from", mv.From, "to", mv.To, "reason", mv.Error)
 	epochs, err := r.m.cfg.Control.MoveEpochs(ctx, mv)
 	if err != nil {
 		return err
@@ -409,17 +460,22 @@ func (r *run) rollback(ctx context.Context, reason string) error {
 	}); err != nil {
 		return err
 	}
-	if mv.State != domicile.MovePlanned {
-		if err := r.transition(ctx, r.dst, domicile.Transition{
-			From: []domicile.OwnerState{domicile.Incoming}, Own: true, Lenient: true, To: domicile.Moved, Region: mv.From, Epochs: epochs,
-		}); err != nil {
-			return err
-		}
-		if _, err := r.dst.PurgeMoved(ctx, r.ds, mv.ID, mv.Subjects); err != nil {
-			return fmt.Errorf("drop the copy at %s: %w", mv.To, err)
-		}
+	// At the destination every subject ends with a tombstone under this
+	// move pointing at the source, whether or not the prepare ran: a stale
+	// process can then never mark it incoming again.
+	if err := r.transition(ctx, r.dst, domicile.Transition{
+		From: []domicile.OwnerState{domicile.Incoming}, Own: true, Lenient: true, To: domicile.Moved, Region: mv.From, Epochs: epochs,
+	}); err != nil {
+		return err
 	}
-	mv.Error = reason
+	if err := r.transition(ctx, r.dst, domicile.Transition{
+		From: []domicile.OwnerState{"", domicile.Moved}, Lenient: true, To: domicile.Moved, Region: mv.From, Epochs: epochs,
+	}); err != nil {
+		return err
+	}
+	if _, err := r.dst.PurgeMoved(ctx, r.ds, mv.ID, mv.Subjects); err != nil {
+		return fmt.Errorf("drop the copy at %s: %w", mv.To, err)
+	}
 	mv.Receipt.Finished = r.m.cfg.Now()
 	return r.record(ctx, domicile.MoveRolledBack)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -408,4 +409,90 @@ func TestAbortAndRollbackWindow(t *testing.T) {
 	if rep := e.verify(t); !rep.OK {
 		t.Fatalf("verify after purge: %+v", rep)
 	}
+}
+
+// TestAbortAfterUnrecordedPrepare covers a crash between the prepare's store
+// transaction and its record: the move is still planned, yet the destination
+// has the subjects incoming. Rolling it back must leave nothing stuck there,
+// and the subjects must move later.
+func TestAbortAfterUnrecordedPrepare(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 6)
+	p, err := e.plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mv := &domicile.Move{ID: mover.NewMoveID(e.clock.Now()), Dataset: "social", From: "a", To: "b", Rule: "brazil", Subjects: p.Routes[0].Subjects}
+	if ok, err := e.ctrl.CreateMove(ctx, mv); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	err = e.stores["b"].Transition(ctx, domicile.Transition{Dataset: "social", MoveID: mv.ID, Subjects: mv.Subjects,
+		From: []domicile.OwnerState{""}, To: domicile.Incoming, Region: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.mover("admin", nil).Abort(ctx, mv.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if rep := e.verify(t); !rep.OK || rep.Pending != 2 {
+		t.Fatalf("verify after abort: %+v", rep)
+	}
+	// A stale prepare of the rolled-back move can no longer mark them incoming.
+	err = e.stores["b"].Transition(ctx, domicile.Transition{Dataset: "social", MoveID: mv.ID, Subjects: mv.Subjects,
+		From: []domicile.OwnerState{"", domicile.Moved}, To: domicile.Incoming, Region: "b"})
+	if !errors.Is(err, domicile.ErrPrecondition) {
+		t.Fatalf("stale prepare after rollback: %v", err)
+	}
+	if _, err := e.mover("m", nil).Migrate(ctx, e.plan, mover.MigrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.checkMoved(t)
+}
+
+// TestCancelBeforeCommitRollsBack stops a run while the subjects are fenced:
+// the move rolls back at once instead of leaving them fenced until its lease
+// lapses.
+func TestCancelBeforeCommitRollsBack(t *testing.T) {
+	e := newEnv(t, 6)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := e.mover("m", func(_ *domicile.Move, s domicile.MoveState) {
+		if s == domicile.MoveFenced {
+			cancel()
+		}
+	})
+	sum, err := m.Migrate(ctx, e.plan, mover.MigrateOptions{Passes: 1})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("migrate: %+v, %v", sum, err)
+	}
+	moves, err := e.ctrl.ListMoves(context.Background(), domicile.MoveRolledBack)
+	if err != nil || len(moves) != 1 {
+		t.Fatalf("rolled back moves: %v %v", moves, err)
+	}
+	if _, err := e.sq["a"].DB().Exec(`UPDATE posts SET n = 7 WHERE user_id = 'u0003'`); err != nil {
+		t.Fatalf("the source still refuses writes: %v", err)
+	}
+	if rep := e.verify(t); !rep.OK {
+		t.Fatalf("verify: %+v", rep)
+	}
+}
+
+// TestVerifyDuringMove runs verify after every step of a live move: with
+// the move's lease alive, none of its intermediate states is a violation.
+func TestVerifyDuringMove(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 6)
+	var failures []string
+	m := e.mover("m", func(_ *domicile.Move, s domicile.MoveState) {
+		if rep := e.verify(t); !rep.OK {
+			failures = append(failures, fmt.Sprintf("%s: %+v", s, rep.Violations))
+		}
+	})
+	if _, err := m.Migrate(ctx, e.plan, mover.MigrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(failures) > 0 {
+		t.Fatalf("verify failed mid-move:\n%s", strings.Join(failures, "\n"))
+	}
+	e.checkMoved(t)
 }

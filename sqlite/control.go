@@ -527,6 +527,9 @@ func (c *Control) AdvanceMove(ctx context.Context, m *domicile.Move, token int64
 		if cur.Done() && cur != state {
 			return domicile.Errorf(domicile.CodeConflict, "move %s is already %s", m.ID, cur)
 		}
+		if cur == domicile.MoveRollingBack && state != domicile.MoveRollingBack && state != domicile.MoveRolledBack {
+			return domicile.Errorf(domicile.CodeConflict, "move %s is rolling back: it can no longer %s", m.ID, state)
+		}
 		if cur == domicile.MoveCommitted || isAfterCommit(cur) {
 			if state == domicile.MoveRolledBack {
 				return domicile.Errorf(domicile.CodeConflict, "move %s is committed: it can no longer roll back", m.ID)

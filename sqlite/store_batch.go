@@ -108,7 +108,7 @@ func (s *Store) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subject
 				return err
 			}
 			if len(in) != len(subjects) {
-				return &domicile.Error{Code: domicile.CodeConflict, Err: domicile.ErrLeaseLost,
+				return &domicile.Error{Code: domicile.CodeConflict, Err: domicile.ErrPrecondition,
 					Message: fmt.Sprintf("%d of %d subjects are not incoming under move %s", len(subjects)-len(in), len(subjects), b.MoveID)}
 			}
 		}

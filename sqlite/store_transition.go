@@ -66,7 +66,7 @@ func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 				return &domicile.Error{Code: domicile.CodeConflict,
 					Message: fmt.Sprintf("subject %s of %s is %q under move %q, not in a state move %s may change to %s",
 						id, tr.Dataset, c.state, c.moveID, tr.MoveID, tr.To),
-					Err: domicile.ErrLeaseLost}
+					Err: domicile.ErrPrecondition}
 			}
 			epoch := c.epoch
 			if e, ok := tr.Epochs[id]; ok {

@@ -1078,7 +1078,7 @@ func testTransition(t *testing.T, h Harness) {
 	}
 	f.own(t, "t3")
 	err := run(domicile.Transition{Subjects: []string{"t3", "t1"}, From: []domicile.OwnerState{domicile.Owned}, To: domicile.Fenced})
-	wantError(t, "fence of a subject the move gave back", err, domicile.CodeConflict, domicile.ErrLeaseLost)
+	wantError(t, "fence of a subject the move gave back", err, domicile.CodeConflict, domicile.ErrPrecondition)
 	if got := state("t3"); got != "owned///1" {
 		t.Fatalf("a failed transition changed t3: %s", got)
 	}
@@ -1091,7 +1091,7 @@ func testTransition(t *testing.T, h Harness) {
 	}
 	// Another move cannot tombstone what m1 fenced.
 	err = run(domicile.Transition{MoveID: "m2", Subjects: []string{"t3"}, From: []domicile.OwnerState{domicile.Fenced}, Own: true, To: domicile.Moved})
-	wantError(t, "tombstone by another move", err, domicile.CodeConflict, domicile.ErrLeaseLost)
+	wantError(t, "tombstone by another move", err, domicile.CodeConflict, domicile.ErrPrecondition)
 	if err := run(domicile.Transition{Subjects: []string{"t3"}, From: []domicile.OwnerState{domicile.Fenced}, Own: true, To: domicile.Moved,
 		Region: movedRegion, Epochs: map[string]int64{"t3": 2}}); err != nil {
 		t.Fatalf("tombstone: %v", err)

@@ -81,8 +81,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	rep.Placements = len(homes)
-	open, err := cfg.Control.ListMoves(ctx, domicile.MovePlanned, domicile.MovePrepared, domicile.MoveFenced,
-		domicile.MoveCopied, domicile.MoveVerified, domicile.MoveCommitted, domicile.MoveTombstoned, domicile.MoveActivated)
+	open, err := cfg.Control.ListMoves(ctx, domicile.OpenMoveStates...)
 	if err != nil {
 		return nil, err
 	}
@@ -153,9 +152,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					if _, ok := live[o.MoveID]; !ok {
 						rep.add(Violation{Kind: "stuck_" + string(o.State), Subject: o.Subject, Dataset: ds.Name, Region: region,
 							Message: fmt.Sprintf("%s by move %s, which is not open", o.State, o.MoveID)})
-					}
-					if o.State == domicile.Fenced && known && p.Region == region {
-						owned[o.Subject] = true // the home, mid-move
+					} else if known && p.Region == region {
+						// The home, mid-move: the source until the commit,
+						// the destination from the commit to its activation.
+						owned[o.Subject] = true
 					}
 				}
 				return nil
