@@ -18,6 +18,7 @@ type SubjectDigest struct {
 	Sum    [sha256.Size]byte            // over every table
 	Tables map[string][sha256.Size]byte // per table
 	Rows   map[string]int64             // per table
+	Bytes  int64                        // size of the values, as Batch.Bytes counts
 }
 
 func (d SubjectDigest) String() string { return hex.EncodeToString(d.Sum[:]) }
@@ -33,6 +34,7 @@ func (d SubjectDigest) Equal(o SubjectDigest) bool { return d.Sum == o.Sum }
 func DigestBatch(ds *Dataset, subjects []string, b *Batch) (map[string]SubjectDigest, error) {
 	type keyed struct{ key, row []byte }
 	perSubject := make(map[string][][]keyed, len(subjects))
+	sizes := make(map[string]int64, len(subjects))
 	for _, s := range subjects {
 		perSubject[s] = make([][]keyed, len(ds.Tables))
 	}
@@ -77,6 +79,9 @@ func DigestBatch(ds *Dataset, subjects []string, b *Batch) (map[string]SubjectDi
 				}
 			}
 			tables[ti] = append(tables[ti], keyed{k, r})
+			for _, v := range row {
+				sizes[s] += valueSize(v)
+			}
 		}
 	}
 	out := make(map[string]SubjectDigest, len(subjects))
@@ -103,6 +108,7 @@ func DigestBatch(ds *Dataset, subjects []string, b *Batch) (map[string]SubjectDi
 			h.Write(sum[:])
 		}
 		copy(d.Sum[:], h.Sum(nil))
+		d.Bytes = sizes[s]
 		out[s] = d
 	}
 	return out, nil

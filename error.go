@@ -84,4 +84,7 @@ var (
 	// step requires, so the step did nothing. The move cannot go on as
 	// planned: before its commit it rolls back, after it an operator looks.
 	ErrPrecondition = errors.New("ownership precondition failed")
+	// ErrNotSupported: an optional fast path does not apply; use the
+	// general one.
+	ErrNotSupported = errors.New("not supported")
 )

@@ -177,23 +177,38 @@ type Transition struct {
 }
 
 // Bytes returns the size of the batch's values: the length of text and blob
-// values, 8 for numbers.
+// values, 8 for other non-null values.
 func (b *Batch) Bytes() int64 {
 	var n int64
 	for _, t := range b.Tables {
 		for _, row := range t.Rows {
 			for _, v := range row {
-				switch v := v.(type) {
-				case string:
-					n += int64(len(v))
-				case []byte:
-					n += int64(len(v))
-				case nil:
-				default:
-					n += 8
-				}
+				n += valueSize(v)
 			}
 		}
 	}
 	return n
+}
+
+func valueSize(v any) int64 {
+	switch v := v.(type) {
+	case string:
+		return int64(len(v))
+	case []byte:
+		return int64(len(v))
+	case nil:
+		return 0
+	}
+	return 8
+}
+
+// SubjectCopier is implemented by stores that can copy subjects' rows from
+// another store without passing them through Go (SQLite files on one
+// machine, by ATTACH). CopySubjectsFrom has WriteSubjects' semantics: the
+// subjects must be Incoming under moveID here, rows an earlier attempt left
+// are replaced, a key held by another subject fails the copy with nothing
+// written. It returns ErrNotSupported, changing nothing, when it cannot copy
+// from src; the mover then reads and writes the rows itself.
+type SubjectCopier interface {
+	CopySubjectsFrom(ctx context.Context, src Store, ds *Dataset, moveID string, subjects []string) (rows int64, err error)
 }

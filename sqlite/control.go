@@ -17,8 +17,13 @@ import (
 // Control is the control store on SQLite: the directory of placements, the
 // moves with their leases, and the hash-chained ledger. It holds no personal
 // data beyond subject ids and countries.
+//
+// Like Store, it writes through a pool of one connection, so that this
+// process's writers queue in Go rather than in SQLite's busy handler, which
+// sleeps in steps of milliseconds; reads, and the job queue, use another pool.
 type Control struct {
-	db  *sql.DB
+	db  *sql.DB // reads, and the job queue's own transactions
+	w   *sql.DB // this store's writes: one connection
 	now func() time.Time
 }
 
@@ -78,30 +83,38 @@ CREATE TABLE IF NOT EXISTS ledger (
 // OpenControl opens (creating if needed) the control store at path. now
 // supplies the time for leases and records; nil means time.Now.
 func OpenControl(path string, now func() time.Time) (*Control, error) {
+	w, err := openDB(path)
+	if err != nil {
+		return nil, err
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxIdleTime(0)
+	w.SetConnMaxLifetime(0)
+	if _, err := w.Exec(controlSchema); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("create control schema in %s: %w", path, err)
+	}
 	db, err := openDB(path)
 	if err != nil {
+		w.Close()
 		return nil, err
 	}
 	if now == nil {
 		now = time.Now
 	}
-	c := &Control{db: db, now: now}
-	if _, err := db.Exec(controlSchema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("create control schema in %s: %w", path, err)
-	}
-	return c, nil
+	return &Control{db: db, w: w, now: now}, nil
 }
 
 // DB returns the underlying database, for the job queue and for tests.
 func (c *Control) DB() *sql.DB { return c.db }
 
 // Close closes the database.
-func (c *Control) Close() error { return c.db.Close() }
+func (c *Control) Close() error { return errors.Join(c.db.Close(), c.w.Close()) }
 
 // update runs fn in a write transaction, rolling back on error or panic.
 func (c *Control) update(ctx context.Context, fn func(*sql.Tx) error) (err error) {
-	tx, err := c.db.BeginTx(ctx, nil)
+	tx, err := c.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -475,7 +488,7 @@ func (c *Control) ClaimMove(ctx context.Context, id, owner string, lease time.Du
 
 // RenewLease extends the lease of the holder of token.
 func (c *Control) RenewLease(ctx context.Context, id string, token int64, lease time.Duration) error {
-	res, err := c.db.ExecContext(ctx, `UPDATE moves SET lease_expires = ? WHERE id = ? AND attempt = ? AND owner != ''`,
+	res, err := c.w.ExecContext(ctx, `UPDATE moves SET lease_expires = ? WHERE id = ? AND attempt = ? AND owner != ''`,
 		millis(c.now().Add(lease)), id, token)
 	if err != nil {
 		return err
@@ -510,7 +523,7 @@ func (c *Control) RenewLeases(ctx context.Context, owner string, ids []string, l
 
 // ReleaseMove gives up the lease without changing the move's state.
 func (c *Control) ReleaseMove(ctx context.Context, id string, token int64) error {
-	_, err := c.db.ExecContext(ctx, `UPDATE moves SET owner = '', lease_expires = 0 WHERE id = ? AND attempt = ?`, id, token)
+	_, err := c.w.ExecContext(ctx, `UPDATE moves SET owner = '', lease_expires = 0 WHERE id = ? AND attempt = ?`, id, token)
 	return err
 }
 

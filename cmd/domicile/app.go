@@ -190,6 +190,30 @@ func ownerName() string {
 	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), mover.NewMoveID(time.Now())[20:])
 }
 
+// queue starts the job queue in the control store, with workers running
+// moves in this process (none: this process only enqueues). Stop it with
+// the returned function.
+func (a *app) queue(ctx context.Context, mv *mover.Mover, workers int) (*mover.Queue, func(), error) {
+	q, err := mover.NewQueue(ctx, a.ctrl.DB(), mv, mover.QueueOptions{Workers: max(workers, 1), Logger: a.log})
+	if err != nil {
+		return nil, nil, fmt.Errorf("job queue: %w", err)
+	}
+	if workers > 0 {
+		if err := q.Start(ctx); err != nil {
+			q.Stop(context.WithoutCancel(ctx))
+			return nil, nil, fmt.Errorf("job queue: %w", err)
+		}
+	}
+	stop := func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := q.Stop(sctx); err != nil {
+			a.log.Warn("stopping the job queue", "err", err)
+		}
+	}
+	return q, stop, nil
+}
+
 // router returns a router over the app's stores, placing new subjects by
 // the policy in force.
 func (a *app) router() *router.Router {

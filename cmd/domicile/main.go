@@ -140,6 +140,7 @@ Start with 'domicile init', or run the reference scenario with 'domicile demo'.`
 		m.verifyCommand(),
 		m.whereCommand(),
 		m.serveCommand(),
+		m.workerCommand(),
 		m.demoCommand(),
 		m.versionCommand(),
 	)

@@ -74,6 +74,14 @@ and run again, it resolves what was left and goes on; nothing is lost.
 				Workers: cmp(workers, a.cfg.Mover.Workers),
 				Rate:    float64(cmp(rate, a.cfg.Mover.Rate)),
 			}
+			// Batches are durable jobs in the control store: 'domicile
+			// worker' processes anywhere share them with this one.
+			q, stopQueue, err := a.queue(ctx, mv, opts.Workers)
+			if err != nil {
+				return err
+			}
+			defer stopQueue()
+			opts.Queue = q
 			bars := m.progressBars(ctx)
 			if bars != nil {
 				opts.Progress = bars.update
@@ -110,7 +118,7 @@ and run again, it resolves what was left and goes on; nothing is lost.
 	f.StringVar(&at, "at", "", "the date the policy is taken at (default now)")
 	f.StringSliceVar(&datasets, "dataset", nil, "only these datasets (repeatable)")
 	f.IntVar(&batch, "batch", 0, "subjects per batch (default mover.batch)")
-	f.IntVar(&workers, "workers", 0, "batches moved at once (default mover.workers)")
+	f.IntVar(&workers, "workers", 0, "batches this process moves at once (default mover.workers); 'domicile worker' processes add more")
 	f.IntVar(&rate, "rate", 0, "rows per second, applied between batches (default mover.rate; 0: unlimited)")
 	f.BoolVar(&abort, "abort", false, "roll back every move not yet committed, and move nothing")
 	return cmd
