@@ -272,7 +272,7 @@ func (m *Mover) runOrWait(ctx context.Context, id string) (Result, error) {
 func (m *Mover) Resolve(ctx context.Context) (int, error) {
 	resolved := 0
 	for {
-		n, waiting, err := m.resolvePass(ctx)
+		n, waiting, err := m.resolvePass(ctx, true)
 		resolved += n
 		if err != nil || !waiting {
 			return resolved, err
@@ -288,12 +288,14 @@ func (m *Mover) Resolve(ctx context.Context) (int, error) {
 // ResolveExpired is one pass of Resolve that does not wait for live leases:
 // what a long-running process calls now and then, so that the moves of a
 // process that died are resolved within seconds of their lease expiring.
+// Planned moves nobody holds are left to the job queue, which has them, and
+// to the next migrate.
 func (m *Mover) ResolveExpired(ctx context.Context) (int, error) {
-	n, _, err := m.resolvePass(ctx)
+	n, _, err := m.resolvePass(ctx, false)
 	return n, err
 }
 
-func (m *Mover) resolvePass(ctx context.Context) (resolved int, waiting bool, err error) {
+func (m *Mover) resolvePass(ctx context.Context, planned bool) (resolved int, waiting bool, err error) {
 	open, err := m.cfg.Control.ListMoves(ctx, openStates...)
 	if err != nil {
 		return 0, false, err
@@ -305,6 +307,9 @@ func (m *Mover) resolvePass(ctx context.Context) (resolved int, waiting bool, er
 		}
 		if mv.Owner != "" && now.Before(mv.LeaseExpires) {
 			waiting = true
+			continue
+		}
+		if !planned && mv.State == domicile.MovePlanned && mv.Owner == "" {
 			continue
 		}
 		// A planned move whose creator is gone is carried out like any other.

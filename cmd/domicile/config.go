@@ -116,7 +116,7 @@ type MoverConfig struct {
 	Workers    int           `yaml:"workers"`     // batches moved at once; default 2
 	MaxBlock   time.Duration `yaml:"max_block"`   // a batch fenced longer than this before its commit rolls back; default 1s
 	PurgeAfter time.Duration `yaml:"purge_after"` // rollback window before source rows are purged; default 0s
-	Lease      time.Duration `yaml:"lease"`       // claim on a move, renewed while it runs; default 10s
+	Lease      time.Duration `yaml:"lease"`       // claim on a move, renewed while it runs; default 3s
 	Rate       int           `yaml:"rate"`        // rows per second between batches, 0 = unlimited; default 0
 }
 
@@ -146,7 +146,7 @@ func defaultConfig() *Config {
 			Batch:    100,
 			Workers:  2,
 			MaxBlock: time.Second,
-			Lease:    10 * time.Second,
+			Lease:    3 * time.Second,
 		},
 	}
 }

@@ -216,11 +216,16 @@ func (m *Main) demo(ctx context.Context, dir string, subjects, loaded, workers i
 	if err != nil {
 		return err
 	}
+	q, stopQueue, err := a.queue(ctx, mv, a.cfg.Mover.Workers)
+	if err != nil {
+		return err
+	}
+	defer stopQueue()
 	for _, ph := range demoPhases {
 		at, _ := parseAt(ph.at, time.Time{})
 		sum, err := mv.Migrate(ctx, func(ctx context.Context) (*mover.Plan, error) {
 			return a.plan(ctx, a.datasets, at, false)
-		}, mover.MigrateOptions{Batch: a.cfg.Mover.Batch, Workers: a.cfg.Mover.Workers})
+		}, mover.MigrateOptions{Batch: a.cfg.Mover.Batch, Workers: a.cfg.Mover.Workers, Queue: q})
 		if err != nil {
 			return fmt.Errorf("phase %s: %w", ph.name, err)
 		}
