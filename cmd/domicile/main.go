@@ -142,6 +142,7 @@ Start with 'domicile init', or run the reference scenario with 'domicile demo'.`
 		m.serveCommand(),
 		m.workerCommand(),
 		m.demoCommand(),
+		m.benchCommand(),
 		m.versionCommand(),
 	)
 	return root

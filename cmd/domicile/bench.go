@@ -1,0 +1,75 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/domicile/domicile/internal/bench"
+)
+
+func (m *Main) benchCommand() *cobra.Command {
+	var (
+		subjects int
+		batch    int
+		workers  int
+		dir      string
+		seed     int64
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure domicile's moves against the raw copy, in the same run over the same rows",
+		Long: `bench makes a synthetic population in a source SQLite file and moves every
+user outside mainland China to a destination file twice, over the same rows:
+once with domicile's mover (fence, copy, digests at both ends, commit,
+tombstone, activate, purge; timed from the first fence to the last purge) and
+once as the raw work (one INSERT … SELECT per table across ATTACH into empty
+indexed tables without triggers, then the DELETE at the source, with the
+stores' PRAGMAs). It reports subjects/s, rows/s, MB/s, the ratio of the two,
+and the write-block percentiles per batch (from the fence until the
+destination accepts writes). These machines are noisy: compare ratios.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if subjects < 10 || batch < 1 || workers < 1 {
+				return usageErrorf("--subjects must be at least 10, --batch and --workers at least 1")
+			}
+			if dir == "" {
+				d, err := os.MkdirTemp("", "domicile-bench-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(d)
+				dir = d
+			}
+			rep, err := bench.Run(cmd.Context(), bench.Options{Dir: dir, Subjects: subjects, Seed: seed, Batch: batch, Workers: workers})
+			if err != nil {
+				return err
+			}
+			return m.report(rep, func(w io.Writer) error {
+				fmt.Fprintf(w, "population %d users; %d move (%d rows, %.1f MB); batches of %d, %d workers\n\n",
+					rep.Population, rep.Subjects, rep.Rows, float64(rep.Bytes)/1e6, rep.Batch, rep.Workers)
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+				fmt.Fprintln(tw, "\tseconds\tsubjects/s\trows/s\tMB/s\t")
+				for _, row := range []struct {
+					name string
+					t    bench.Timing
+				}{{"domicile", rep.Domicile}, {"raw copy + delete", rep.Raw}} {
+					fmt.Fprintf(tw, "%s\t%.3f\t%.0f\t%.0f\t%.1f\t\n", row.name, row.t.Seconds, row.t.SubjectsPerSec, row.t.RowsPerSec, row.t.MBPerSec)
+				}
+				tw.Flush()
+				fmt.Fprintf(w, "\nratio domicile / raw: %.2f (raw: copy %.3fs, delete %.3fs)\n", rep.Ratio, rep.RawCopy, rep.RawDelete)
+				_, err := fmt.Fprintf(w, "write-block per batch (%d batches): p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", rep.Moves, rep.BlockP50, rep.BlockP99, rep.BlockMax)
+				return err
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&subjects, "subjects", 20000, "population (about 30% of it moves)")
+	f.IntVar(&batch, "batch", 100, "subjects per batch")
+	f.IntVar(&workers, "workers", 2, "batches moved at once")
+	f.StringVar(&dir, "dir", "", "where to keep the files (default: a temporary directory, removed)")
+	f.Int64Var(&seed, "seed", 1, "seed of the population")
+	return cmd
+}
