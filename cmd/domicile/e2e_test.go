@@ -233,3 +233,40 @@ func openRaw(t *testing.T, path string) *sql.DB {
 	}
 	return db
 }
+
+// TestDiscoverUnresolved: a country discover cannot resolve is listed, and
+// its subject is not registered; alpha-3 codes and English names are.
+func TestDiscoverUnresolved(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "domicile.yaml")
+	runJSON(t, nil, "init", "--dir", dir, "--subjects", "20")
+	db := openRaw(t, filepath.Join(dir, "cn-beijing.db"))
+	for _, row := range [][2]string{{"x1", "Narnia"}, {"x2", "Narnia"}, {"x3", "BRA"}, {"x4", "United States"}, {"x5", "Congo"}} {
+		if _, err := db.Exec(`INSERT INTO accounts (user_id, name, country) VALUES (?, 'n', ?)`, row[0], row[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	var disc discoverReport
+	runJSON(t, &disc, "--config", cfg, "discover")
+	if disc.Registered != 22 || disc.Found != 25 {
+		t.Fatalf("discover: %+v", disc)
+	}
+	want := []unresolvedCountry{{"Congo", 1}, {"Narnia", 2}}
+	if len(disc.Unresolved) != 2 || disc.Unresolved[0] != want[0] || disc.Unresolved[1] != want[1] {
+		t.Fatalf("unresolved %+v, want %+v", disc.Unresolved, want)
+	}
+	var where struct{ Subject struct{ Country string } }
+	runJSON(t, &where, "--config", cfg, "where", "x3")
+	if where.Subject.Country != "BR" {
+		t.Fatalf("x3 resolved to %q", where.Subject.Country)
+	}
+	if r := run(t, "--config", cfg, "where", "x1"); r.err == nil || !strings.Contains(r.stderr, "not found") {
+		t.Fatalf("an unresolved subject was registered: %v %s", r.err, r.stderr)
+	}
+	// Discover again: nothing new, the known ones left as they are.
+	runJSON(t, &disc, "--config", cfg, "discover")
+	if disc.Registered != 0 || disc.Known != 22 {
+		t.Fatalf("second discover: %+v", disc)
+	}
+}
