@@ -319,11 +319,20 @@ func (m *Mover) resolvePass(ctx context.Context, planned bool) (resolved int, wa
 			resolved++
 		case errors.Is(err, domicile.ErrLeaseLost):
 			waiting = true
+		case m.finished(ctx, mv.ID):
+			// Another process (or this one's job queue) finished it
+			// between the listing and the claim.
 		default:
 			return resolved, waiting, fmt.Errorf("resolve move %s: %w", mv.ID, err)
 		}
 	}
 	return resolved, waiting, nil
+}
+
+// finished reports whether the move needs no more work.
+func (m *Mover) finished(ctx context.Context, id string) bool {
+	mv, err := m.cfg.Control.FindMove(ctx, id)
+	return err == nil && mv.State.Done()
 }
 
 // PurgeDue purges the moves whose rollback window has passed.
@@ -337,7 +346,7 @@ func (m *Mover) PurgeDue(ctx context.Context) (int, error) {
 		if m.cfg.Now().Before(mv.PurgeAfter) {
 			continue
 		}
-		if _, err := m.Run(ctx, mv.ID); err != nil && !errors.Is(err, domicile.ErrLeaseLost) {
+		if _, err := m.Run(ctx, mv.ID); err != nil && !errors.Is(err, domicile.ErrLeaseLost) && !m.finished(ctx, mv.ID) {
 			return n, fmt.Errorf("purge move %s: %w", mv.ID, err)
 		}
 		n++
@@ -363,7 +372,7 @@ func (m *Mover) AbortAll(ctx context.Context, reason string) (int, error) {
 				}
 				continue
 			}
-			if err != nil {
+			if err != nil && !m.finished(ctx, mv.ID) {
 				return n, fmt.Errorf("abort move %s: %w", mv.ID, err)
 			}
 			break

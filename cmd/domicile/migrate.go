@@ -87,7 +87,8 @@ and run again, it resolves what was left and goes on; nothing is lost.
 				opts.Progress = bars.update
 			}
 			sum, err := mv.Migrate(ctx, func(ctx context.Context) (*mover.Plan, error) {
-				return a.plan(ctx, dss, when, false)
+				// --rate needs each batch's rows: measure them then.
+				return a.plan(ctx, dss, when, opts.Rate > 0)
 			}, opts)
 			if bars != nil {
 				bars.wait()
