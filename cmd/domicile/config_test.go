@@ -42,7 +42,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	}
 	if c.API.Listen != "127.0.0.1:7070" || c.API.MaxBody != 1<<20 || c.API.FenceWait != 2*time.Second ||
 		c.Mover.Batch != 100 || c.Mover.Workers != 2 || c.Mover.MaxBlock != time.Second ||
-		c.Mover.PurgeAfter != 0 || c.Mover.Lease != 10*time.Second || c.Mover.Rate != 0 {
+		c.Mover.PurgeAfter != 0 || c.Mover.Lease != 3*time.Second || c.Mover.Rate != 0 {
 		t.Errorf("defaults differ from the documented ones: %+v %+v", c.API, c.Mover)
 	}
 	if c.Control.Path != "/etc/domicile/control.db" || c.Control.Driver != "sqlite" {
