@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/domicile/domicile"
@@ -22,9 +24,13 @@ import (
 // process's writers queue in Go rather than in SQLite's busy handler, which
 // sleeps in steps of milliseconds; reads, and the job queue, use another pool.
 type Control struct {
-	db  *sql.DB // reads, and the job queue's own transactions
-	w   *sql.DB // this store's writes: one connection
-	now func() time.Time
+	db   *sql.DB // reads, and the job queue's own transactions
+	w    *sql.DB // this store's writes: one connection, which never checkpoints
+	ckpt *checkpointer
+	now  func() time.Time
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 var _ domicile.Control = (*Control)(nil)
@@ -83,7 +89,9 @@ CREATE TABLE IF NOT EXISTS ledger (
 // OpenControl opens (creating if needed) the control store at path. now
 // supplies the time for leases and records; nil means time.Now.
 func OpenControl(path string, now func() time.Time) (*Control, error) {
-	w, err := openDB(path)
+	// The moves' steps record through w: its commits leave the WAL
+	// checkpoints to the checkpointer (see Store).
+	w, err := openPool(path, noAutoCheckpoint)
 	if err != nil {
 		return nil, err
 	}
@@ -100,17 +108,27 @@ func OpenControl(path string, now func() time.Time) (*Control, error) {
 		w.Close()
 		return nil, err
 	}
+	ckpt, err := startCheckpointer(path, slog.Default())
+	if err != nil {
+		db.Close()
+		w.Close()
+		return nil, err
+	}
 	if now == nil {
 		now = time.Now
 	}
-	return &Control{db: db, w: w, now: now}, nil
+	return &Control{db: db, w: w, ckpt: ckpt, now: now}, nil
 }
 
 // DB returns the underlying database, for the job queue and for tests.
 func (c *Control) DB() *sql.DB { return c.db }
 
-// Close closes the database.
-func (c *Control) Close() error { return errors.Join(c.db.Close(), c.w.Close()) }
+// Close stops the checkpointer and closes the database. Calling it again
+// returns the first call's result.
+func (c *Control) Close() error {
+	c.closeOnce.Do(func() { c.closeErr = errors.Join(c.ckpt.stop(), c.db.Close(), c.w.Close()) })
+	return c.closeErr
+}
 
 // update runs fn in a write transaction, rolling back on error or panic.
 func (c *Control) update(ctx context.Context, fn func(*sql.Tx) error) (err error) {

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
+	"path/filepath"
 	"runtime"
 	"sync"
 
@@ -24,10 +26,16 @@ type Store struct {
 	db     *sql.DB // writes: one connection
 	rdb    *sql.DB // reads
 	region string
+	path   string // absolute path of the file, for ATTACH by another store
+	ckpt   *checkpointer
+
+	closeOnce sync.Once
+	closeErr  error
 
 	mu       sync.Mutex
 	stmts    map[stmtKey]*sql.Stmt
-	datasets map[string]string // table → dataset, as installed
+	datasets map[string]string       // table → dataset, as installed
+	attached map[string]attachedFile // schema → source file attached to the write connection
 }
 
 type stmtKey struct {
@@ -40,7 +48,13 @@ var _ domicile.Store = (*Store)(nil)
 // OpenStore opens the store of region in the SQLite file at path, creating
 // the file if it is missing. Install creates domicile's tables.
 func OpenStore(path, region string) (*Store, error) {
-	db, err := openDB(path)
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	// The write connection never checkpoints in a commit; the
+	// checkpointer does, beside it.
+	db, err := openPool(path, noAutoCheckpoint)
 	if err != nil {
 		return nil, err
 	}
@@ -56,12 +70,21 @@ func OpenStore(path, region string) (*Store, error) {
 	n := max(4, 2*runtime.GOMAXPROCS(0))
 	rdb.SetMaxOpenConns(n)
 	rdb.SetMaxIdleConns(n)
+	ckpt, err := startCheckpointer(path, slog.Default())
+	if err != nil {
+		rdb.Close()
+		db.Close()
+		return nil, err
+	}
 	return &Store{
 		db:       db,
 		rdb:      rdb,
+		ckpt:     ckpt,
 		region:   region,
+		path:     abs,
 		stmts:    make(map[stmtKey]*sql.Stmt),
 		datasets: make(map[string]string),
+		attached: make(map[string]attachedFile),
 	}, nil
 }
 
@@ -73,8 +96,15 @@ func (s *Store) DB() *sql.DB { return s.db }
 // Region names the region the store belongs to.
 func (s *Store) Region() string { return s.region }
 
-// Close closes the store's statements and connections.
+// Close stops the checkpointer and closes the store's statements and
+// connections. Calling it again returns the first call's result.
 func (s *Store) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Store) close() error {
+	ckptErr := s.ckpt.stop()
 	s.mu.Lock()
 	stmts := s.stmts
 	s.stmts = make(map[stmtKey]*sql.Stmt)
@@ -83,7 +113,7 @@ func (s *Store) Close() error {
 	for _, st := range stmts {
 		errs = append(errs, st.Close())
 	}
-	errs = append(errs, s.rdb.Close(), s.db.Close())
+	errs = append(errs, ckptErr, s.rdb.Close(), s.db.Close())
 	return errors.Join(errs...)
 }
 
@@ -115,10 +145,20 @@ func (s *Store) stmt(ctx context.Context, read bool, query string) (*sql.Stmt, e
 	return st, nil
 }
 
+// beginner is what *sql.DB and *sql.Conn have in common for transactions.
+type beginner interface {
+	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+}
+
 // update runs fn in a write transaction (BEGIN IMMEDIATE), rolling back on
 // error or panic.
-func (s *Store) update(ctx context.Context, fn func(*sql.Tx) error) (err error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+func (s *Store) update(ctx context.Context, fn func(*sql.Tx) error) error {
+	return updateOn(ctx, s.db, fn)
+}
+
+// updateOn runs fn in a write transaction begun on db.
+func updateOn(ctx context.Context, db beginner, fn func(*sql.Tx) error) (err error) {
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -141,7 +181,13 @@ func (s *Store) update(ctx context.Context, fn func(*sql.Tx) error) (err error) 
 // inserts a bypass row first and deletes it before committing, so no other
 // transaction ever sees one.
 func (s *Store) bypass(ctx context.Context, fn func(*sql.Tx) error) error {
-	return s.update(ctx, func(tx *sql.Tx) error {
+	return bypassOn(ctx, s.db, fn)
+}
+
+// bypassOn runs fn in a write transaction begun on db that passes
+// domicile's triggers, as bypass does.
+func bypassOn(ctx context.Context, db beginner, fn func(*sql.Tx) error) error {
+	return updateOn(ctx, db, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO domicile_bypass (id) VALUES (NULL)`); err != nil {
 			return fmt.Errorf("bypass: %w", err)
 		}
@@ -279,17 +325,8 @@ func (s *Store) SetOwnership(ctx context.Context, rows []domicile.Ownership) err
 		}
 	}
 	return s.update(ctx, func(tx *sql.Tx) error {
-		st, err := tx.PrepareContext(ctx, `INSERT INTO domicile_owner (`+ownerColumns+`) VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (subject, dataset) DO UPDATE SET state = excluded.state, region = excluded.region,
-			epoch = excluded.epoch, move_id = excluded.move_id`)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		for _, o := range rows {
-			if _, err := st.ExecContext(ctx, o.Subject, o.Dataset, string(o.State), o.Region, o.Epoch, o.MoveID); err != nil {
-				return fmt.Errorf("set ownership of %s: %w", o.Subject, err)
-			}
+		if err := upsertOwnership(ctx, tx, rows); err != nil {
+			return fmt.Errorf("set ownership: %w", err)
 		}
 		return nil
 	})

@@ -207,19 +207,6 @@ func deleteSubjects(ctx context.Context, tx *sql.Tx, t *domicile.Table, subjects
 	return total, err
 }
 
-// DigestSubjects computes the canonical digest of each subject's rows.
-func (s *Store) DigestSubjects(ctx context.Context, ds *domicile.Dataset, subjects []string) (map[string]domicile.SubjectDigest, error) {
-	b, err := s.ReadSubjects(ctx, ds, subjects)
-	if err != nil {
-		return nil, err
-	}
-	tables, err := s.describedDataset(ctx, ds)
-	if err != nil {
-		return nil, err
-	}
-	return domicile.DigestBatch(&domicile.Dataset{Name: ds.Name, Tables: tables}, subjects, b)
-}
-
 // PurgeSubjects deletes every row of the subjects in the dataset's tables,
 // passing the triggers, and returns how many rows it deleted.
 func (s *Store) PurgeSubjects(ctx context.Context, ds *domicile.Dataset, subjects []string) (int64, error) {

@@ -146,6 +146,8 @@ func BenchmarkReadSubjects(b *testing.B) {
 func BenchmarkMove(b *testing.B) {
 	b.Run("store", func(b *testing.B) { benchMove(b, true, true) })
 	b.Run("store-nodigest", func(b *testing.B) { benchMove(b, true, false) })
+	b.Run("copy", func(b *testing.B) { benchCopy(b, true) })
+	b.Run("copy-nodigest", func(b *testing.B) { benchCopy(b, false) })
 	// The raw limit: ATTACH, INSERT INTO … SELECT and DELETE per table, in
 	// one transaction on the source's connection.
 	b.Run("raw", func(b *testing.B) { benchMove(b, false, false) })
@@ -195,6 +197,65 @@ func benchMove(b *testing.B, store, digest bool) {
 		} else {
 			rows += rawMove(b, s, paths[1-from], ds, subjects)
 		}
+		i++
+	}
+	reportRows(b, rows)
+}
+
+// benchCopy moves batches as the mover does when both ends are SQLite
+// files: CopySubjectsFrom, digests at both ends, PurgeMoved.
+func benchCopy(b *testing.B, digest bool) {
+	ctx := context.Background()
+	src, ds, _ := benchStore(b, "s", benchBatches)
+	dst, _, _ := benchStore(b, "d", 0)
+	ends := [2]*Store{src, dst}
+	var rows int64
+	i := 0
+	for b.Loop() {
+		k := i % benchBatches
+		from := (i / benchBatches) % 2
+		s, t := ends[from], ends[1-from]
+		subjects := benchSubjects(k)
+		moveID := fmt.Sprintf("m%d", i)
+		b.StopTimer()
+		var in, moved []domicile.Ownership
+		for _, id := range subjects {
+			in = append(in, domicile.Ownership{Subject: id, Dataset: ds.Name, State: domicile.Incoming, MoveID: moveID})
+			moved = append(moved, domicile.Ownership{Subject: id, Dataset: ds.Name, State: domicile.Moved, MoveID: moveID})
+		}
+		if err := t.SetOwnership(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.SetOwnership(ctx, moved); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if _, err := t.CopySubjectsFrom(ctx, s, ds, moveID, subjects); err != nil {
+			b.Fatal(err)
+		}
+		if digest {
+			ds1, err := s.DigestSubjects(ctx, ds, subjects)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ds2, err := t.DigestSubjects(ctx, ds, subjects)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, id := range subjects {
+				if !ds1[id].Equal(ds2[id]) {
+					b.Fatalf("digest of %s differs", id)
+				}
+			}
+		}
+		n, err := s.PurgeMoved(ctx, ds, moveID, subjects)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n != benchBatch*benchRowsPer {
+			b.Fatalf("purged %d rows", n)
+		}
+		rows += n
 		i++
 	}
 	reportRows(b, rows)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/domicile/domicile"
 )
@@ -47,13 +48,7 @@ func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 		if err != nil {
 			return err
 		}
-		st, err := tx.PrepareContext(ctx, `INSERT INTO domicile_owner (`+ownerColumns+`) VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (subject, dataset) DO UPDATE SET state = excluded.state, region = excluded.region,
-			epoch = excluded.epoch, move_id = excluded.move_id`)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
+		var writes []domicile.Ownership
 		for _, id := range tr.Subjects {
 			c := have[id] // no row: state ""
 			if c.state == tr.To && c.moveID == tr.MoveID {
@@ -72,14 +67,37 @@ func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 			if e, ok := tr.Epochs[id]; ok {
 				epoch = e
 			}
-			if _, err := st.ExecContext(ctx, id, tr.Dataset, string(tr.To), tr.Region, epoch, tr.MoveID); err != nil {
-				return err
-			}
+			// A subject named twice is written once.
+			have[id] = current{state: tr.To, moveID: tr.MoveID, epoch: epoch}
+			writes = append(writes, domicile.Ownership{Subject: id, Dataset: tr.Dataset, State: tr.To, Region: tr.Region, Epoch: epoch, MoveID: tr.MoveID})
 		}
-		return nil
+		return upsertOwnership(ctx, tx, writes)
 	})
 	if err != nil {
 		return fmt.Errorf("transition of %d subjects of %s to %s in region %s: %w", len(tr.Subjects), tr.Dataset, tr.To, s.region, err)
+	}
+	return nil
+}
+
+// upsertOwnership writes ownership rows with multi-row statements.
+func upsertOwnership(ctx context.Context, tx *sql.Tx, rows []domicile.Ownership) error {
+	const perRow = 6
+	const per = maxInsertArgs / perRow
+	args := make([]any, 0, min(per, len(rows))*perRow)
+	for len(rows) > 0 {
+		n := min(per, len(rows))
+		args = args[:0]
+		for _, o := range rows[:n] {
+			args = append(args, o.Subject, o.Dataset, string(o.State), o.Region, o.Epoch, o.MoveID)
+		}
+		q := `INSERT INTO domicile_owner (` + ownerColumns + `) VALUES ` +
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?), ", n), ", ") +
+			` ON CONFLICT (subject, dataset) DO UPDATE SET state = excluded.state, region = excluded.region,
+			epoch = excluded.epoch, move_id = excluded.move_id`
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return err
+		}
+		rows = rows[n:]
 	}
 	return nil
 }

@@ -2,7 +2,9 @@
 // with, in the same run over the same rows: a population is made once, then
 // moved by domicile (fence, copy, verify, commit, purge) and, from a copy of
 // the same file, by one INSERT … SELECT per table across ATTACH into empty
-// indexed tables plus the DELETE of those rows at the source.
+// indexed tables plus the DELETE of those rows at the source. The report
+// says which copy path the mover took: by ATTACH, as between two SQLite
+// files, or through Go (Options.ReadWrite), as between engines.
 package bench
 
 import (
@@ -14,6 +16,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/domicile/domicile"
@@ -30,6 +34,11 @@ type Options struct {
 	Batch    int // subjects per move
 	Workers  int
 	Progress func(done, total int)
+
+	// ReadWrite makes the mover carry the rows through Go (ReadSubjects,
+	// then WriteSubjects), as between stores of different engines, instead
+	// of letting the destination copy them by ATTACH.
+	ReadWrite bool
 }
 
 // Timing is one side of the comparison.
@@ -57,6 +66,18 @@ type Report struct {
 	BlockP99   float64 `json:"block_p99_ms"`
 	BlockMax   float64 `json:"block_max_ms"`
 	Moves      int     `json:"moves"`
+
+	// CopyPath says how the moves' copy steps ran: "attach" (the
+	// destination copied by ATTACH and INSERT … SELECT), "read-write" (rows
+	// read at the source and written at the destination through Go), or
+	// "mixed"; AttachCopies and ReadWriteCopies count the copy steps.
+	CopyPath        string `json:"copy_path"`
+	AttachCopies    int64  `json:"attach_copies"`
+	ReadWriteCopies int64  `json:"read_write_copies"`
+	// StepSeconds is the time of each step of the move protocol, from the
+	// record of the step before, summed over the moves (which run
+	// Workers at a time): where domicile's time goes.
+	StepSeconds map[string]float64 `json:"step_seconds"`
 }
 
 // overseas sends every subject outside mainland China to "dst".
@@ -138,7 +159,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 // runRaw copies the movers' rows with one INSERT … SELECT per table across
 // ATTACH into empty indexed tables without triggers, then deletes them at the
-// source, with the stores' own PRAGMAs.
+// source, with the stores' own PRAGMAs, the write connections' automatic
+// checkpoint off included.
 func runRaw(ctx context.Context, dir string, movers []string, rep *Report) error {
 	dst, err := sqlite.Open(filepath.Join(dir, "raw-dst.db"))
 	if err != nil {
@@ -160,6 +182,10 @@ func runRaw(ctx context.Context, dir string, movers []string, rep *Report) error
 	}
 	defer conn.Close()
 	stmts := []string{
+		// As on the stores' write connections, no checkpoint inside a
+		// commit (the stores run theirs in the background, during the
+		// measured time; the raw side runs none until it is over).
+		`PRAGMA wal_autocheckpoint = 0`,
 		`ATTACH DATABASE ` + quote(filepath.Join(dir, "raw-dst.db")) + ` AS dst`,
 		`CREATE TEMP TABLE movers (id TEXT PRIMARY KEY) WITHOUT ROWID`,
 	}
@@ -258,7 +284,8 @@ func runDomicile(ctx context.Context, opts Options, subjects []domicile.Subject,
 			}
 		}
 	}
-	stores := map[string]domicile.Store{"src": src, "dst": dst}
+	counts := &copyCounts{readWrite: opts.ReadWrite}
+	stores := map[string]domicile.Store{"src": &countingStore{src, counts}, "dst": &countingStore{dst, counts}}
 	for _, st := range stores {
 		if err := st.Install(ctx, datasets, domicile.InstallOptions{Templates: templates, TemplateIndexes: indexes}); err != nil {
 			return err
@@ -278,7 +305,8 @@ func runDomicile(ctx context.Context, opts Options, subjects []domicile.Subject,
 	if _, err := ctrl.AddSubjects(ctx, subjects, placements); err != nil {
 		return err
 	}
-	m := mover.New(mover.Config{Control: ctrl, Stores: stores, Datasets: byName, Owner: "bench"})
+	steps := newStepClock()
+	m := mover.New(mover.Config{Control: ctrl, Stores: stores, Datasets: byName, Owner: "bench", AfterStep: steps.after})
 	plan := func(ctx context.Context) (*mover.Plan, error) {
 		return mover.MakePlan(ctx, ctrl, stores, datasets, overseas{}, time.Now(), false)
 	}
@@ -319,7 +347,87 @@ func runDomicile(ctx context.Context, opts Options, subjects []domicile.Subject,
 	blocks := slices.Clone(sum.Blocks)
 	slices.Sort(blocks)
 	rep.BlockP50, rep.BlockP99, rep.BlockMax = ms(percentile(blocks, 0.50)), ms(percentile(blocks, 0.99)), ms(percentile(blocks, 1))
+	rep.AttachCopies, rep.ReadWriteCopies = counts.attach.Load(), counts.writes.Load()
+	switch {
+	case rep.ReadWriteCopies == 0:
+		rep.CopyPath = "attach"
+	case rep.AttachCopies == 0:
+		rep.CopyPath = "read-write"
+	default:
+		rep.CopyPath = "mixed"
+	}
+	rep.StepSeconds = steps.seconds()
 	return nil
+}
+
+// copyCounts counts the copy steps by the path they took.
+type copyCounts struct {
+	readWrite      bool // refuse the ATTACH path
+	attach, writes atomic.Int64
+}
+
+// countingStore is a store of the benchmark that counts how the mover
+// copied into it.
+type countingStore struct {
+	*sqlite.Store
+	counts *copyCounts
+}
+
+// CopySubjectsFrom copies by ATTACH unless the run is told not to, and
+// counts the copies that did.
+func (c *countingStore) CopySubjectsFrom(ctx context.Context, src domicile.Store, ds *domicile.Dataset, moveID string, subjects []string) (int64, error) {
+	if c.counts.readWrite {
+		return 0, domicile.ErrNotSupported
+	}
+	if s, ok := src.(*countingStore); ok {
+		src = s.Store
+	}
+	n, err := c.Store.CopySubjectsFrom(ctx, src, ds, moveID, subjects)
+	if err == nil {
+		c.counts.attach.Add(1)
+	}
+	return n, err
+}
+
+// WriteSubjects counts the copies that went through Go.
+func (c *countingStore) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subjects []string, b *domicile.Batch) error {
+	err := c.Store.WriteSubjects(ctx, ds, subjects, b)
+	if err == nil {
+		c.counts.writes.Add(1)
+	}
+	return err
+}
+
+// stepClock sums, per move state, the time from each move's previous
+// record to its record of that state.
+type stepClock struct {
+	mu    sync.Mutex
+	last  map[string]time.Time
+	total map[domicile.MoveState]time.Duration
+}
+
+func newStepClock() *stepClock {
+	return &stepClock{last: map[string]time.Time{}, total: map[domicile.MoveState]time.Duration{}}
+}
+
+func (c *stepClock) after(mv *domicile.Move, state domicile.MoveState) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t, ok := c.last[mv.ID]; ok {
+		c.total[state] += now.Sub(t)
+	}
+	c.last[mv.ID] = now
+}
+
+func (c *stepClock) seconds() map[string]float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]float64, len(c.total))
+	for st, d := range c.total {
+		out[string(st)] = d.Seconds()
+	}
+	return out
 }
 
 func percentile(sorted []time.Duration, p float64) time.Duration {

@@ -1,0 +1,248 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/domicile/domicile"
+)
+
+// DigestSubjects computes the canonical digest of each subject's rows, the
+// one domicile.DigestBatch computes from ReadSubjects' batch, without
+// building the batch: rows are encoded as they are read, into one buffer per
+// table, and only their offsets are sorted. The verify step of every move
+// reads both ends, so this is on the move's critical path.
+func (s *Store) DigestSubjects(ctx context.Context, ds *domicile.Dataset, subjects []string) (map[string]domicile.SubjectDigest, error) {
+	tables, err := s.describedDataset(ctx, ds)
+	if err != nil {
+		return nil, err
+	}
+	index := make(map[string]int, len(subjects))
+	for _, id := range subjects {
+		if _, ok := index[id]; !ok {
+			index[id] = len(index)
+		}
+	}
+	d := &digester{
+		tableSums: make([][][sha256.Size]byte, len(index)),
+		rows:      make([][]int64, len(index)),
+		sizes:     make([]int64, len(index)),
+	}
+	if b, ok := digestBuffers.Get().(*digestBuffer); ok {
+		d.buf, d.entries = b.buf, b.entries
+	}
+	defer func() { digestBuffers.Put(&digestBuffer{d.buf[:0], d.entries[:0]}) }()
+	for i := range d.tableSums {
+		d.tableSums[i] = make([][sha256.Size]byte, len(tables))
+		d.rows[i] = make([]int64, len(tables))
+	}
+	err = s.view(ctx, func(tx *sql.Tx) error {
+		for ti, t := range tables {
+			if err := d.table(ctx, tx, ti, t, index, subjects); err != nil {
+				return fmt.Errorf("digest %s: %w", t.Name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]domicile.SubjectDigest, len(index))
+	h := sha256.New()
+	for id, si := range index {
+		sd := domicile.SubjectDigest{
+			Tables: make(map[string][sha256.Size]byte, len(tables)),
+			Rows:   make(map[string]int64, len(tables)),
+			Bytes:  d.sizes[si],
+		}
+		h.Reset()
+		for ti, t := range tables {
+			sum := d.tableSums[si][ti]
+			sd.Tables[t.Name] = sum
+			sd.Rows[t.Name] = d.rows[si][ti]
+			h.Write(sum[:])
+		}
+		h.Sum(sd.Sum[:0])
+		out[id] = sd
+	}
+	return out, nil
+}
+
+// digester holds the per-subject results of DigestSubjects, by subject
+// index and table index, and the buffers reused from table to table.
+type digester struct {
+	tableSums [][][sha256.Size]byte
+	rows      [][]int64
+	sizes     []int64
+
+	buf     []byte     // encoded keys and rows of one table
+	entries []rowEntry // one per row of one table
+}
+
+// digestBuffer is the buffers of a digester, kept for the next.
+type digestBuffer struct {
+	buf     []byte
+	entries []rowEntry
+}
+
+var digestBuffers sync.Pool
+
+// rowEntry locates one encoded row in digester.buf: its key at
+// buf[off:off+keyLen], its values right after, rowLen bytes.
+type rowEntry struct {
+	subject        int
+	off            int
+	keyLen, rowLen int
+}
+
+// table reads and encodes the subjects' rows of t, then hashes them per
+// subject in the order of their encoded primary keys, as DigestBatch does.
+func (d *digester) table(ctx context.Context, tx *sql.Tx, ti int, t *domicile.Table, index map[string]int, subjects []string) error {
+	cols := t.ColumnNames()
+	subj := slices.Index(cols, t.SubjectColumn)
+	if subj < 0 {
+		return fmt.Errorf("table %s has no subject column %q", t.Name, t.SubjectColumn)
+	}
+	pk := make([]int, len(t.PrimaryKey))
+	for i, c := range t.PrimaryKey {
+		if pk[i] = slices.Index(cols, c); pk[i] < 0 {
+			return fmt.Errorf("table %s has no key column %q", t.Name, c)
+		}
+	}
+	d.buf, d.entries = d.buf[:0], d.entries[:0]
+	vals := make([]any, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	prefix := "SELECT " + selectList(cols) + " FROM " + quoteIdent(t.Name) + " WHERE " + quoteIdent(t.SubjectColumn) + " IN ("
+	err := inChunks(nil, subjects, func(n int, args []any) error {
+		rows, err := tx.QueryContext(ctx, prefix+placeholders(n)+")", args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if err := rows.Scan(ptrs...); err != nil {
+				return err
+			}
+			id, err := subjectKey(vals[subj])
+			if err != nil {
+				return err
+			}
+			si, ok := index[id]
+			if !ok {
+				continue // matched by the IN list after a conversion, as ReadSubjects would return it
+			}
+			e := rowEntry{subject: si, off: len(d.buf)}
+			for _, i := range pk {
+				if d.buf, err = domicile.AppendValue(d.buf, normalize(vals[i])); err != nil {
+					return fmt.Errorf("%s: %w", cols[i], err)
+				}
+			}
+			e.keyLen = len(d.buf) - e.off
+			for i, v := range vals {
+				v = normalize(v)
+				if d.buf, err = domicile.AppendValue(d.buf, v); err != nil {
+					return fmt.Errorf("%s: %w", cols[i], err)
+				}
+				d.sizes[si] += valueSize(v)
+			}
+			e.rowLen = len(d.buf) - e.off - e.keyLen
+			d.entries = append(d.entries, e)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return err
+	}
+	buf := d.buf
+	key := func(e rowEntry) []byte { return buf[e.off : e.off+e.keyLen] }
+	slices.SortFunc(d.entries, func(a, b rowEntry) int {
+		if a.subject != b.subject {
+			return a.subject - b.subject
+		}
+		return bytes.Compare(key(a), key(b))
+	})
+	th := sha256.New()
+	var n [8]byte
+	hashed := make([]bool, len(d.tableSums))
+	for lo := 0; lo < len(d.entries); {
+		si := d.entries[lo].subject
+		hi := lo
+		for hi < len(d.entries) && d.entries[hi].subject == si {
+			hi++
+		}
+		d.tableSums[si][ti] = tableSum(th, t.Name, d.entries[lo:hi], buf, &n)
+		d.rows[si][ti] = int64(hi - lo)
+		hashed[si] = true
+		lo = hi
+	}
+	var empty [sha256.Size]byte
+	for si, ok := range hashed {
+		if !ok {
+			if empty == ([sha256.Size]byte{}) {
+				empty = tableSum(th, t.Name, nil, nil, &n)
+			}
+			d.tableSums[si][ti] = empty
+		}
+	}
+	return nil
+}
+
+// tableSum is DigestBatch's digest of one subject's rows of one table: the
+// table's name, the row count, then each row's length and encoding, in key
+// order.
+func tableSum(th interface {
+	Write([]byte) (int, error)
+	Reset()
+	Sum([]byte) []byte
+}, name string, entries []rowEntry, buf []byte, n *[8]byte) [sha256.Size]byte {
+	th.Reset()
+	th.Write([]byte(name))
+	binary.BigEndian.PutUint64(n[:], uint64(len(entries)))
+	th.Write(n[:])
+	for _, e := range entries {
+		binary.BigEndian.PutUint64(n[:], uint64(e.rowLen))
+		th.Write(n[:])
+		start := e.off + e.keyLen
+		th.Write(buf[start : start+e.rowLen])
+	}
+	var sum [sha256.Size]byte
+	th.Sum(sum[:0])
+	return sum
+}
+
+// subjectKey returns the subject a subject column's value names, as
+// DigestBatch reads it.
+func subjectKey(v any) (string, error) {
+	switch v := v.(type) {
+	case string:
+		return v, nil
+	case []byte:
+		return string(v), nil
+	case int64:
+		return strconv.FormatInt(v, 10), nil
+	}
+	return "", fmt.Errorf("subject value of type %T", v)
+}
+
+// valueSize is the size of a value as domicile.Batch.Bytes counts it.
+func valueSize(v any) int64 {
+	switch v := v.(type) {
+	case string:
+		return int64(len(v))
+	case []byte:
+		return int64(len(v))
+	case nil:
+		return 0
+	}
+	return 8
+}
