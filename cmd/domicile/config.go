@@ -112,7 +112,7 @@ type OneOrMore []string
 
 // MoverConfig tunes migrations.
 type MoverConfig struct {
-	Batch      int           `yaml:"batch"`       // subjects per batch; default 100
+	Batch      int           `yaml:"batch"`       // subjects per batch; default 50
 	Workers    int           `yaml:"workers"`     // batches moved at once; default 2
 	MaxBlock   time.Duration `yaml:"max_block"`   // a batch fenced longer than this before its commit rolls back; default 1s
 	PurgeAfter time.Duration `yaml:"purge_after"` // rollback window before source rows are purged; default 0s
@@ -143,7 +143,7 @@ func defaultConfig() *Config {
 			FenceWait: 2 * time.Second,
 		},
 		Mover: MoverConfig{
-			Batch:    100,
+			Batch:    50,
 			Workers:  2,
 			MaxBlock: time.Second,
 			Lease:    3 * time.Second,
