@@ -67,7 +67,7 @@ destination accepts writes). These machines are noisy: compare ratios.`,
 	}
 	f := cmd.Flags()
 	f.IntVar(&subjects, "subjects", 20000, "population (about 30% of it moves)")
-	f.IntVar(&batch, "batch", 100, "subjects per batch")
+	f.IntVar(&batch, "batch", 50, "subjects per batch")
 	f.IntVar(&workers, "workers", 2, "batches moved at once")
 	f.StringVar(&dir, "dir", "", "where to keep the files (default: a temporary directory, removed)")
 	f.Int64Var(&seed, "seed", 1, "seed of the population")
