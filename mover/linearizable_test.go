@@ -19,7 +19,7 @@ import (
 // every Brazilian subject moves from a to b, and returns what the load saw.
 // The copy step is held open for a while so that writes certainly arrive
 // while subjects are in flight.
-func concurrentMove(t *testing.T, e *env) (*load.Result, *load.Client) {
+func concurrentMove(t *testing.T, e *env, fenced bool) (*load.Result, *load.Client) {
 	t.Helper()
 	ctx := context.Background()
 	rt := router.New(router.Config{
@@ -63,7 +63,9 @@ func concurrentMove(t *testing.T, e *env) (*load.Result, *load.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Subjects != 20 {
+	// Without the fence, writes during the copy may change the source
+	// under the mover: verification then rolls such batches back.
+	if sum.Subjects != 20 && (fenced || sum.Subjects == 0) {
 		t.Fatalf("moved %d subjects, want 20", sum.Subjects)
 	}
 	time.Sleep(150 * time.Millisecond)
@@ -80,7 +82,7 @@ func concurrentMove(t *testing.T, e *env) (*load.Result, *load.Client) {
 // request fails, and every acknowledged write is present afterwards.
 func TestLinearizableDuringMoves(t *testing.T) {
 	e := newEnv(t, 60)
-	res, client := concurrentMove(t, e)
+	res, client := concurrentMove(t, e, true)
 	if n := res.Errors.Load() + res.Unknown.Load(); n != 0 {
 		t.Fatalf("%d requests failed: %v", n, res.Errs())
 	}
@@ -115,7 +117,7 @@ func TestUnfencedMovesAreCaught(t *testing.T) {
 			}
 		}
 	}
-	res, client := concurrentMove(t, e)
+	res, client := concurrentMove(t, e, false)
 	bad, err := res.CheckLinearizable(30 * time.Second)
 	if err != nil {
 		t.Fatal(err)

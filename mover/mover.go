@@ -13,6 +13,8 @@ import (
 	"log/slog"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/domicile/domicile"
 )
 
@@ -346,16 +348,26 @@ func (r *run) verify(ctx context.Context) error {
 	if err := r.renew(ctx); err != nil {
 		return err
 	}
-	src := r.digests
-	if src == nil { // resumed after a restart: the source is fenced, so reading it again is exact
-		var err error
-		if src, err = r.src.DigestSubjects(ctx, r.ds, r.mv.Subjects); err != nil {
-			return fmt.Errorf("digest %s: %w", r.mv.From, err)
-		}
+	// Both ends are read at once: they are different databases, and the
+	// fence keeps both still.
+	src, dst := r.digests, map[string]domicile.SubjectDigest(nil)
+	g, gctx := errgroup.WithContext(ctx)
+	if src == nil { // copied in the database, or resumed after a restart
+		g.Go(func() (err error) {
+			if src, err = r.src.DigestSubjects(gctx, r.ds, r.mv.Subjects); err != nil {
+				return fmt.Errorf("digest %s: %w", r.mv.From, err)
+			}
+			return nil
+		})
 	}
-	dst, err := r.dst.DigestSubjects(ctx, r.ds, r.mv.Subjects)
-	if err != nil {
-		return fmt.Errorf("digest %s: %w", r.mv.To, err)
+	g.Go(func() (err error) {
+		if dst, err = r.dst.DigestSubjects(gctx, r.ds, r.mv.Subjects); err != nil {
+			return fmt.Errorf("digest %s: %w", r.mv.To, err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	for _, s := range r.mv.Subjects {
 		if !src[s].Equal(dst[s]) {
