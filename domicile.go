@@ -43,6 +43,7 @@ type Table struct {
 	SubjectColumn string              `json:"subject_column"`
 	Columns       []Column            `json:"columns"`
 	PrimaryKey    []string            `json:"primary_key"`
+	References    []string            `json:"references,omitempty"` // tables its foreign keys point to
 	Categories    map[string][]string `json:"categories,omitempty"` // column → categories
 }
 

@@ -248,7 +248,19 @@ func describeTable(ctx context.Context, q querierCtx, name string) (*domicile.Ta
 	for i, p := range pkPos {
 		t.PrimaryKey[p-1] = pk[i]
 	}
-	return t, nil
+	refs, err := q.QueryContext(ctx, `SELECT DISTINCT "table" FROM pragma_foreign_key_list(?) ORDER BY 1`, name)
+	if err != nil {
+		return nil, fmt.Errorf("describe %s: foreign keys: %w", name, err)
+	}
+	defer refs.Close()
+	for refs.Next() {
+		var ref string
+		if err := refs.Scan(&ref); err != nil {
+			return nil, fmt.Errorf("describe %s: foreign keys: %w", name, err)
+		}
+		t.References = append(t.References, ref)
+	}
+	return t, refs.Err()
 }
 
 // Indexes returns the CREATE INDEX statements of a table, leaving out the

@@ -45,8 +45,8 @@ func (m *Main) open(ctx context.Context, install bool) (*app, error) {
 	return openApp(ctx, cfg, m.Logger, m.Now, install)
 }
 
-func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time.Time, install bool) (a *app, err error) {
-	a = &app{cfg: cfg, stores: map[string]domicile.Store{}, byName: map[string]*domicile.Dataset{}, policy: cfg.PolicyEngine(), log: log, now: now}
+func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time.Time, install bool) (_ *app, err error) {
+	a := &app{cfg: cfg, stores: map[string]domicile.Store{}, byName: map[string]*domicile.Dataset{}, policy: cfg.PolicyEngine(), log: log, now: now}
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -97,6 +97,19 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time
 			templates[t.Name] = desc
 			if indexes[t.Name], err = a.stores[from].Indexes(ctx, t.Name); err != nil {
 				return nil, err
+			}
+		}
+	}
+	// Datasets move independently: no foreign key may cross from one to
+	// another, or a move would leave a dangling reference behind.
+	for _, ds := range a.datasets {
+		for _, t := range ds.Tables {
+			for _, ref := range t.References {
+				for _, other := range a.datasets {
+					if other != ds && other.Table(ref) != nil {
+						return nil, fmt.Errorf("table %s of dataset %s has a foreign key to %s of dataset %s: datasets move independently, so put both tables in one dataset", t.Name, ds.Name, ref, other.Name)
+					}
+				}
 			}
 		}
 	}

@@ -270,3 +270,21 @@ func TestDiscoverUnresolved(t *testing.T) {
 		t.Fatalf("second discover: %+v", disc)
 	}
 }
+
+// TestForeignKeyAcrossDatasets: a foreign key from one dataset's table to
+// another's is refused before anything is installed or moved.
+func TestForeignKeyAcrossDatasets(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "domicile.yaml")
+	runJSON(t, nil, "init", "--dir", dir)
+	db := openRaw(t, filepath.Join(dir, "cn-beijing.db"))
+	if _, err := db.Exec(`DROP TABLE order_items; CREATE TABLE order_items (order_id INTEGER, line INTEGER, user_id TEXT NOT NULL,
+		sku TEXT, qty INTEGER, price_cents INTEGER, note_id INTEGER REFERENCES notes (note_id), PRIMARY KEY (order_id, line))`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	r := run(t, "--config", cfg, "install")
+	if ExitCode(r.err) != 1 || !strings.Contains(r.stderr, "table order_items of dataset commerce has a foreign key to notes of dataset cloud") {
+		t.Fatalf("install with a cross-dataset foreign key: %v\n%s", r.err, r.stderr)
+	}
+}
