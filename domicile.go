@@ -143,10 +143,14 @@ type Receipt struct {
 	Bytes         int64          `json:"bytes"`  // size of the values copied
 	Tables        []TableReceipt `json:"tables"`
 	Purged        int64          `json:"purged"`
-	Started       time.Time      `json:"started"`
-	Fenced        time.Time      `json:"fenced"`
-	Committed     time.Time      `json:"committed"`
-	Finished      time.Time      `json:"finished"`
+	// Superseded counts subjects that a later move (a rollback) carried
+	// back to the source before the purge: their rows there are live and
+	// were not purged.
+	Superseded int       `json:"superseded,omitempty"`
+	Started    time.Time `json:"started"`
+	Fenced     time.Time `json:"fenced"`
+	Committed  time.Time `json:"committed"`
+	Finished   time.Time `json:"finished"`
 }
 
 // TableReceipt is one table's part of a receipt: the rows and digest found at

@@ -301,6 +301,7 @@ func (m *Mover) resolvePass(ctx context.Context, planned bool) (resolved int, wa
 		return 0, false, err
 	}
 	now := m.cfg.Now()
+	var errs []error
 	for _, mv := range open {
 		if mv.State == domicile.MoveActivated && now.Before(mv.PurgeAfter) {
 			continue
@@ -323,10 +324,11 @@ func (m *Mover) resolvePass(ctx context.Context, planned bool) (resolved int, wa
 			// Another process (or this one's job queue) finished it
 			// between the listing and the claim.
 		default:
-			return resolved, waiting, fmt.Errorf("resolve move %s: %w", mv.ID, err)
+			// Go on with the others; report this one.
+			errs = append(errs, fmt.Errorf("resolve move %s: %w", mv.ID, err))
 		}
 	}
-	return resolved, waiting, nil
+	return resolved, waiting, errors.Join(errs...)
 }
 
 // finished reports whether the move needs no more work.
@@ -342,16 +344,23 @@ func (m *Mover) PurgeDue(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	n := 0
+	var errs []error
 	for _, mv := range moves {
 		if m.cfg.Now().Before(mv.PurgeAfter) {
 			continue
 		}
-		if _, err := m.Run(ctx, mv.ID); err != nil && !errors.Is(err, domicile.ErrLeaseLost) && !m.finished(ctx, mv.ID) {
-			return n, fmt.Errorf("purge move %s: %w", mv.ID, err)
+		_, err := m.Run(ctx, mv.ID)
+		switch {
+		case err == nil:
+			n++
+		case errors.Is(err, domicile.ErrLeaseLost) || m.finished(ctx, mv.ID):
+			// Another process holds it, or finished it.
+		default:
+			// One move that cannot be purged must not hold up the others.
+			errs = append(errs, fmt.Errorf("purge move %s: %w", mv.ID, err))
 		}
-		n++
 	}
-	return n, nil
+	return n, errors.Join(errs...)
 }
 
 // AbortAll rolls back every move not yet committed.

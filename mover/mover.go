@@ -213,16 +213,24 @@ func (r *run) forward(ctx context.Context) (Result, error) {
 			reason := fmt.Sprintf("fenced for %s, longer than max_block %s, before commit", cfg.Now().Sub(mv.FencedAt).Round(time.Millisecond), cfg.MaxBlock)
 			return Result{Move: mv}, r.rollback(ctx, reason)
 		}
+		// While the subjects are fenced and the move is not committed, a
+		// step may not run past max_block: it is cancelled, and the move
+		// rolls back.
 		var err error
+		stepCtx, cancel := ctx, context.CancelFunc(func() {})
+		if mv.State == domicile.MoveFenced || mv.State == domicile.MoveCopied {
+			// Measured on the injected clock, as FencedAt is.
+			stepCtx, cancel = context.WithTimeout(ctx, cfg.MaxBlock-cfg.Now().Sub(mv.FencedAt))
+		}
 		switch mv.State {
 		case domicile.MovePlanned:
 			err = r.prepare(ctx)
 		case domicile.MovePrepared:
 			err = r.fence(ctx)
 		case domicile.MoveFenced:
-			err = r.copy(ctx)
+			err = r.copy(stepCtx)
 		case domicile.MoveCopied:
-			err = r.verify(ctx)
+			err = r.verify(stepCtx)
 		case domicile.MoveVerified:
 			mv.Receipt.Committed = cfg.Now()
 			err = r.record(ctx, domicile.MoveCommitted)
@@ -232,15 +240,23 @@ func (r *run) forward(ctx context.Context) (Result, error) {
 			err = r.activate(ctx)
 		case domicile.MoveActivated:
 			if cfg.Now().Before(mv.PurgeAfter) {
-				cfg.Control.ReleaseMove(ctx, mv.ID, r.token)
+				cancel()
+				if err := cfg.Control.ReleaseMove(ctx, mv.ID, r.token); err != nil {
+					cfg.Logger.Warn("releasing a move in its rollback window", "move", mv.ID, "err", err)
+				}
 				return Result{Move: mv, Block: r.block()}, nil
 			}
 			err = r.purge(ctx)
 		default:
 			err = fmt.Errorf("move %s: unknown state %q", mv.ID, mv.State)
 		}
+		deadline := stepCtx.Err() == context.DeadlineExceeded && ctx.Err() == nil
+		cancel()
 		if err == nil {
 			continue
+		}
+		if deadline {
+			err = fmt.Errorf("fenced longer than max_block %s, before commit: %w", cfg.MaxBlock, err)
 		}
 		if errors.Is(err, domicile.ErrLeaseLost) {
 			return Result{Move: mv}, err
@@ -439,19 +455,32 @@ func (r *run) purge(ctx context.Context) error {
 		expected += t.SourceRows
 	}
 	if n != expected {
-		// A purge resumed after a crash finds fewer rows: an earlier
-		// attempt deleted them. Nothing can have been written since the
-		// fence, so what was there is what verify counted; prove that
-		// nothing is left.
-		left, _, err := r.src.MeasureSubjects(ctx, r.ds, r.mv.Subjects)
+		// Fewer rows than verify counted: either an earlier attempt
+		// deleted them (a purge resumed after a crash), or some subjects
+		// came back here by a later move (a rollback) before the purge,
+		// and their rows are live again. Prove that none of the subjects
+		// still tombstoned under this move has rows left.
+		var still []string
+		for _, s := range r.mv.Subjects {
+			o, err := r.src.FindOwnership(ctx, r.ds.Name, s)
+			if err == nil && o.State == domicile.Moved && o.MoveID == r.mv.ID {
+				still = append(still, s)
+			} else if err != nil && domicile.ErrorCode(err) != domicile.CodeNotFound {
+				return fmt.Errorf("purge %s: %w", r.mv.From, err)
+			}
+		}
+		left, _, err := r.src.MeasureSubjects(ctx, r.ds, still)
 		if err != nil {
 			return fmt.Errorf("purge %s: %w", r.mv.From, err)
 		}
 		if left != 0 {
 			return fmt.Errorf("purge %s: %d rows of the move's subjects are left", r.mv.From, left)
 		}
-		r.m.cfg.Logger.Info("purge resumed: an earlier attempt deleted the rows", "move", r.mv.ID, "deleted_now", n, "verified", expected)
-		n = max(n, expected)
+		r.mv.Receipt.Superseded = len(r.mv.Subjects) - len(still)
+		if r.mv.Receipt.Superseded == 0 {
+			r.m.cfg.Logger.Info("purge resumed: an earlier attempt deleted the rows", "move", r.mv.ID, "deleted_now", n, "verified", expected)
+			n = max(n, expected)
+		}
 	}
 	r.mv.Receipt.Purged = n
 	r.mv.Receipt.Finished = r.m.cfg.Now()

@@ -496,3 +496,50 @@ func TestVerifyDuringMove(t *testing.T) {
 	}
 	e.checkMoved(t)
 }
+
+// TestPurgeAfterMoveBack: subjects carried back to the source within the
+// rollback window (as domicile rollback does) are live there again; when the
+// window passes, the first move finishes without touching their rows.
+func TestPurgeAfterMoveBack(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 6)
+	m := mover.New(mover.Config{
+		Control: e.ctrl, Stores: e.stores, Datasets: map[string]*domicile.Dataset{"social": e.ds},
+		Owner: "w", Now: e.clock.Now, MaxBlock: time.Hour, PurgeAfter: time.Hour,
+	})
+	if _, err := m.Migrate(ctx, e.plan, mover.MigrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	moves, err := e.ctrl.ListMoves(ctx, domicile.MoveActivated)
+	if err != nil || len(moves) != 1 {
+		t.Fatalf("activated moves: %v %v", moves, err)
+	}
+	first, err := e.ctrl.FindMove(ctx, moves[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := &domicile.Move{ID: mover.NewMoveID(e.clock.Now()), Dataset: "social", From: "b", To: "a", Rule: "rollback", Subjects: first.Subjects}
+	if ok, err := e.ctrl.CreateMove(ctx, back); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if res, err := m.Run(ctx, back.ID); err != nil || res.Move.State != domicile.MoveActivated {
+		t.Fatalf("move back: %+v %v", res.Move, err)
+	}
+	e.clock.Add(2 * time.Hour)
+	n, err := m.PurgeDue(ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("purge due: %d %v", n, err)
+	}
+	done, err := e.ctrl.FindMove(ctx, first.ID)
+	if err != nil || done.State != domicile.MovePurged || done.Receipt.Superseded != 2 || done.Receipt.Purged != 0 {
+		t.Fatalf("first move after the window: %+v %v", done, err)
+	}
+	for _, s := range first.Subjects {
+		if rows := e.countRows(t, s); rows["a"] != 6 || rows["b"] != 0 {
+			t.Fatalf("%s: rows %v, want all 6 back in a", s, rows)
+		}
+	}
+	if rep := e.verify(t); !rep.OK || rep.Pending != 2 {
+		t.Fatalf("verify: %+v", rep)
+	}
+}

@@ -561,10 +561,8 @@ func (c *Control) AdvanceMove(ctx context.Context, m *domicile.Move, token int64
 		if cur == domicile.MoveRollingBack && state != domicile.MoveRollingBack && state != domicile.MoveRolledBack {
 			return domicile.Errorf(domicile.CodeConflict, "move %s is rolling back: it can no longer %s", m.ID, state)
 		}
-		if cur == domicile.MoveCommitted || isAfterCommit(cur) {
-			if state == domicile.MoveRolledBack {
-				return domicile.Errorf(domicile.CodeConflict, "move %s is committed: it can no longer roll back", m.ID)
-			}
+		if (cur == domicile.MoveCommitted || isAfterCommit(cur)) && (state == domicile.MoveRollingBack || state == domicile.MoveRolledBack) {
+			return domicile.Errorf(domicile.CodeConflict, "move %s is committed: it can no longer roll back", m.ID)
 		}
 		receipt, err := json.Marshal(m.Receipt)
 		if err != nil {
