@@ -88,6 +88,11 @@ type Control interface {
 
 	// FindReceipts returns the receipts of the finished moves of a subject.
 	FindReceipts(ctx context.Context, subject string) ([]Receipt, error)
+
+	// VerifyLedger walks the hash-chained ledger and returns a message for
+	// every entry whose hash or link does not hold, with the number of
+	// entries read.
+	VerifyLedger(ctx context.Context) ([]string, int64, error)
 }
 
 // MoveState is how far a move has come. The states are recorded in the order

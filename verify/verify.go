@@ -1,7 +1,8 @@
 // Package verify checks domicile's invariants across the control store and
 // every regional store: one owner per (subject, dataset), the one the
 // directory names; triggers installed and current; no move left unresolved;
-// no row outside its home; every home allowed by the policy.
+// no row outside its home; every home allowed by the policy; the ledger's
+// hash chain intact.
 package verify
 
 import (
@@ -44,6 +45,8 @@ type Report struct {
 	Pending    int         `json:"pending"` // placements the policy wants moved
 	Placements int         `json:"placements"`
 	Stores     int         `json:"stores"`
+	// LedgerEntries is how many ledger entries were checked.
+	LedgerEntries int64 `json:"ledger_entries"`
 }
 
 const maxViolations = 1000
@@ -190,6 +193,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				}
 			}
 		}
+	}
+
+	// Evidence: the ledger's chain holds.
+	problems, entries, err := cfg.Control.VerifyLedger(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep.LedgerEntries = entries
+	for _, p := range problems {
+		rep.add(Violation{Kind: "ledger", Message: p})
 	}
 
 	// Policy: a home the policy no longer allows is a pending move.

@@ -288,3 +288,30 @@ func TestForeignKeyAcrossDatasets(t *testing.T) {
 		t.Fatalf("install with a cross-dataset foreign key: %v\n%s", r.err, r.stderr)
 	}
 }
+
+// TestVerifyLedger: an entry of the ledger altered in the database behind
+// domicile's back fails verify.
+func TestVerifyLedger(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "domicile.yaml")
+	runJSON(t, nil, "init", "--dir", dir, "--subjects", "30")
+	runJSON(t, nil, "--config", cfg, "discover")
+	runJSON(t, nil, "--config", cfg, "migrate", "--at", "2026-01-01")
+	var ver struct {
+		OK      bool `json:"ok"`
+		Entries int  `json:"ledger_entries"`
+	}
+	runJSON(t, &ver, "--config", cfg, "verify", "--at", "2026-01-01")
+	if !ver.OK || ver.Entries < 5 {
+		t.Fatalf("verify before tampering: %+v", ver)
+	}
+	db := openRaw(t, filepath.Join(dir, "control.db"))
+	if _, err := db.Exec(`UPDATE ledger SET body = replace(body, 'cn-beijing', 'us-east') WHERE seq = 3`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	r := run(t, "--config", cfg, "verify", "--at", "2026-01-01")
+	if ExitCode(r.err) != 1 || !strings.Contains(r.stdout, "ledger entry 3: hash does not match its content") {
+		t.Fatalf("verify after tampering: %v\n%s", r.err, r.stdout)
+	}
+}
