@@ -32,10 +32,13 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	if e.Err != nil {
-		return e.Message + ": " + e.Err.Error()
+	switch {
+	case e.Err == nil || e.Err == ErrNotFound && e.Message != "": // "… not found: not found" says it twice
+		return e.Message
+	case e.Message == "":
+		return e.Err.Error()
 	}
-	return e.Message
+	return e.Message + ": " + e.Err.Error()
 }
 
 func (e *Error) Unwrap() error { return e.Err }

@@ -49,7 +49,7 @@ func (p *Plan) Subjects() int {
 // With measure set, it asks the source stores how many rows and bytes each
 // route carries.
 func MakePlan(ctx context.Context, ctrl domicile.Control, stores map[string]domicile.Store, datasets []*domicile.Dataset, policy Decider, at time.Time, measure bool) (*Plan, error) {
-	p := &Plan{At: at}
+	p := &Plan{At: at, Routes: []*Route{}}
 	for _, ds := range datasets {
 		routes := map[[3]string]*Route{}
 		err := ctrl.ListPlacements(ctx, ds.Name, func(s domicile.Subject, pl domicile.Placement) error {

@@ -93,6 +93,7 @@ func (r *Router) CreateSubject(ctx context.Context, s domicile.Subject) ([]domic
 	for _, p := range placements {
 		r.cache.put(p)
 	}
+	r.tombstoneElsewhere(ctx, placements)
 	r.log.LogAttrs(ctx, slog.LevelDebug, "subject created", slog.String("subject", s.ID))
 	return placements, nil
 }
@@ -173,4 +174,32 @@ func validSubjectID(id string) error {
 		}
 	}
 	return nil
+}
+
+// tombstoneElsewhere leaves, in every store but a placement's home that has
+// no row for the subject, a tombstone pointing at the home: a store that
+// accepts unknown subjects (the original one, during adoption) would
+// otherwise take writes for the new subject from writers that bypass
+// domicile. A failure is logged: the subject exists, and domicile's own
+// writes go to its home.
+func (r *Router) tombstoneElsewhere(ctx context.Context, placements []domicile.Placement) {
+	for region, st := range r.stores {
+		var rows []domicile.Ownership
+		for _, p := range placements {
+			if p.Region == region {
+				continue
+			}
+			_, err := st.FindOwnership(ctx, p.Dataset, p.Subject)
+			if !errors.Is(err, domicile.ErrNotFound) {
+				continue
+			}
+			rows = append(rows, domicile.Ownership{Subject: p.Subject, Dataset: p.Dataset, State: domicile.Moved, Region: p.Region, Epoch: p.Epoch})
+		}
+		if len(rows) == 0 {
+			continue
+		}
+		if err := st.SetOwnership(ctx, rows); err != nil {
+			r.log.Warn("leaving tombstones for a new subject", "region", region, "err", err)
+		}
+	}
 }

@@ -10,6 +10,15 @@ cd "$(dirname "$0")/.."
 # --- What the tests need ---------------------------------------------------
 # Go (with gcc, for -race) is on the machine already.
 #
+# Debian's sqlite3 (3.40): sqlite/TestTriggersSQLite340 checks that the
+# trigger SQL domicile installs is readable by it. Installed if missing and
+# we may (root); otherwise that one test says why it skips.
+if ! command -v sqlite3 >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+	echo "--- installing sqlite3"
+	(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sqlite3 >/dev/null) ||
+		echo "could not install sqlite3: the SQLite 3.40 trigger check will skip" >&2
+fi
+#
 # PostgreSQL (next issue): the PostgreSQL backend's tests will need Debian's
 # server, installed here only if it is missing, e.g.
 #   if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then

@@ -207,7 +207,10 @@ func ownerName() string {
 // moves in this process (none: this process only enqueues). Stop it with
 // the returned function.
 func (a *app) queue(ctx context.Context, mv *mover.Mover, workers int) (*mover.Queue, func(), error) {
-	q, err := mover.NewQueue(ctx, a.ctrl.DB(), mv, mover.QueueOptions{Workers: max(workers, 1), Logger: a.log})
+	// River speaks at info level of its own start and stop on every run:
+	// only its warnings and errors are worth an operator's attention.
+	quiet := slog.New(minLevel{a.log.Handler(), slog.LevelWarn})
+	q, err := mover.NewQueue(ctx, a.ctrl.DB(), mv, mover.QueueOptions{Workers: max(workers, 1), Logger: quiet})
 	if err != nil {
 		return nil, nil, fmt.Errorf("job queue: %w", err)
 	}
@@ -263,4 +266,22 @@ func parseAt(s string, now time.Time) (time.Time, error) {
 		}
 	}
 	return time.Time{}, usageErrorf("--at %q: want an RFC 3339 date (2026-06-01) or date-time (2026-06-01T12:00:00Z)", s)
+}
+
+// minLevel passes on only records at or above its level.
+type minLevel struct {
+	slog.Handler
+	level slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.level && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(attrs), h.level}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.level}
 }

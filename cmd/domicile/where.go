@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"sort"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -75,7 +77,20 @@ func (m *Main) whereCommand() *cobra.Command {
 				for _, d := range rep.Datasets {
 					fmt.Fprintf(w, "  %-10s home %s, epoch %d, %s\n", d.Dataset, d.Region, d.Epoch, d.State)
 					for _, r := range d.Regions {
-						fmt.Fprintf(w, "    %-14s %-9s rows %v\n", r.Region, r.State, r.Rows)
+						tables := make([]string, 0, len(r.Rows))
+						for t := range r.Rows {
+							tables = append(tables, t)
+						}
+						sort.Strings(tables)
+						var counts []string
+						for _, t := range tables {
+							counts = append(counts, fmt.Sprintf("%s %d", t, r.Rows[t]))
+						}
+						state := r.State
+						if state == "" {
+							state = "-"
+						}
+						fmt.Fprintf(w, "    %-14s %-9s %s\n", r.Region, state, strings.Join(counts, ", "))
 					}
 				}
 				for _, r := range rep.Receipts {
