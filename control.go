@@ -95,6 +95,11 @@ type Control interface {
 	VerifyLedger(ctx context.Context) ([]string, int64, error)
 }
 
+// Policy decides where a subject's dataset must live at a time.
+type Policy interface {
+	Decide(s Subject, dataset string, at time.Time) (Decision, error)
+}
+
 // MoveState is how far a move has come. The states are recorded in the order
 // below; Committed is the point of no return.
 type MoveState string

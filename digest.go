@@ -80,7 +80,7 @@ func DigestBatch(ds *Dataset, subjects []string, b *Batch) (map[string]SubjectDi
 			}
 			tables[ti] = append(tables[ti], keyed{k, r})
 			for _, v := range row {
-				sizes[s] += valueSize(v)
+				sizes[s] += ValueSize(v)
 			}
 		}
 	}

@@ -183,14 +183,15 @@ func (b *Batch) Bytes() int64 {
 	for _, t := range b.Tables {
 		for _, row := range t.Rows {
 			for _, v := range row {
-				n += valueSize(v)
+				n += ValueSize(v)
 			}
 		}
 	}
 	return n
 }
 
-func valueSize(v any) int64 {
+// ValueSize is the size of one value as Batch.Bytes counts it.
+func ValueSize(v any) int64 {
 	switch v := v.(type) {
 	case string:
 		return int64(len(v))

@@ -9,11 +9,6 @@ import (
 	"github.com/domicile/domicile"
 )
 
-// Decider is the policy as the planner sees it.
-type Decider interface {
-	Decide(s domicile.Subject, dataset string, at time.Time) (domicile.Decision, error)
-}
-
 // Route is the set of subjects of one dataset that the policy sends from one
 // region to another under one rule.
 type Route struct {
@@ -48,7 +43,7 @@ func (p *Plan) Subjects() int {
 // MakePlan compares every placement of the datasets with the policy at at.
 // With measure set, it asks the source stores how many rows and bytes each
 // route carries.
-func MakePlan(ctx context.Context, ctrl domicile.Control, stores map[string]domicile.Store, datasets []*domicile.Dataset, policy Decider, at time.Time, measure bool) (*Plan, error) {
+func MakePlan(ctx context.Context, ctrl domicile.Control, stores map[string]domicile.Store, datasets []*domicile.Dataset, policy domicile.Policy, at time.Time, measure bool) (*Plan, error) {
 	p := &Plan{At: at, Routes: []*Route{}}
 	for _, ds := range datasets {
 		routes := map[[3]string]*Route{}

@@ -193,7 +193,12 @@ func insertRows(ctx context.Context, tx *sql.Tx, table string, cols []string, ro
 
 // deleteSubjects deletes the subjects' rows of a table and counts them.
 func deleteSubjects(ctx context.Context, tx *sql.Tx, t *domicile.Table, subjects []string) (int64, error) {
-	prefix := "DELETE FROM " + quoteIdent(t.Name) + " WHERE " + quoteIdent(t.SubjectColumn) + " IN ("
+	return execSubjects(ctx, tx, "DELETE FROM "+quoteIdent(t.Name)+" WHERE "+quoteIdent(t.SubjectColumn)+" IN (", subjects)
+}
+
+// execSubjects runs prefix + "?, ?, …)" for the subjects in chunks and
+// returns the rows it affected.
+func execSubjects(ctx context.Context, tx *sql.Tx, prefix string, subjects []string) (int64, error) {
 	var total int64
 	err := inChunks(nil, subjects, func(n int, args []any) error {
 		res, err := tx.ExecContext(ctx, prefix+placeholders(n)+")", args...)

@@ -106,17 +106,7 @@ func copyTable(ctx context.Context, tx *sql.Tx, schema string, t *domicile.Table
 	cols := strings.Join(quoted, ", ")
 	prefix := "INSERT INTO main." + quoteIdent(t.Name) + " (" + cols + ") SELECT " + cols +
 		" FROM " + quoteIdent(schema) + "." + quoteIdent(t.Name) + " WHERE " + quoteIdent(t.SubjectColumn) + " IN ("
-	var total int64
-	err := inChunks(nil, subjects, func(n int, args []any) error {
-		res, err := tx.ExecContext(ctx, prefix+placeholders(n)+")", args...)
-		if err != nil {
-			return err
-		}
-		k, err := res.RowsAffected()
-		total += k
-		return err
-	})
-	return total, err
+	return execSubjects(ctx, tx, prefix, subjects)
 }
 
 // attachedFile is a source file attached to the write connection.

@@ -153,7 +153,7 @@ func (d *digester) table(ctx context.Context, tx *sql.Tx, ti int, t *domicile.Ta
 				if d.buf, err = domicile.AppendValue(d.buf, v); err != nil {
 					return fmt.Errorf("%s: %w", cols[i], err)
 				}
-				d.sizes[si] += valueSize(v)
+				d.sizes[si] += domicile.ValueSize(v)
 			}
 			e.rowLen = len(d.buf) - e.off - e.keyLen
 			d.entries = append(d.entries, e)
@@ -234,15 +234,3 @@ func subjectKey(v any) (string, error) {
 	return "", fmt.Errorf("subject value of type %T", v)
 }
 
-// valueSize is the size of a value as domicile.Batch.Bytes counts it.
-func valueSize(v any) int64 {
-	switch v := v.(type) {
-	case string:
-		return int64(len(v))
-	case []byte:
-		return int64(len(v))
-	case nil:
-		return 0
-	}
-	return 8
-}

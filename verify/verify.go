@@ -14,17 +14,12 @@ import (
 	"github.com/domicile/domicile"
 )
 
-// Decider is the policy as verify sees it.
-type Decider interface {
-	Decide(s domicile.Subject, dataset string, at time.Time) (domicile.Decision, error)
-}
-
 // Config is what Run checks.
 type Config struct {
 	Control  domicile.Control
 	Stores   map[string]domicile.Store
 	Datasets []*domicile.Dataset
-	Policy   Decider
+	Policy   domicile.Policy
 	At       time.Time // the policy date
 	Now      func() time.Time
 }
