@@ -233,4 +233,3 @@ func subjectKey(v any) (string, error) {
 	}
 	return "", fmt.Errorf("subject value of type %T", v)
 }
-
