@@ -28,8 +28,11 @@ import (
 
 // Options size a benchmark run.
 type Options struct {
-	Dir      string // working directory; files are left there
-	Subjects int    // population; the non-mainland part of it moves
+	Dir string // working directory; files are left there
+	// MaxBlock is the mover's max_block; default 1s, as in production. A
+	// batch fenced longer rolls back, and the run fails.
+	MaxBlock time.Duration
+	Subjects int // population; the non-mainland part of it moves
 	Seed     int64
 	Batch    int // subjects per move
 	Workers  int
@@ -306,7 +309,7 @@ func runDomicile(ctx context.Context, opts Options, subjects []domicile.Subject,
 		return err
 	}
 	steps := newStepClock()
-	m := mover.New(mover.Config{Control: ctrl, Stores: stores, Datasets: byName, Owner: "bench", AfterStep: steps.after})
+	m := mover.New(mover.Config{Control: ctrl, Stores: stores, Datasets: byName, Owner: "bench", AfterStep: steps.after, MaxBlock: opts.MaxBlock})
 	plan := func(ctx context.Context) (*mover.Plan, error) {
 		return mover.MakePlan(ctx, ctrl, stores, datasets, overseas{}, time.Now(), false)
 	}
