@@ -52,7 +52,16 @@ type Summary struct {
 	Failed   int             `json:"failed"`
 	Moves    int             `json:"moves"`
 	Resolved int             `json:"resolved"` // open moves of earlier runs finished or rolled back
-	Blocks   []time.Duration `json:"-"`        // write-block of every committed move
+	Blocks   []time.Duration `json:"-"`        // write-block of every moved (subject, dataset), from its batch
+}
+
+// appendBlock records a batch's write-block once per subject of the batch:
+// every one of them was blocked that long, and percentiles are per subject.
+func appendBlock(blocks []time.Duration, d time.Duration, subjects int) []time.Duration {
+	for range subjects {
+		blocks = append(blocks, d)
+	}
+	return blocks
 }
 
 // NewMoveID returns a fresh, time-ordered move id.
@@ -207,7 +216,7 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 					sum.Rows += t.SourceRows
 				}
 				if res.Block > 0 {
-					sum.Blocks = append(sum.Blocks, res.Block)
+					sum.Blocks = appendBlock(sum.Blocks, res.Block, n)
 				}
 			}
 			if opts.Progress != nil {

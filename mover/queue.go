@@ -453,7 +453,7 @@ func (m *Mover) runQueued(ctx context.Context, jobs []job, total int, opts Migra
 				sum.Rows += t.SourceRows
 			}
 			if block > 0 {
-				sum.Blocks = append(sum.Blocks, block)
+				sum.Blocks = appendBlock(sum.Blocks, block, j.subjects)
 			}
 		}
 		if opts.Progress != nil {

@@ -29,8 +29,9 @@ tombstone, activate, purge; timed from the first fence to the last purge) and
 once as the raw work (one INSERT … SELECT per table across ATTACH into empty
 indexed tables without triggers, then the DELETE at the source, with the
 stores' PRAGMAs). It reports subjects/s, rows/s, MB/s, the ratio of the two,
-and the write-block percentiles per batch (from the fence until the
-destination accepts writes). These machines are noisy: compare ratios.`,
+and the write-block percentiles per subject (each subject is blocked from
+its batch's fence until the destination accepts writes). These machines are
+noisy: compare ratios.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if subjects < 10 || batch < 1 || workers < 1 {
 				return usageErrorf("--subjects must be at least 10, --batch and --workers at least 1")
@@ -60,7 +61,7 @@ destination accepts writes). These machines are noisy: compare ratios.`,
 				}
 				tw.Flush()
 				fmt.Fprintf(w, "\nratio domicile / raw: %.2f (raw: copy %.3fs, delete %.3fs)\n", rep.Ratio, rep.RawCopy, rep.RawDelete)
-				_, err := fmt.Fprintf(w, "write-block per batch (%d batches): p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", rep.Moves, rep.BlockP50, rep.BlockP99, rep.BlockMax)
+				_, err := fmt.Fprintf(w, "write-block per subject (%d batches): p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", rep.Moves, rep.BlockP50, rep.BlockP99, rep.BlockMax)
 				return err
 			})
 		},

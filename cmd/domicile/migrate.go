@@ -105,7 +105,7 @@ and run again, it resolves what was left and goes on; nothing is lost.
 				fmt.Fprintf(w, "moved %d placements (subject, dataset) (%d rows, %.1f MB) in %.2fs in %d batches; %d failed; %d open moves resolved; %d purges\n",
 					rep.Subjects, rep.Rows, float64(rep.Bytes)/1e6, rep.Seconds, rep.Moves, rep.Failed, rep.Resolved, rep.Purged)
 				if rep.Moves > 0 {
-					fmt.Fprintf(w, "write-block per batch: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", rep.BlockP50, rep.BlockP99, rep.BlockMax)
+					fmt.Fprintf(w, "write-block per subject: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", rep.BlockP50, rep.BlockP99, rep.BlockMax)
 				}
 				return nil
 			})
