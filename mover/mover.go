@@ -89,9 +89,12 @@ func (m *Mover) Run(ctx context.Context, id string) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	defer r.keepLease(ctx)()
 	res, err := r.forward(ctx)
 	if err != nil && !errors.Is(err, domicile.ErrLeaseLost) {
-		m.cfg.Control.ReleaseMove(context.WithoutCancel(ctx), id, r.token)
+		if rerr := m.cfg.Control.ReleaseMove(context.WithoutCancel(ctx), id, r.token); rerr != nil {
+			m.cfg.Logger.Warn("releasing a move", "move", id, "err", rerr)
+		}
 	}
 	return res, err
 }
@@ -103,6 +106,7 @@ func (m *Mover) Abort(ctx context.Context, id, reason string) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	defer r.keepLease(ctx)()
 	if committed(r.mv.State) {
 		return r.forward(ctx)
 	}
@@ -152,6 +156,34 @@ func (r *run) record(ctx context.Context, state domicile.MoveState) error {
 		r.m.cfg.AfterStep(r.mv, state)
 	}
 	return nil
+}
+
+// keepLease extends the lease every third of it while a step runs long (a
+// large copy, a store waiting for a lock), so that another process does not
+// take the move over meanwhile. It returns the function that stops it. A
+// renewal that fails is left to the next record, which checks the token.
+func (r *run) keepLease(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(max(r.m.cfg.Lease/3, time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if err := r.m.cfg.Control.RenewLease(ctx, r.mv.ID, r.token, r.m.cfg.Lease); err != nil {
+				return
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // save records the move's fields without changing its state.

@@ -95,11 +95,19 @@ func (a *app) serve(ctx context.Context, srv *http.Server, ln net.Listener) erro
 	return err
 }
 
-// recoverLoop resolves expired moves and runs due purges every second,
-// logging failures at most once per interval.
+// recoverLoop resolves expired moves and runs due purges every second. A
+// failure that repeats is logged once a minute, not every second.
 func (a *app) recoverLoop(ctx context.Context, resolve, purge func(context.Context) (int, error)) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	last := map[string]time.Time{} // message → when it was last logged
+	warn := func(msg string, err error) {
+		key := msg + ": " + err.Error()
+		if now := time.Now(); now.Sub(last[key]) >= time.Minute {
+			last[key] = now
+			a.log.Warn(msg, "err", err)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -107,12 +115,12 @@ func (a *app) recoverLoop(ctx context.Context, resolve, purge func(context.Conte
 		case <-t.C:
 		}
 		if n, err := resolve(ctx); err != nil && ctx.Err() == nil {
-			a.log.Warn("resolving open moves", "err", err)
+			warn("resolving open moves", err)
 		} else if n > 0 {
 			a.log.Info("resolved moves of a process that stopped", "moves", n)
 		}
 		if _, err := purge(ctx); err != nil && ctx.Err() == nil {
-			a.log.Warn("purging", "err", err)
+			warn("purging", err)
 		}
 	}
 }
