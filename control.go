@@ -136,20 +136,23 @@ func (s MoveState) Done() bool { return s == MovePurged || s == MoveRolledBack }
 // Move is one move of a batch of subjects' data of one dataset from one
 // region to another.
 type Move struct {
-	ID            string    `json:"id"`
-	Dataset       string    `json:"dataset"`
-	From          string    `json:"from"`
-	To            string    `json:"to"`
-	Rule          string    `json:"rule"`
-	PolicyVersion string    `json:"policy_version"`
-	Subjects      []string  `json:"subjects,omitempty"`
-	State         MoveState `json:"state"`
-	Attempt       int64     `json:"attempt"`
-	Owner         string    `json:"owner,omitempty"`
-	LeaseExpires  time.Time `json:"lease_expires"`
-	Created       time.Time `json:"created"`
-	FencedAt      time.Time `json:"fenced_at"`   // when the fence committed
-	PurgeAfter    time.Time `json:"purge_after"` // when the source rows may go
-	Receipt       Receipt   `json:"receipt"`
-	Error         string    `json:"error,omitempty"`
+	ID            string   `json:"id"`
+	Dataset       string   `json:"dataset"`
+	From          string   `json:"from"`
+	To            string   `json:"to"`
+	Rule          string   `json:"rule"`
+	PolicyVersion string   `json:"policy_version"`
+	Subjects      []string `json:"subjects,omitempty"`
+	// Epochs are the subjects' placement epochs when the move was planned:
+	// its store steps refuse rows that a later move has moved past.
+	Epochs       map[string]int64 `json:"-"`
+	State        MoveState        `json:"state"`
+	Attempt      int64            `json:"attempt"`
+	Owner        string           `json:"owner,omitempty"`
+	LeaseExpires time.Time        `json:"lease_expires"`
+	Created      time.Time        `json:"created"`
+	FencedAt     time.Time        `json:"fenced_at"`   // when the fence committed
+	PurgeAfter   time.Time        `json:"purge_after"` // when the source rows may go
+	Receipt      Receipt          `json:"receipt"`
+	Error        string           `json:"error,omitempty"`
 }

@@ -174,6 +174,10 @@ type Transition struct {
 	To       OwnerState
 	Region   string           // for Moved: the region the subjects went to
 	Epochs   map[string]int64 // the epoch to record per subject
+	// MaxEpoch, if set, also refuses (or, Lenient, skips) a row whose epoch
+	// is above the subject's entry: a later move has been there since this
+	// one was planned, and a stale process must not touch its rows.
+	MaxEpoch map[string]int64
 }
 
 // Bytes returns the size of the batch's values: the length of text and blob

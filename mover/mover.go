@@ -332,7 +332,7 @@ func (r *run) prepare(ctx context.Context) error {
 		next[s] = e + 1
 	}
 	err = r.transition(ctx, r.dst, domicile.Transition{
-		From: []domicile.OwnerState{"", domicile.Moved}, To: domicile.Incoming, Region: r.mv.To, Epochs: next,
+		From: []domicile.OwnerState{"", domicile.Moved}, To: domicile.Incoming, Region: r.mv.To, Epochs: next, MaxEpoch: r.mv.Epochs,
 	})
 	if err != nil {
 		return err
@@ -355,7 +355,7 @@ func (r *run) fence(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := r.transition(ctx, r.src, domicile.Transition{From: []domicile.OwnerState{domicile.Owned}, To: domicile.Fenced}); err != nil {
+	if err := r.transition(ctx, r.src, domicile.Transition{From: []domicile.OwnerState{domicile.Owned}, To: domicile.Fenced, MaxEpoch: r.mv.Epochs}); err != nil {
 		return err
 	}
 	return r.record(ctx, domicile.MoveFenced)

@@ -543,3 +543,41 @@ func TestPurgeAfterMoveBack(t *testing.T) {
 		t.Fatalf("verify: %+v", rep)
 	}
 }
+
+// TestStaleFenceAfterLaterMoves: a process that stalled through its own
+// move and a later move back cannot fence the subjects again under its old
+// move: the store refuses rows whose epoch has passed the one it planned at.
+func TestStaleFenceAfterLaterMoves(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 3)
+	m := e.mover("m", nil)
+	if _, err := m.Migrate(ctx, e.plan, mover.MigrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	done, err := e.ctrl.ListMoves(ctx, domicile.MovePurged)
+	if err != nil || len(done) != 1 {
+		t.Fatalf("moves: %v %v", done, err)
+	}
+	first, err := e.ctrl.FindMove(ctx, done[0].ID)
+	if err != nil || first.Epochs["u0000"] != 1 {
+		t.Fatalf("first move %+v %v: want its planned epoch 1", first, err)
+	}
+	back := &domicile.Move{ID: mover.NewMoveID(e.clock.Now()), Dataset: "social", From: "b", To: "a", Rule: "back", Subjects: first.Subjects}
+	if ok, err := e.ctrl.CreateMove(ctx, back); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if _, err := m.Run(ctx, back.ID); err != nil {
+		t.Fatal(err)
+	}
+	// a owns u0000 again, at epoch 3, under the move back; the first move's
+	// fence, run late, must not take it.
+	err = e.stores["a"].Transition(ctx, domicile.Transition{Dataset: "social", MoveID: first.ID, Subjects: first.Subjects,
+		From: []domicile.OwnerState{domicile.Owned}, To: domicile.Fenced, MaxEpoch: first.Epochs})
+	if !errors.Is(err, domicile.ErrPrecondition) {
+		t.Fatalf("a stale fence: %v", err)
+	}
+	o, err := e.stores["a"].FindOwnership(ctx, "social", "u0000")
+	if err != nil || o.State != domicile.Owned || o.Epoch != 3 {
+		t.Fatalf("ownership at a: %+v %v", o, err)
+	}
+}

@@ -72,6 +72,7 @@ CREATE INDEX IF NOT EXISTS moves_state ON moves (state);
 CREATE TABLE IF NOT EXISTS move_subjects (
 	move_id TEXT NOT NULL,
 	subject TEXT NOT NULL,
+	epoch   INTEGER NOT NULL DEFAULT 0, -- the placement's epoch when the move was planned
 	PRIMARY KEY (move_id, subject)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS move_subjects_subject ON move_subjects (subject);
@@ -342,29 +343,31 @@ func (c *Control) CreateMove(ctx context.Context, m *domicile.Move) (bool, error
 	err := c.update(ctx, func(tx *sql.Tx) error {
 		created = false
 		mark, err := tx.PrepareContext(ctx, `UPDATE placements SET state = ?, move_id = ?
-			WHERE subject = ? AND dataset = ? AND region = ? AND state = ?`)
+			WHERE subject = ? AND dataset = ? AND region = ? AND state = ? RETURNING epoch`)
 		if err != nil {
 			return err
 		}
 		defer mark.Close()
-		add, err := tx.PrepareContext(ctx, `INSERT INTO move_subjects (move_id, subject) VALUES (?, ?)`)
+		add, err := tx.PrepareContext(ctx, `INSERT INTO move_subjects (move_id, subject, epoch) VALUES (?, ?, ?)`)
 		if err != nil {
 			return err
 		}
 		defer add.Close()
 		kept := m.Subjects[:0:0]
+		m.Epochs = make(map[string]int64, len(m.Subjects))
 		for _, s := range m.Subjects {
-			res, err := mark.ExecContext(ctx, domicile.Moving, m.ID, s, m.Dataset, m.From, domicile.Active)
-			if err != nil {
+			var epoch int64
+			err := mark.QueryRowContext(ctx, domicile.Moving, m.ID, s, m.Dataset, m.From, domicile.Active).Scan(&epoch)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			} else if err != nil {
 				return err
 			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				continue
-			}
-			if _, err := add.ExecContext(ctx, m.ID, s); err != nil {
+			if _, err := add.ExecContext(ctx, m.ID, s, epoch); err != nil {
 				return fmt.Errorf("add subject %q to move: %w", s, err)
 			}
 			kept = append(kept, s)
+			m.Epochs[s] = epoch
 		}
 		if len(kept) == 0 {
 			return nil
@@ -429,17 +432,20 @@ func findMove(ctx context.Context, q querier, id string) (*domicile.Move, error)
 	} else if err != nil {
 		return nil, err
 	}
-	rows, err := q.QueryContext(ctx, `SELECT subject FROM move_subjects WHERE move_id = ? ORDER BY subject`, id)
+	rows, err := q.QueryContext(ctx, `SELECT subject, epoch FROM move_subjects WHERE move_id = ? ORDER BY subject`, id)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
+	m.Epochs = map[string]int64{}
 	for rows.Next() {
 		var s string
-		if err := rows.Scan(&s); err != nil {
+		var e int64
+		if err := rows.Scan(&s, &e); err != nil {
 			return nil, err
 		}
 		m.Subjects = append(m.Subjects, s)
+		m.Epochs[s] = e
 	}
 	return m, rows.Err()
 }

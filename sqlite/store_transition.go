@@ -54,7 +54,8 @@ func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 			if c.state == tr.To && c.moveID == tr.MoveID {
 				continue // this step ran already
 			}
-			if !slices.Contains(tr.From, c.state) || (c.moveID == tr.MoveID) != tr.Own {
+			maxEpoch, capped := tr.MaxEpoch[id]
+			if !slices.Contains(tr.From, c.state) || (c.moveID == tr.MoveID) != tr.Own || capped && c.state != "" && c.epoch > maxEpoch {
 				if tr.Lenient {
 					continue
 				}
