@@ -59,7 +59,7 @@ func DigestBatch(ds *Dataset, subjects []string, b *Batch) (map[string]SubjectDi
 			}
 		}
 		for _, row := range tr.Rows {
-			s, err := subjectString(row[subj])
+			s, err := SubjectKey(row[subj])
 			if err != nil {
 				return nil, fmt.Errorf("digest: %s: %w", t.Name, err)
 			}
@@ -125,7 +125,9 @@ func columnOrder(t *Table, cols []string) ([]int, error) {
 	return order, nil
 }
 
-func subjectString(v any) (string, error) {
+// SubjectKey returns the subject a subject column's value names: the one
+// reading every digest uses, so that all of them agree.
+func SubjectKey(v any) (string, error) {
 	switch v := v.(type) {
 	case string:
 		return v, nil

@@ -80,6 +80,15 @@ const (
 	Moved    OwnerState = "moved"    // tombstone: the subject lives in Region at Epoch
 )
 
+// Valid reports whether s is one of the four states.
+func (s OwnerState) Valid() bool {
+	switch s {
+	case Owned, Incoming, Fenced, Moved:
+		return true
+	}
+	return false
+}
+
 // Ownership is one row of a regional store's ownership table.
 type Ownership struct {
 	Subject string     `json:"subject"`

@@ -55,6 +55,20 @@ type Summary struct {
 	Blocks   []time.Duration `json:"-"`        // write-block of every moved (subject, dataset), from its batch
 }
 
+// BlockMillis returns the median, the 99th percentile and the maximum of
+// the write-blocks, in milliseconds.
+func (s Summary) BlockMillis() (p50, p99, most float64) {
+	blocks := slices.Clone(s.Blocks)
+	slices.Sort(blocks)
+	at := func(p float64) float64 {
+		if len(blocks) == 0 {
+			return 0
+		}
+		return float64(blocks[int(float64(len(blocks)-1)*p)].Microseconds()) / 1000
+	}
+	return at(0.5), at(0.99), at(1)
+}
+
 // appendBlock records a batch's write-block once per subject of the batch:
 // every one of them was blocked that long, and percentiles are per subject.
 func appendBlock(blocks []time.Duration, d time.Duration, subjects int) []time.Duration {

@@ -327,9 +327,7 @@ func (s *Store) ListOwnership(ctx context.Context, dataset string, fn func(domic
 // SetOwnership writes the ownership rows in one transaction.
 func (s *Store) SetOwnership(ctx context.Context, rows []domicile.Ownership) error {
 	for _, o := range rows {
-		switch o.State {
-		case domicile.Owned, domicile.Incoming, domicile.Fenced, domicile.Moved:
-		default:
+		if !o.State.Valid() {
 			return domicile.Errorf(domicile.CodeInvalid, "ownership state %q is not one of owned, incoming, fenced, moved", o.State)
 		}
 		if o.Subject == "" || o.Dataset == "" {

@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
-	"strconv"
 	"sync"
 
 	"github.com/domicile/domicile"
@@ -133,7 +132,7 @@ func (d *digester) table(ctx context.Context, tx *sql.Tx, ti int, t *domicile.Ta
 			if err := rows.Scan(ptrs...); err != nil {
 				return err
 			}
-			id, err := subjectKey(vals[subj])
+			id, err := domicile.SubjectKey(vals[subj])
 			if err != nil {
 				return err
 			}
@@ -218,18 +217,4 @@ func tableSum(th interface {
 	var sum [sha256.Size]byte
 	th.Sum(sum[:0])
 	return sum
-}
-
-// subjectKey returns the subject a subject column's value names, as
-// DigestBatch reads it.
-func subjectKey(v any) (string, error) {
-	switch v := v.(type) {
-	case string:
-		return v, nil
-	case []byte:
-		return string(v), nil
-	case int64:
-		return strconv.FormatInt(v, 10), nil
-	}
-	return "", fmt.Errorf("subject value of type %T", v)
 }

@@ -13,64 +13,40 @@ import (
 // Transition changes the ownership rows of a move's subjects in one
 // transaction, under the precondition domicile.Transition describes.
 func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
-	switch tr.To {
-	case domicile.Owned, domicile.Incoming, domicile.Fenced, domicile.Moved:
-	default:
+	if !tr.To.Valid() {
 		return domicile.Errorf(domicile.CodeInvalid, "ownership state %q is not one of owned, incoming, fenced, moved", tr.To)
 	}
 	if tr.Dataset == "" || tr.MoveID == "" {
 		return domicile.Errorf(domicile.CodeInvalid, "a transition needs a dataset and a move id")
 	}
-	type current struct {
-		state  domicile.OwnerState
-		moveID string
-		epoch  int64
-	}
 	err := s.update(ctx, func(tx *sql.Tx) error {
-		have := make(map[string]current, len(tr.Subjects))
-		err := inChunks([]any{tr.Dataset}, tr.Subjects, func(n int, args []any) error {
-			rows, err := tx.QueryContext(ctx, `SELECT subject, state, move_id, epoch FROM domicile_owner
-				WHERE dataset = ? AND subject IN (`+placeholders(n)+`)`, args...)
-			if err != nil {
-				return err
-			}
-			defer rows.Close()
-			for rows.Next() {
-				var id string
-				var c current
-				if err := rows.Scan(&id, &c.state, &c.moveID, &c.epoch); err != nil {
-					return err
-				}
-				have[id] = c
-			}
-			return rows.Err()
-		})
+		have, err := ownershipOf(ctx, tx, tr.Dataset, tr.Subjects)
 		if err != nil {
 			return err
 		}
 		var writes []domicile.Ownership
 		for _, id := range tr.Subjects {
 			c := have[id] // no row: state ""
-			if c.state == tr.To && c.moveID == tr.MoveID {
+			if c.State == tr.To && c.MoveID == tr.MoveID {
 				continue // this step ran already
 			}
 			maxEpoch, capped := tr.MaxEpoch[id]
-			if !slices.Contains(tr.From, c.state) || (c.moveID == tr.MoveID) != tr.Own || capped && c.state != "" && c.epoch > maxEpoch {
+			if !slices.Contains(tr.From, c.State) || (c.MoveID == tr.MoveID) != tr.Own || capped && c.State != "" && c.Epoch > maxEpoch {
 				if tr.Lenient {
 					continue
 				}
 				return &domicile.Error{Code: domicile.CodeConflict,
 					Message: fmt.Sprintf("subject %s of %s is %q under move %q, not in a state move %s may change to %s",
-						id, tr.Dataset, c.state, c.moveID, tr.MoveID, tr.To),
+						id, tr.Dataset, c.State, c.MoveID, tr.MoveID, tr.To),
 					Err: domicile.ErrPrecondition}
 			}
-			epoch := c.epoch
+			epoch := c.Epoch
 			if e, ok := tr.Epochs[id]; ok {
 				epoch = e
 			}
-			// A subject named twice is written once.
-			have[id] = current{state: tr.To, moveID: tr.MoveID, epoch: epoch}
-			writes = append(writes, domicile.Ownership{Subject: id, Dataset: tr.Dataset, State: tr.To, Region: tr.Region, Epoch: epoch, MoveID: tr.MoveID})
+			o := domicile.Ownership{Subject: id, Dataset: tr.Dataset, State: tr.To, Region: tr.Region, Epoch: epoch, MoveID: tr.MoveID}
+			have[id] = o // a subject named twice is written once
+			writes = append(writes, o)
 		}
 		return upsertOwnership(ctx, tx, writes)
 	})

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/vbauerster/mpb/v8"
@@ -147,23 +145,13 @@ type migrateReport struct {
 }
 
 func newMigrateReport(s mover.Summary, purged int) migrateReport {
-	blocks := slices.Clone(s.Blocks)
-	slices.Sort(blocks)
-	return migrateReport{
+	r := migrateReport{
 		Subjects: s.Subjects, Rows: s.Rows, Bytes: s.Bytes, Seconds: s.Seconds, Failed: s.Failed,
 		Moves: s.Moves, Resolved: s.Resolved, Purged: purged,
-		BlockP50: millis(percentile(blocks, 0.5)), BlockP99: millis(percentile(blocks, 0.99)), BlockMax: millis(percentile(blocks, 1)),
 	}
+	r.BlockP50, r.BlockP99, r.BlockMax = s.BlockMillis()
+	return r
 }
-
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	return sorted[int(float64(len(sorted)-1)*p)]
-}
-
-func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // bars shows a migration's progress on a terminal.
 type bars struct {

@@ -14,7 +14,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -347,9 +346,7 @@ func runDomicile(ctx context.Context, opts Options, subjects []domicile.Subject,
 		rep.Domicile.RowsPerSec = float64(rep.Rows) / secs
 		rep.Domicile.MBPerSec = float64(rep.Bytes) / 1e6 / secs
 	}
-	blocks := slices.Clone(sum.Blocks)
-	slices.Sort(blocks)
-	rep.BlockP50, rep.BlockP99, rep.BlockMax = ms(percentile(blocks, 0.50)), ms(percentile(blocks, 0.99)), ms(percentile(blocks, 1))
+	rep.BlockP50, rep.BlockP99, rep.BlockMax = sum.BlockMillis()
 	rep.AttachCopies, rep.ReadWriteCopies = counts.attach.Load(), counts.writes.Load()
 	switch {
 	case rep.ReadWriteCopies == 0:
@@ -432,16 +429,6 @@ func (c *stepClock) seconds() map[string]float64 {
 	}
 	return out
 }
-
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(float64(len(sorted)-1) * p)
-	return sorted[i]
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
