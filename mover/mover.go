@@ -317,19 +317,44 @@ func (r *run) block() time.Duration {
 	return r.activatedAt.Sub(r.mv.FencedAt)
 }
 
+// epochs returns the subjects' placement epochs that the move's ownership
+// rows carry: the epochs the move was planned at, plus one once it commits
+// (next). The move holds its placements from its creation to its commit, so
+// nothing else changes them; a move recorded without its epochs reads them
+// from the control store.
+func (r *run) epochs(ctx context.Context, mv *domicile.Move, next bool) (map[string]int64, error) {
+	out := make(map[string]int64, len(mv.Subjects))
+	for _, s := range mv.Subjects {
+		e, ok := mv.Epochs[s]
+		if !ok {
+			cur, err := r.m.cfg.Control.MoveEpochs(ctx, mv)
+			if err != nil {
+				return nil, err
+			}
+			if next && !committed(mv.State) {
+				for s := range cur {
+					cur[s]++
+				}
+			}
+			return cur, nil
+		}
+		if next {
+			e++
+		}
+		out[s] = e
+	}
+	return out, nil
+}
+
 // prepare marks the subjects incoming at the destination, which then refuses
 // writes for them.
 func (r *run) prepare(ctx context.Context) error {
 	if err := r.renew(ctx); err != nil {
 		return err
 	}
-	epochs, err := r.m.cfg.Control.MoveEpochs(ctx, r.mv)
+	next, err := r.epochs(ctx, r.mv, true)
 	if err != nil {
 		return err
-	}
-	next := make(map[string]int64, len(epochs))
-	for s, e := range epochs {
-		next[s] = e + 1
 	}
 	err = r.transition(ctx, r.dst, domicile.Transition{
 		From: []domicile.OwnerState{"", domicile.Moved}, To: domicile.Incoming, Region: r.mv.To, Epochs: next, MaxEpoch: r.mv.Epochs,
@@ -443,7 +468,7 @@ func (r *run) verify(ctx context.Context) error {
 // tombstone leaves "moved to T at epoch E" at the source, so that a stale
 // writer or reader there is redirected.
 func (r *run) tombstone(ctx context.Context) error {
-	epochs, err := r.m.cfg.Control.MoveEpochs(ctx, r.mv)
+	epochs, err := r.epochs(ctx, r.mv, true)
 	if err != nil {
 		return err
 	}
@@ -458,7 +483,7 @@ func (r *run) tombstone(ctx context.Context) error {
 
 // activate makes the destination the owner: writes resume there.
 func (r *run) activate(ctx context.Context) error {
-	epochs, err := r.m.cfg.Control.MoveEpochs(ctx, r.mv)
+	epochs, err := r.epochs(ctx, r.mv, true)
 	if err != nil {
 		return err
 	}
@@ -536,7 +561,7 @@ func (r *run) rollback(ctx context.Context, reason string) error {
 		}
 	}
 	r.m.cfg.Logger.Warn("rolling back move", "move", mv.ID, "dataset", mv.Dataset, "from", mv.From, "to", mv.To, "reason", mv.Error)
-	epochs, err := r.m.cfg.Control.MoveEpochs(ctx, mv)
+	epochs, err := r.epochs(ctx, mv, false)
 	if err != nil {
 		return err
 	}

@@ -342,32 +342,50 @@ func (c *Control) CreateMove(ctx context.Context, m *domicile.Move) (bool, error
 	created := false
 	err := c.update(ctx, func(tx *sql.Tx) error {
 		created = false
-		mark, err := tx.PrepareContext(ctx, `UPDATE placements SET state = ?, move_id = ?
-			WHERE subject = ? AND dataset = ? AND region = ? AND state = ? RETURNING epoch`)
-		if err != nil {
-			return err
-		}
-		defer mark.Close()
-		add, err := tx.PrepareContext(ctx, `INSERT INTO move_subjects (move_id, subject, epoch) VALUES (?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer add.Close()
-		kept := m.Subjects[:0:0]
+		// Set-based: one UPDATE … RETURNING and one multi-row INSERT per
+		// chunk of subjects, not two statements per subject.
 		m.Epochs = make(map[string]int64, len(m.Subjects))
-		for _, s := range m.Subjects {
-			var epoch int64
-			err := mark.QueryRowContext(ctx, domicile.Moving, m.ID, s, m.Dataset, m.From, domicile.Active).Scan(&epoch)
-			if errors.Is(err, sql.ErrNoRows) {
-				continue
-			} else if err != nil {
+		lead := []any{domicile.Moving, m.ID, m.Dataset, m.From, domicile.Active}
+		err := inChunks(lead, m.Subjects, func(n int, args []any) error {
+			rows, err := tx.QueryContext(ctx, `UPDATE placements SET state = ?, move_id = ?
+				WHERE dataset = ? AND region = ? AND state = ? AND subject IN (`+placeholders(n)+`) RETURNING subject, epoch`, args...)
+			if err != nil {
 				return err
 			}
-			if _, err := add.ExecContext(ctx, m.ID, s, epoch); err != nil {
-				return fmt.Errorf("add subject %q to move: %w", s, err)
+			defer rows.Close()
+			for rows.Next() {
+				var s string
+				var epoch int64
+				if err := rows.Scan(&s, &epoch); err != nil {
+					return err
+				}
+				m.Epochs[s] = epoch
 			}
-			kept = append(kept, s)
-			m.Epochs[s] = epoch
+			return rows.Err()
+		})
+		if err != nil {
+			return err
+		}
+		kept := make([]string, 0, len(m.Epochs)) // in the caller's order, once each
+		seen := make(map[string]bool, len(m.Epochs))
+		for _, s := range m.Subjects {
+			if _, ok := m.Epochs[s]; ok && !seen[s] {
+				seen[s] = true
+				kept = append(kept, s)
+			}
+		}
+		const perRow = 3
+		for rest := kept; len(rest) > 0; {
+			n := min(len(rest), maxInsertArgs/perRow)
+			args := make([]any, 0, n*perRow)
+			for _, s := range rest[:n] {
+				args = append(args, m.ID, s, m.Epochs[s])
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO move_subjects (move_id, subject, epoch) VALUES `+
+				strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", n), ", "), args...); err != nil {
+				return fmt.Errorf("add subjects to move: %w", err)
+			}
+			rest = rest[n:]
 		}
 		if len(kept) == 0 {
 			return nil

@@ -177,26 +177,10 @@ func updateOn(ctx context.Context, db beginner, fn func(*sql.Tx) error) (err err
 	return tx.Commit()
 }
 
-// bypass runs fn in a write transaction that passes domicile's triggers: it
-// inserts a bypass row first and deletes it before committing, so no other
-// transaction ever sees one.
+// bypass runs fn in a write transaction that passes domicile's triggers (see
+// bypassOn).
 func (s *Store) bypass(ctx context.Context, fn func(*sql.Tx) error) error {
 	return bypassOn(ctx, s.db, fn)
-}
-
-// bypassOn runs fn in a write transaction begun on db that passes
-// domicile's triggers, as bypass does.
-func bypassOn(ctx context.Context, db beginner, fn func(*sql.Tx) error) error {
-	return updateOn(ctx, db, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO domicile_bypass (id) VALUES (NULL)`); err != nil {
-			return fmt.Errorf("bypass: %w", err)
-		}
-		if err := fn(tx); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM domicile_bypass`)
-		return err
-	})
 }
 
 // view runs fn in a read transaction.

@@ -18,6 +18,7 @@ func (m *Main) benchCommand() *cobra.Command {
 		workers  int
 		dir      string
 		seed     int64
+		profile  string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -44,7 +45,16 @@ noisy: compare ratios.`,
 				defer os.RemoveAll(d)
 				dir = d
 			}
-			rep, err := bench.Run(cmd.Context(), bench.Options{Dir: dir, Subjects: subjects, Seed: seed, Batch: batch, Workers: workers})
+			opts := bench.Options{Dir: dir, Subjects: subjects, Seed: seed, Batch: batch, Workers: workers}
+			if profile != "" {
+				f, err := os.Create(profile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				opts.CPUProfile = f
+			}
+			rep, err := bench.Run(cmd.Context(), opts)
 			if err != nil {
 				return err
 			}
@@ -61,6 +71,7 @@ noisy: compare ratios.`,
 				}
 				tw.Flush()
 				fmt.Fprintf(w, "\nratio domicile / raw: %.2f (raw: copy %.3fs, delete %.3fs)\n", rep.Ratio, rep.RawCopy, rep.RawDelete)
+				fmt.Fprintf(w, "CPU seconds: domicile %.2f, raw %.2f (ratio %.2f)\n", rep.Domicile.CPUSeconds, rep.Raw.CPUSeconds, rep.CPURatio)
 				_, err := fmt.Fprintf(w, "write-block per subject (%d batches): p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", rep.Moves, rep.BlockP50, rep.BlockP99, rep.BlockMax)
 				return err
 			})
@@ -72,5 +83,6 @@ noisy: compare ratios.`,
 	f.IntVar(&workers, "workers", 2, "batches moved at once")
 	f.StringVar(&dir, "dir", "", "where to keep the files (default: a temporary directory, removed)")
 	f.Int64Var(&seed, "seed", 1, "seed of the population")
+	f.StringVar(&profile, "cpuprofile", "", "write a CPU profile of domicile's moves (not of the raw side) to this file")
 	return cmd
 }

@@ -14,9 +14,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/domicile/domicile"
@@ -41,6 +43,10 @@ type Options struct {
 	// then WriteSubjects), as between stores of different engines, instead
 	// of letting the destination copy them by ATTACH.
 	ReadWrite bool
+
+	// CPUProfile, if set, receives a CPU profile of domicile's side of the
+	// run (the moves, not the raw work).
+	CPUProfile io.Writer
 }
 
 // Timing is one side of the comparison.
@@ -49,6 +55,9 @@ type Timing struct {
 	SubjectsPerSec float64 `json:"subjects_per_s"`
 	RowsPerSec     float64 `json:"rows_per_s"`
 	MBPerSec       float64 `json:"mb_per_s"`
+	// CPUSeconds is the process's CPU time (user and system) over the same
+	// span: less disturbed than wall time by other work on the machine.
+	CPUSeconds float64 `json:"cpu_seconds"`
 }
 
 // Report is a benchmark's outcome.
@@ -63,7 +72,8 @@ type Report struct {
 	Raw        Timing  `json:"raw"`
 	RawCopy    float64 `json:"raw_copy_seconds"`
 	RawDelete  float64 `json:"raw_delete_seconds"`
-	Ratio      float64 `json:"ratio"` // domicile rows/s ÷ raw rows/s
+	Ratio      float64 `json:"ratio"`     // domicile rows/s ÷ raw rows/s
+	CPURatio   float64 `json:"cpu_ratio"` // raw CPU seconds ÷ domicile CPU seconds
 	BlockP50   float64 `json:"block_p50_ms"`
 	BlockP99   float64 `json:"block_p99_ms"`
 	BlockMax   float64 `json:"block_max_ms"`
@@ -156,6 +166,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if rep.Raw.RowsPerSec > 0 {
 		rep.Ratio = rep.Domicile.RowsPerSec / rep.Raw.RowsPerSec
 	}
+	if rep.Domicile.CPUSeconds > 0 {
+		rep.CPURatio = rep.Raw.CPUSeconds / rep.Domicile.CPUSeconds
+	}
 	return rep, nil
 }
 
@@ -206,7 +219,7 @@ func runRaw(ctx context.Context, dir string, movers []string, rep *Report) error
 	}); err != nil {
 		return err
 	}
-	start := time.Now()
+	start, cpuStart := time.Now(), cpuTime()
 	if err := inTx(ctx, conn, func() error {
 		for _, t := range example.Tables() {
 			q := fmt.Sprintf(`INSERT INTO dst.%s SELECT * FROM main.%s WHERE user_id IN (SELECT id FROM temp.movers)`, t, t)
@@ -234,6 +247,7 @@ func runRaw(ctx context.Context, dir string, movers []string, rep *Report) error
 	rep.RawCopy = copied.Sub(start).Seconds()
 	rep.RawDelete = end.Sub(copied).Seconds()
 	rep.Raw.Seconds = end.Sub(start).Seconds()
+	rep.Raw.CPUSeconds = (cpuTime() - cpuStart).Seconds()
 	return nil
 }
 
@@ -312,12 +326,22 @@ func runDomicile(ctx context.Context, opts Options, subjects []domicile.Subject,
 	plan := func(ctx context.Context) (*mover.Plan, error) {
 		return mover.MakePlan(ctx, ctrl, stores, datasets, overseas{}, time.Now(), false)
 	}
+	cpuStart := cpuTime()
+	if opts.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(opts.CPUProfile); err != nil {
+			return err
+		}
+	}
 	sum, err := m.Migrate(ctx, plan, mover.MigrateOptions{Batch: opts.Batch, Workers: opts.Workers, Passes: 1,
 		Progress: func(p mover.Progress) {
 			if opts.Progress != nil {
 				opts.Progress(p.Done, p.Total)
 			}
 		}})
+	cpuUsed := cpuTime() - cpuStart
+	if opts.CPUProfile != nil {
+		pprof.StopCPUProfile()
+	}
 	if err != nil {
 		return err
 	}
@@ -340,7 +364,7 @@ func runDomicile(ctx context.Context, opts Options, subjects []domicile.Subject,
 	rep.Moves = len(moves)
 	rep.Rows, rep.Bytes = sum.Rows, sum.Bytes
 	secs := last.Sub(first).Seconds()
-	rep.Domicile = Timing{Seconds: secs}
+	rep.Domicile = Timing{Seconds: secs, CPUSeconds: cpuUsed.Seconds()}
 	if secs > 0 {
 		rep.Domicile.SubjectsPerSec = float64(rep.Subjects) / secs
 		rep.Domicile.RowsPerSec = float64(rep.Rows) / secs
@@ -447,4 +471,13 @@ func copyFile(from, to string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// cpuTime is the CPU time, user and system, the process has used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
