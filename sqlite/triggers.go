@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/binary"
 	"fmt"
 	"reflect"
 	"unsafe"
@@ -52,8 +53,8 @@ func triggersSwitch(dc any, on bool) (ok bool, err error) {
 		return false, fmt.Errorf("sqlite3_db_config: out of memory")
 	}
 	defer libc.Xfree(tls, bp)
-	res := bp + 2*slot
-	*(*int32)(unsafe.Pointer(res)) = -1
+	res := bp + 2*slot // where SQLite writes the flag's new value
+	libc.Xmemset(tls, res, 0xff, 4)
 	var want int32
 	if on {
 		want = 1
@@ -61,7 +62,7 @@ func triggersSwitch(dc any, on bool) (ok bool, err error) {
 	if rc := sqlite3.Xsqlite3_db_config(tls, db, sqlite3.SQLITE_DBCONFIG_ENABLE_TRIGGER, libc.VaList(bp, want, res)); rc != sqlite3.SQLITE_OK {
 		return true, fmt.Errorf("sqlite3_db_config(ENABLE_TRIGGER, %d): code %d", want, rc)
 	}
-	if got := *(*int32)(unsafe.Pointer(res)); got != want {
+	if got := int32(binary.NativeEndian.Uint32(libc.GoBytes(res, 4))); got != want {
 		return true, fmt.Errorf("sqlite3_db_config(ENABLE_TRIGGER, %d) left it at %d", want, got)
 	}
 	return true, nil
