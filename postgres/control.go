@@ -637,4 +637,3 @@ func (c *Control) AppendLedger(ctx context.Context, kind, ref string, body any) 
 		return controlAppend(ctx, tx, c.now(), kind, ref, body)
 	})
 }
-
