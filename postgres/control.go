@@ -104,10 +104,17 @@ func OpenControl(ctx context.Context, url string, now func() time.Time) (*Contro
 	if err != nil {
 		return nil, fmt.Errorf("open control store: %w", err)
 	}
-	// Two processes may create the tables at once; the loser of that race
-	// finds them made on its next try.
+	// The tables are made in one transaction, ledger_head last: if it
+	// exists, so do the others, and the DDL, whose locks would queue behind
+	// (and then hold up) other processes' writes, is skipped. Two processes
+	// may create the tables at once; the loser of that race finds them made
+	// on its next try.
 	for try := 0; ; try++ {
 		err = ctlInTx(ctx, pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+			var made bool
+			if err := tx.QueryRow(ctx, `SELECT to_regclass('ledger_head') IS NOT NULL`).Scan(&made); err != nil || made {
+				return err
+			}
 			_, err := tx.Exec(ctx, controlSchema)
 			return err
 		})
@@ -283,10 +290,16 @@ func (c *Control) FindPlacements(ctx context.Context, subject string) ([]domicil
 
 // ListPlacements calls fn for every placement of the dataset ("" for all).
 func (c *Control) ListPlacements(ctx context.Context, dataset string, fn func(domicile.Subject, domicile.Placement) error) error {
-	rows, err := c.pool.Query(ctx, `SELECT p.subject, p.dataset, p.region, p.epoch, p.state, p.move_id, s.country
-		FROM placements p JOIN subjects s ON s.id = p.subject
-		WHERE $1 = '' OR p.dataset = $1
-		ORDER BY p.subject, p.dataset`, dataset)
+	q := `SELECT p.subject, p.dataset, p.region, p.epoch, p.state, p.move_id, s.country
+		FROM placements p JOIN subjects s ON s.id = p.subject`
+	var args []any
+	if dataset != "" {
+		// A condition of its own, not "$1 = '' OR ...", so that a generic
+		// plan still walks the (dataset, subject) index.
+		q += ` WHERE p.dataset = $1`
+		args = append(args, dataset)
+	}
+	rows, err := c.pool.Query(ctx, q+` ORDER BY p.subject, p.dataset`, args...)
 	if err != nil {
 		return err
 	}
@@ -435,13 +448,17 @@ func controlFindMove(ctx context.Context, q controlQuerier, id string) (*domicil
 // ListMoves returns the moves in the given states (all if none), oldest
 // first, without their subjects.
 func (c *Control) ListMoves(ctx context.Context, states ...domicile.MoveState) ([]*domicile.Move, error) {
-	names := make([]string, len(states))
-	for i, s := range states {
-		names[i] = string(s)
+	q := `SELECT ` + controlMoveColumns + ` FROM moves`
+	var args []any
+	if len(states) > 0 {
+		names := make([]string, len(states))
+		for i, s := range states {
+			names[i] = string(s)
+		}
+		q += ` WHERE state = ANY($1)`
+		args = append(args, names)
 	}
-	rows, err := c.pool.Query(ctx, `SELECT `+controlMoveColumns+` FROM moves
-		WHERE cardinality($1::text[]) = 0 OR state = ANY($1)
-		ORDER BY created, id`, names)
+	rows, err := c.pool.Query(ctx, q+` ORDER BY created, id`, args...)
 	if err != nil {
 		return nil, err
 	}
