@@ -94,6 +94,7 @@ func Run(t *testing.T, h Harness) {
 		{"RenewLeases", testRenewLeases},
 		{"ReleaseMove", testReleaseMove},
 		{"AdvanceStaleToken", testAdvanceStaleToken},
+		{"AdvanceExtendsLease", testAdvanceExtendsLease},
 		{"AdvanceToPurged", testAdvanceToPurged},
 		{"AdvanceAfterCommit", testAdvanceAfterCommit},
 		{"RollBack", testRollBack},
@@ -722,6 +723,31 @@ func testAdvanceStaleToken(t *testing.T, h Harness) {
 	wantPlacement(t, f.placement(t, "s1"), from, 1, domicile.Moving, "m1")
 	if got := f.ledger(t); got != n {
 		t.Fatalf("stale advances changed the ledger from %d to %d entries", n, got)
+	}
+}
+
+func testAdvanceExtendsLease(t *testing.T, h Harness) {
+	ctx := context.Background()
+	f := h.open(t)
+	f.subjects(t, from, "s1")
+	m := f.move(t, "m1", "s1")
+	_, token := f.claim(t, "m1", owner)
+	// Each step carries the lease on: past the claim's lease, the holder
+	// still holds the move.
+	for range 3 {
+		f.clock.Advance(lease - time.Second)
+		f.advance(t, m, token, domicile.MovePrepared)
+	}
+	f.clock.Advance(lease - time.Second)
+	_, err := f.c.ClaimMove(ctx, "m1", rival, lease)
+	wantCode(t, "ClaimMove of a lease a step extended", err, domicile.CodeConflict, domicile.ErrLeaseLost)
+	if got := f.find(t, "m1"); got.Owner != owner || got.Attempt != token || !got.LeaseExpires.Equal(m.LeaseExpires) {
+		t.Fatalf("after steps: %q attempt %d until %v; want %q, %d until %v", got.Owner, got.Attempt, got.LeaseExpires, owner, token, m.LeaseExpires)
+	}
+	// Once the holder stops, the lease lapses.
+	f.clock.Advance(2 * time.Second)
+	if _, t2 := f.claim(t, "m1", rival); t2 != token+1 {
+		t.Fatalf("claim after the last step's lease: attempt %d; want %d", t2, token+1)
 	}
 }
 
