@@ -289,6 +289,8 @@ func (c *Control) FindPlacements(ctx context.Context, subject string) ([]domicil
 }
 
 // ListPlacements calls fn for every placement of the dataset ("" for all).
+// The rows stream over one connection while fn runs; fn may call the store,
+// which takes another.
 func (c *Control) ListPlacements(ctx context.Context, dataset string, fn func(domicile.Subject, domicile.Placement) error) error {
 	q := `SELECT p.subject, p.dataset, p.region, p.epoch, p.state, p.move_id, s.country
 		FROM placements p JOIN subjects s ON s.id = p.subject`
@@ -321,9 +323,9 @@ func (c *Control) ListPlacements(ctx context.Context, dataset string, fn func(do
 // CreateMove records a planned move and marks its subjects' placements
 // Moving.
 func (c *Control) CreateMove(ctx context.Context, m *domicile.Move) (bool, error) {
-	asked := m.Subjects
-	if m.Created.IsZero() {
-		m.Created = c.now()
+	asked, created := m.Subjects, m.Created
+	if created.IsZero() {
+		created = c.now()
 	}
 	receipt, err := json.Marshal(m.Receipt)
 	if err != nil {
@@ -368,7 +370,7 @@ func (c *Control) CreateMove(ctx context.Context, m *domicile.Move) (bool, error
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO moves (id, dataset, from_region, to_region, rule, policy_version, state, created, receipt, owner, lease_expires)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-			m.ID, m.Dataset, m.From, m.To, m.Rule, m.PolicyVersion, domicile.MovePlanned, ctlMillis(m.Created), string(receipt), m.Owner, ctlMillis(m.LeaseExpires))
+			m.ID, m.Dataset, m.From, m.To, m.Rule, m.PolicyVersion, domicile.MovePlanned, ctlMillis(created), string(receipt), m.Owner, ctlMillis(m.LeaseExpires))
 		if ctlSQLState(err) == ctlUniqueViolation {
 			return &domicile.Error{Code: domicile.CodeConflict, Message: fmt.Sprintf("move %q already exists", m.ID), Err: err}
 		} else if err != nil {
@@ -382,7 +384,7 @@ func (c *Control) CreateMove(ctx context.Context, m *domicile.Move) (bool, error
 	if err != nil || len(kept) == 0 {
 		return false, err
 	}
-	m.Subjects, m.Epochs, m.State = kept, epochs, domicile.MovePlanned
+	m.Subjects, m.Epochs, m.State, m.Created = kept, epochs, domicile.MovePlanned, created
 	return true, nil
 }
 
