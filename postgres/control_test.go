@@ -1,0 +1,125 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/domicile/domicile"
+	"github.com/domicile/domicile/controltest"
+	"github.com/domicile/domicile/internal/pgtest"
+	"github.com/jackc/pgx/v5"
+)
+
+// controlHarness opens control stores in fresh databases and tampers with
+// them on connections of its own.
+type controlHarness struct {
+	urls sync.Map // *Control → its database's URL
+}
+
+func (h *controlHarness) open(t *testing.T, now func() time.Time) domicile.Control {
+	t.Helper()
+	url := pgtest.NewDatabase(t)
+	c, err := OpenControl(context.Background(), url, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.urls.Store(c, url)
+	return c
+}
+
+// exec runs plain SQL against a store's database, as someone with access to
+// it but not through domicile would.
+func (h *controlHarness) exec(t *testing.T, c domicile.Control, sql string, args ...any) int64 {
+	t.Helper()
+	url, ok := h.urls.Load(c)
+	if !ok {
+		t.Fatal("not a store of this harness")
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url.(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tag, err := conn.Exec(ctx, sql, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return tag.RowsAffected()
+}
+
+func (h *controlHarness) tamper(t *testing.T, c domicile.Control, seq int64) {
+	t.Helper()
+	if n := h.exec(t, c, `UPDATE ledger SET body = '{"tampered":true}' WHERE seq = $1`, seq); n != 1 {
+		t.Fatalf("tamper: no ledger entry %d", seq)
+	}
+}
+
+func TestControl(t *testing.T) {
+	h := &controlHarness{}
+	controltest.Run(t, controltest.Harness{Open: h.open, Tamper: h.tamper})
+}
+
+// The ledger's hash is the SQLite control store's, so that either verifies
+// the other's chain: sqlite's TestControlEntryHash pins the same value.
+func TestControlEntryHash(t *testing.T) {
+	e := controlEntry{Seq: 7, At: time.UnixMilli(1740830400123), Kind: "move.committed", Ref: "m-1",
+		Body: json.RawMessage(`{"from":"cn-beijing","to":"us-east"}`), Prev: "abc"}
+	const want = "51236e2a5115a0a9ee4968e720e2392b3b9d7dd895b8bcf355e37e681e638c25"
+	if got := controlEntryHash(e); got != want {
+		t.Fatalf("entry hash = %s; want %s", got, want)
+	}
+}
+
+// Cutting entries from the end of the chain leaves every link intact; the
+// head row still names the last entry written, and VerifyLedger says so.
+func TestControlLedgerTruncated(t *testing.T) {
+	h := &controlHarness{}
+	c := h.open(t, nil).(*Control)
+	defer c.Close()
+	ctx := context.Background()
+	for _, id := range []string{"a", "b", "c"} {
+		if err := c.CreateSubject(ctx, domicile.Subject{ID: id, Country: "US"}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.AppendLedger(ctx, "purge", "m1", map[string]int{"rows": 3}); err != nil {
+		t.Fatal(err)
+	}
+	if problems, n, err := c.VerifyLedger(ctx); err != nil || n != 4 || len(problems) != 0 {
+		t.Fatalf("VerifyLedger = %q, %d, %v; want no problem in 4 entries", problems, n, err)
+	}
+	h.exec(t, c, `DELETE FROM ledger WHERE seq = 4`)
+	problems, n, err := c.VerifyLedger(ctx)
+	if err != nil || n != 3 || len(problems) != 1 {
+		t.Fatalf("VerifyLedger after cutting the last entry = %q, %d, %v; want one problem in 3 entries", problems, n, err)
+	}
+}
+
+// Processes that start together on a new database all find the tables
+// made.
+func TestControlOpenConcurrently(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 6)
+	for i := range errs {
+		wg.Go(func() {
+			c, err := OpenControl(ctx, url, nil)
+			if err == nil {
+				_, err = c.ListMoves(ctx)
+				c.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("opener %d: %v", i, err)
+		}
+	}
+}
