@@ -142,7 +142,7 @@ LANGUAGE plpgsql SECURITY DEFINER AS $domicile$` + guardBody(schema, dataset, su
 
 // bypassCondition is the triggers' WHEN clause. The bypassed rows never
 // call the guard; a setting no one has set reads as NULL, and one set
-// local to an ended transaction reads as ''.
+// local to an ended transaction reads as the empty string.
 const bypassCondition = `current_setting('domicile.bypass', true) IS DISTINCT FROM 'on'`
 
 // triggerSQL returns the CREATE TRIGGER statements of table, in the order
