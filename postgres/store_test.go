@@ -25,7 +25,7 @@ func newHarness() *harness { return &harness{apps: map[domicile.Store]*pgxpool.P
 
 // openTestStore opens a store of region in a fresh database and returns it
 // with the database's URL.
-func openTestStore(t *testing.T, region string) (*Store, string) {
+func openTestStore(t testing.TB, region string) (*Store, string) {
 	t.Helper()
 	url := pgtest.NewDatabase(t)
 	s, err := OpenStore(context.Background(), url, region)
