@@ -1,0 +1,450 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/domicile/domicile"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Store is a region's store in a PostgreSQL database, reached through a
+// connection pool. Tables are found on the pool's search_path.
+type Store struct {
+	pool   *pgxpool.Pool
+	region string
+
+	closeOnce sync.Once
+
+	mu       sync.Mutex
+	tables   map[string]*pgTable // table → its columns as the database declares them
+	datasets map[string]string   // table → dataset, as installed
+}
+
+var _ domicile.Store = (*Store)(nil)
+
+// OpenStore opens the store of region in the PostgreSQL database at url.
+// Install creates domicile's tables.
+func OpenStore(ctx context.Context, url, region string) (*Store, error) {
+	pool, err := openPool(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("open store of region %s: %w", region, err)
+	}
+	return &Store{pool: pool, region: region, tables: make(map[string]*pgTable), datasets: make(map[string]string)}, nil
+}
+
+// Pool returns the store's connection pool, for tests and tooling.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Region names the region the store belongs to.
+func (s *Store) Region() string { return s.region }
+
+// Close closes the store's connections. It is idempotent.
+func (s *Store) Close() error {
+	s.closeOnce.Do(s.pool.Close)
+	return nil
+}
+
+// beginner is what *pgxpool.Pool and *pgx.Conn have in common.
+type beginner interface {
+	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
+}
+
+// inTx runs fn in a transaction begun with opts, committing if fn returns
+// nil and rolling back on error or panic.
+func inTx(ctx context.Context, db beginner, opts pgx.TxOptions, fn func(pgx.Tx) error) (err error) {
+	tx, err := db.BeginTx(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			panic(p)
+		}
+		if err != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	if err = fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// update runs fn in a read-write transaction (READ COMMITTED).
+func (s *Store) update(ctx context.Context, fn func(pgx.Tx) error) error {
+	return inTx(ctx, s.pool, pgx.TxOptions{}, fn)
+}
+
+// bypass runs fn in a write transaction that passes domicile's triggers: it
+// sets domicile.bypass for the transaction only, which no other
+// transaction sees, and the triggers' WHEN clause skips the rows it writes.
+func (s *Store) bypass(ctx context.Context, fn func(pgx.Tx) error) error {
+	return s.update(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT set_config('domicile.bypass', 'on', true)`); err != nil {
+			return fmt.Errorf("bypass: %w", err)
+		}
+		return fn(tx)
+	})
+}
+
+// view runs fn in a read-only transaction on one snapshot (REPEATABLE
+// READ).
+func (s *Store) view(ctx context.Context, fn func(pgx.Tx) error) error {
+	return inTx(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
+}
+
+// querier is what the pool, connections and transactions have in common.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// pgTable is a table as the database declares it.
+type pgTable struct {
+	name    string
+	columns []pgColumn
+	pk      []string
+	refs    []string
+}
+
+// pgColumn is a column as the database declares it.
+type pgColumn struct {
+	domicile.Column
+	kind kind
+}
+
+// column returns the column called name, or false.
+func (t *pgTable) column(name string) (pgColumn, bool) {
+	i := slices.IndexFunc(t.columns, func(c pgColumn) bool { return c.Name == name })
+	if i < 0 {
+		return pgColumn{}, false
+	}
+	return t.columns[i], true
+}
+
+// kindOf returns the kind of column name; an unknown column reads as text.
+func (t *pgTable) kindOf(name string) kind {
+	c, _ := t.column(name)
+	return c.kind
+}
+
+// subjectAny returns the expression matching column c against $n, a text
+// array of subjects: the array is cast to c's type so that an index on c
+// serves the match.
+func (t *pgTable) subjectAny(c string, n int) string {
+	col, _ := t.column(c)
+	arr := fmt.Sprintf("$%d::text[]", n)
+	if col.kind != kindText {
+		arr += "::" + col.Type + "[]"
+	}
+	return quoteIdent(c) + " = ANY(" + arr + ")"
+}
+
+// readTable reads a table's declaration from the catalog.
+func readTable(ctx context.Context, q querier, name string) (*pgTable, error) {
+	rows, err := q.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+			coalesce(nullif(ty.typbasetype, 0), a.atttypid)
+		FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid JOIN pg_class c ON c.oid = a.attrelid
+		WHERE a.attrelid = to_regclass($1) AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+		ORDER BY a.attnum`, quoteIdent(name))
+	if err != nil {
+		return nil, fmt.Errorf("describe %s: %w", name, err)
+	}
+	t := &pgTable{name: name}
+	for rows.Next() {
+		var c pgColumn
+		var oid uint32
+		if err := rows.Scan(&c.Name, &c.Type, &c.NotNull, &oid); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("describe %s: %w", name, err)
+		}
+		c.kind = kindOf(oid)
+		t.columns = append(t.columns, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("describe %s: %w", name, err)
+	}
+	if len(t.columns) == 0 {
+		return nil, &domicile.Error{Code: domicile.CodeNotFound, Message: fmt.Sprintf("table %s not found", name), Err: domicile.ErrNotFound}
+	}
+	rows, err = q.Query(ctx, `SELECT a.attname
+		FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+		WHERE i.indrelid = to_regclass($1) AND i.indisprimary
+		ORDER BY k.ord`, quoteIdent(name))
+	if err != nil {
+		return nil, fmt.Errorf("describe %s: primary key: %w", name, err)
+	}
+	if t.pk, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		return nil, fmt.Errorf("describe %s: primary key: %w", name, err)
+	}
+	rows, err = q.Query(ctx, `SELECT DISTINCT c.relname::text FROM pg_constraint f JOIN pg_class c ON c.oid = f.confrelid
+		WHERE f.conrelid = to_regclass($1) AND f.contype = 'f' ORDER BY 1`, quoteIdent(name))
+	if err != nil {
+		return nil, fmt.Errorf("describe %s: foreign keys: %w", name, err)
+	}
+	if t.refs, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		return nil, fmt.Errorf("describe %s: foreign keys: %w", name, err)
+	}
+	return t, nil
+}
+
+// table returns a table's declaration, read once and kept until the next
+// Install.
+func (s *Store) table(ctx context.Context, name string) (*pgTable, error) {
+	s.mu.Lock()
+	t, ok := s.tables[name]
+	s.mu.Unlock()
+	if ok {
+		return t, nil
+	}
+	t, err := readTable(ctx, s.pool, name)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.tables[name] = t
+	s.mu.Unlock()
+	return t, nil
+}
+
+// DescribeTable reads a table's columns and primary key from the catalog.
+// Column types are spelled as format_type spells them ("bigint", "text",
+// "timestamp without time zone").
+func (s *Store) DescribeTable(ctx context.Context, name string) (*domicile.Table, error) {
+	t, err := readTable(ctx, s.pool, name)
+	if err != nil {
+		return nil, err
+	}
+	return t.describe()
+}
+
+// describe returns t as a domicile.Table.
+func (t *pgTable) describe() (*domicile.Table, error) {
+	if len(t.pk) == 0 {
+		return nil, domicile.Errorf(domicile.CodeInvalid, "table %s has no primary key", t.name)
+	}
+	d := &domicile.Table{Name: t.name, PrimaryKey: slices.Clone(t.pk), References: slices.Clone(t.refs)}
+	for _, c := range t.columns {
+		d.Columns = append(d.Columns, c.Column)
+	}
+	return d, nil
+}
+
+// described returns t's name, columns and primary key, reading them here
+// when the caller's description lacks them, with the declaration that
+// tells how to bind each column's values.
+func (s *Store) described(ctx context.Context, t *domicile.Table) (*domicile.Table, *pgTable, error) {
+	pt, err := s.table(ctx, t.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(t.Columns) > 0 && len(t.PrimaryKey) > 0 {
+		for _, c := range t.Columns {
+			if _, ok := pt.column(c.Name); !ok {
+				return nil, nil, domicile.Errorf(domicile.CodeInvalid, "table %s in region %s has no column %q", t.Name, s.region, c.Name)
+			}
+		}
+		return t, pt, nil
+	}
+	d, err := pt.describe()
+	if err != nil {
+		return nil, nil, err
+	}
+	d.SubjectColumn, d.Categories = t.SubjectColumn, t.Categories
+	return d, pt, nil
+}
+
+// Indexes returns the CREATE INDEX statements of a table (pg_indexes'
+// indexdef), leaving out the indexes of constraints and domicile's own.
+func (s *Store) Indexes(ctx context.Context, table string) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT pg_get_indexdef(i.indexrelid)
+		FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+		WHERE i.indrelid = to_regclass($1)
+			AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+			AND c.relname NOT LIKE 'domicile\_%'
+		ORDER BY c.relname`, quoteIdent(table))
+	if err != nil {
+		return nil, fmt.Errorf("indexes of %s: %w", table, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("indexes of %s: %w", table, err)
+	}
+	return out, nil
+}
+
+const ownerColumns = `subject, dataset, state, region, epoch, move_id`
+
+func scanOwnership(sc pgx.Row, o *domicile.Ownership) error {
+	return sc.Scan(&o.Subject, &o.Dataset, &o.State, &o.Region, &o.Epoch, &o.MoveID)
+}
+
+// ownershipNotFound is the error of a missing ownership row.
+func ownershipNotFound() error {
+	return &domicile.Error{Code: domicile.CodeNotFound, Message: "ownership not found", Err: domicile.ErrNotFound}
+}
+
+// FindOwnership returns a subject's ownership row for a dataset.
+func (s *Store) FindOwnership(ctx context.Context, dataset, subject string) (domicile.Ownership, error) {
+	var o domicile.Ownership
+	err := scanOwnership(s.pool.QueryRow(ctx, `SELECT `+ownerColumns+` FROM domicile_owner WHERE subject = $1 AND dataset = $2`, subject, dataset), &o)
+	if errors.Is(err, pgx.ErrNoRows) || pgCode(err) == undefinedTable {
+		return o, ownershipNotFound()
+	}
+	return o, err
+}
+
+// ListOwnership calls fn for every ownership row of the dataset, in subject
+// order.
+func (s *Store) ListOwnership(ctx context.Context, dataset string, fn func(domicile.Ownership) error) error {
+	rows, err := s.pool.Query(ctx, `SELECT `+ownerColumns+` FROM domicile_owner WHERE dataset = $1 ORDER BY subject`, dataset)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var o domicile.Ownership
+		if err := scanOwnership(rows, &o); err != nil {
+			return err
+		}
+		if err := fn(o); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// SetOwnership writes the ownership rows in one transaction. A row given
+// twice is written as given last.
+func (s *Store) SetOwnership(ctx context.Context, rows []domicile.Ownership) error {
+	for _, o := range rows {
+		if !o.State.Valid() {
+			return domicile.Errorf(domicile.CodeInvalid, "ownership state %q is not one of owned, incoming, fenced, moved", o.State)
+		}
+		if o.Subject == "" || o.Dataset == "" {
+			return domicile.Errorf(domicile.CodeInvalid, "ownership row needs a subject and a dataset")
+		}
+	}
+	err := s.update(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO domicile_owner (`+ownerColumns+`)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
+			ON CONFLICT (subject, dataset) DO UPDATE SET state = excluded.state, region = excluded.region,
+				epoch = excluded.epoch, move_id = excluded.move_id`, ownershipArrays(dedupOwnership(rows))...)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("set ownership in region %s: %w", s.region, err)
+	}
+	return nil
+}
+
+// dedupOwnership keeps the last row given for each (subject, dataset): one
+// statement may not write a row twice.
+func dedupOwnership(rows []domicile.Ownership) []domicile.Ownership {
+	type key struct{ s, d string }
+	last := make(map[key]int, len(rows))
+	for i, o := range rows {
+		last[key{o.Subject, o.Dataset}] = i
+	}
+	if len(last) == len(rows) {
+		return rows
+	}
+	out := make([]domicile.Ownership, 0, len(last))
+	for i, o := range rows {
+		if last[key{o.Subject, o.Dataset}] == i {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// ownershipArrays returns the rows as the six arrays of an unnest.
+func ownershipArrays(rows []domicile.Ownership) []any {
+	var subj, ds, state, region, move []string
+	var epoch []int64
+	for _, o := range rows {
+		subj = append(subj, o.Subject)
+		ds = append(ds, o.Dataset)
+		state = append(state, string(o.State))
+		region = append(region, o.Region)
+		epoch = append(epoch, o.Epoch)
+		move = append(move, o.MoveID)
+	}
+	return []any{subj, ds, state, region, epoch, move}
+}
+
+// DeleteOwnership removes the ownership rows of the subjects.
+func (s *Store) DeleteOwnership(ctx context.Context, dataset string, subjects []string) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM domicile_owner WHERE dataset = $1 AND subject = ANY($2::text[])`, dataset, subjects)
+	if err != nil {
+		return fmt.Errorf("delete ownership in region %s: %w", s.region, err)
+	}
+	return nil
+}
+
+// datasetOf returns the dataset that Install recorded for table.
+func (s *Store) datasetOf(ctx context.Context, q querier, table string) (string, error) {
+	s.mu.Lock()
+	ds, ok := s.datasets[table]
+	s.mu.Unlock()
+	if ok {
+		return ds, nil
+	}
+	err := q.QueryRow(ctx, `SELECT value FROM domicile_settings WHERE key = $1`, tableKey(table)).Scan(&ds)
+	if errors.Is(err, pgx.ErrNoRows) || pgCode(err) == undefinedTable {
+		return "", domicile.Errorf(domicile.CodeInvalid, "table %s is not installed in region %s", table, s.region)
+	}
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	s.datasets[table] = ds
+	s.mu.Unlock()
+	return ds, nil
+}
+
+func tableKey(table string) string { return "table:" + table + ":dataset" }
+
+// refused returns the *Error for a trigger's refusal r of subject's write to
+// a table of dataset; for Moved it reads where the subject went.
+func (s *Store) refused(ctx context.Context, r error, dataset, subject string) error {
+	switch r {
+	case domicile.ErrFenced:
+		return &domicile.Error{Code: domicile.CodeFenced, Message: "subject is being moved; retry shortly", Err: r}
+	case domicile.ErrIncoming:
+		return &domicile.Error{Code: domicile.CodeFenced, Message: "subject is being moved here; retry shortly", Err: r}
+	case domicile.ErrUnknown:
+		return &domicile.Error{Code: domicile.CodeForbidden, Message: fmt.Sprintf("subject is not owned by region %s", s.region), Err: r}
+	}
+	e := &domicile.Error{Code: domicile.CodeMoved, Message: "subject has moved", Err: r}
+	if dataset != "" {
+		// The refusal rolled its statement back; read the tombstone.
+		o, err := s.FindOwnership(ctx, dataset, subject)
+		if err == nil && o.State == domicile.Moved {
+			e.Region, e.Epoch = o.Region, o.Epoch
+			e.Message = "subject has moved to region " + o.Region
+		}
+	}
+	return e
+}
+
+// writeErr maps an error of a write of subject's row in table.
+func (s *Store) writeErr(ctx context.Context, err error, table, subject string) error {
+	if r := refusal(err); r != nil {
+		ds, _ := s.datasetOf(ctx, s.pool, table)
+		return s.refused(ctx, r, ds, subject)
+	}
+	if isConflict(err) {
+		return &domicile.Error{Code: domicile.CodeConflict, Message: fmt.Sprintf("a row of %s with this key exists", table), Err: err}
+	}
+	return err
+}

@@ -1,0 +1,402 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/domicile/domicile"
+	"github.com/jackc/pgx/v5"
+)
+
+// describedDataset returns the dataset's tables with their columns, and
+// their declarations here.
+func (s *Store) describedDataset(ctx context.Context, ds *domicile.Dataset) ([]*domicile.Table, []*pgTable, error) {
+	tables := make([]*domicile.Table, len(ds.Tables))
+	decls := make([]*pgTable, len(ds.Tables))
+	for i, t := range ds.Tables {
+		d, pt, err := s.described(ctx, t)
+		if err != nil {
+			return nil, nil, err
+		}
+		tables[i], decls[i] = d, pt
+	}
+	return tables, decls, nil
+}
+
+// ReadSubjects reads every row of the subjects in every table of the
+// dataset, on one snapshot. Columns are in declaration order.
+func (s *Store) ReadSubjects(ctx context.Context, ds *domicile.Dataset, subjects []string) (*domicile.Batch, error) {
+	tables, decls, err := s.describedDataset(ctx, ds)
+	if err != nil {
+		return nil, err
+	}
+	b := &domicile.Batch{Tables: make([]domicile.TableRows, len(tables))}
+	err = s.view(ctx, func(tx pgx.Tx) error {
+		for i, t := range tables {
+			cols := t.ColumnNames()
+			tr := domicile.TableRows{Table: t.Name, Columns: cols}
+			q := "SELECT " + selectList(decls[i], cols) + " FROM " + quoteIdent(t.Name) + " WHERE " + decls[i].subjectAny(t.SubjectColumn, 1)
+			var err error
+			if tr.Rows, err = queryRows(ctx, tx, q, []any{subjects}, nil); err != nil {
+				return fmt.Errorf("read %s: %w", t.Name, err)
+			}
+			b.Tables[i] = tr
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// WriteSubjects deletes the subjects' rows left by an earlier attempt and
+// copies the batch in with COPY, in one transaction that passes the
+// triggers. COPY inserts as INSERT does: a key held by another subject
+// fails the batch with CodeConflict.
+//
+// The rows go in COPY's text format, so that the server reads each value as
+// the column's type, as it reads the literal of an INSERT: a timestamp or
+// numeric travels as its text, which pgx's binary CopyFrom cannot encode
+// from a string.
+func (s *Store) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subjects []string, b *domicile.Batch) error {
+	set := make(map[string]struct{}, len(subjects))
+	for _, id := range subjects {
+		set[id] = struct{}{}
+	}
+	type plan struct {
+		t    *domicile.Table
+		decl *pgTable
+		rows *domicile.TableRows
+	}
+	plans := make([]plan, 0, len(ds.Tables))
+	for _, t := range ds.Tables {
+		pt, err := s.table(ctx, t.Name)
+		if err != nil {
+			return err
+		}
+		plans = append(plans, plan{t: t, decl: pt})
+	}
+	for i := range b.Tables {
+		tr := &b.Tables[i]
+		pi := slices.IndexFunc(plans, func(p plan) bool { return p.t.Name == tr.Table })
+		if pi < 0 {
+			return domicile.Errorf(domicile.CodeInvalid, "table %s is not in dataset %s", tr.Table, ds.Name)
+		}
+		if plans[pi].rows != nil {
+			return domicile.Errorf(domicile.CodeInvalid, "table %s appears twice in the batch", tr.Table)
+		}
+		si := slices.Index(tr.Columns, plans[pi].t.SubjectColumn)
+		if si < 0 && len(tr.Rows) > 0 {
+			return domicile.Errorf(domicile.CodeInvalid, "the rows of %s lack the subject column", tr.Table)
+		}
+		for _, c := range tr.Columns {
+			if _, ok := plans[pi].decl.column(c); !ok {
+				return domicile.Errorf(domicile.CodeInvalid, "table %s in region %s has no column %q", tr.Table, s.region, c)
+			}
+		}
+		for _, row := range tr.Rows {
+			if len(row) != len(tr.Columns) {
+				return domicile.Errorf(domicile.CodeInvalid, "a row of %s has %d values for %d columns", tr.Table, len(row), len(tr.Columns))
+			}
+			id, ok := subjectString(row[si])
+			if _, in := set[id]; !ok || !in {
+				return domicile.Errorf(domicile.CodeInvalid, "a row of %s belongs to a subject outside the batch", tr.Table)
+			}
+		}
+		plans[pi].rows = tr
+	}
+	// Encode before the transaction: a value that cannot be stored fails
+	// the batch with the store's own error, not COPY's.
+	data := make([][]byte, len(plans))
+	for i, p := range plans {
+		if p.rows == nil || len(p.rows.Rows) == 0 {
+			continue
+		}
+		var err error
+		if data[i], err = copyData(p.decl, p.rows); err != nil {
+			return fmt.Errorf("write %s: %w", p.t.Name, err)
+		}
+	}
+	err := s.bypass(ctx, func(tx pgx.Tx) error {
+		if b.MoveID != "" {
+			in, err := subjectsIn(ctx, tx, ds.Name, b.MoveID, domicile.Incoming, subjects)
+			if err != nil {
+				return err
+			}
+			if len(in) != len(subjects) {
+				return &domicile.Error{Code: domicile.CodeConflict, Err: domicile.ErrPrecondition,
+					Message: fmt.Sprintf("%d of %d subjects are not incoming under move %s", len(subjects)-len(in), len(subjects), b.MoveID)}
+			}
+		}
+		for i, p := range plans {
+			if _, err := deleteSubjects(ctx, tx, p.decl, p.t, subjects); err != nil {
+				return fmt.Errorf("clear %s: %w", p.t.Name, err)
+			}
+			if data[i] == nil {
+				continue
+			}
+			quoted := make([]string, len(p.rows.Columns))
+			for j, c := range p.rows.Columns {
+				quoted[j] = quoteIdent(c)
+			}
+			q := "COPY " + quoteIdent(p.t.Name) + " (" + strings.Join(quoted, ", ") + ") FROM STDIN"
+			if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data[i]), q); err != nil {
+				if isConflict(err) {
+					return &domicile.Error{Code: domicile.CodeConflict,
+						Message: fmt.Sprintf("a key of %s is held by another subject", p.t.Name), Err: err}
+				}
+				return fmt.Errorf("copy into %s: %w", p.t.Name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("write %d subjects of %s in region %s: %w", len(subjects), ds.Name, s.region, err)
+	}
+	return nil
+}
+
+// copyData encodes rows in COPY's text format, for the columns of t.
+func copyData(t *pgTable, tr *domicile.TableRows) ([]byte, error) {
+	kinds := make([]kind, len(tr.Columns))
+	for i, c := range tr.Columns {
+		kinds[i] = t.kindOf(c)
+	}
+	var buf []byte
+	var err error
+	for _, row := range tr.Rows {
+		for i, v := range row {
+			if i > 0 {
+				buf = append(buf, '\t')
+			}
+			if buf, err = appendCopyText(buf, kinds[i], v); err != nil {
+				return nil, fmt.Errorf("column %s: %w", tr.Columns[i], err)
+			}
+		}
+		buf = append(buf, '\n')
+	}
+	return buf, nil
+}
+
+// deleteSubjects deletes the subjects' rows of a table and counts them.
+func deleteSubjects(ctx context.Context, tx pgx.Tx, decl *pgTable, t *domicile.Table, subjects []string) (int64, error) {
+	tag, err := tx.Exec(ctx, "DELETE FROM "+quoteIdent(t.Name)+" WHERE "+decl.subjectAny(t.SubjectColumn, 1), subjects)
+	return tag.RowsAffected(), err
+}
+
+// PurgeSubjects deletes every row of the subjects in the dataset's tables,
+// passing the triggers, and returns how many rows it deleted.
+func (s *Store) PurgeSubjects(ctx context.Context, ds *domicile.Dataset, subjects []string) (int64, error) {
+	var total int64
+	err := s.purge(ctx, ds, func(ctx context.Context, tx pgx.Tx) ([]string, error) { return subjects, nil }, &total)
+	if err != nil {
+		return 0, fmt.Errorf("purge %d subjects of %s in region %s: %w", len(subjects), ds.Name, s.region, err)
+	}
+	return total, nil
+}
+
+// PurgeMoved deletes the rows of those subjects whose ownership row here is
+// Moved under moveID, passing the triggers, and returns how many rows it
+// deleted. Subjects in any other state are left alone.
+func (s *Store) PurgeMoved(ctx context.Context, ds *domicile.Dataset, moveID string, subjects []string) (int64, error) {
+	var total int64
+	err := s.purge(ctx, ds, func(ctx context.Context, tx pgx.Tx) ([]string, error) {
+		return subjectsIn(ctx, tx, ds.Name, moveID, domicile.Moved, subjects)
+	}, &total)
+	if err != nil {
+		return 0, fmt.Errorf("purge move %s of %s in region %s: %w", moveID, ds.Name, s.region, err)
+	}
+	return total, nil
+}
+
+// purge deletes, in a transaction passing the triggers, the rows of the
+// subjects that which returns, adding their number to total.
+func (s *Store) purge(ctx context.Context, ds *domicile.Dataset, which func(context.Context, pgx.Tx) ([]string, error), total *int64) error {
+	decls := make([]*pgTable, len(ds.Tables))
+	for i, t := range ds.Tables {
+		var err error
+		if decls[i], err = s.table(ctx, t.Name); err != nil {
+			return err
+		}
+	}
+	return s.bypass(ctx, func(tx pgx.Tx) error {
+		*total = 0
+		subjects, err := which(ctx, tx)
+		if err != nil || len(subjects) == 0 {
+			return err
+		}
+		for i, t := range ds.Tables {
+			n, err := deleteSubjects(ctx, tx, decls[i], t, subjects)
+			if err != nil {
+				return fmt.Errorf("purge %s: %w", t.Name, err)
+			}
+			*total += n
+		}
+		return nil
+	})
+}
+
+// CountRows returns, per table, how many rows the subject has here.
+func (s *Store) CountRows(ctx context.Context, ds *domicile.Dataset, subject string) (map[string]int64, error) {
+	out := make(map[string]int64, len(ds.Tables))
+	err := s.view(ctx, func(tx pgx.Tx) error {
+		for _, t := range ds.Tables {
+			var n int64
+			q := "SELECT count(*) FROM " + quoteIdent(t.Name) + " WHERE " + quoteIdent(t.SubjectColumn) + " = $1"
+			if err := tx.QueryRow(ctx, q, subject).Scan(&n); err != nil {
+				return fmt.Errorf("count %s: %w", t.Name, err)
+			}
+			out[t.Name] = n
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Discover runs a query returning (subject id, country) pairs.
+func (s *Store) Discover(ctx context.Context, query string, fn func(id, country string) error) error {
+	rows, err := s.pool.Query(ctx, query)
+	if err != nil {
+		return domicile.Errorf(domicile.CodeInvalid, "discover query: %v", err)
+	}
+	defer rows.Close()
+	if n := len(rows.FieldDescriptions()); n != 2 {
+		return domicile.Errorf(domicile.CodeInvalid, "the discover query returns %d columns, not 2 (id, country)", n)
+	}
+	for rows.Next() {
+		row, err := scanRow(rows)
+		if err != nil {
+			return err
+		}
+		id, ok := discovered(row[0])
+		if !ok || id == "" {
+			return domicile.Errorf(domicile.CodeInvalid, "the discover query returned a subject id of type %T", row[0])
+		}
+		country, ok := discovered(row[1])
+		if !ok {
+			return domicile.Errorf(domicile.CodeInvalid, "the discover query returned a country of type %T", row[1])
+		}
+		if err := fn(id, country); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		if pgCode(err) != "" {
+			return domicile.Errorf(domicile.CodeInvalid, "discover query: %v", err)
+		}
+		return err
+	}
+	return nil
+}
+
+// discovered converts a value of a discover query to a string; NULL is "".
+func discovered(v any) (string, bool) {
+	switch x := v.(type) {
+	case nil:
+		return "", true
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64), true
+	}
+	return subjectString(v)
+}
+
+// ListRowSubjects calls fn once for every subject that has rows in the
+// table, in the order of the subject column.
+func (s *Store) ListRowSubjects(ctx context.Context, t *domicile.Table, fn func(subject string) error) error {
+	return s.view(ctx, func(tx pgx.Tx) error {
+		col := quoteIdent(t.SubjectColumn)
+		rows, err := tx.Query(ctx, `SELECT DISTINCT `+col+` FROM `+quoteIdent(t.Name)+` ORDER BY `+col)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			row, err := scanRow(rows)
+			if err != nil {
+				return err
+			}
+			subject, ok := subjectString(row[0])
+			if !ok {
+				return fmt.Errorf("%s.%s: subject value of type %T", t.Name, t.SubjectColumn, row[0])
+			}
+			if err := fn(subject); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+}
+
+// MeasureSubjects returns how many rows the subjects have in the dataset's
+// tables, and the size of their values as domicile.Batch.Bytes counts it:
+// the bytes of text and bytea values, of the text form of values that rows
+// carry as text, and 8 for the others.
+func (s *Store) MeasureSubjects(ctx context.Context, ds *domicile.Dataset, subjects []string) (rows, bytes int64, err error) {
+	decls := make([]*pgTable, len(ds.Tables))
+	for i, t := range ds.Tables {
+		if decls[i], err = s.table(ctx, t.Name); err != nil {
+			return 0, 0, err
+		}
+	}
+	err = s.view(ctx, func(tx pgx.Tx) error {
+		for i, t := range ds.Tables {
+			sizes := make([]string, 0, len(decls[i].columns))
+			for _, c := range decls[i].columns {
+				q := quoteIdent(c.Name)
+				switch c.kind {
+				case kindInt, kindFloat, kindBool:
+					sizes = append(sizes, `CASE WHEN `+q+` IS NULL THEN 0 ELSE 8 END`)
+				case kindText, kindBytea:
+					sizes = append(sizes, `coalesce(octet_length(`+q+`), 0)`)
+				default:
+					sizes = append(sizes, `coalesce(octet_length(`+selectExpr(c.Name, c.kind)+`), 0)`)
+				}
+			}
+			query := `SELECT count(*), coalesce(sum(` + strings.Join(sizes, " + ") + `), 0)::bigint FROM ` + quoteIdent(t.Name) +
+				` WHERE ` + decls[i].subjectAny(t.SubjectColumn, 1)
+			var r, b int64
+			if err := tx.QueryRow(ctx, query, subjects).Scan(&r, &b); err != nil {
+				return fmt.Errorf("measure %s: %w", t.Name, err)
+			}
+			rows += r
+			bytes += b
+		}
+		return nil
+	})
+	return rows, bytes, err
+}
+
+// subjectsIn returns those of the subjects whose ownership row is in state
+// with the move's id, locking their rows (FOR SHARE) so that no transition
+// changes them before the caller's transaction ends.
+func subjectsIn(ctx context.Context, tx pgx.Tx, dataset, moveID string, state domicile.OwnerState, subjects []string) ([]string, error) {
+	rows, err := tx.Query(ctx, `SELECT subject FROM domicile_owner
+		WHERE dataset = $1 AND subject = ANY($2::text[]) AND state = $3 AND move_id = $4 FOR SHARE`,
+		dataset, subjects, string(state), moveID)
+	if err != nil {
+		return nil, err
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	in := make(map[string]bool, len(found))
+	for _, s := range found {
+		in[s] = true
+	}
+	var out []string
+	for _, s := range subjects {
+		if in[s] {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,377 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/domicile/domicile"
+	"github.com/domicile/domicile/sqlite"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// triggerStore opens a store with one installed table t of dataset ds and
+// subjects in every state, and a pool of its own for plain SQL.
+func triggerStore(t *testing.T, ddl string) (*Store, *domicile.Dataset, *pgx.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	s, url := openTestStore(t, "us-east")
+	t.Cleanup(func() { s.Close() })
+	if ddl == "" {
+		ddl = `CREATE TABLE t (id bigint PRIMARY KEY, user_id text NOT NULL, v text)`
+	}
+	if _, err := s.Pool().Exec(ctx, ddl); err != nil {
+		t.Fatal(err)
+	}
+	tb, err := s.DescribeTable(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.SubjectColumn = "user_id"
+	ds := &domicile.Dataset{Name: "ds", Tables: []*domicile.Table{tb}}
+	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetOwnership(ctx, []domicile.Ownership{
+		{Subject: "o", Dataset: "ds", State: domicile.Owned},
+		{Subject: "f", Dataset: "ds", State: domicile.Fenced, MoveID: "m"},
+		{Subject: "i", Dataset: "ds", State: domicile.Incoming, MoveID: "m"},
+		{Subject: "m", Dataset: "ds", State: domicile.Moved, Region: "ap-singapore", Epoch: 3, MoveID: "m"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	app, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { app.Close(context.Background()) })
+	return s, ds, app
+}
+
+// TestRefusalSQLSTATE checks that each refusal carries domicile's SQLSTATE
+// and exactly the fixed message of its sentinel, and that the store maps
+// them back.
+func TestRefusalSQLSTATE(t *testing.T) {
+	ctx := context.Background()
+	s, ds, app := triggerStore(t, "")
+	for _, c := range []struct {
+		subject, code string
+		sentinel      error
+	}{
+		{"f", "DM001", domicile.ErrFenced},
+		{"i", "DM002", domicile.ErrIncoming},
+		{"m", "DM003", domicile.ErrMoved},
+		{"nobody", "DM004", domicile.ErrUnknown},
+	} {
+		_, err := app.Exec(ctx, `INSERT INTO t (id, user_id) VALUES (1, $1)`, c.subject)
+		e, ok := errors.AsType[*pgconn.PgError](err)
+		if !ok || e.Code != c.code || e.Message != c.sentinel.Error() {
+			t.Errorf("insert for %s: %v; want SQLSTATE %s with message %q", c.subject, err, c.code, c.sentinel)
+		}
+		if r := refusal(err); r != c.sentinel {
+			t.Errorf("refusal(%v) = %v, want %v", err, r, c.sentinel)
+		}
+		err = s.PutRow(ctx, ds.Tables[0], c.subject, []string{"id", "user_id"}, []any{int64(1), c.subject})
+		if !errors.Is(err, c.sentinel) {
+			t.Errorf("PutRow for %s: %v; want %v", c.subject, err, c.sentinel)
+		}
+	}
+	err := s.PutRow(ctx, ds.Tables[0], "m", []string{"id", "user_id"}, []any{int64(1), "m"})
+	if e, ok := errors.AsType[*domicile.Error](err); !ok || e.Region != "ap-singapore" || e.Epoch != 3 {
+		t.Errorf("PutRow of a moved subject: %#v; want the tombstone's region and epoch", err)
+	}
+}
+
+// TestFenceWaitsForWriters checks that a fence waits for a write in flight
+// (the trigger's FOR SHARE lock on the ownership row), and that the writer
+// that held it is kept while a write after the fence is refused.
+func TestFenceWaitsForWriters(t *testing.T) {
+	ctx := context.Background()
+	s, _, app := triggerStore(t, "")
+	tx, err := app.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `INSERT INTO t (id, user_id) VALUES (1, 'o')`); err != nil {
+		t.Fatal(err)
+	}
+	fenced := make(chan error, 1)
+	go func() {
+		fenced <- s.SetOwnership(ctx, []domicile.Ownership{{Subject: "o", Dataset: "ds", State: domicile.Fenced, MoveID: "m2"}})
+	}()
+	// Wait until the fence's backend waits for a lock held by the writer.
+	var blocked bool
+	for range 3000 {
+		err := app.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity a, unnest(pg_blocking_pids(a.pid)) AS b(pid)
+			WHERE a.datname = current_database() AND b.pid = pg_backend_pid())`).Scan(&blocked)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if blocked {
+			break
+		}
+		select {
+		case err := <-fenced:
+			t.Fatalf("the fence finished (%v) while a write of the subject was in flight", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if !blocked {
+		t.Fatal("the fence never waited for the writer's transaction")
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("commit of the write in flight: %v", err)
+	}
+	if err := <-fenced; err != nil {
+		t.Fatalf("fence: %v", err)
+	}
+	var n int
+	if err := app.QueryRow(ctx, `SELECT count(*) FROM t WHERE id = 1`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("the write in flight: %d rows, %v", n, err)
+	}
+	_, err = app.Exec(ctx, `INSERT INTO t (id, user_id) VALUES (2, 'o')`)
+	if pgCode(err) != stateFenced {
+		t.Fatalf("write after the fence: %v; want SQLSTATE %s", err, stateFenced)
+	}
+}
+
+// TestBypassIsLocal checks that the bypass lets only its own transaction
+// through, and nothing after it on the same connection.
+func TestBypassIsLocal(t *testing.T) {
+	ctx := context.Background()
+	_, _, app := triggerStore(t, "")
+	tx, err := app.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT set_config('domicile.bypass', 'on', true)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO t (id, user_id) VALUES (1, 'f')`); err != nil {
+		t.Fatalf("write of a fenced subject under the bypass: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`INSERT INTO t (id, user_id) VALUES (2, 'f')`, `DELETE FROM t WHERE id = 1`, `UPDATE t SET v = 'x' WHERE id = 1`} {
+		if _, err := app.Exec(ctx, q); pgCode(err) != stateFenced {
+			t.Errorf("%s on the connection after the bypass ended: %v; want SQLSTATE %s", q, err, stateFenced)
+		}
+	}
+}
+
+// TestCheckInstallFindsTampering checks that CheckInstall reports a
+// replaced trigger function and a disabled trigger, and that Install
+// repairs both.
+func TestCheckInstallFindsTampering(t *testing.T) {
+	ctx := context.Background()
+	s, ds, app := triggerStore(t, "")
+	dss := []*domicile.Dataset{ds}
+	for _, c := range []struct{ tamper, want string }{
+		{`CREATE OR REPLACE FUNCTION domicile_t_guard() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN RETURN NEW; END $$`, "trigger function of t is out of date"},
+		{`ALTER TABLE t DISABLE TRIGGER domicile_t_upd`, "trigger domicile_t_upd on t is disabled"},
+		{`ALTER TABLE t ENABLE REPLICA TRIGGER domicile_t_del`, "trigger domicile_t_del on t is disabled"},
+		{`DROP FUNCTION domicile_refuse(text) CASCADE`, "domicile_refuse(text) is missing"},
+	} {
+		if _, err := app.Exec(ctx, c.tamper); err != nil {
+			t.Fatal(err)
+		}
+		problems, err := s.CheckInstall(ctx, dss)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(strings.Join(problems, "\n"), c.want) {
+			t.Errorf("after %s: problems %q; want %q", c.tamper, problems, c.want)
+		}
+		if err := s.Install(ctx, dss, domicile.InstallOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if problems, err := s.CheckInstall(ctx, dss); err != nil || len(problems) > 0 {
+			t.Fatalf("after reinstall: %q, %v", problems, err)
+		}
+		if _, err := app.Exec(ctx, `INSERT INTO t (id, user_id) VALUES (9, 'f')`); pgCode(err) != stateFenced {
+			t.Fatalf("after reinstall a write of a fenced subject: %v", err)
+		}
+	}
+}
+
+// TestLongTableName checks a table whose name leaves no room for
+// domicile's suffixes within PostgreSQL's 63 bytes.
+func TestLongTableName(t *testing.T) {
+	ctx := context.Background()
+	s, url := openTestStore(t, "us-east")
+	defer s.Close()
+	long := strings.Repeat("ü", 30) // 60 bytes
+	tables := []string{long + "a", long + "b"}
+	ds := &domicile.Dataset{Name: "ds"}
+	for _, name := range tables {
+		if _, err := s.Pool().Exec(ctx, `CREATE TABLE `+quoteIdent(name)+` (id bigint PRIMARY KEY, user_id text)`); err != nil {
+			t.Fatal(err)
+		}
+		ds.Tables = append(ds.Tables, &domicile.Table{Name: name, SubjectColumn: "user_id"})
+	}
+	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if problems, err := s.CheckInstall(ctx, []*domicile.Dataset{ds}); err != nil || len(problems) > 0 {
+		t.Fatalf("CheckInstall = %q, %v", problems, err)
+	}
+	app, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close(ctx)
+	for _, name := range tables {
+		if n := guardName(name); len(n) > maxIdent {
+			t.Errorf("guard name %q is %d bytes", n, len(n))
+		}
+		_, err := app.Exec(ctx, `INSERT INTO `+quoteIdent(name)+` (id, user_id) VALUES (1, 'nobody')`)
+		if pgCode(err) != stateUnknown {
+			t.Errorf("insert into %s: %v; want SQLSTATE %s", name, err, stateUnknown)
+		}
+	}
+}
+
+// TestPostgresTypes checks the values of types SQLite lacks: numeric reads
+// as its exact text, a timestamp with time zone as UTC, a boolean as bool,
+// and that a copy between PostgreSQL stores keeps them.
+func TestPostgresTypes(t *testing.T) {
+	ctx := context.Background()
+	ddl := `CREATE TABLE t (id bigint PRIMARY KEY, user_id text NOT NULL, amount numeric(30,5), at timestamptz, ok boolean,
+		r real, j jsonb, u uuid, iv interval)`
+	a, ds, app := triggerStore(t, ddl)
+	b, _, _ := triggerStore(t, ddl)
+	if _, err := app.Exec(ctx, `SET TIME ZONE 'Asia/Kolkata'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.PutRow(ctx, ds.Tables[0], "o", []string{"id", "user_id", "amount", "at", "ok", "r", "j", "u", "iv"},
+		[]any{int64(1), "o", "12345678901234567890.12345", "2024-01-02 08:34:05+05:30", true, 0.5, `{"a": [1, 2]}`,
+			"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "1 day 02:03:04"}); err != nil {
+		t.Fatal(err)
+	}
+	// A plain writer in another time zone writes the same instant.
+	if _, err := app.Exec(ctx, `INSERT INTO t (id, user_id, at, ok) VALUES (2, 'o', '2024-01-02 08:34:05', 1::boolean)`); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := a.FindRows(ctx, ds.Tables[0], "o", domicile.RowQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]any{
+		{int64(1), "o", "12345678901234567890.12345", "2024-01-02 03:04:05", true, 0.5, `{"a": [1, 2]}`, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "1 day 02:03:04"},
+		{int64(2), "o", nil, "2024-01-02 03:04:05", true, nil, nil, nil, nil},
+	}
+	if !reflect.DeepEqual(rows, want) {
+		t.Fatalf("rows = %#v\nwant %#v", rows, want)
+	}
+	batch, err := a.ReadSubjects(ctx, ds, []string{"o"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WriteSubjects(ctx, ds, []string{"o"}, batch); err != nil {
+		t.Fatal(err)
+	}
+	da, _ := a.DigestSubjects(ctx, ds, []string{"o"})
+	db, _ := b.DigestSubjects(ctx, ds, []string{"o"})
+	if !da["o"].Equal(db["o"]) {
+		t.Fatal("digests differ after a copy")
+	}
+	n, bytes, err := a.MeasureSubjects(ctx, ds, []string{"o"})
+	if err != nil || n != 2 || bytes != batch.Bytes() {
+		t.Fatalf("MeasureSubjects = %d, %d, %v; want 2, %d", n, bytes, err, batch.Bytes())
+	}
+}
+
+// TestInstallFromSQLiteTemplate creates PostgreSQL tables from a SQLite
+// region's description and indexes.
+func TestInstallFromSQLiteTemplate(t *testing.T) {
+	ctx := context.Background()
+	ls, err := sqlite.OpenStore(filepath.Join(t.TempDir(), "a.db"), "cn-beijing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Close()
+	for _, q := range []string{
+		`CREATE TABLE t (id INTEGER NOT NULL, line INT NOT NULL, user_id TEXT NOT NULL, name VARCHAR(10), f REAL, b BLOB, at DATETIME, d DATE, x, PRIMARY KEY (id, line))`,
+		`CREATE INDEX t_name ON t (name, d)`,
+	} {
+		if _, err := ls.DB().ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tmpl, err := ls.DescribeTable(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := ls.Indexes(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := openTestStore(t, "us-east")
+	defer s.Close()
+	ds := &domicile.Dataset{Name: "ds", Tables: []*domicile.Table{{Name: "t", SubjectColumn: "user_id"}}}
+	opts := domicile.InstallOptions{Templates: map[string]*domicile.Table{"t": tmpl}, TemplateIndexes: map[string][]string{"t": idx}}
+	for range 2 {
+		if err := s.Install(ctx, []*domicile.Dataset{ds}, opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.DescribeTable(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, c := range got.Columns {
+		types = append(types, c.Name+" "+c.Type)
+	}
+	if want := "id bigint,line bigint,user_id text,name text,f double precision,b bytea,at text,d date,x text"; strings.Join(types, ",") != want {
+		t.Errorf("columns %s\nwant %s", strings.Join(types, ","), want)
+	}
+	if !reflect.DeepEqual(got.PrimaryKey, []string{"id", "line"}) {
+		t.Errorf("primary key %q", got.PrimaryKey)
+	}
+	pidx, err := s.Indexes(ctx, "t")
+	if err != nil || len(pidx) != 1 || !strings.Contains(pidx[0], "(name, d)") {
+		t.Fatalf("indexes %q, %v; want the one on (name, d)", pidx, err)
+	}
+	// And back: SQLite creates a table from PostgreSQL's description.
+	ds2 := &domicile.Dataset{Name: "ds2", Tables: []*domicile.Table{{Name: "t2", SubjectColumn: "user_id"}}}
+	got.Name = "t2"
+	pidx[0] = strings.Replace(strings.Replace(pidx[0], "t_name", "t2_name", 1), " ON public.t ", " ON public.t2 ", 1)
+	if err := ls.Install(ctx, []*domicile.Dataset{ds2}, domicile.InstallOptions{Templates: map[string]*domicile.Table{"t2": got},
+		TemplateIndexes: map[string][]string{"t2": pidx}}); err != nil {
+		t.Fatalf("SQLite install from PostgreSQL's description: %v", err)
+	}
+}
+
+func TestPGType(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"INTEGER", "bigint"}, {"integer", "bigint"}, {"REAL", "double precision"}, {"BLOB", "bytea"},
+		{"", "text"}, {"DATETIME", "text"}, {"VARCHAR(20)", "text"}, {"character varying(20)", "character varying(20)"},
+		{"numeric(10,2)", "numeric(10,2)"}, {"timestamp(3) with time zone", "timestamp(3) with time zone"},
+		{"date", "date"}, {"text[]", "text[]"}, {"x; DROP TABLE t", "text"},
+	} {
+		if got := pgType(c.in); got != c.want {
+			t.Errorf("pgType(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestRetargetIndex(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{`CREATE INDEX items_sku ON items (sku)`, `CREATE INDEX IF NOT EXISTS items_sku ON items (sku)`},
+		{`CREATE UNIQUE INDEX x ON public.items USING btree (a, b)`, `CREATE UNIQUE INDEX IF NOT EXISTS x ON items USING btree (a, b)`},
+		{`CREATE INDEX x ON ONLY "my schema".items USING btree (a)`, `CREATE INDEX IF NOT EXISTS x ON ONLY items USING btree (a)`},
+		{`create index if not exists "x" on "t"("a")`, `CREATE INDEX IF NOT EXISTS "x" on "t"("a")`},
+	} {
+		if got := retargetIndex(c.in); got != c.want {
+			t.Errorf("retargetIndex(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

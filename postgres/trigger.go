@@ -1,0 +1,552 @@
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/domicile/domicile"
+	"github.com/jackc/pgx/v5"
+)
+
+// installSchema is domicile's own tables in a regional store. There is no
+// bypass table: the mover's transactions set domicile.bypass, a setting
+// local to the transaction.
+const installSchema = `
+CREATE TABLE IF NOT EXISTS domicile_owner (
+	subject text NOT NULL,
+	dataset text NOT NULL,
+	state   text NOT NULL,
+	region  text NOT NULL DEFAULT '',
+	epoch   bigint NOT NULL DEFAULT 0,
+	move_id text NOT NULL DEFAULT '',
+	PRIMARY KEY (subject, dataset)
+);
+CREATE TABLE IF NOT EXISTS domicile_settings (
+	key   text PRIMARY KEY,
+	value text
+);
+`
+
+// installVersion is bumped when the shape of the installation changes in a
+// way the generated SQL does not show.
+const installVersion = "1"
+
+// maxIdent is PostgreSQL's limit on the length of a name, in bytes.
+const maxIdent = 63
+
+// objectName returns the name of one of domicile's objects for table,
+// "domicile_<table><suffix>", shortened with a hash of the table's name
+// where that would pass PostgreSQL's limit, which would otherwise truncate
+// two long names to one.
+func objectName(table, suffix string) string {
+	n := "domicile_" + table + suffix
+	if len(n) <= maxIdent {
+		return n
+	}
+	sum := sha256.Sum256([]byte(table))
+	tag := "_" + hex.EncodeToString(sum[:4])
+	keep := maxIdent - len("domicile_") - len(tag) - len(suffix)
+	for keep > 0 && !utf8.RuneStart(table[keep]) {
+		keep--
+	}
+	return "domicile_" + table[:keep] + tag + suffix
+}
+
+// triggerNames returns the names of the three triggers of table, as on
+// SQLite: domicile_<table>_ins, _upd, _del.
+func triggerNames(table string) [3]string {
+	return [3]string{objectName(table, "_ins"), objectName(table, "_upd"), objectName(table, "_del")}
+}
+
+// guardName is the name of table's trigger function.
+func guardName(table string) string { return objectName(table, "_guard") }
+
+// refuseBody is the body of domicile_refuse(state), which raises the
+// refusal of a subject's ownership state. The guards call it only when the
+// state is not owned, so its cost is off the path of accepted writes.
+func refuseBody(schema string) string {
+	raise := func(code string, err error) string {
+		return `RAISE EXCEPTION USING ERRCODE = '` + code + `', MESSAGE = ` + quoteString(err.Error()) + `;`
+	}
+	return `
+BEGIN
+  CASE st
+    WHEN 'owned' THEN RETURN;
+    WHEN 'fenced' THEN ` + raise(stateFenced, domicile.ErrFenced) + `
+    WHEN 'incoming' THEN ` + raise(stateIncoming, domicile.ErrIncoming) + `
+    WHEN 'moved' THEN ` + raise(stateMoved, domicile.ErrMoved) + `
+    ELSE
+      IF st IS NULL AND EXISTS (SELECT 1 FROM ` + quoteIdent(schema) + `.domicile_settings WHERE key = 'accept_unknown' AND value = '1') THEN
+        RETURN;
+      END IF;
+      ` + raise(stateUnknown, domicile.ErrUnknown) + `
+  END CASE;
+END
+`
+}
+
+// refuseSQL creates domicile_refuse.
+func refuseSQL(schema string) string {
+	return `CREATE OR REPLACE FUNCTION ` + quoteIdent(schema) + `.domicile_refuse(st text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER AS $domicile$` + refuseBody(schema) + `$domicile$`
+}
+
+// guardBody is the body of the trigger function of a table of dataset whose
+// subject column is subj.
+//
+// It reads the subject's state with FOR SHARE: the lock is held until the
+// writer's transaction ends, so a fence's UPDATE of the ownership row waits
+// for writes in flight, and a write that comes after the fence sees it.
+// FOR KEY SHARE would not do: it does not conflict with an UPDATE that
+// leaves the row's key alone. An UPDATE is checked against the old subject
+// and, if the subject column changes, the new one.
+func guardBody(schema, dataset, subj string) string {
+	owner := quoteIdent(schema) + ".domicile_owner"
+	col := quoteIdent(subj)
+	check := func(row string) string {
+		return `SELECT state INTO st FROM ` + owner + ` WHERE subject = ` + row + `.` + col + `::text AND dataset = ` + quoteString(dataset) + ` FOR SHARE;
+    IF st IS DISTINCT FROM 'owned' THEN PERFORM ` + quoteIdent(schema) + `.domicile_refuse(st); END IF;`
+	}
+	return `
+DECLARE
+  st text;
+BEGIN
+  IF TG_OP <> 'INSERT' THEN
+    ` + check("OLD") + `
+  END IF;
+  IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.` + col + ` IS DISTINCT FROM OLD.` + col + `) THEN
+    ` + check("NEW") + `
+  END IF;
+  IF TG_OP = 'DELETE' THEN
+    RETURN OLD;
+  END IF;
+  RETURN NEW;
+END
+`
+}
+
+// guardSQL creates the trigger function of a table. It runs as its owner
+// (SECURITY DEFINER) so that writers need no privilege on domicile's
+// tables, whose names it qualifies with the schema.
+func guardSQL(schema, dataset, table, subj string) string {
+	return `CREATE OR REPLACE FUNCTION ` + quoteIdent(schema) + `.` + quoteIdent(guardName(table)) + `() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER AS $domicile$` + guardBody(schema, dataset, subj) + `$domicile$`
+}
+
+// bypassCondition is the triggers' WHEN clause. The bypassed rows never
+// call the guard; a setting no one has set reads as NULL, and one set
+// local to an ended transaction reads as the empty string.
+const bypassCondition = `current_setting('domicile.bypass', true) IS DISTINCT FROM 'on'`
+
+// triggerSQL returns the CREATE TRIGGER statements of table, in the order
+// of triggerNames.
+func triggerSQL(schema, table string) [3]string {
+	names := triggerNames(table)
+	var out [3]string
+	for i, event := range []string{"INSERT", "UPDATE", "DELETE"} {
+		out[i] = `CREATE TRIGGER ` + quoteIdent(names[i]) + ` BEFORE ` + event + ` ON ` + quoteIdent(schema) + `.` + quoteIdent(table) +
+			` FOR EACH ROW WHEN (` + bypassCondition + `) EXECUTE FUNCTION ` + quoteIdent(schema) + `.` + quoteIdent(guardName(table)) + `()`
+	}
+	return out
+}
+
+// installDigest is the version of an installation of datasets in schema: a
+// digest of its trigger SQL.
+func installDigest(schema string, datasets []*domicile.Dataset) string {
+	h := sha256.New()
+	h.Write([]byte(installVersion + "\n" + refuseSQL(schema) + "\x00"))
+	for _, ds := range datasets {
+		for _, t := range ds.Tables {
+			h.Write([]byte(guardSQL(schema, ds.Name, t.Name, t.SubjectColumn) + "\x00"))
+			for _, q := range triggerSQL(schema, t.Name) {
+				h.Write([]byte(q + "\x00"))
+			}
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// currentSchema returns the schema in which the store creates its objects,
+// the first of the search_path.
+func currentSchema(ctx context.Context, q querier) (string, error) {
+	var schema *string
+	if err := q.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return "", err
+	}
+	if schema == nil {
+		return "", errors.New("no schema on the search_path")
+	}
+	return *schema, nil
+}
+
+// Install creates domicile's tables, the dataset tables the store lacks, an
+// index on every table's subject column, and the triggers, in one
+// transaction. Existing triggers are dropped and created again.
+func (s *Store) Install(ctx context.Context, datasets []*domicile.Dataset, opts domicile.InstallOptions) error {
+	if err := validateDatasets(datasets); err != nil {
+		return err
+	}
+	accept := "0"
+	if opts.AcceptUnknown {
+		accept = "1"
+	}
+	err := s.update(ctx, func(tx pgx.Tx) error {
+		// Two installs at once would race on CREATE ... IF NOT EXISTS.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('domicile install'))`); err != nil {
+			return err
+		}
+		schema, err := currentSchema(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, installSchema); err != nil {
+			return err
+		}
+		if err := setSetting(ctx, tx, "accept_unknown", accept); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, refuseSQL(schema)); err != nil {
+			return fmt.Errorf("create domicile_refuse: %w", err)
+		}
+		for _, ds := range datasets {
+			for _, t := range ds.Tables {
+				if err := installTable(ctx, tx, schema, ds, t, opts); err != nil {
+					return err
+				}
+			}
+		}
+		return setSetting(ctx, tx, "install_version", installDigest(schema, datasets))
+	})
+	s.mu.Lock()
+	clear(s.tables)
+	if err == nil {
+		for _, ds := range datasets {
+			for _, t := range ds.Tables {
+				s.datasets[t.Name] = ds.Name
+			}
+		}
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("install in region %s: %w", s.region, err)
+	}
+	return nil
+}
+
+func validateDatasets(datasets []*domicile.Dataset) error {
+	seen := make(map[string]string)
+	for _, ds := range datasets {
+		if ds.Name == "" {
+			return domicile.Errorf(domicile.CodeInvalid, "a dataset has no name")
+		}
+		for _, t := range ds.Tables {
+			if t.Name == "" || t.SubjectColumn == "" {
+				return domicile.Errorf(domicile.CodeInvalid, "dataset %s: a table needs a name and a subject column", ds.Name)
+			}
+			if other, ok := seen[t.Name]; ok {
+				return domicile.Errorf(domicile.CodeInvalid, "table %s is in datasets %s and %s", t.Name, other, ds.Name)
+			}
+			seen[t.Name] = ds.Name
+		}
+	}
+	return nil
+}
+
+func setSetting(ctx context.Context, tx pgx.Tx, key, value string) error {
+	_, err := tx.Exec(ctx, `INSERT INTO domicile_settings (key, value) VALUES ($1, $2)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+	return err
+}
+
+func installTable(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, opts domicile.InstallOptions) error {
+	have, err := readTable(ctx, tx, t.Name)
+	if domicile.ErrorCode(err) == domicile.CodeNotFound {
+		tmpl := opts.Templates[t.Name]
+		if tmpl == nil && len(t.Columns) > 0 {
+			tmpl = t
+		}
+		if tmpl == nil {
+			return domicile.Errorf(domicile.CodeInvalid, "table %s of dataset %s is missing and there is no template for it", t.Name, ds.Name)
+		}
+		if err := createTable(ctx, tx, t.Name, tmpl, opts.TemplateIndexes[t.Name]); err != nil {
+			return err
+		}
+		have, err = readTable(ctx, tx, t.Name)
+	}
+	if err != nil {
+		return err
+	}
+	if _, ok := have.column(t.SubjectColumn); !ok {
+		return domicile.Errorf(domicile.CodeInvalid, "table %s has no subject column %q", t.Name, t.SubjectColumn)
+	}
+	if err := ensureSubjectIndex(ctx, tx, t.Name, t.SubjectColumn); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, guardSQL(schema, ds.Name, t.Name, t.SubjectColumn)); err != nil {
+		return fmt.Errorf("create trigger function of %s: %w", t.Name, err)
+	}
+	for i, q := range triggerSQL(schema, t.Name) {
+		if _, err := tx.Exec(ctx, `DROP TRIGGER IF EXISTS `+quoteIdent(triggerNames(t.Name)[i])+` ON `+quoteIdent(schema)+`.`+quoteIdent(t.Name)); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, q); err != nil {
+			return fmt.Errorf("create trigger on %s: %w", t.Name, err)
+		}
+	}
+	return setSetting(ctx, tx, tableKey(t.Name), ds.Name)
+}
+
+// createTable creates table name from a description read from another
+// store, possibly of another engine, and its indexes.
+func createTable(ctx context.Context, tx pgx.Tx, name string, tmpl *domicile.Table, indexes []string) error {
+	if len(tmpl.PrimaryKey) == 0 {
+		return domicile.Errorf(domicile.CodeInvalid, "template of table %s has no primary key", name)
+	}
+	var b strings.Builder
+	b.WriteString("CREATE TABLE " + quoteIdent(name) + " (")
+	for i, c := range tmpl.Columns {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(quoteIdent(c.Name) + " " + pgType(c.Type))
+		if c.NotNull {
+			b.WriteString(" NOT NULL")
+		}
+	}
+	b.WriteString(", PRIMARY KEY (")
+	for i, c := range tmpl.PrimaryKey {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(quoteIdent(c))
+	}
+	b.WriteString("))")
+	if _, err := tx.Exec(ctx, b.String()); err != nil {
+		return fmt.Errorf("create table %s: %w", name, err)
+	}
+	for _, q := range indexes {
+		if _, err := tx.Exec(ctx, retargetIndex(q)); err != nil {
+			return fmt.Errorf("create index on %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// typeRe accepts type names PostgreSQL may read: words with an optional
+// size, an optional suffix ("timestamp(3) with time zone") and array
+// brackets.
+var typeRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_ ]*(\(\s*[0-9]+\s*(,\s*[0-9]+\s*)?\))?[A-Za-z ]*(\[\])?$`)
+
+// sqliteSized are SQLite's spellings of sized text types, which SQLite does
+// not enforce: the values of such a column may be longer than its size.
+var sqliteSized = regexp.MustCompile(`(?i)^(N?VARCHAR|NCHAR|CHAR|VARYING CHARACTER|NATIVE CHARACTER)\s*\(`)
+
+// pgType returns the PostgreSQL type for a column declared as t in a
+// template, which may come from SQLite. SQLite's types map by what SQLite
+// stores in them: INTEGER (and PostgreSQL's integer, smallint) to bigint, as
+// SQLite's integers have 64 bits; REAL to double precision; BLOB to bytea;
+// DATETIME and TIMESTAMP to text, since SQLite keeps the text it was given
+// (which a timestamp column would reformat); sized text to text, a column
+// with no type to text. Other names that PostgreSQL reads pass unchanged.
+func pgType(t string) string {
+	t = strings.TrimSpace(t)
+	switch strings.ToUpper(t) {
+	case "", "TEXT", "CLOB", "DATETIME", "TIMESTAMP", "STRING":
+		return "text"
+	case "INTEGER", "INT", "BIGINT", "INT8", "INT4", "INT2", "SMALLINT", "TINYINT", "MEDIUMINT", "UNSIGNED BIG INT":
+		return "bigint"
+	case "REAL", "DOUBLE", "DOUBLE PRECISION", "FLOAT", "FLOAT4", "FLOAT8":
+		return "double precision"
+	case "BLOB", "BYTEA":
+		return "bytea"
+	case "BOOLEAN", "BOOL":
+		return "boolean"
+	}
+	if sqliteSized.MatchString(t) || !typeRe.MatchString(t) {
+		return "text"
+	}
+	return t
+}
+
+var (
+	createIndexRe = regexp.MustCompile(`(?is)^\s*CREATE\s+(UNIQUE\s+)?INDEX\s+(IF\s+NOT\s+EXISTS\s+)?`)
+	schemaRe      = regexp.MustCompile(`(?i)\bON\s+(ONLY\s+)?(("[^"]+"|[A-Za-z_][A-Za-z0-9_]*)\.)`)
+)
+
+// retargetIndex makes a CREATE INDEX statement read from another store
+// runnable here: IF NOT EXISTS, and on the table of the search_path rather
+// than the other store's schema.
+func retargetIndex(q string) string {
+	q = createIndexRe.ReplaceAllString(q, "CREATE ${1}INDEX IF NOT EXISTS ")
+	return schemaRe.ReplaceAllString(q, "ON ${1}")
+}
+
+// ensureSubjectIndex creates an index on table's subject column unless an
+// index starts with it.
+func ensureSubjectIndex(ctx context.Context, tx pgx.Tx, table, subj string) error {
+	ok, err := hasSubjectIndex(ctx, tx, table, subj)
+	if err != nil || ok {
+		return err
+	}
+	_, err = tx.Exec(ctx, `CREATE INDEX IF NOT EXISTS `+quoteIdent(objectName(table, "_subject"))+
+		` ON `+quoteIdent(table)+` (`+quoteIdent(subj)+`)`)
+	return err
+}
+
+func hasSubjectIndex(ctx context.Context, q querier, table, subj string) (bool, error) {
+	var ok bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_index i
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+		WHERE i.indrelid = to_regclass($1) AND a.attname = $2)`, quoteIdent(table), subj).Scan(&ok)
+	return ok, err
+}
+
+// CheckInstall returns what is missing or out of date in the installation
+// of datasets, one line per problem.
+func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) ([]string, error) {
+	var problems []string
+	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	err := s.view(ctx, func(tx pgx.Tx) error {
+		schema, err := currentSchema(ctx, tx)
+		if err != nil {
+			return err
+		}
+		var missing bool
+		for _, name := range []string{"domicile_owner", "domicile_settings"} {
+			var ok bool
+			if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, quoteIdent(name)).Scan(&ok); err != nil {
+				return err
+			}
+			if !ok {
+				add("table %s is missing", name)
+				missing = true
+			}
+		}
+		if missing {
+			return nil
+		}
+		setting := func(key string) (string, error) {
+			var v string
+			err := tx.QueryRow(ctx, `SELECT coalesce(value, '') FROM domicile_settings WHERE key = $1`, key).Scan(&v)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return "", nil
+			}
+			return v, err
+		}
+		version, err := setting("install_version")
+		if err != nil {
+			return err
+		}
+		if want := installDigest(schema, datasets); version != want {
+			add("installation is out of date (version %q, current %q)", version, want)
+		}
+		if msg, err := checkFunction(ctx, tx, schema+".domicile_refuse(text)", quoteIdent(schema)+".domicile_refuse(text)", refuseBody(schema)); err != nil {
+			return err
+		} else if msg != "" {
+			add("%s", msg)
+		}
+		for _, ds := range datasets {
+			for _, t := range ds.Tables {
+				var ok bool
+				if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, quoteIdent(t.Name)).Scan(&ok); err != nil {
+					return err
+				}
+				if !ok {
+					add("table %s of dataset %s is missing", t.Name, ds.Name)
+					continue
+				}
+				fn := quoteIdent(schema) + "." + quoteIdent(guardName(t.Name)) + "()"
+				if msg, err := checkFunction(ctx, tx, "trigger function of "+t.Name, fn, guardBody(schema, ds.Name, t.SubjectColumn)); err != nil {
+					return err
+				} else if msg != "" {
+					add("%s", msg)
+				}
+				if err := checkTriggers(ctx, tx, t.Name, fn, add); err != nil {
+					return err
+				}
+				if ok, err := hasSubjectIndex(ctx, tx, t.Name, t.SubjectColumn); err != nil {
+					return err
+				} else if !ok {
+					add("table %s has no index on its subject column %s", t.Name, t.SubjectColumn)
+				}
+				if got, err := setting(tableKey(t.Name)); err != nil {
+					return err
+				} else if got != ds.Name {
+					add("table %s is not installed as part of dataset %s", t.Name, ds.Name)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("check install in region %s: %w", s.region, err)
+	}
+	slices.Sort(problems)
+	return problems, nil
+}
+
+// checkFunction returns a problem if the function signature (as
+// to_regprocedure reads it) is missing or its body is not body.
+func checkFunction(ctx context.Context, tx pgx.Tx, what, signature, body string) (string, error) {
+	var src *string
+	var definer bool
+	err := tx.QueryRow(ctx, `SELECT p.prosrc, p.prosecdef FROM pg_proc p WHERE p.oid = to_regprocedure($1)`, signature).Scan(&src, &definer)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return fmt.Sprintf("%s is missing", what), nil
+	case err != nil:
+		return "", err
+	case src == nil || *src != body || !definer:
+		return fmt.Sprintf("%s is out of date", what), nil
+	}
+	return "", nil
+}
+
+// checkTriggers adds a problem for each of table's triggers that is
+// missing, disabled, or not the one Install creates.
+func checkTriggers(ctx context.Context, tx pgx.Tx, table, fn string, add func(string, ...any)) error {
+	type trig struct {
+		enabled string
+		ours    bool
+		def     string
+	}
+	rows, err := tx.Query(ctx, `SELECT t.tgname::text, t.tgenabled::text, t.tgfoid = to_regprocedure($2), pg_get_triggerdef(t.oid)
+		FROM pg_trigger t WHERE t.tgrelid = to_regclass($1) AND NOT t.tgisinternal`, quoteIdent(table), fn)
+	if err != nil {
+		return err
+	}
+	have := make(map[string]trig)
+	for rows.Next() {
+		var name string
+		var tg trig
+		if err := rows.Scan(&name, &tg.enabled, &tg.ours, &tg.def); err != nil {
+			rows.Close()
+			return err
+		}
+		have[name] = tg
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for i, event := range []string{"INSERT", "UPDATE", "DELETE"} {
+		name := triggerNames(table)[i]
+		tg, ok := have[name]
+		switch {
+		case !ok:
+			add("trigger %s on %s is missing", name, table)
+		case tg.enabled != "O" && tg.enabled != "A": // disabled, or firing only for replicas
+			add("trigger %s on %s is disabled", name, table)
+		case !tg.ours || !strings.Contains(tg.def, " BEFORE "+event+" ") || !strings.Contains(tg.def, "FOR EACH ROW") ||
+			!strings.Contains(tg.def, "'domicile.bypass'"):
+			add("trigger %s on %s is out of date", name, table)
+		}
+	}
+	return nil
+}
