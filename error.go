@@ -90,4 +90,8 @@ var (
 	// ErrNotSupported: an optional fast path does not apply; use the
 	// general one.
 	ErrNotSupported = errors.New("not supported")
+	// ErrUnavailable: a store could not be reached (its server down or
+	// restarting, the network cut). The work may be retried once it is back;
+	// the mover pauses such a move and goes on with the others.
+	ErrUnavailable = errors.New("store unavailable")
 )

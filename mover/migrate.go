@@ -23,6 +23,12 @@ type MigrateOptions struct {
 	Rate    float64 // rows per second, applied between batches; 0: unlimited
 	Passes  int     // plans carried out before giving up on rolled-back batches; default 3
 
+	// RetryFor is how long a move that cannot reach a store (an error
+	// wrapping domicile.ErrUnavailable) is tried again, with backoff, while
+	// the other moves go on; default DefaultRetryFor. After that it counts
+	// as failed, for a later run to resolve.
+	RetryFor time.Duration
+
 	// Queue, if set, runs the moves as River jobs on its workers (and those
 	// of any other process sharing the control store) instead of on Workers
 	// goroutines of this call; Rate then applies to the queue's workers.
@@ -136,6 +142,9 @@ type job struct {
 	id       string
 	subjects int
 	rows     int64 // estimate, for the rate limit
+
+	tries   int       // times it found a store unreachable
+	failing time.Time // since when it has
 }
 
 // runPlan creates the plan's moves and runs them on opts.Workers goroutines,
@@ -176,6 +185,7 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 	for _, j := range jobs {
 		waiting[j.id] = true
 	}
+	var runJob func(job) error
 	g, gctx := errgroup.WithContext(ctx)
 	rctx, stopRenew := context.WithCancel(gctx)
 	renewed := make(chan struct{})
@@ -187,59 +197,133 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 		stopRenew()
 		<-renewed
 	}()
-	g.SetLimit(opts.Workers)
-	for _, j := range jobs {
-		g.Go(func() error {
-			mu.Lock()
-			delete(waiting, j.id)
-			mu.Unlock()
-			if limiter != nil && j.rows > 0 {
-				// Between batches, never while subjects are fenced.
-				if err := limiter.WaitN(gctx, int(min(j.rows, int64(limiter.Burst())))); err != nil {
-					return err
+	q := newJobQueue(jobs)
+	retryFor := opts.RetryFor
+	if retryFor == 0 {
+		retryFor = DefaultRetryFor
+	}
+	runJob = func(j job) error {
+		mu.Lock()
+		delete(waiting, j.id)
+		mu.Unlock()
+		if limiter != nil && j.rows > 0 && j.tries == 0 {
+			// Between batches, never while subjects are fenced.
+			if err := limiter.WaitN(gctx, int(min(j.rows, int64(limiter.Burst())))); err != nil {
+				return err
+			}
+		}
+		res, err := m.runOrWait(gctx, j.id)
+		if err != nil && (res.Move == nil || !res.Move.State.Done()) {
+			if gctx.Err() != nil {
+				return err
+			}
+			if errors.Is(err, domicile.ErrUnavailable) {
+				if j.failing.IsZero() {
+					j.failing = time.Now()
+				}
+				if time.Since(j.failing) < retryFor {
+					// A store is down or restarting: this move waits and
+					// tries again; the others go on meanwhile.
+					wait := retryBackoff(j.tries)
+					j.tries++
+					m.cfg.Logger.Warn("a store is unreachable: the move waits and tries again",
+						"move", j.id, "from", j.route.From, "to", j.route.To, "retry_in", wait, "try", j.tries, "err", err)
+					q.retry(j, time.Now().Add(wait))
+					return nil
 				}
 			}
-			res, err := m.runOrWait(gctx, j.id)
-			if err != nil && (res.Move == nil || !res.Move.State.Done()) {
-				if gctx.Err() != nil {
-					return err
-				}
-				// One move that cannot go on must not stop the others: it
-				// is counted as failed, and resolved by a later run.
-				m.cfg.Logger.Error("move failed", "move", j.id, "err", err)
+			// One move that cannot go on must not stop the others: it
+			// is counted as failed, and resolved by a later run.
+			m.cfg.Logger.Error("move failed", "move", j.id, "err", err)
+			mu.Lock()
+			failed += j.subjects
+			done += j.subjects
+			sum.Moves++
+			mu.Unlock()
+			q.finish()
+			return nil
+		}
+		mv := res.Move
+		if mv.State == domicile.MoveRolledBack && errors.Is(err, domicile.ErrUnavailable) && j.failing.IsZero() {
+			j.failing = time.Now()
+		}
+		if mv.State == domicile.MoveRolledBack && !j.failing.IsZero() && time.Since(j.failing) < retryFor {
+			// Rolled back because a store was out of reach: the same
+			// subjects go again in a new move, once the store is back.
+			next, ok, err := m.again(gctx, j, mv)
+			if err != nil {
+				q.finish()
+				return err
+			}
+			if ok {
+				m.cfg.Logger.Warn("a move rolled back while a store was unreachable: its subjects go again",
+					"move", mv.ID, "new_move", next.id, "reason", mv.Error)
 				mu.Lock()
-				defer mu.Unlock()
-				failed += j.subjects
-				done += j.subjects
-				sum.Moves++
+				waiting[next.id] = true
+				mu.Unlock()
+				q.retry(next, time.Now().Add(retryBackoff(next.tries)))
 				return nil
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			mv := res.Move
-			n := len(mv.Subjects)
-			done += n
-			sum.Moves++
-			if mv.State == domicile.MoveRolledBack {
-				failed += n
-				m.cfg.Logger.Warn("batch rolled back", "move", mv.ID, "reason", mv.Error)
-			} else {
-				sum.Subjects += n
-				sum.Bytes += mv.Receipt.Bytes
-				for _, t := range mv.Receipt.Tables {
-					sum.Rows += t.SourceRows
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		defer q.finish()
+		n := len(mv.Subjects)
+		done += n
+		sum.Moves++
+		if mv.State == domicile.MoveRolledBack {
+			failed += n
+			m.cfg.Logger.Warn("batch rolled back", "move", mv.ID, "reason", mv.Error)
+		} else {
+			sum.Subjects += n
+			sum.Bytes += mv.Receipt.Bytes
+			for _, t := range mv.Receipt.Tables {
+				sum.Rows += t.SourceRows
+			}
+			if res.Block > 0 {
+				sum.Blocks = appendBlock(sum.Blocks, res.Block, n)
+			}
+		}
+		if opts.Progress != nil {
+			opts.Progress(Progress{Total: total, Done: done, Rows: sum.Rows, Failed: failed, Route: j.route, Move: mv, Duration: res.Block})
+		}
+		return nil
+	}
+	for range opts.Workers {
+		g.Go(func() error {
+			for {
+				j, ok := q.next(gctx)
+				if !ok {
+					return gctx.Err()
 				}
-				if res.Block > 0 {
-					sum.Blocks = appendBlock(sum.Blocks, res.Block, n)
+				if err := runJob(j); err != nil {
+					q.finish()
+					return err
 				}
 			}
-			if opts.Progress != nil {
-				opts.Progress(Progress{Total: total, Done: done, Rows: sum.Rows, Failed: failed, Route: j.route, Move: mv, Duration: res.Block})
-			}
-			return nil
 		})
 	}
 	return failed, g.Wait()
+}
+
+// again creates a new move for the subjects of a move that rolled back, as
+// runPlan would, carrying the job's retry count; false if none of its
+// subjects is still where the move found it.
+func (m *Mover) again(ctx context.Context, j job, old *domicile.Move) (job, bool, error) {
+	r := j.route
+	mv := &domicile.Move{
+		ID: NewMoveID(m.cfg.Now()), Dataset: r.Dataset, From: r.From, To: r.To,
+		Rule: r.Rule, PolicyVersion: r.PolicyVersion, Subjects: slices.Clone(old.Subjects),
+		Owner: m.cfg.Owner, LeaseExpires: m.cfg.Now().Add(m.cfg.Lease),
+	}
+	ok, err := m.cfg.Control.CreateMove(ctx, mv)
+	if err != nil || !ok {
+		return job{}, false, err
+	}
+	next := j
+	next.id, next.subjects = mv.ID, len(mv.Subjects)
+	next.tries++
+	return next, true, nil
 }
 
 // renewWaiting keeps the leases of the created moves no worker has started

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -14,12 +15,24 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/domicile/domicile"
+	"github.com/domicile/domicile/internal/pgtest"
 	"github.com/domicile/domicile/mover"
 	"github.com/domicile/domicile/sqlite"
 	"github.com/domicile/domicile/verify"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain stops the PostgreSQL cluster the outage test starts, then checks
+// that no test left a goroutine behind.
+func TestMain(m *testing.M) {
+	code := pgtest.Run(m)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 // clock is a settable clock shared by the processes of a test.
 type clock struct {

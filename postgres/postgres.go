@@ -29,9 +29,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -75,6 +78,28 @@ func pgCode(err error) string {
 // refusal returns the sentinel of a trigger's refusal in err, or nil. It
 // goes by the SQLSTATE alone.
 func refusal(err error) error { return refusalStates[pgCode(err)] }
+
+// unreachable reports whether err says the server could not be reached or
+// went away: a failed connection, a broken one, or the server shutting down
+// (SQLSTATE class 08, and 57P01–57P03). Errors the server answered with
+// (a refusal, a constraint) are not.
+func unreachable(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if code := pgCode(err); code != "" {
+		return strings.HasPrefix(code, "08") || code == "57P01" || code == "57P02" || code == "57P03"
+	}
+	if _, ok := errors.AsType[*pgconn.ConnectError](err); ok {
+		return true
+	}
+	if _, ok := errors.AsType[net.Error](err); ok {
+		return true
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		pgconn.SafeToRetry(err)
+}
 
 // isConflict reports whether err is a primary key or unique violation.
 func isConflict(err error) bool { return pgCode(err) == uniqueViolation }

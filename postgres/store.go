@@ -79,7 +79,7 @@ func inTx(ctx context.Context, db beginner, opts pgx.TxOptions, fn func(pgx.Tx) 
 
 // update runs fn in a read-write transaction (READ COMMITTED).
 func (s *Store) update(ctx context.Context, fn func(pgx.Tx) error) error {
-	return inTx(ctx, s.pool, pgx.TxOptions{}, fn)
+	return s.reachable(inTx(ctx, s.pool, pgx.TxOptions{}, fn))
 }
 
 // bypass runs fn in a write transaction that passes domicile's triggers: it
@@ -97,7 +97,17 @@ func (s *Store) bypass(ctx context.Context, fn func(pgx.Tx) error) error {
 // view runs fn in a read-only transaction on one snapshot (REPEATABLE
 // READ).
 func (s *Store) view(ctx context.Context, fn func(pgx.Tx) error) error {
-	return inTx(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
+	return s.reachable(inTx(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn))
+}
+
+// reachable marks an error that says the server could not be reached, or
+// went away mid-transaction, as domicile.ErrUnavailable, keeping the
+// original in the chain.
+func (s *Store) reachable(err error) error {
+	if err == nil || !unreachable(err) {
+		return err
+	}
+	return fmt.Errorf("region %s: %w: %w", s.region, domicile.ErrUnavailable, err)
 }
 
 // querier is what the pool, connections and transactions have in common.

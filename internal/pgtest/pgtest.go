@@ -192,13 +192,17 @@ func (c *Cluster) admin(sql string) error {
 	return err
 }
 
-// Main runs a package's tests and stops the shared cluster afterwards.
-func Main(m *testing.M) {
+// Main runs a package's tests, stops the shared cluster and exits.
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run runs a package's tests and stops the shared cluster afterwards,
+// returning the tests' exit code, for a TestMain with more to do.
+func Run(m *testing.M) int {
 	code := m.Run()
 	if shared != nil {
 		if err := shared.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "pgtest: stop:", err)
 		}
 	}
-	os.Exit(code)
+	return code
 }
