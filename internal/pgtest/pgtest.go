@@ -192,8 +192,10 @@ func (c *Cluster) admin(sql string) error {
 	return err
 }
 
-// Main runs a package's tests and stops the shared cluster afterwards.
-func Main(m *testing.M) {
+// Main runs a package's tests and stops the shared cluster afterwards. m is
+// the package's *testing.M, or a wrapper of it that checks more after the
+// tests ran (goleak, say).
+func Main(m interface{ Run() int }) {
 	code := m.Run()
 	if shared != nil {
 		if err := shared.Stop(); err != nil {
