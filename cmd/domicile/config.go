@@ -89,6 +89,14 @@ func (s StoreRef) String() string {
 	return s.Spec
 }
 
+// where returns the file or, without its password, the URL.
+func (s StoreRef) where() string {
+	if s.Postgres() {
+		return s.String()
+	}
+	return s.Path
+}
+
 // Postgres reports whether the reference names a PostgreSQL database.
 func (s StoreRef) Postgres() bool { return s.Driver == driverPostgres }
 

@@ -105,13 +105,25 @@ func TestMixedBackends(t *testing.T) {
 	const population = 200
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "domicile.yaml")
-	runJSON(t, nil, "init", "--dir", dir, "--subjects", "200")
-	urls := usePostgres(t, cfg, "control", example.USEast, example.Singapore)
+	urls := map[string]string{"control": pgtest.NewDatabase(t), example.USEast: pgtest.NewDatabase(t), example.Singapore: pgtest.NewDatabase(t)}
+	var ini initReport
+	runJSON(t, &ini, "init", "--dir", dir, "--subjects", "200", "--control", urls["control"],
+		"--store", example.USEast+"="+urls[example.USEast], "--store", example.Singapore+"="+urls[example.Singapore])
+	if ini.Control != urls["control"] || len(ini.Stores) != 5 || ini.Stores[1].Path != urls[example.USEast] {
+		t.Fatalf("init: %+v", ini)
+	}
+	if r := run(t, "init", "--dir", t.TempDir(), "--store", "mars=postgres://h/x"); ExitCode(r.err) != 2 || !strings.Contains(r.stderr, "no region mars") {
+		t.Fatalf("init --store mars=...: %v %s", r.err, r.stderr)
+	}
 
 	var disc discoverReport
 	runJSON(t, &disc, "--config", cfg, "discover")
 	if disc.Registered != population {
 		t.Fatalf("discover: %+v", disc)
+	}
+	// init never writes into a database that holds tables.
+	if r := run(t, "init", "--dir", t.TempDir(), "--control", urls["control"]); ExitCode(r.err) != 2 || !strings.Contains(r.stderr, "the database has") {
+		t.Fatalf("init into a used control database: %v %s", r.err, r.stderr)
 	}
 	// The PostgreSQL regions were given the tables by install, from
 	// cn-beijing's SQLite description.
