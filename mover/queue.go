@@ -10,7 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
 	"github.com/riverqueue/river/rivertype"
@@ -84,7 +87,7 @@ type QueueOptions struct {
 // sweep re-enqueues moves whose lease expired within one lease period.
 type Queue struct {
 	m       *Mover
-	client  *river.Client[*sql.Tx]
+	client  riverClient
 	limiter *rate.Limiter
 	opts    QueueOptions
 
@@ -98,14 +101,37 @@ type Queue struct {
 	g       *errgroup.Group
 }
 
+// riverClient is what the queue uses of a River client, whatever its
+// driver's transaction type.
+type riverClient interface {
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+	StopAndCancel(ctx context.Context) error
+	Subscribe(kinds ...river.EventKind) (<-chan *river.Event, func())
+	InsertMany(ctx context.Context, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error)
+	JobList(ctx context.Context, params *river.JobListParams) (*river.JobListResult, error)
+}
+
 // errQueueStopped is the cause with which Stop ends the queue's loops.
 var errQueueStopped = errors.New("queue stopped")
 
-// NewQueue creates River's tables in the control store db if they are missing
-// (idempotent, safe when several processes start at once) and returns a
-// queue whose workers run moves with m. db must stay open while the queue
-// runs. Call Start to work jobs; a queue that is never started only enqueues.
+// NewQueue creates River's tables in the SQLite control store db if they are
+// missing (idempotent, safe when several processes start at once) and
+// returns a queue whose workers run moves with m. db must stay open while
+// the queue runs. Call Start to work jobs; a queue that is never started
+// only enqueues.
 func NewQueue(ctx context.Context, db *sql.DB, m *Mover, opts QueueOptions) (*Queue, error) {
+	return newQueue(ctx, riversqlite.New(db), m, opts)
+}
+
+// NewPostgresQueue is NewQueue on a PostgreSQL control store, through
+// River's pgx driver on the control store's pool. River's tables go in the
+// pool's current schema, beside the control store's.
+func NewPostgresQueue(ctx context.Context, pool *pgxpool.Pool, m *Mover, opts QueueOptions) (*Queue, error) {
+	return newQueue(ctx, riverpgxv5.New(pool), m, opts)
+}
+
+func newQueue[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], m *Mover, opts QueueOptions) (*Queue, error) {
 	if opts.Workers <= 0 {
 		opts.Workers = 2
 	}
@@ -121,7 +147,6 @@ func NewQueue(ctx context.Context, db *sql.DB, m *Mover, opts QueueOptions) (*Qu
 	if opts.Logger == nil {
 		opts.Logger = m.cfg.Logger
 	}
-	driver := riversqlite.New(db)
 	if err := migrateRiver(ctx, driver, opts.Logger); err != nil {
 		return nil, err
 	}
@@ -153,7 +178,7 @@ func NewQueue(ctx context.Context, db *sql.DB, m *Mover, opts QueueOptions) (*Qu
 // migrateRiver brings River's schema up to date. Two processes starting at
 // once may race to apply the same migration; the loser's transaction rolls
 // back, and running again finds the migration recorded.
-func migrateRiver(ctx context.Context, driver *riversqlite.Driver, logger *slog.Logger) error {
+func migrateRiver[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], logger *slog.Logger) error {
 	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: logger})
 	if err != nil {
 		return fmt.Errorf("job queue schema: %w", err)

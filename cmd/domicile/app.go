@@ -15,6 +15,7 @@ import (
 	"github.com/domicile/domicile"
 	"github.com/domicile/domicile/mover"
 	"github.com/domicile/domicile/policy"
+	"github.com/domicile/domicile/postgres"
 	"github.com/domicile/domicile/router"
 	"github.com/domicile/domicile/sqlite"
 	"github.com/domicile/domicile/verify"
@@ -24,7 +25,7 @@ import (
 // the datasets as the databases describe them, and the policy.
 type app struct {
 	cfg      *Config
-	ctrl     *sqlite.Control
+	ctrl     domicile.Control // a *sqlite.Control or a *postgres.Control
 	stores   map[string]domicile.Store
 	datasets []*domicile.Dataset
 	byName   map[string]*domicile.Dataset
@@ -52,11 +53,11 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time
 			a.Close()
 		}
 	}()
-	if a.ctrl, err = sqlite.OpenControl(cfg.Control.Path, now); err != nil {
+	if a.ctrl, err = openControl(ctx, cfg.Control, now); err != nil {
 		return nil, fmt.Errorf("control store: %w", err)
 	}
 	for _, r := range cfg.Regions {
-		st, err := sqlite.OpenStore(r.Store.Path, r.Name)
+		st, err := openStore(ctx, r.Store, r.Name)
 		if err != nil {
 			return nil, fmt.Errorf("region %s: %w", r.Name, err)
 		}
@@ -122,6 +123,22 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time
 		}
 	}
 	return a, nil
+}
+
+// openControl opens the control store ref names, on its engine.
+func openControl(ctx context.Context, ref StoreRef, now func() time.Time) (domicile.Control, error) {
+	if ref.Postgres() {
+		return postgres.OpenControl(ctx, ref.URL, now)
+	}
+	return sqlite.OpenControl(ref.Path, now)
+}
+
+// openStore opens the store of region that ref names, on its engine.
+func openStore(ctx context.Context, ref StoreRef, region string) (domicile.Store, error) {
+	if ref.Postgres() {
+		return postgres.OpenStore(ctx, ref.URL, region)
+	}
+	return sqlite.OpenStore(ref.Path, region)
 }
 
 // Close closes every store.
@@ -210,7 +227,17 @@ func (a *app) queue(ctx context.Context, mv *mover.Mover, workers int) (*mover.Q
 	// River speaks at info level of its own start and stop on every run:
 	// only its warnings and errors are worth an operator's attention.
 	quiet := slog.New(minLevel{a.log.Handler(), slog.LevelWarn})
-	q, err := mover.NewQueue(ctx, a.ctrl.DB(), mv, mover.QueueOptions{Workers: max(workers, 1), Logger: quiet})
+	opts := mover.QueueOptions{Workers: max(workers, 1), Logger: quiet}
+	var q *mover.Queue
+	var err error
+	switch c := a.ctrl.(type) {
+	case *sqlite.Control:
+		q, err = mover.NewQueue(ctx, c.DB(), mv, opts)
+	case *postgres.Control:
+		q, err = mover.NewPostgresQueue(ctx, c.Pool(), mv, opts)
+	default:
+		err = fmt.Errorf("no job queue for a %T control store", a.ctrl)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("job queue: %w", err)
 	}

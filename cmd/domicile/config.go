@@ -1,14 +1,18 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/domicile/domicile"
 	"github.com/domicile/domicile/policy"
@@ -60,14 +64,54 @@ type RegionConfig struct {
 }
 
 // StoreRef names a database: a SQLite file, written as a path or as
-// sqlite:PATH. Relative paths are relative to the config file's directory.
+// sqlite:PATH (relative paths are relative to the config file's directory),
+// or a PostgreSQL database, written as a postgres:// or postgresql:// URL.
 type StoreRef struct {
 	Spec   string // as the config wrote it
-	Driver string // "sqlite"
+	Driver string // "sqlite" or "postgres"
 	Path   string // SQLite: the file, resolved against the config's directory
+	URL    string // PostgreSQL: the URL, as the config wrote it
 }
 
-func (s StoreRef) String() string { return s.Spec }
+// The drivers a StoreRef may name.
+const (
+	driverSQLite   = "sqlite"
+	driverPostgres = "postgres"
+)
+
+// String returns the reference as the config wrote it, without a password.
+func (s StoreRef) String() string {
+	if s.Driver == driverPostgres {
+		if u, err := url.Parse(s.Spec); err == nil {
+			return u.Redacted()
+		}
+	}
+	return s.Spec
+}
+
+// where returns the file or, without its password, the URL.
+func (s StoreRef) where() string {
+	if s.Postgres() {
+		return s.String()
+	}
+	return s.Path
+}
+
+// Postgres reports whether the reference names a PostgreSQL database.
+func (s StoreRef) Postgres() bool { return s.Driver == driverPostgres }
+
+// identity is what two references to one database have in common: the
+// SQLite file, or PostgreSQL's host, port, database and search path.
+func (s StoreRef) identity() string {
+	if s.Driver != driverPostgres {
+		return s.Path
+	}
+	cfg, err := pgconn.ParseConfig(s.URL)
+	if err != nil {
+		return s.URL
+	}
+	return fmt.Sprintf("postgres://%s:%d/%s?search_path=%s", strings.ToLower(cfg.Host), cfg.Port, cfg.Database, cfg.RuntimeParams["search_path"])
+}
 
 // DatasetConfig is one service's data: tables that move together.
 type DatasetConfig struct {
@@ -342,7 +386,7 @@ func (v *validator) validate() {
 		v.errorf("regions", "at least one region is required")
 	}
 	regions := make(map[string]int)
-	stores := map[string]string{c.Control.Path: "control"}
+	stores := map[string]string{c.Control.identity(): "control"}
 	for i := range c.Regions {
 		r := &c.Regions[i]
 		f := fmt.Sprintf("regions[%d]", i)
@@ -368,10 +412,10 @@ func (v *validator) validate() {
 			continue
 		}
 		if v.store(f+".store", &r.Store) {
-			if other, dup := stores[r.Store.Path]; dup && r.Store.Path != "" {
-				v.errorf(f+".store", "%s is already the store of %s", r.Store.Spec, other)
+			if other, dup := stores[r.Store.identity()]; dup {
+				v.errorf(f+".store", "%s is already the store of %s", r.Store, other)
 			}
-			stores[r.Store.Path] = f
+			stores[r.Store.identity()] = f
 		}
 	}
 
@@ -476,12 +520,11 @@ func (v *validator) store(field string, s *StoreRef) bool {
 	spec := s.Spec
 	switch {
 	case strings.HasPrefix(spec, "postgres://"), strings.HasPrefix(spec, "postgresql://"):
-		v.errorf(field, "PostgreSQL stores are not supported yet: give a SQLite path")
-		return false
+		return v.postgres(field, s)
 	case strings.HasPrefix(spec, "sqlite:"):
 		spec = strings.TrimPrefix(strings.TrimPrefix(spec, "sqlite:"), "//")
 	case strings.Contains(spec, "://"):
-		v.errorf(field, "%q: want a SQLite path or sqlite:PATH", s.Spec)
+		v.errorf(field, "%q: want a SQLite path, sqlite:PATH or a postgres:// URL", s.Spec)
 		return false
 	}
 	if spec == "" || strings.ContainsRune(spec, 0) {
@@ -495,7 +538,40 @@ func (v *validator) store(field string, s *StoreRef) bool {
 	if !filepath.IsAbs(spec) {
 		spec = filepath.Join(v.c.dir, spec)
 	}
-	s.Driver, s.Path = "sqlite", filepath.Clean(spec)
+	s.Driver, s.Path = driverSQLite, filepath.Clean(spec)
+	return true
+}
+
+// postgres checks a PostgreSQL URL: one pgx reads, naming a host and a
+// database. Error messages never show its password.
+func (v *validator) postgres(field string, s *StoreRef) bool {
+	u, err := url.Parse(s.Spec)
+	if err != nil {
+		// url's errors quote the whole URL, password included.
+		v.errorf(field, "not a PostgreSQL URL: want postgres://USER@HOST:PORT/DATABASE")
+		return false
+	}
+	shown := u.Redacted()
+	if u.Host == "" && u.Query().Get("host") == "" {
+		v.errorf(field, "%s names no host: want postgres://USER@HOST:PORT/DATABASE", shown)
+		return false
+	}
+	if db := strings.TrimPrefix(u.Path, "/"); db == "" && u.Query().Get("dbname") == "" {
+		v.errorf(field, "%s names no database: want postgres://USER@HOST:PORT/DATABASE", shown)
+		return false
+	}
+	if _, err := pgconn.ParseConfig(s.Spec); err != nil {
+		// pgconn's message repeats the URL: keep what follows it.
+		msg := err.Error()
+		if inner := errors.Unwrap(err); inner != nil {
+			msg = inner.Error()
+		} else if _, rest, ok := strings.Cut(msg, "`: "); ok {
+			msg = rest
+		}
+		v.errorf(field, "%s: %s", shown, msg)
+		return false
+	}
+	s.Driver, s.URL = driverPostgres, s.Spec
 	return true
 }
 

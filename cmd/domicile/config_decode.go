@@ -198,7 +198,7 @@ func (d *decoder) decode(field string, line int, n *yaml.Node, v reflect.Value) 
 		}
 		v.Set(reflect.ValueOf(at))
 	case t == storeRefType:
-		s, ok := d.scalar(field, n, "a SQLite path")
+		s, ok := d.scalar(field, n, "a SQLite path or a PostgreSQL URL")
 		if !ok {
 			return
 		}

@@ -145,6 +145,57 @@ mover:
 	}
 }
 
+// TestParseConfigPostgres: stores and the control store may be PostgreSQL
+// URLs; a URL pgx cannot use is an error naming the field, and never shows
+// the URL's password.
+func TestParseConfigPostgres(t *testing.T) {
+	pg := strings.Replace(minimal, "store: cn.db", "store: postgresql://app:s3cret@cn-db.internal:6432/domicile?sslmode=verify-full\n  - name: us-east\n    country: US\n    store: us.db", 1)
+	c, err := ParseConfig("/etc/domicile/domicile.yaml", []byte("control: postgres://ctl.internal/control\n"+pg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Control.Postgres() || c.Control.URL != "postgres://ctl.internal/control" || c.Control.Path != "" {
+		t.Errorf("control %+v", c.Control)
+	}
+	cn, us := c.Regions[0].Store, c.Regions[1].Store
+	if !cn.Postgres() || cn.URL != "postgresql://app:s3cret@cn-db.internal:6432/domicile?sslmode=verify-full" || us.Postgres() || us.Path != "/etc/domicile/us.db" {
+		t.Errorf("stores %+v %+v", cn, us)
+	}
+	if s := cn.String(); strings.Contains(s, "s3cret") || !strings.Contains(s, "cn-db.internal:6432/domicile") {
+		t.Errorf("String() = %q", s)
+	}
+
+	region := func(store string) string {
+		return strings.Replace(minimal, "store: cn.db", "store: "+store, 1)
+	}
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"no database", region("postgres://db.internal"),
+			"domicile.yaml:4: regions[0].store: postgres://db.internal names no database: want postgres://USER@HOST:PORT/DATABASE"},
+		{"no host", region("postgres:///domicile"),
+			"domicile.yaml:4: regions[0].store: postgres:///domicile names no host: want postgres://USER@HOST:PORT/DATABASE"},
+		{"bad option", region("postgres://u:s3cret@db/x?sslmode=sometimes"),
+			"domicile.yaml:4: regions[0].store: postgres://u:xxxxx@db/x?sslmode=sometimes: sslmode is invalid"},
+		{"bad port", region("postgres://u:s3cret@db:99999/x"),
+			"domicile.yaml:4: regions[0].store: postgres://u:xxxxx@db:99999/x: invalid port"},
+		{"unparsable", region(`"postgres://u:s3cret@db/x%zz"`),
+			"domicile.yaml:4: regions[0].store: not a PostgreSQL URL: want postgres://USER@HOST:PORT/DATABASE"},
+		{"other scheme", region("mysql://db/x"),
+			`domicile.yaml:4: regions[0].store: "mysql://db/x": want a SQLite path, sqlite:PATH or a postgres:// URL`},
+		{"shared with control", "control: postgres://db:5432/x\n" + region("postgresql://other@DB/x"),
+			"domicile.yaml:5: regions[0].store: postgresql://other@DB/x is already the store of control"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig("domicile.yaml", []byte(tc.yaml))
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("got  %v\nwant %s", err, tc.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("the error shows the password: %v", err)
+			}
+		})
+	}
+}
+
 func TestParseConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, yaml string
@@ -228,7 +279,7 @@ policy:
     name: us-east
     store: cn.db
 `, []string{"domicile.yaml:4: regions[0].name: given twice (first on line 2)"}},
-		{"semantic", `control: postgres://db/control
+		{"semantic", `control: postgres://db
 api:
   listen: localhost
   token: env:NOT A NAME
@@ -268,7 +319,7 @@ mover:
   purge_after: -1m
   rate: -5
 `, []string{
-			"domicile.yaml:1: control: PostgreSQL stores are not supported yet: give a SQLite path",
+			"domicile.yaml:1: control: postgres://db names no database: want postgres://USER@HOST:PORT/DATABASE",
 			`domicile.yaml:3: api.listen: "localhost" is not host:port`,
 			`domicile.yaml:4: api.token: "NOT A NAME" is not an environment variable name`,
 			"domicile.yaml:5: api.max_body: must be positive, got 0",
@@ -468,6 +519,7 @@ func TestDocsListEveryKey(t *testing.T) {
 
 func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(minimal))
+	f.Add([]byte("control: postgres://u:p@h:5432/db?sslmode=disable\n" + strings.Replace(minimal, "cn.db", "postgresql://h/cn", 1)))
 	f.Add(example.Config("", "tok"))
 	f.Add([]byte("regions: [{name: a, country: CN, store: a.db}]\ndatasets: [{name: d, tables: [{name: t, subject: s, categories: {c: [contact]}}]}]\npolicy: {rules: [{name: r, when: 'true', region: a, effective: 2026-01-01}]}\n"))
 	f.Add([]byte("a: &a [1, 2]\nregions: *a\n"))
@@ -486,7 +538,7 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("accepted an invalid config: %+v", c)
 		}
 		for _, r := range c.Regions {
-			if r.Store.Path == "" || !filepath.IsAbs(r.Store.Path) {
+			if r.Store.Postgres() && r.Store.URL == "" || !r.Store.Postgres() && (r.Store.Path == "" || !filepath.IsAbs(r.Store.Path)) {
 				t.Fatalf("region %s store %+v not resolved", r.Name, r.Store)
 			}
 		}

@@ -29,6 +29,7 @@ func (m *Main) demoCommand() *cobra.Command {
 		dir      string
 		loaded   int
 		workers  int
+		backend  string
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -43,13 +44,34 @@ users on to in-mumbai and br-saopaulo (2026-06-01). It then checks that every
 read and write the load made is linearizable, that every acknowledged write
 is present, and every invariant (domicile verify). It exits non-zero if any
 check fails. The stores are left in --dir (default: a new temporary
-directory) for 'domicile --config DIR/domicile.yaml where u000001' and friends.`,
+directory) for 'domicile --config DIR/domicile.yaml where u000001' and friends.
+
+--backend postgres runs the same scenario with every region's store and the
+control store on PostgreSQL: one throwaway cluster each, started on free
+loopback ports under DIR/pg with scripts/pg-cluster.sh (which installs
+Debian's postgresql if it is missing and the demo runs as root) and stopped
+at the end, their data kept. With --config naming a config whose control
+store and reference regions are postgres:// URLs of empty databases, the
+demo uses those instead.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if subjects < 10 {
 				return usageErrorf("--subjects must be at least 10")
 			}
 			if loaded < 1 || workers < 1 {
 				return usageErrorf("--load-subjects and --load-workers must be positive")
+			}
+			if backend != backendSQLite && backend != backendPostgres {
+				return usageErrorf("--backend %q: want sqlite or postgres", backend)
+			}
+			var given map[string]string // PostgreSQL URLs from --config
+			if cmd.Flags().Changed("config") {
+				if backend != backendPostgres {
+					return usageErrorf("--config is for demo --backend postgres on databases of your own")
+				}
+				var err error
+				if given, err = demoStores(cmd.Context(), m.ConfigPath); err != nil {
+					return err
+				}
 			}
 			if dir == "" {
 				d, err := os.MkdirTemp("", "domicile-demo-")
@@ -60,7 +82,7 @@ directory) for 'domicile --config DIR/domicile.yaml where u000001' and friends.`
 			} else if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 				return usageErrorf("--dir %s is not empty: give a new or empty directory", dir)
 			}
-			return m.demo(cmd.Context(), dir, subjects, loaded, workers)
+			return m.demo(cmd.Context(), demoOptions{dir: dir, subjects: subjects, loaded: loaded, workers: workers, backend: backend, urls: given})
 		},
 	}
 	f := cmd.Flags()
@@ -68,6 +90,7 @@ directory) for 'domicile --config DIR/domicile.yaml where u000001' and friends.`
 	f.StringVar(&dir, "dir", "", "directory for the config and stores (default: a new temporary directory)")
 	f.IntVar(&loaded, "load-subjects", 300, "users the API load reads and writes")
 	f.IntVar(&workers, "load-workers", 8, "concurrent API clients")
+	f.StringVar(&backend, "backend", backendSQLite, "the stores' engine: sqlite (files) or postgres (a cluster per store)")
 	return cmd
 }
 
@@ -88,6 +111,7 @@ type demoPhase struct {
 
 type demoReport struct {
 	Dir         string                    `json:"dir"`
+	Backend     string                    `json:"backend"`
 	Population  int                       `json:"population"`
 	Rows        int64                     `json:"rows"`
 	Phases      []demoPhase               `json:"phases"`
@@ -114,7 +138,16 @@ var demoPhases = []struct{ name, at string }{
 	{"3: India and Brazil move on to in-mumbai / br-saopaulo", "2026-06-01"},
 }
 
-func (m *Main) demo(ctx context.Context, dir string, subjects, loaded, workers int) error {
+// demoOptions are the demo's flags.
+type demoOptions struct {
+	dir                       string
+	subjects, loaded, workers int
+	backend                   string
+	urls                      map[string]string // PostgreSQL URLs by region and "control", given by --config
+}
+
+func (m *Main) demo(ctx context.Context, o demoOptions) error {
+	dir, subjects, loaded, workers := o.dir, o.subjects, o.loaded, o.workers
 	start := time.Now()
 	say := func(format string, args ...any) {
 		if !m.JSON {
@@ -128,20 +161,43 @@ func (m *Main) demo(ctx context.Context, dir string, subjects, loaded, workers i
 		return err
 	}
 	data := example.Config("", token)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if o.backend == backendPostgres {
+		urls := o.urls
+		if urls == nil {
+			var stopClusters func() error
+			urls, stopClusters, err = startDemoClusters(ctx, dir, append(regionNames(), "control"))
+			if err != nil {
+				return err
+			}
+			defer func() {
+				if err := stopClusters(); err != nil {
+					m.Logger.Warn("stopping the demo's PostgreSQL clusters", "err", err)
+				}
+			}()
+			say("domicile demo: started %d PostgreSQL clusters under %s", len(urls), filepath.Join(dir, "pg"))
+		}
+		data = withStores(data, urls)
+	}
 	cfg, err := ParseConfig(path, data)
 	if err != nil {
 		return fmt.Errorf("example config: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
 	if err := writeFile(path, data, 0o600); err != nil {
 		return err
 	}
-	say("domicile demo: %d users in %s", subjects, dir)
-	rep := &demoReport{Dir: dir, Population: subjects, Regions: map[string]map[string]int{}}
+	say("domicile demo: %d users in %s (backend %s)", subjects, dir, o.backend)
+	rep := &demoReport{Dir: dir, Backend: o.backend, Population: subjects, Regions: map[string]map[string]int{}}
 	for _, r := range cfg.Regions {
-		rows, err := createStore(ctx, r.Store.Path, r.Name == example.Origin, subjects, 1)
+		var rows map[string]int
+		switch origin := r.Name == example.Origin; {
+		case !r.Store.Postgres():
+			rows, err = createStore(ctx, r.Store.Path, origin, subjects, 1)
+		case origin:
+			rows, err = createPostgresStore(ctx, cfg, r.Name, subjects, 1, filepath.Join(dir, ".seed.db"))
+		}
 		if err != nil {
 			return fmt.Errorf("region %s: %w", r.Name, err)
 		}
@@ -303,7 +359,7 @@ func (m *Main) demo(ctx context.Context, dir string, subjects, loaded, workers i
 		for _, e := range rep.FirstErrors[:min(len(rep.FirstErrors), 10)] {
 			fmt.Fprintf(w, "  error: %s\n", e)
 		}
-		fmt.Fprintf(w, "demo %s in %.1fs; stores kept in %s\n", okText(rep.OK), time.Since(start).Seconds(), dir)
+		fmt.Fprintf(w, "demo %s on %s in %.1fs; stores kept in %s\n", okText(rep.OK), rep.Backend, time.Since(start).Seconds(), dir)
 		return nil
 	})
 	if err == nil && !rep.OK {

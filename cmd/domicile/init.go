@@ -11,6 +11,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
@@ -25,6 +27,8 @@ func (m *Main) initCommand() *cobra.Command {
 		force    bool
 		subjects int
 		seed     int64
+		control  string
+		stores   map[string]string
 	)
 	cmd := &cobra.Command{
 		Use:   "init",
@@ -37,9 +41,15 @@ tables there.
 
 init refuses to overwrite an existing config or store; --force replaces them,
 deleting the data of the stores the new config names, the control store's
-too.`,
+too.
+
+--control URL and --store REGION=URL put the control store and regions'
+stores on PostgreSQL databases instead: they must exist and be empty (init
+never deletes anything in them). The original region's tables are then
+created from the example's schema with its types mapped to PostgreSQL's.`,
 		Example: `  domicile init --dir /tmp/ref
-  domicile init --subjects 1000 && domicile discover`,
+  domicile init --subjects 1000 && domicile discover
+  domicile init --control postgres://ctl/domicile --store us-east=postgres://us/app`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if name != "reference" {
 				return usageErrorf("unknown example %q: the one example is \"reference\"", name)
@@ -54,7 +64,17 @@ too.`,
 			case dirSet:
 				path = filepath.Join(dir, "domicile.yaml")
 			}
-			return m.init(cmd.Context(), path, force, subjects, seed)
+			urls := map[string]string{}
+			for region, url := range stores {
+				if !slices.ContainsFunc(example.Regions(), func(r example.Region) bool { return r.Name == region }) {
+					return usageErrorf("--store %s=...: the example has no region %s (it has %s)", region, region, strings.Join(regionNames(), ", "))
+				}
+				urls[region] = url
+			}
+			if control != "" {
+				urls["control"] = control
+			}
+			return m.init(cmd.Context(), path, force, subjects, seed, urls)
 		},
 	}
 	f := cmd.Flags()
@@ -63,6 +83,8 @@ too.`,
 	f.BoolVar(&force, "force", false, "replace an existing config and its stores")
 	f.IntVar(&subjects, "subjects", 0, "populate the original region with this many synthetic users")
 	f.Int64Var(&seed, "seed", 1, "seed of the synthetic population")
+	f.StringVar(&control, "control", "", "PostgreSQL URL of an empty database for the control store (default: a SQLite file)")
+	f.StringToStringVar(&stores, "store", nil, "REGION=URL: a region's store on an empty PostgreSQL database (repeatable)")
 	return cmd
 }
 
@@ -82,21 +104,31 @@ type initStore struct {
 	Tables int    `json:"tables"` // 0: created empty
 }
 
-func (m *Main) init(ctx context.Context, path string, force bool, subjects int, seed int64) error {
+func (m *Main) init(ctx context.Context, path string, force bool, subjects int, seed int64, urls map[string]string) error {
 	token, err := newToken()
 	if err != nil {
 		return err
 	}
-	data := example.Config("", token)
+	data := withStores(example.Config("", token), urls)
 	// Parse the config before writing anything: it names the stores to
 	// create, and a broken template must not leave files behind.
 	cfg, err := ParseConfig(path, data)
 	if err != nil {
 		return fmt.Errorf("example config: %w", err)
 	}
-	files := []string{cfg.Control.Path}
+	var files []string
+	refs := map[string]StoreRef{"control": cfg.Control}
 	for _, r := range cfg.Regions {
-		files = append(files, r.Store.Path)
+		refs[r.Name] = r.Store
+	}
+	for name, ref := range refs {
+		if ref.Postgres() {
+			if err := checkEmptyDatabase(ctx, ref.URL); err != nil {
+				return fmt.Errorf("%s (%s): %w", name, ref, err)
+			}
+		} else {
+			files = append(files, ref.Path)
+		}
 	}
 	if !force {
 		for _, f := range append([]string{path}, files...) {
@@ -121,14 +153,20 @@ func (m *Main) init(ctx context.Context, path string, force bool, subjects int, 
 		return err
 	}
 
-	rep := initReport{Config: path, Example: "reference", Control: cfg.Control.Path, Subjects: subjects}
+	rep := initReport{Config: path, Example: "reference", Control: cfg.Control.where(), Subjects: subjects}
 	for _, r := range cfg.Regions {
-		st := initStore{Region: r.Name, Path: r.Store.Path}
+		st := initStore{Region: r.Name, Path: r.Store.where()}
 		origin := r.Name == example.Origin
 		if origin {
 			st.Tables = len(example.Tables())
 		}
-		rows, err := createStore(ctx, r.Store.Path, origin, subjects, seed)
+		var rows map[string]int
+		switch {
+		case !r.Store.Postgres():
+			rows, err = createStore(ctx, r.Store.Path, origin, subjects, seed)
+		case origin:
+			rows, err = createPostgresStore(ctx, cfg, r.Name, subjects, seed, filepath.Join(filepath.Dir(path), ".seed.db"))
+		}
 		if err != nil {
 			return fmt.Errorf("region %s: %w", r.Name, err)
 		}

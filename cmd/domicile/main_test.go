@@ -4,14 +4,34 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/domicile/domicile/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain stops the PostgreSQL cluster of the tests that use one, and
+// then checks that no test left a goroutine running.
+func TestMain(m *testing.M) { pgtest.Main(leakChecked{m}) }
+
+// leakChecked runs the tests and fails them if goroutines outlive them.
+type leakChecked struct{ m *testing.M }
+
+func (l leakChecked) Run() int {
+	code := l.m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
+			return 1
+		}
+	}
+	return code
+}
 
 // result is what one run of the program did.
 type result struct {

@@ -192,12 +192,14 @@ func (c *Cluster) admin(sql string) error {
 	return err
 }
 
-// Main runs a package's tests, stops the shared cluster and exits.
-func Main(m *testing.M) { os.Exit(Run(m)) }
+// Main runs a package's tests, stops the shared cluster and exits. m is the
+// package's *testing.M, or a wrapper of it that checks more after the tests
+// ran (goleak, say).
+func Main(m interface{ Run() int }) { os.Exit(Run(m)) }
 
 // Run runs a package's tests and stops the shared cluster afterwards,
 // returning the tests' exit code, for a TestMain with more to do.
-func Run(m *testing.M) int {
+func Run(m interface{ Run() int }) int {
 	code := m.Run()
 	if shared != nil {
 		if err := shared.Stop(); err != nil {
