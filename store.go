@@ -3,6 +3,7 @@ package domicile
 import (
 	"context"
 	"io"
+	"time"
 )
 
 // Store is one region's database: the dataset tables, plus the ownership
@@ -216,4 +217,19 @@ func ValueSize(v any) int64 {
 // from src; the mover then reads and writes the rows itself.
 type SubjectCopier interface {
 	CopySubjectsFrom(ctx context.Context, src Store, ds *Dataset, moveID string, subjects []string) (rows int64, err error)
+}
+
+// LoadReporter is implemented by stores that can say how loaded they are,
+// for the mover's adaptive throttle.
+type LoadReporter interface {
+	// Load measures the store's write latency now (a small write
+	// transaction, timed from asking for it to its commit) and how far its
+	// replicas lag behind (0 without replicas).
+	Load(ctx context.Context) (Load, error)
+}
+
+// Load is a store's load, as LoadReporter measures it.
+type Load struct {
+	WriteLatency   time.Duration `json:"write_latency"`
+	ReplicationLag time.Duration `json:"replication_lag"`
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,14 +52,26 @@ type Progress struct {
 
 // Summary is what a migration did.
 type Summary struct {
-	Subjects int             `json:"subjects"`
-	Rows     int64           `json:"rows"`
-	Bytes    int64           `json:"bytes"`
-	Seconds  float64         `json:"seconds"`
-	Failed   int             `json:"failed"`
-	Moves    int             `json:"moves"`
-	Resolved int             `json:"resolved"` // open moves of earlier runs finished or rolled back
-	Blocks   []time.Duration `json:"-"`        // write-block of every moved (subject, dataset), from its batch
+	Subjects int     `json:"subjects"`
+	Rows     int64   `json:"rows"`
+	Bytes    int64   `json:"bytes"`
+	Seconds  float64 `json:"seconds"`
+	Failed   int     `json:"failed"`
+	Moves    int     `json:"moves"`
+	Resolved int     `json:"resolved"` // open moves of earlier runs finished or rolled back
+	// Throttled is how long the adaptive throttle held batches back, over
+	// all workers, in seconds.
+	Throttled float64         `json:"throttled_seconds"`
+	Blocks    []time.Duration `json:"-"` // write-block of every moved (subject, dataset), from its batch
+
+	unreachable int // of Failed in the last pass: rolled back while a store was out of reach
+}
+
+// rolledBackUnreachable reports whether a move rolled back because a store
+// could not be reached: its recorded reason carries ErrUnavailable's fixed
+// text, as the recorded reason of a move run in another process does too.
+func rolledBackUnreachable(mv *domicile.Move) bool {
+	return mv.State == domicile.MoveRolledBack && strings.Contains(mv.Error, domicile.ErrUnavailable.Error())
 }
 
 // BlockMillis returns the median, the 99th percentile and the maximum of
@@ -105,7 +118,7 @@ func (m *Mover) Migrate(ctx context.Context, plan func(context.Context) (*Plan, 
 	if opts.Passes <= 0 {
 		opts.Passes = 3
 	}
-	start := m.cfg.Now()
+	start, throttled := m.cfg.Now(), m.Throttled()
 	var sum Summary
 	resolved, err := m.Resolve(ctx)
 	sum.Resolved = resolved
@@ -116,7 +129,12 @@ func (m *Mover) Migrate(ctx context.Context, plan func(context.Context) (*Plan, 
 	if opts.Rate > 0 {
 		limiter = rate.NewLimiter(rate.Limit(opts.Rate), max(int(opts.Rate), 1))
 	}
-	for pass := 0; pass < opts.Passes; pass++ {
+	retryFor := opts.RetryFor
+	if retryFor == 0 {
+		retryFor = DefaultRetryFor
+	}
+	var outage time.Time // when passes began to fail for a store out of reach
+	for pass, waits := 0, 0; pass < opts.Passes; pass++ {
 		p, err := plan(ctx)
 		if err != nil {
 			return sum, err
@@ -124,6 +142,7 @@ func (m *Mover) Migrate(ctx context.Context, plan func(context.Context) (*Plan, 
 		if len(p.Routes) == 0 {
 			break
 		}
+		sum.unreachable = 0
 		failed, err := m.runPlan(ctx, p, opts, limiter, &sum)
 		if err != nil {
 			return sum, err
@@ -132,8 +151,28 @@ func (m *Mover) Migrate(ctx context.Context, plan func(context.Context) (*Plan, 
 		if failed == 0 {
 			break
 		}
+		if sum.unreachable == failed {
+			// Every failure was a store out of reach: this pass does not
+			// count; the next waits for the store to come back.
+			if outage.IsZero() {
+				outage = time.Now()
+			}
+			if time.Since(outage) < retryFor {
+				wait := retryBackoff(waits)
+				waits++
+				m.cfg.Logger.Warn("moves rolled back while a store was unreachable: planning again", "subjects", failed, "retry_in", wait)
+				select {
+				case <-ctx.Done():
+					return sum, ctx.Err()
+				case <-time.After(wait):
+				}
+				pass--
+				continue
+			}
+		}
 	}
 	sum.Seconds = m.cfg.Now().Sub(start).Seconds()
+	sum.Throttled = (m.Throttled() - throttled).Seconds()
 	return sum, ctx.Err()
 }
 
@@ -212,6 +251,11 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 				return err
 			}
 		}
+		if j.tries == 0 {
+			if err := m.throttle.wait(gctx, j.route.From, m.cfg.Stores[j.route.From]); err != nil {
+				return err
+			}
+		}
 		res, err := m.runOrWait(gctx, j.id)
 		if err != nil && (res.Move == nil || !res.Move.State.Done()) {
 			if gctx.Err() != nil {
@@ -273,6 +317,9 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 		sum.Moves++
 		if mv.State == domicile.MoveRolledBack {
 			failed += n
+			if rolledBackUnreachable(mv) {
+				sum.unreachable += n
+			}
 			m.cfg.Logger.Warn("batch rolled back", "move", mv.ID, "reason", mv.Error)
 		} else {
 			sum.Subjects += n

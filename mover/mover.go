@@ -29,6 +29,13 @@ type Config struct {
 	MaxBlock   time.Duration // a batch fenced longer than this before its commit rolls back; default 1s
 	PurgeAfter time.Duration // rollback window; default 0: purge at once
 
+	// MaxWriteLatency and MaxReplicationLag are the adaptive throttle's
+	// ceilings (0: no ceiling): while a move's source store, as
+	// domicile.LoadReporter measures it, is above one, batches from it
+	// start later and later; once below, sooner again.
+	MaxWriteLatency   time.Duration
+	MaxReplicationLag time.Duration
+
 	Now    func() time.Time
 	Logger *slog.Logger
 
@@ -40,7 +47,8 @@ type Config struct {
 // Mover runs moves. It is safe for concurrent use: different goroutines may
 // run different moves, and the leases keep two processes off one move.
 type Mover struct {
-	cfg Config
+	cfg      Config
+	throttle *throttle // nil without ceilings
 }
 
 // New returns a Mover.
@@ -57,7 +65,7 @@ func New(cfg Config) *Mover {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Mover{cfg: cfg}
+	return &Mover{cfg: cfg, throttle: newThrottle(cfg.MaxWriteLatency, cfg.MaxReplicationLag, cfg.Logger)}
 }
 
 // Result is what one Run did.

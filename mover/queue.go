@@ -3,6 +3,7 @@ package mover
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -383,12 +384,30 @@ func (w *moveWorker) Work(ctx context.Context, job *river.Job[MoveArgs]) error {
 			}
 		}
 	}
+	if q.m.throttle != nil {
+		// As the rate: only before a move begins, never while subjects
+		// may be fenced.
+		if mv, err := q.m.cfg.Control.FindMove(ctx, id); err == nil && mv.State == domicile.MovePlanned {
+			if err := q.m.throttle.wait(ctx, mv.From, q.m.cfg.Stores[mv.From]); err != nil {
+				return err
+			}
+		}
+	}
 	_, err := q.m.Run(ctx, id)
 	if err == nil {
 		return nil
 	}
 	if errors.Is(err, domicile.ErrLeaseLost) {
 		return river.JobSnooze(q.m.cfg.Lease)
+	}
+	if errors.Is(err, domicile.ErrUnavailable) {
+		// A store is down or restarting: the move waits for it without
+		// using up the job's attempts; a move that rolled back meanwhile is
+		// planned again by Migrate.
+		if mv, ferr := q.m.cfg.Control.FindMove(ctx, id); ferr == nil && !mv.State.Done() {
+			q.m.cfg.Logger.Warn("a store is unreachable: the move waits", "move", id, "err", err)
+			return river.JobSnooze(retryBackoff(snoozes(job.JobRow)))
+		}
 	}
 	if domicile.ErrorCode(err) == domicile.CodeConflict {
 		// Finished already (by another job or process), or waiting out its
@@ -399,6 +418,18 @@ func (w *moveWorker) Work(ctx context.Context, job *river.Job[MoveArgs]) error {
 		}
 	}
 	return fmt.Errorf("move %s: %w", id, err)
+}
+
+// snoozes is how many times River has snoozed the job (it keeps the count in
+// the job's metadata; a snooze does not use up an attempt).
+func snoozes(j *rivertype.JobRow) int {
+	var meta struct {
+		Snoozes int `json:"snoozes"`
+	}
+	if err := json.Unmarshal(j.Metadata, &meta); err != nil {
+		return 0
+	}
+	return meta.Snoozes
 }
 
 // begin marks the move running in this process, unless it already is.
@@ -470,6 +501,9 @@ func (m *Mover) runQueued(ctx context.Context, jobs []job, total int, opts Migra
 		block := m.recordedBlock(mv)
 		if mv.State == domicile.MoveRolledBack {
 			failed += j.subjects
+			if rolledBackUnreachable(mv) {
+				sum.unreachable += j.subjects
+			}
 			m.cfg.Logger.Warn("batch rolled back", "move", mv.ID, "reason", mv.Error)
 		} else {
 			sum.Subjects += j.subjects

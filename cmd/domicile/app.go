@@ -183,6 +183,7 @@ func (a *app) mover() (*mover.Mover, error) {
 		Owner:    ownerName(),
 		Lease:    a.cfg.Mover.Lease,
 		MaxBlock: a.cfg.Mover.MaxBlock, PurgeAfter: a.cfg.Mover.PurgeAfter,
+		MaxWriteLatency: a.cfg.Mover.MaxWriteLatency, MaxReplicationLag: a.cfg.Mover.MaxReplicationLag,
 		Now: a.now, Logger: a.log,
 	}
 	if spec := os.Getenv("DOMICILE_CRASH_AFTER"); spec != "" {

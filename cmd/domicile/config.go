@@ -162,6 +162,13 @@ type MoverConfig struct {
 	PurgeAfter time.Duration `yaml:"purge_after"` // rollback window before source rows are purged; default 0s
 	Lease      time.Duration `yaml:"lease"`       // claim on a move, renewed while it runs; default 3s
 	Rate       int           `yaml:"rate"`        // rows per second between batches, 0 = unlimited; default 0
+	// RetryFor is how long a move that cannot reach a store waits and
+	// tries again before it counts as failed; default 5m.
+	RetryFor time.Duration `yaml:"retry_for"`
+	// MaxWriteLatency and MaxReplicationLag are the adaptive throttle's
+	// ceilings for a move's source store; 0 (the default) is none.
+	MaxWriteLatency   time.Duration `yaml:"max_write_latency"`
+	MaxReplicationLag time.Duration `yaml:"max_replication_lag"`
 }
 
 // Categories are the categories of personal data a column may be tagged with.
@@ -191,6 +198,7 @@ func defaultConfig() *Config {
 			Workers:  2,
 			MaxBlock: time.Second,
 			Lease:    3 * time.Second,
+			RetryFor: 5 * time.Minute,
 		},
 	}
 }
@@ -510,6 +518,15 @@ func (v *validator) validate() {
 	}
 	if m.Rate < 0 {
 		v.errorf("mover.rate", "must not be negative, got %d", m.Rate)
+	}
+	if m.RetryFor <= 0 {
+		v.errorf("mover.retry_for", "must be positive, got %s", m.RetryFor)
+	}
+	if m.MaxWriteLatency < 0 {
+		v.errorf("mover.max_write_latency", "must not be negative, got %s", m.MaxWriteLatency)
+	}
+	if m.MaxReplicationLag < 0 {
+		v.errorf("mover.max_replication_lag", "must not be negative, got %s", m.MaxReplicationLag)
 	}
 
 	v.policy(regions, datasets)

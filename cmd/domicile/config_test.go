@@ -105,6 +105,9 @@ mover:
   purge_after: 1h
   lease: 30s
   rate: 1000
+  retry_for: 2m
+  max_write_latency: 40ms
+  max_replication_lag: 5s
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +124,8 @@ mover:
 		t.Errorf("Token() = %q, %v", tok, err)
 	}
 	wantAPI := APIConfig{Listen: "0.0.0.0:8080", Token: "env:DOMICILE_TEST_TOKEN", MaxBody: 4096, FenceWait: 250 * time.Millisecond}
-	wantMover := MoverConfig{Batch: 10, Workers: 4, MaxBlock: 500 * time.Millisecond, PurgeAfter: time.Hour, Lease: 30 * time.Second, Rate: 1000}
+	wantMover := MoverConfig{Batch: 10, Workers: 4, MaxBlock: 500 * time.Millisecond, PurgeAfter: time.Hour, Lease: 30 * time.Second, Rate: 1000,
+		RetryFor: 2 * time.Minute, MaxWriteLatency: 40 * time.Millisecond, MaxReplicationLag: 5 * time.Second}
 	if c.API != wantAPI || c.Mover != wantMover {
 		t.Errorf("api %+v mover %+v", c.API, c.Mover)
 	}
@@ -318,6 +322,9 @@ mover:
   lease: 1s
   purge_after: -1m
   rate: -5
+  retry_for: 0s
+  max_write_latency: -1ms
+  max_replication_lag: -1s
 `, []string{
 			"domicile.yaml:1: control: postgres://db names no database: want postgres://USER@HOST:PORT/DATABASE",
 			`domicile.yaml:3: api.listen: "localhost" is not host:port`,
@@ -345,6 +352,9 @@ mover:
 			"domicile.yaml:37: mover.lease: 1s must be longer than mover.max_block (2s)",
 			"domicile.yaml:38: mover.purge_after: must not be negative, got -1m0s",
 			"domicile.yaml:39: mover.rate: must not be negative, got -5",
+			"domicile.yaml:40: mover.retry_for: must be positive, got 0s",
+			"domicile.yaml:41: mover.max_write_latency: must not be negative, got -1ms",
+			"domicile.yaml:42: mover.max_replication_lag: must not be negative, got -1s",
 			`domicile.yaml: policy: policy.rules is required: at least one rule, the last matching every subject (when: "true")`,
 		}},
 		{"no policy", strings.Split(minimal, "policy:")[0], []string{
