@@ -259,7 +259,7 @@ func (s *Store) described(ctx context.Context, t *domicile.Table) (*domicile.Tab
 	if err != nil {
 		return nil, nil, err
 	}
-	d.SubjectColumn, d.Categories = t.SubjectColumn, t.Categories
+	d.SubjectColumn, d.Via, d.Categories = t.SubjectColumn, t.Via, t.Categories
 	return d, pt, nil
 }
 
