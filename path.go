@@ -59,38 +59,52 @@ func (p *Path) Tables() []string {
 // table with a subject column, whose column becomes the path's Subject. It
 // fails on a hop to a table outside the dataset, and on a loop.
 func (d *Dataset) ResolvePaths() error {
+	resolved := make(map[*Table]*Path)
 	for _, t := range d.Tables {
 		if t.Via == nil {
 			continue
 		}
-		if len(t.Via.Hops) == 0 {
-			return Errorf(CodeInvalid, "table %s of dataset %s: a path needs at least one hop", t.Name, d.Name)
+		p, err := d.ResolvePath(t)
+		if err != nil {
+			return err
 		}
-		seen := map[string]bool{t.Name: true}
-		hops := slices.Clone(t.Via.Hops)
-		for {
-			end := d.Table(hops[len(hops)-1].Table)
-			if end == nil {
-				return Errorf(CodeInvalid, "table %s of dataset %s: its path reaches %s, which is not a table of the dataset", t.Name, d.Name, hops[len(hops)-1].Table)
-			}
-			if seen[end.Name] {
-				return Errorf(CodeInvalid, "table %s of dataset %s: its path comes back to %s", t.Name, d.Name, end.Name)
-			}
-			seen[end.Name] = true
-			if end.Via == nil {
-				if end.SubjectColumn == "" {
-					return Errorf(CodeInvalid, "table %s of dataset %s: its path ends at %s, which has no subject column", t.Name, d.Name, end.Name)
-				}
-				t.Via = &Path{Hops: hops, Subject: end.SubjectColumn}
-				break
-			}
-			if len(end.Via.Hops) == 0 {
-				return Errorf(CodeInvalid, "table %s of dataset %s: a path needs at least one hop", end.Name, d.Name)
-			}
-			hops = append(hops, end.Via.Hops...)
-		}
+		resolved[t] = p
+	}
+	for t, p := range resolved {
+		t.Via = p
 	}
 	return nil
+}
+
+// ResolvePath returns t's path extended, as ResolvePaths does, without
+// changing t.
+func (d *Dataset) ResolvePath(t *Table) (*Path, error) {
+	if len(t.Via.Hops) == 0 {
+		return nil, Errorf(CodeInvalid, "table %s of dataset %s: a path needs at least one hop", t.Name, d.Name)
+	}
+	seen := map[string]bool{t.Name: true}
+	hops := slices.Clone(t.Via.Hops)
+	for {
+		last := hops[len(hops)-1].Table
+		end := d.Table(last)
+		switch {
+		case end == nil:
+			return nil, Errorf(CodeInvalid, "table %s of dataset %s: its path reaches %s, which is not a table of the dataset", t.Name, d.Name, last)
+		case seen[last]:
+			return nil, Errorf(CodeInvalid, "table %s of dataset %s: its path comes back to %s", t.Name, d.Name, last)
+		case end.Via == nil && end.SubjectColumn == "":
+			return nil, Errorf(CodeInvalid, "table %s of dataset %s: its path ends at %s, which has no subject column", t.Name, d.Name, last)
+		case end.Via == nil:
+			return &Path{Hops: hops, Subject: end.SubjectColumn}, nil
+		case end.Via.Subject != "":
+			// already resolved: its hops end at a subject column
+			return &Path{Hops: append(hops, end.Via.Hops...), Subject: end.Via.Subject}, nil
+		case len(end.Via.Hops) == 0:
+			return nil, Errorf(CodeInvalid, "table %s of dataset %s: a path needs at least one hop", end.Name, d.Name)
+		}
+		seen[last] = true
+		hops = append(hops, end.Via.Hops...)
+	}
 }
 
 // InsertOrder returns the dataset's tables in an order that inserts the rows

@@ -143,7 +143,9 @@ func (s *Store) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subject
 			return fmt.Errorf("clear: %w", err)
 		}
 		// Parents first: the foreign keys are checked at the end of each COPY.
-		refs := func(t *domicile.Table) []string { return plans[slices.IndexFunc(plans, func(p plan) bool { return p.t == t })].decl.refs }
+		refs := func(t *domicile.Table) []string {
+			return plans[slices.IndexFunc(plans, func(p plan) bool { return p.t == t })].decl.refs
+		}
 		for _, t := range ds.InsertOrder(refs) {
 			i := slices.IndexFunc(plans, func(p plan) bool { return p.t == t })
 			p := plans[i]
