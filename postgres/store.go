@@ -136,18 +136,6 @@ func (t *pgTable) kindOf(name string) kind {
 	return c.kind
 }
 
-// subjectAny returns the expression matching column c against $n, a text
-// array of subjects: the array is cast to c's type so that an index on c
-// serves the match.
-func (t *pgTable) subjectAny(c string, n int) string {
-	col, _ := t.column(c)
-	arr := fmt.Sprintf("$%d::text[]", n)
-	if col.kind != kindText {
-		arr += "::" + col.Type + "[]"
-	}
-	return quoteIdent(c) + " = ANY(" + arr + ")"
-}
-
 // readTable reads a table's declaration from the catalog.
 func readTable(ctx context.Context, q querier, name string) (*pgTable, error) {
 	rows, err := q.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,

@@ -28,13 +28,14 @@ type Config struct {
 	API      APIConfig        `yaml:"api"`
 	Regions  []RegionConfig   `yaml:"regions"`  // at least one
 	Datasets []DatasetConfig  `yaml:"datasets"` // at least one
+	Discover []DiscoverConfig `yaml:"discover"` // default none
+	Policy   PolicyConfig     `yaml:"policy"`
+	Mover    MoverConfig      `yaml:"mover"`
+
 	// Global names reference tables (products, films, stores) that hold no
 	// personal data and that dataset rows refer to: kept whole in every
 	// region, never fenced, moved or purged. Default none.
 	Global []string `yaml:"global"`
-	Discover []DiscoverConfig `yaml:"discover"` // default none
-	Policy   PolicyConfig     `yaml:"policy"`
-	Mover    MoverConfig      `yaml:"mover"`
 
 	dir    string         // absolute directory of Path: relative paths start here
 	lines  map[string]int // field path ("regions[1].country") → line in Path
