@@ -30,13 +30,19 @@ func (d SubjectDigest) Equal(o SubjectDigest) bool { return d.Sum == o.Sum }
 // holding their rows of ds. Rows are encoded canonically (typed values, in
 // the column order the dataset declares) and ordered by their encoded primary
 // key, so that neither the engine nor SQL collation affects the result.
-// Subjects with no rows still get a digest (of nothing).
+// The rows of a table with a path belong to the subject the path reaches
+// through the batch's rows (see Path). Subjects with no rows still get a
+// digest (of nothing).
 func DigestBatch(ds *Dataset, subjects []string, b *Batch) (map[string]SubjectDigest, error) {
 	type keyed struct{ key, row []byte }
 	perSubject := make(map[string][][]keyed, len(subjects))
 	sizes := make(map[string]int64, len(subjects))
 	for _, s := range subjects {
 		perSubject[s] = make([][]keyed, len(ds.Tables))
+	}
+	byName := make(map[string]*TableRows, len(b.Tables))
+	for i := range b.Tables {
+		byName[b.Tables[i].Table] = &b.Tables[i]
 	}
 	for _, tr := range b.Tables {
 		ti := slices.IndexFunc(ds.Tables, func(t *Table) bool { return t.Name == tr.Table })
@@ -48,8 +54,13 @@ func DigestBatch(ds *Dataset, subjects []string, b *Batch) (map[string]SubjectDi
 		if err != nil {
 			return nil, err
 		}
-		subj := slices.Index(tr.Columns, t.SubjectColumn)
-		if subj < 0 {
+		subj := -1
+		var reached []string // the subjects of a path table's rows
+		if t.Via != nil {
+			if reached, err = batchSubjects(t, tr, byName); err != nil {
+				return nil, err
+			}
+		} else if subj = slices.Index(tr.Columns, t.SubjectColumn); subj < 0 {
 			return nil, fmt.Errorf("digest: batch of %s lacks subject column %q", t.Name, t.SubjectColumn)
 		}
 		pk := make([]int, len(t.PrimaryKey))
@@ -58,9 +69,13 @@ func DigestBatch(ds *Dataset, subjects []string, b *Batch) (map[string]SubjectDi
 				return nil, fmt.Errorf("digest: batch of %s lacks key column %q", t.Name, c)
 			}
 		}
-		for _, row := range tr.Rows {
-			s, err := SubjectKey(row[subj])
-			if err != nil {
+		for r, row := range tr.Rows {
+			var s string
+			if reached != nil {
+				if s = reached[r]; s == "" {
+					return nil, fmt.Errorf("digest: a row of %s reaches no subject of the batch through its path", t.Name)
+				}
+			} else if s, err = SubjectKey(row[subj]); err != nil {
 				return nil, fmt.Errorf("digest: %s: %w", t.Name, err)
 			}
 			tables, ok := perSubject[s]

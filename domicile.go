@@ -35,12 +35,15 @@ func (d *Dataset) Table(name string) *Table {
 	return nil
 }
 
-// Table is one table of a dataset. Every row names its subject in
-// SubjectColumn. Columns and PrimaryKey are read from the database that holds
-// the table; Categories come from the configuration.
+// Table is one table of a dataset. A row names its subject in
+// SubjectColumn, or, in a table without one (Via set), reaches it through
+// the rows its foreign keys join (see Path). Columns and PrimaryKey are read
+// from the database that holds the table; Categories and Via come from the
+// configuration.
 type Table struct {
 	Name          string              `json:"name"`
-	SubjectColumn string              `json:"subject_column"`
+	SubjectColumn string              `json:"subject_column,omitempty"` // "" when Via is set
+	Via           *Path               `json:"via,omitempty"`
 	Columns       []Column            `json:"columns"`
 	PrimaryKey    []string            `json:"primary_key"`
 	References    []string            `json:"references,omitempty"` // tables its foreign keys point to

@@ -113,6 +113,10 @@ type Store interface {
 
 	// Discover runs a discover query returning (subject id, country) pairs.
 	Discover(ctx context.Context, query string, fn func(id, country string) error) error
+
+	// ReadTable reads every row of a table, columns in declaration order:
+	// the rows of a global table, for Install to copy into other regions.
+	ReadTable(ctx context.Context, name string) (*TableRows, error)
 }
 
 // InstallOptions configure Install.
@@ -124,6 +128,15 @@ type InstallOptions struct {
 	Templates map[string]*Table
 	// TemplateIndexes are the CREATE INDEX statements for those tables.
 	TemplateIndexes map[string][]string
+	// Global names reference tables that hold no personal data and are
+	// kept whole in every region, so that the foreign keys of dataset rows
+	// hold wherever the rows move: a global table the store lacks is
+	// created from its template. Global tables get no triggers and are
+	// never fenced, moved or purged.
+	Global []string
+	// GlobalRows are rows of global tables that Install adds where their
+	// primary key is missing; rows already present are left as they are.
+	GlobalRows []TableRows
 }
 
 // RowQuery selects and pages a subject's rows.

@@ -146,18 +146,6 @@ func (t *pgTable) kindOf(name string) kind {
 	return c.kind
 }
 
-// subjectAny returns the expression matching column c against $n, a text
-// array of subjects: the array is cast to c's type so that an index on c
-// serves the match.
-func (t *pgTable) subjectAny(c string, n int) string {
-	col, _ := t.column(c)
-	arr := fmt.Sprintf("$%d::text[]", n)
-	if col.kind != kindText {
-		arr += "::" + col.Type + "[]"
-	}
-	return quoteIdent(c) + " = ANY(" + arr + ")"
-}
-
 // readTable reads a table's declaration from the catalog.
 func readTable(ctx context.Context, q querier, name string) (*pgTable, error) {
 	rows, err := q.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
@@ -269,7 +257,7 @@ func (s *Store) described(ctx context.Context, t *domicile.Table) (*domicile.Tab
 	if err != nil {
 		return nil, nil, err
 	}
-	d.SubjectColumn, d.Categories = t.SubjectColumn, t.Categories
+	d.SubjectColumn, d.Via, d.Categories = t.SubjectColumn, t.Via, t.Categories
 	return d, pt, nil
 }
 

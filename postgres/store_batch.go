@@ -39,8 +39,11 @@ func (s *Store) ReadSubjects(ctx context.Context, ds *domicile.Dataset, subjects
 		for i, t := range tables {
 			cols := t.ColumnNames()
 			tr := domicile.TableRows{Table: t.Name, Columns: cols}
-			q := "SELECT " + selectList(decls[i], cols) + " FROM " + quoteIdent(t.Name) + " WHERE " + decls[i].subjectAny(t.SubjectColumn, 1)
-			var err error
+			cond, err := s.subjectWhere(ctx, t, 1, true)
+			if err != nil {
+				return err
+			}
+			q := "SELECT " + selectList(decls[i], cols) + " FROM " + quoteIdent(t.Name) + " WHERE " + cond
 			if tr.Rows, err = queryRows(ctx, tx, q, []any{subjects}, nil); err != nil {
 				return fmt.Errorf("read %s: %w", t.Name, err)
 			}
@@ -91,7 +94,7 @@ func (s *Store) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subject
 			return domicile.Errorf(domicile.CodeInvalid, "table %s appears twice in the batch", tr.Table)
 		}
 		si := slices.Index(tr.Columns, plans[pi].t.SubjectColumn)
-		if si < 0 && len(tr.Rows) > 0 {
+		if si < 0 && len(tr.Rows) > 0 && plans[pi].t.Via == nil {
 			return domicile.Errorf(domicile.CodeInvalid, "the rows of %s lack the subject column", tr.Table)
 		}
 		for _, c := range tr.Columns {
@@ -102,6 +105,9 @@ func (s *Store) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subject
 		for _, row := range tr.Rows {
 			if len(row) != len(tr.Columns) {
 				return domicile.Errorf(domicile.CodeInvalid, "a row of %s has %d values for %d columns", tr.Table, len(row), len(tr.Columns))
+			}
+			if plans[pi].t.Via != nil {
+				continue // checked once written: the row must reach a subject of the batch
 			}
 			id, ok := subjectString(row[si])
 			if _, in := set[id]; !ok || !in {
@@ -133,10 +139,16 @@ func (s *Store) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subject
 					Message: fmt.Sprintf("%d of %d subjects are not incoming under move %s", len(subjects)-len(in), len(subjects), b.MoveID)}
 			}
 		}
-		for i, p := range plans {
-			if _, err := deleteSubjects(ctx, tx, p.decl, p.t, subjects); err != nil {
-				return fmt.Errorf("clear %s: %w", p.t.Name, err)
-			}
+		if _, err := s.deleteDataset(ctx, tx, ds.Tables, subjects); err != nil {
+			return fmt.Errorf("clear: %w", err)
+		}
+		// Parents first: the foreign keys are checked at the end of each COPY.
+		refs := func(t *domicile.Table) []string {
+			return plans[slices.IndexFunc(plans, func(p plan) bool { return p.t == t })].decl.refs
+		}
+		for _, t := range ds.InsertOrder(refs) {
+			i := slices.IndexFunc(plans, func(p plan) bool { return p.t == t })
+			p := plans[i]
 			if data[i] == nil {
 				continue
 			}
@@ -151,6 +163,20 @@ func (s *Store) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subject
 						Message: fmt.Sprintf("a key of %s is held by another subject", p.t.Name), Err: err}
 				}
 				return fmt.Errorf("copy into %s: %w", p.t.Name, err)
+			}
+		}
+		// The rows of a path table must reach the batch's subjects.
+		for _, p := range plans {
+			if p.t.Via == nil || p.rows == nil || len(p.rows.Rows) == 0 {
+				continue
+			}
+			n, err := s.countReached(ctx, tx, p.t, subjects)
+			if err != nil {
+				return fmt.Errorf("check %s: %w", p.t.Name, err)
+			}
+			if n != int64(len(p.rows.Rows)) {
+				return domicile.Errorf(domicile.CodeInvalid, "%d of the %d rows of %s reach no subject of the batch through %s",
+					int64(len(p.rows.Rows))-n, len(p.rows.Rows), p.t.Name, strings.Join(p.t.Via.Tables(), ", "))
 			}
 		}
 		return nil
@@ -181,12 +207,6 @@ func copyData(t *pgTable, tr *domicile.TableRows) ([]byte, error) {
 		buf = append(buf, '\n')
 	}
 	return buf, nil
-}
-
-// deleteSubjects deletes the subjects' rows of a table and counts them.
-func deleteSubjects(ctx context.Context, tx pgx.Tx, decl *pgTable, t *domicile.Table, subjects []string) (int64, error) {
-	tag, err := tx.Exec(ctx, "DELETE FROM "+quoteIdent(t.Name)+" WHERE "+decl.subjectAny(t.SubjectColumn, 1), subjects)
-	return tag.RowsAffected(), err
 }
 
 // PurgeSubjects deletes every row of the subjects in the dataset's tables,
@@ -230,14 +250,8 @@ func (s *Store) purge(ctx context.Context, ds *domicile.Dataset, which func(cont
 		if err != nil || len(subjects) == 0 {
 			return err
 		}
-		for i, t := range ds.Tables {
-			n, err := deleteSubjects(ctx, tx, decls[i], t, subjects)
-			if err != nil {
-				return fmt.Errorf("purge %s: %w", t.Name, err)
-			}
-			*total += n
-		}
-		return nil
+		*total, err = s.deleteDataset(ctx, tx, ds.Tables, subjects)
+		return err
 	})
 }
 
@@ -247,7 +261,11 @@ func (s *Store) CountRows(ctx context.Context, ds *domicile.Dataset, subject str
 	err := s.view(ctx, func(tx pgx.Tx) error {
 		for _, t := range ds.Tables {
 			var n int64
-			q := "SELECT count(*) FROM " + quoteIdent(t.Name) + " WHERE " + quoteIdent(t.SubjectColumn) + " = $1"
+			cond, err := s.subjectWhere(ctx, t, 1, false)
+			if err != nil {
+				return err
+			}
+			q := "SELECT count(*) FROM " + quoteIdent(t.Name) + " WHERE " + cond
 			if err := tx.QueryRow(ctx, q, subject).Scan(&n); err != nil {
 				return fmt.Errorf("count %s: %w", t.Name, err)
 			}
@@ -312,6 +330,9 @@ func discovered(v any) (string, bool) {
 // table, in the order of the subject column.
 func (s *Store) ListRowSubjects(ctx context.Context, t *domicile.Table, fn func(subject string) error) error {
 	return s.view(ctx, func(tx pgx.Tx) error {
+		if t.Via != nil {
+			return listPathSubjects(ctx, tx, t, fn)
+		}
 		col := quoteIdent(t.SubjectColumn)
 		rows, err := tx.Query(ctx, `SELECT DISTINCT `+col+` FROM `+quoteIdent(t.Name)+` ORDER BY `+col)
 		if err != nil {
@@ -360,8 +381,12 @@ func (s *Store) MeasureSubjects(ctx context.Context, ds *domicile.Dataset, subje
 					sizes = append(sizes, `coalesce(octet_length(`+selectExpr(c.Name, c.kind)+`), 0)`)
 				}
 			}
+			cond, err := s.subjectWhere(ctx, t, 1, true)
+			if err != nil {
+				return err
+			}
 			query := `SELECT count(*), coalesce(sum(` + strings.Join(sizes, " + ") + `), 0)::bigint FROM ` + quoteIdent(t.Name) +
-				` WHERE ` + decls[i].subjectAny(t.SubjectColumn, 1)
+				` WHERE ` + cond
 			var r, b int64
 			if err := tx.QueryRow(ctx, query, subjects).Scan(&r, &b); err != nil {
 				return fmt.Errorf("measure %s: %w", t.Name, err)

@@ -46,13 +46,6 @@ func (s *Store) PutRow(ctx context.Context, t *domicile.Table, subject string, c
 			return domicile.Errorf(domicile.CodeInvalid, "column %q given twice", c)
 		}
 	}
-	si := slices.Index(columns, t.SubjectColumn)
-	if si < 0 {
-		return domicile.Errorf(domicile.CodeInvalid, "the row lacks the subject column %s", t.SubjectColumn)
-	}
-	if v, ok := subjectString(row[si]); !ok || v != subject {
-		return domicile.Errorf(domicile.CodeInvalid, "the row's %s does not name the subject", t.SubjectColumn)
-	}
 	for _, k := range t.PrimaryKey {
 		if !slices.Contains(columns, k) {
 			return domicile.Errorf(domicile.CodeInvalid, "the row lacks the key column %s", k)
@@ -63,6 +56,16 @@ func (s *Store) PutRow(ctx context.Context, t *domicile.Table, subject string, c
 		if args[i], err = bindValue(pt.kindOf(columns[i]), v); err != nil {
 			return fmt.Errorf("column %s: %w", columns[i], err)
 		}
+	}
+	if t.Via != nil {
+		return s.putPathRow(ctx, t, pt, subject, columns, args)
+	}
+	si := slices.Index(columns, t.SubjectColumn)
+	if si < 0 {
+		return domicile.Errorf(domicile.CodeInvalid, "the row lacks the subject column %s", t.SubjectColumn)
+	}
+	if v, ok := subjectString(row[si]); !ok || v != subject {
+		return domicile.Errorf(domicile.CodeInvalid, "the row's %s does not name the subject", t.SubjectColumn)
 	}
 	var b strings.Builder
 	b.WriteString("INSERT INTO " + quoteIdent(t.Name) + " AS t (")
@@ -143,8 +146,12 @@ func (s *Store) FindRows(ctx context.Context, t *domicile.Table, subject string,
 	}
 	slices.Sort(filters)
 
+	cond, err := s.subjectWhere(ctx, t, 1, false)
+	if err != nil {
+		return nil, err
+	}
 	var b strings.Builder
-	b.WriteString("SELECT " + selectList(pt, t.ColumnNames()) + " FROM " + quoteIdent(t.Name) + " WHERE " + quoteIdent(t.SubjectColumn) + " = $1")
+	b.WriteString("SELECT " + selectList(pt, t.ColumnNames()) + " FROM " + quoteIdent(t.Name) + " WHERE " + cond)
 	args := []any{subject}
 	bind := func(col string, v any) (string, error) {
 		a, err := bindValue(pt.kindOf(col), v)
@@ -250,7 +257,11 @@ func (s *Store) DeleteRow(ctx context.Context, t *domicile.Table, subject string
 	if len(key) != len(t.PrimaryKey) {
 		return false, domicile.Errorf(domicile.CodeInvalid, "the key of %s has %d columns, not %d", t.Name, len(t.PrimaryKey), len(key))
 	}
-	q := "DELETE FROM " + quoteIdent(t.Name) + " WHERE " + quoteIdent(t.SubjectColumn) + " = $1"
+	cond, err := s.subjectWhere(ctx, t, 1, false)
+	if err != nil {
+		return false, err
+	}
+	q := "DELETE FROM " + quoteIdent(t.Name) + " WHERE " + cond
 	args := make([]any, 0, 1+len(key))
 	args = append(args, subject)
 	for i, k := range t.PrimaryKey {

@@ -135,9 +135,9 @@ END
 // guardSQL creates the trigger function of a table. It runs as its owner
 // (SECURITY DEFINER) so that writers need no privilege on domicile's
 // tables, whose names it qualifies with the schema.
-func guardSQL(schema, dataset, table, subj string) string {
-	return `CREATE OR REPLACE FUNCTION ` + quoteIdent(schema) + `.` + quoteIdent(guardName(table)) + `() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER AS $domicile$` + guardBody(schema, dataset, subj) + `$domicile$`
+func guardSQL(schema, dataset string, t *domicile.Table) string {
+	return `CREATE OR REPLACE FUNCTION ` + quoteIdent(schema) + `.` + quoteIdent(guardName(t.Name)) + `() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER AS $domicile$` + tableGuardBody(schema, dataset, t) + `$domicile$`
 }
 
 // bypassCondition is the triggers' WHEN clause. The bypassed rows never
@@ -164,7 +164,7 @@ func installDigest(schema string, datasets []*domicile.Dataset) string {
 	h.Write([]byte(installVersion + "\n" + refuseSQL(schema) + "\x00"))
 	for _, ds := range datasets {
 		for _, t := range ds.Tables {
-			h.Write([]byte(guardSQL(schema, ds.Name, t.Name, t.SubjectColumn) + "\x00"))
+			h.Write([]byte(guardSQL(schema, ds.Name, t) + "\x00"))
 			for _, q := range triggerSQL(schema, t.Name) {
 				h.Write([]byte(q + "\x00"))
 			}
@@ -215,6 +215,20 @@ func (s *Store) Install(ctx context.Context, datasets []*domicile.Dataset, opts 
 		if _, err := tx.Exec(ctx, refuseSQL(schema)); err != nil {
 			return fmt.Errorf("create domicile_refuse: %w", err)
 		}
+		for _, name := range opts.Global {
+			if err := installGlobal(ctx, tx, name, opts); err != nil {
+				return err
+			}
+		}
+		// Every table first: the trigger function of a path table reads the
+		// tables of its path.
+		for _, ds := range datasets {
+			for _, t := range ds.Tables {
+				if err := ensureTable(ctx, tx, ds, t, opts); err != nil {
+					return err
+				}
+			}
+		}
 		for _, ds := range datasets {
 			for _, t := range ds.Tables {
 				if err := installTable(ctx, tx, schema, ds, t, opts); err != nil {
@@ -247,8 +261,11 @@ func validateDatasets(datasets []*domicile.Dataset) error {
 			return domicile.Errorf(domicile.CodeInvalid, "a dataset has no name")
 		}
 		for _, t := range ds.Tables {
-			if t.Name == "" || t.SubjectColumn == "" {
-				return domicile.Errorf(domicile.CodeInvalid, "dataset %s: a table needs a name and a subject column", ds.Name)
+			if t.Name == "" || (t.SubjectColumn == "") == (t.Via == nil) {
+				return domicile.Errorf(domicile.CodeInvalid, "dataset %s: a table needs a name and either a subject column or a path", ds.Name)
+			}
+			if t.Via != nil && (len(t.Via.Hops) == 0 || t.Via.Subject == "" || ds.Table(t.Via.End()) == nil) {
+				return domicile.Errorf(domicile.CodeInvalid, "dataset %s: the path of table %s does not end at a subject column of the dataset", ds.Name, t.Name)
 			}
 			if other, ok := seen[t.Name]; ok {
 				return domicile.Errorf(domicile.CodeInvalid, "table %s is in datasets %s and %s", t.Name, other, ds.Name)
@@ -263,6 +280,22 @@ func setSetting(ctx context.Context, tx pgx.Tx, key, value string) error {
 	_, err := tx.Exec(ctx, `INSERT INTO domicile_settings (key, value) VALUES ($1, $2)
 		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
 	return err
+}
+
+// ensureTable creates a dataset table the store lacks from its template.
+func ensureTable(ctx context.Context, tx pgx.Tx, ds *domicile.Dataset, t *domicile.Table, opts domicile.InstallOptions) error {
+	_, err := readTable(ctx, tx, t.Name)
+	if domicile.ErrorCode(err) != domicile.CodeNotFound {
+		return err
+	}
+	tmpl := opts.Templates[t.Name]
+	if tmpl == nil && len(t.Columns) > 0 {
+		tmpl = t
+	}
+	if tmpl == nil {
+		return domicile.Errorf(domicile.CodeInvalid, "table %s of dataset %s is missing and there is no template for it", t.Name, ds.Name)
+	}
+	return createTable(ctx, tx, t.Name, tmpl, opts.TemplateIndexes[t.Name])
 }
 
 func installTable(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, opts domicile.InstallOptions) error {
@@ -283,13 +316,22 @@ func installTable(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Da
 	if err != nil {
 		return err
 	}
-	if _, ok := have.column(t.SubjectColumn); !ok {
-		return domicile.Errorf(domicile.CodeInvalid, "table %s has no subject column %q", t.Name, t.SubjectColumn)
+	if t.Via != nil {
+		if err := checkPath(ctx, tx, t, have); err != nil {
+			return err
+		}
+		if err := ensurePathIndexes(ctx, tx, t); err != nil {
+			return err
+		}
+	} else {
+		if _, ok := have.column(t.SubjectColumn); !ok {
+			return domicile.Errorf(domicile.CodeInvalid, "table %s has no subject column %q", t.Name, t.SubjectColumn)
+		}
+		if err := ensureSubjectIndex(ctx, tx, t.Name, t.SubjectColumn); err != nil {
+			return err
+		}
 	}
-	if err := ensureSubjectIndex(ctx, tx, t.Name, t.SubjectColumn); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, guardSQL(schema, ds.Name, t.Name, t.SubjectColumn)); err != nil {
+	if _, err := tx.Exec(ctx, guardSQL(schema, ds.Name, t)); err != nil {
 		return fmt.Errorf("create trigger function of %s: %w", t.Name, err)
 	}
 	for i, q := range triggerSQL(schema, t.Name) {
@@ -463,7 +505,7 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 					continue
 				}
 				fn := quoteIdent(schema) + "." + quoteIdent(guardName(t.Name)) + "()"
-				if msg, err := checkFunction(ctx, tx, "trigger function of "+t.Name, fn, guardBody(schema, ds.Name, t.SubjectColumn)); err != nil {
+				if msg, err := checkFunction(ctx, tx, "trigger function of "+t.Name, fn, tableGuardBody(schema, ds.Name, t)); err != nil {
 					return err
 				} else if msg != "" {
 					add("%s", msg)
@@ -471,7 +513,9 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 				if err := checkTriggers(ctx, tx, t.Name, fn, add); err != nil {
 					return err
 				}
-				if ok, err := hasSubjectIndex(ctx, tx, t.Name, t.SubjectColumn); err != nil {
+				if t.Via != nil {
+					// no subject column to index
+				} else if ok, err := hasSubjectIndex(ctx, tx, t.Name, t.SubjectColumn); err != nil {
 					return err
 				} else if !ok {
 					add("table %s has no index on its subject column %s", t.Name, t.SubjectColumn)

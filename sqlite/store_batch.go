@@ -40,9 +40,9 @@ func (s *Store) ReadSubjects(ctx context.Context, ds *domicile.Dataset, subjects
 		for i, t := range tables {
 			cols := t.ColumnNames()
 			tr := domicile.TableRows{Table: t.Name, Columns: cols}
-			prefix := "SELECT " + selectList(cols) + " FROM " + quoteIdent(t.Name) + " WHERE " + quoteIdent(t.SubjectColumn) + " IN ("
+			prefix := "SELECT " + selectList(cols) + " FROM " + quoteIdent(t.Name) + " WHERE "
 			err := inChunks(nil, subjects, func(n int, args []any) error {
-				rows, err := tx.QueryContext(ctx, prefix+placeholders(n)+")", args...)
+				rows, err := tx.QueryContext(ctx, prefix+subjectIn(t, "", n), args...)
 				if err != nil {
 					return err
 				}
@@ -87,12 +87,15 @@ func (s *Store) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subject
 			return domicile.Errorf(domicile.CodeInvalid, "table %s appears twice in the batch", tr.Table)
 		}
 		si := slices.Index(tr.Columns, plans[pi].t.SubjectColumn)
-		if si < 0 && len(tr.Rows) > 0 {
+		if si < 0 && len(tr.Rows) > 0 && plans[pi].t.Via == nil {
 			return domicile.Errorf(domicile.CodeInvalid, "the rows of %s lack the subject column", tr.Table)
 		}
 		for _, row := range tr.Rows {
 			if len(row) != len(tr.Columns) {
 				return domicile.Errorf(domicile.CodeInvalid, "a row of %s has %d values for %d columns", tr.Table, len(row), len(tr.Columns))
+			}
+			if plans[pi].t.Via != nil {
+				continue // checked once written: the row must reach a subject of the batch
 			}
 			id, ok := subjectOf(row[si])
 			if _, in := set[id]; !ok || !in {
@@ -112,10 +115,14 @@ func (s *Store) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subject
 					Message: fmt.Sprintf("%d of %d subjects are not incoming under move %s", len(subjects)-len(in), len(subjects), b.MoveID)}
 			}
 		}
-		for _, p := range plans {
-			if _, err := deleteSubjects(ctx, tx, p.t, subjects); err != nil {
-				return fmt.Errorf("clear %s: %w", p.t.Name, err)
-			}
+		if err := deferKeys(ctx, tx); err != nil {
+			return err
+		}
+		if _, err := deleteDataset(ctx, tx, ds, ds.Tables, subjects); err != nil {
+			return fmt.Errorf("clear: %w", err)
+		}
+		for _, t := range ds.InsertOrder(nil) {
+			p := plans[slices.IndexFunc(plans, func(p plan) bool { return p.t == t })]
 			if p.rows == nil || len(p.rows.Rows) == 0 {
 				continue
 			}
@@ -125,6 +132,20 @@ func (s *Store) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subject
 						Message: fmt.Sprintf("a key of %s is held by another subject", p.t.Name), Err: err}
 				}
 				return fmt.Errorf("insert into %s: %w", p.t.Name, err)
+			}
+		}
+		// The rows of a path table must reach the batch's subjects.
+		for _, p := range plans {
+			if p.t.Via == nil || p.rows == nil || len(p.rows.Rows) == 0 {
+				continue
+			}
+			n, err := countReached(ctx, tx, p.t, subjects)
+			if err != nil {
+				return fmt.Errorf("check %s: %w", p.t.Name, err)
+			}
+			if n != int64(len(p.rows.Rows)) {
+				return domicile.Errorf(domicile.CodeInvalid, "%d of the %d rows of %s reach no subject of the batch through %s",
+					int64(len(p.rows.Rows))-n, len(p.rows.Rows), p.t.Name, strings.Join(p.t.Via.Tables(), ", "))
 			}
 		}
 		return nil
@@ -193,15 +214,17 @@ func insertRows(ctx context.Context, tx *sql.Tx, table string, cols []string, ro
 
 // deleteSubjects deletes the subjects' rows of a table and counts them.
 func deleteSubjects(ctx context.Context, tx *sql.Tx, t *domicile.Table, subjects []string) (int64, error) {
-	return execSubjects(ctx, tx, "DELETE FROM "+quoteIdent(t.Name)+" WHERE "+quoteIdent(t.SubjectColumn)+" IN (", subjects)
+	return execSubjects(ctx, tx, func(n int) string {
+		return "DELETE FROM " + quoteIdent(t.Name) + " WHERE " + subjectIn(t, "", n)
+	}, subjects)
 }
 
-// execSubjects runs prefix + "?, ?, …)" for the subjects in chunks and
-// returns the rows it affected.
-func execSubjects(ctx context.Context, tx *sql.Tx, prefix string, subjects []string) (int64, error) {
+// execSubjects runs the statement that query returns for n subjects, for
+// the subjects in chunks, and returns the rows it affected.
+func execSubjects(ctx context.Context, tx *sql.Tx, query func(n int) string, subjects []string) (int64, error) {
 	var total int64
 	err := inChunks(nil, subjects, func(n int, args []any) error {
-		res, err := tx.ExecContext(ctx, prefix+placeholders(n)+")", args...)
+		res, err := tx.ExecContext(ctx, query(n), args...)
 		if err != nil {
 			return err
 		}
@@ -217,14 +240,12 @@ func execSubjects(ctx context.Context, tx *sql.Tx, prefix string, subjects []str
 func (s *Store) PurgeSubjects(ctx context.Context, ds *domicile.Dataset, subjects []string) (int64, error) {
 	var total int64
 	err := s.bypass(ctx, func(tx *sql.Tx) error {
-		for _, t := range ds.Tables {
-			n, err := deleteSubjects(ctx, tx, t, subjects)
-			if err != nil {
-				return fmt.Errorf("purge %s: %w", t.Name, err)
-			}
-			total += n
+		if err := deferKeys(ctx, tx); err != nil {
+			return err
 		}
-		return nil
+		n, err := deleteDataset(ctx, tx, ds, ds.Tables, subjects)
+		total = n
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("purge %d subjects of %s in region %s: %w", len(subjects), ds.Name, s.region, err)
@@ -243,14 +264,11 @@ func (s *Store) PurgeMoved(ctx context.Context, ds *domicile.Dataset, moveID str
 		if err != nil || len(moved) == 0 {
 			return err
 		}
-		for _, t := range ds.Tables {
-			n, err := deleteSubjects(ctx, tx, t, moved)
-			if err != nil {
-				return fmt.Errorf("purge %s: %w", t.Name, err)
-			}
-			total += n
+		if err := deferKeys(ctx, tx); err != nil {
+			return err
 		}
-		return nil
+		total, err = deleteDataset(ctx, tx, ds, ds.Tables, moved)
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("purge move %s of %s in region %s: %w", moveID, ds.Name, s.region, err)
@@ -264,7 +282,7 @@ func (s *Store) CountRows(ctx context.Context, ds *domicile.Dataset, subject str
 	err := s.view(ctx, func(tx *sql.Tx) error {
 		for _, t := range ds.Tables {
 			var n int64
-			q := "SELECT count(*) FROM " + quoteIdent(t.Name) + " WHERE " + quoteIdent(t.SubjectColumn) + " = ?"
+			q := "SELECT count(*) FROM " + quoteIdent(t.Name) + " WHERE " + subjectCond(t, "", " = ?")
 			if err := tx.QueryRowContext(ctx, q, subject).Scan(&n); err != nil {
 				return fmt.Errorf("count %s: %w", t.Name, err)
 			}

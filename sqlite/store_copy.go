@@ -74,10 +74,14 @@ func (s *Store) CopySubjectsFrom(ctx context.Context, src domicile.Store, ds *do
 			return &domicile.Error{Code: domicile.CodeConflict, Err: domicile.ErrPrecondition,
 				Message: fmt.Sprintf("%d of %d subjects are not incoming under move %s", len(subjects)-len(in), len(subjects), moveID)}
 		}
-		for _, t := range tables {
-			if _, err := deleteSubjects(ctx, tx, t, subjects); err != nil {
-				return fmt.Errorf("clear %s: %w", t.Name, err)
-			}
+		if err := deferKeys(ctx, tx); err != nil {
+			return err
+		}
+		described := &domicile.Dataset{Name: ds.Name, Tables: tables}
+		if _, err := deleteDataset(ctx, tx, ds, tables, subjects); err != nil {
+			return fmt.Errorf("clear: %w", err)
+		}
+		for _, t := range described.InsertOrder(nil) {
 			n, err := copyTable(ctx, tx, schema, t, subjects)
 			if err != nil {
 				if isConflict(err) {
@@ -105,8 +109,8 @@ func copyTable(ctx context.Context, tx *sql.Tx, schema string, t *domicile.Table
 	}
 	cols := strings.Join(quoted, ", ")
 	prefix := "INSERT INTO main." + quoteIdent(t.Name) + " (" + cols + ") SELECT " + cols +
-		" FROM " + quoteIdent(schema) + "." + quoteIdent(t.Name) + " WHERE " + quoteIdent(t.SubjectColumn) + " IN ("
-	return execSubjects(ctx, tx, prefix, subjects)
+		" FROM " + quoteIdent(schema) + "." + quoteIdent(t.Name) + " WHERE "
+	return execSubjects(ctx, tx, func(n int) string { return prefix + subjectIn(t, schema, n) }, subjects)
 }
 
 // attachedFile is a source file attached to the write connection.

@@ -23,6 +23,16 @@ func (s *Store) DigestSubjects(ctx context.Context, ds *domicile.Dataset, subjec
 	if err != nil {
 		return nil, err
 	}
+	if slices.ContainsFunc(tables, func(t *domicile.Table) bool { return t.Via != nil }) {
+		// Rows of path tables find their subjects through the batch's
+		// other rows.
+		described := &domicile.Dataset{Name: ds.Name, Tables: tables}
+		b, err := s.ReadSubjects(ctx, described, subjects)
+		if err != nil {
+			return nil, err
+		}
+		return domicile.DigestBatch(described, subjects, b)
+	}
 	index := make(map[string]int, len(subjects))
 	for _, id := range subjects {
 		if _, ok := index[id]; !ok {

@@ -56,11 +56,10 @@ func (s *Store) MeasureSubjects(ctx context.Context, ds *domicile.Dataset, subje
 				q := quoteIdent(c.Name)
 				sizes[i] = `CASE typeof(` + q + `) WHEN 'text' THEN length(CAST(` + q + ` AS BLOB)) WHEN 'blob' THEN length(` + q + `) WHEN 'null' THEN 0 ELSE 8 END`
 			}
-			query := `SELECT count(*), coalesce(sum(` + strings.Join(sizes, " + ") + `), 0) FROM ` + quoteIdent(t.Name) +
-				` WHERE ` + quoteIdent(t.SubjectColumn) + ` IN (`
+			query := `SELECT count(*), coalesce(sum(` + strings.Join(sizes, " + ") + `), 0) FROM ` + quoteIdent(t.Name) + ` WHERE `
 			err := inChunks(nil, subjects, func(n int, args []any) error {
 				var r, b int64
-				if err := tx.QueryRowContext(ctx, query+placeholders(n)+`)`, args...).Scan(&r, &b); err != nil {
+				if err := tx.QueryRowContext(ctx, query+subjectIn(t, "", n), args...).Scan(&r, &b); err != nil {
 					return err
 				}
 				rows += r
@@ -79,6 +78,9 @@ func (s *Store) MeasureSubjects(ctx context.Context, ds *domicile.Dataset, subje
 // ListRowSubjects calls fn once for every subject that has rows in the table.
 func (s *Store) ListRowSubjects(ctx context.Context, t *domicile.Table, fn func(subject string) error) error {
 	return s.view(ctx, func(tx *sql.Tx) error {
+		if t.Via != nil {
+			return listPathSubjects(ctx, tx, t, fn)
+		}
 		col := quoteIdent(t.SubjectColumn)
 		rows, err := tx.QueryContext(ctx, `SELECT DISTINCT `+col+` FROM `+quoteIdent(t.Name)+` ORDER BY `+col)
 		if err != nil {

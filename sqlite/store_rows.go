@@ -44,7 +44,7 @@ func (s *Store) described(ctx context.Context, t *domicile.Table) (*domicile.Tab
 	if err != nil {
 		return nil, err
 	}
-	d.SubjectColumn, d.Categories = t.SubjectColumn, t.Categories
+	d.SubjectColumn, d.Via, d.Categories = t.SubjectColumn, t.Via, t.Categories
 	return d, nil
 }
 
@@ -81,17 +81,20 @@ func (s *Store) PutRow(ctx context.Context, t *domicile.Table, subject string, c
 			return domicile.Errorf(domicile.CodeInvalid, "column %q given twice", c)
 		}
 	}
+	for _, k := range t.PrimaryKey {
+		if !slices.Contains(columns, k) {
+			return domicile.Errorf(domicile.CodeInvalid, "the row lacks the key column %s", k)
+		}
+	}
+	if t.Via != nil {
+		return s.putPathRow(ctx, t, subject, columns, row)
+	}
 	si := slices.Index(columns, t.SubjectColumn)
 	if si < 0 {
 		return domicile.Errorf(domicile.CodeInvalid, "the row lacks the subject column %s", t.SubjectColumn)
 	}
 	if v, ok := subjectOf(row[si]); !ok || v != subject {
 		return domicile.Errorf(domicile.CodeInvalid, "the row's %s does not name the subject", t.SubjectColumn)
-	}
-	for _, k := range t.PrimaryKey {
-		if !slices.Contains(columns, k) {
-			return domicile.Errorf(domicile.CodeInvalid, "the row lacks the key column %s", k)
-		}
 	}
 	var b strings.Builder
 	b.WriteString("INSERT INTO " + quoteIdent(t.Name) + " (")
@@ -176,7 +179,7 @@ func (s *Store) FindRows(ctx context.Context, t *domicile.Table, subject string,
 	slices.Sort(filters)
 
 	var b strings.Builder
-	b.WriteString("SELECT " + selectList(t.ColumnNames()) + " FROM " + quoteIdent(t.Name) + " WHERE " + quoteIdent(t.SubjectColumn) + " = ?")
+	b.WriteString("SELECT " + selectList(t.ColumnNames()) + " FROM " + quoteIdent(t.Name) + " WHERE " + subjectCond(t, "", " = ?"))
 	args := []any{subject}
 	for _, c := range filters {
 		b.WriteString(" AND " + quoteIdent(c) + " = ?")
@@ -280,7 +283,7 @@ func (s *Store) DeleteRow(ctx context.Context, t *domicile.Table, subject string
 	if len(key) != len(t.PrimaryKey) {
 		return false, domicile.Errorf(domicile.CodeInvalid, "the key of %s has %d columns, not %d", t.Name, len(t.PrimaryKey), len(key))
 	}
-	q := "DELETE FROM " + quoteIdent(t.Name) + " WHERE " + quoteIdent(t.SubjectColumn) + " = ?"
+	q := "DELETE FROM " + quoteIdent(t.Name) + " WHERE " + subjectCond(t, "", " = ?")
 	args := make([]any, 0, 1+len(key))
 	args = append(args, subject)
 	for i, k := range t.PrimaryKey {

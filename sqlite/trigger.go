@@ -45,14 +45,24 @@ func triggerNames(table string) [3]string {
 	return [3]string{"domicile_" + table + "_ins", "domicile_" + table + "_upd", "domicile_" + table + "_del"}
 }
 
-// triggerSQL returns the CREATE TRIGGER statements of a table of dataset
-// whose subject column is subj, in the order of triggerNames.
+// triggerSQL returns the CREATE TRIGGER statements of table t of dataset,
+// in the order of triggerNames: those of pathTriggerSQL for a table with a
+// path, otherwise those of subjectTriggerSQL.
+func triggerSQL(dataset string, t *domicile.Table) [3]string {
+	if t.Via != nil {
+		return pathTriggerSQL(dataset, t)
+	}
+	return subjectTriggerSQL(dataset, t.Name, t.SubjectColumn)
+}
+
+// subjectTriggerSQL returns the CREATE TRIGGER statements of a table of
+// dataset whose subject column is subj, in the order of triggerNames.
 //
 // Each trigger looks the subject up once in domicile_owner and raises one of
 // the fixed messages of domicile's sentinels, never a message built from
 // values, in SQL that SQLite 3.40 reads. An UPDATE is checked against the
 // old subject and, if the subject column changes, the new one.
-func triggerSQL(dataset, table, subj string) [3]string {
+func subjectTriggerSQL(dataset, table, subj string) [3]string {
 	check := func(row string) string {
 		ref := "CAST(" + row + "." + quoteIdent(subj) + " AS TEXT)"
 		return `SELECT CASE (SELECT state FROM domicile_owner WHERE subject = ` + ref + ` AND dataset = ` + quoteString(dataset) + `)
@@ -90,7 +100,7 @@ func installDigest(datasets []*domicile.Dataset) string {
 	h.Write([]byte(installVersion + "\n"))
 	for _, ds := range datasets {
 		for _, t := range ds.Tables {
-			for _, q := range triggerSQL(ds.Name, t.Name, t.SubjectColumn) {
+			for _, q := range triggerSQL(ds.Name, t) {
 				h.Write([]byte(q))
 				h.Write([]byte{0})
 			}
@@ -122,6 +132,20 @@ func (s *Store) Install(ctx context.Context, datasets []*domicile.Dataset, opts 
 		if err := setSetting(ctx, tx, "accept_unknown", accept); err != nil {
 			return err
 		}
+		for _, name := range opts.Global {
+			if err := installGlobal(ctx, tx, name, opts); err != nil {
+				return err
+			}
+		}
+		// Every table first: the triggers of a path table read the tables
+		// of its path.
+		for _, ds := range datasets {
+			for _, t := range ds.Tables {
+				if err := ensureTable(ctx, tx, ds, t, opts); err != nil {
+					return err
+				}
+			}
+		}
 		for _, ds := range datasets {
 			for _, t := range ds.Tables {
 				if err := installTable(ctx, tx, ds, t, opts); err != nil {
@@ -151,8 +175,11 @@ func validateDatasets(datasets []*domicile.Dataset) error {
 			return domicile.Errorf(domicile.CodeInvalid, "a dataset has no name")
 		}
 		for _, t := range ds.Tables {
-			if t.Name == "" || t.SubjectColumn == "" {
-				return domicile.Errorf(domicile.CodeInvalid, "dataset %s: a table needs a name and a subject column", ds.Name)
+			if t.Name == "" || (t.SubjectColumn == "") == (t.Via == nil) {
+				return domicile.Errorf(domicile.CodeInvalid, "dataset %s: a table needs a name and either a subject column or a path", ds.Name)
+			}
+			if t.Via != nil && (len(t.Via.Hops) == 0 || t.Via.Subject == "" || ds.Table(t.Via.End()) == nil) {
+				return domicile.Errorf(domicile.CodeInvalid, "dataset %s: the path of table %s does not end at a subject column of the dataset", ds.Name, t.Name)
 			}
 			if other, ok := seen[t.Name]; ok {
 				return domicile.Errorf(domicile.CodeInvalid, "table %s is in datasets %s and %s", t.Name, other, ds.Name)
@@ -167,6 +194,22 @@ func setSetting(ctx context.Context, tx *sql.Tx, key, value string) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO domicile_settings (key, value) VALUES (?, ?)
 		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
 	return err
+}
+
+// ensureTable creates a dataset table the store lacks from its template.
+func ensureTable(ctx context.Context, tx *sql.Tx, ds *domicile.Dataset, t *domicile.Table, opts domicile.InstallOptions) error {
+	_, err := describeTable(ctx, tx, t.Name)
+	if domicile.ErrorCode(err) != domicile.CodeNotFound {
+		return err
+	}
+	tmpl := opts.Templates[t.Name]
+	if tmpl == nil && len(t.Columns) > 0 {
+		tmpl = t
+	}
+	if tmpl == nil {
+		return domicile.Errorf(domicile.CodeInvalid, "table %s of dataset %s is missing and there is no template for it", t.Name, ds.Name)
+	}
+	return createTable(ctx, tx, t.Name, tmpl, opts.TemplateIndexes[t.Name])
 }
 
 func installTable(ctx context.Context, tx *sql.Tx, ds *domicile.Dataset, t *domicile.Table, opts domicile.InstallOptions) error {
@@ -187,13 +230,22 @@ func installTable(ctx context.Context, tx *sql.Tx, ds *domicile.Dataset, t *domi
 	if err != nil {
 		return err
 	}
-	if !have.HasColumn(t.SubjectColumn) {
-		return domicile.Errorf(domicile.CodeInvalid, "table %s has no subject column %q", t.Name, t.SubjectColumn)
+	if t.Via != nil {
+		if err := checkPath(ctx, tx, t, have); err != nil {
+			return err
+		}
+		if err := ensurePathIndexes(ctx, tx, t); err != nil {
+			return err
+		}
+	} else {
+		if !have.HasColumn(t.SubjectColumn) {
+			return domicile.Errorf(domicile.CodeInvalid, "table %s has no subject column %q", t.Name, t.SubjectColumn)
+		}
+		if err := ensureSubjectIndex(ctx, tx, t.Name, t.SubjectColumn); err != nil {
+			return err
+		}
 	}
-	if err := ensureSubjectIndex(ctx, tx, t.Name, t.SubjectColumn); err != nil {
-		return err
-	}
-	for i, q := range triggerSQL(ds.Name, t.Name, t.SubjectColumn) {
+	for i, q := range triggerSQL(ds.Name, t) {
 		if _, err := tx.ExecContext(ctx, `DROP TRIGGER IF EXISTS `+quoteIdent(triggerNames(t.Name)[i])); err != nil {
 			return err
 		}
@@ -351,7 +403,7 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 					add("table %s of dataset %s is missing", t.Name, ds.Name)
 					continue
 				}
-				for i, want := range triggerSQL(ds.Name, t.Name, t.SubjectColumn) {
+				for i, want := range triggerSQL(ds.Name, t) {
 					name := triggerNames(t.Name)[i]
 					switch have, ok := objects["trigger:"+name]; {
 					case !ok:
@@ -360,12 +412,14 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 						add("trigger %s on %s is out of date", name, t.Name)
 					}
 				}
-				ok, err := hasSubjectIndex(ctx, tx, t.Name, t.SubjectColumn)
-				if err != nil {
-					return err
-				}
-				if !ok {
-					add("table %s has no index on its subject column %s", t.Name, t.SubjectColumn)
+				if t.Via == nil {
+					ok, err := hasSubjectIndex(ctx, tx, t.Name, t.SubjectColumn)
+					if err != nil {
+						return err
+					}
+					if !ok {
+						add("table %s has no index on its subject column %s", t.Name, t.SubjectColumn)
+					}
 				}
 				var got string
 				err = tx.QueryRowContext(ctx, `SELECT value FROM domicile_settings WHERE key = ?`, tableKey(t.Name)).Scan(&got)

@@ -204,6 +204,9 @@ func Run(t *testing.T, h Harness) {
 		{"RoundTrip", testRoundTrip},
 		{"ConcurrentFence", testConcurrentFence},
 		{"Transition", testTransition},
+		{"PathRefusals", testPathRefusals},
+		{"PathCopyDigestPurge", testPathCopy},
+		{"PathRows", testPathRows},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })

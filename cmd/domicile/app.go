@@ -85,7 +85,7 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time
 			if desc == nil {
 				return nil, fmt.Errorf("table %s of dataset %s exists in no region's store: create it in one (for the example: domicile init)", t.Name, ds.Name)
 			}
-			if !desc.HasColumn(t.SubjectColumn) {
+			if t.Via == nil && !desc.HasColumn(t.SubjectColumn) {
 				return nil, fmt.Errorf("table %s (in region %s) has no column %q, which datasets name as its subject", t.Name, from, t.SubjectColumn)
 			}
 			for col := range t.Categories {
@@ -93,7 +93,7 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time
 					return nil, fmt.Errorf("table %s (in region %s) has no column %q, which datasets give categories", t.Name, from, col)
 				}
 			}
-			desc.SubjectColumn, desc.Categories = t.SubjectColumn, t.Categories
+			desc.SubjectColumn, desc.Via, desc.Categories = t.SubjectColumn, t.Via, t.Categories
 			ds.Tables[i] = desc
 			templates[t.Name] = desc
 			if indexes[t.Name], err = a.stores[from].Indexes(ctx, t.Name); err != nil {
@@ -115,8 +115,13 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time
 		}
 	}
 	if install {
+		global, err := a.globalTables(ctx, templates, indexes)
+		if err != nil {
+			return nil, err
+		}
 		for _, r := range cfg.Regions {
-			opts := domicile.InstallOptions{AcceptUnknown: r.AcceptUnknown, Templates: templates, TemplateIndexes: indexes}
+			opts := domicile.InstallOptions{AcceptUnknown: r.AcceptUnknown, Templates: templates, TemplateIndexes: indexes,
+				Global: cfg.Global, GlobalRows: global}
 			if err := a.stores[r.Name].Install(ctx, a.datasets, opts); err != nil {
 				return nil, fmt.Errorf("install in region %s: %w", r.Name, err)
 			}

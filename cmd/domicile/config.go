@@ -36,6 +36,11 @@ type Config struct {
 	Policy   PolicyConfig     `yaml:"policy"`
 	Mover    MoverConfig      `yaml:"mover"`
 
+	// Global names reference tables (products, films, stores) that hold no
+	// personal data and that dataset rows refer to: kept whole in every
+	// region, never fenced, moved or purged. Default none.
+	Global []string `yaml:"global"`
+
 	dir    string         // absolute directory of Path: relative paths start here
 	lines  map[string]int // field path ("regions[1].country") → line in Path
 	engine *policy.Engine
@@ -122,12 +127,40 @@ type DatasetConfig struct {
 // TableConfig is one table of a dataset. Its columns and primary key are read
 // from the database.
 type TableConfig struct {
-	Name    string `yaml:"name"`    // SQL identifier, in one dataset only; required
-	Subject string `yaml:"subject"` // the column naming the row's subject; required
+	Name string `yaml:"name"` // SQL identifier, in one dataset only; required
+	// Exactly one of Subject, Via and OwnedBy says whose a row is.
+	Subject string `yaml:"subject"` // the column naming the row's subject
+	// Via is the path of foreign keys from the table to a table of the same
+	// dataset that has a subject column (or a path of its own): one hop or
+	// several, each from a column of the table before to a column of the
+	// next table.
+	Via []HopConfig `yaml:"via"`
+	// OwnedBy names the table of the same dataset whose rows point to this
+	// table's rows and so own them (customer.address_id → address).
+	OwnedBy OwnedByConfig `yaml:"owned_by"`
 	// Categories maps columns to the categories of personal data they hold
 	// (see Categories); default none.
 	Categories map[string][]string `yaml:"categories"`
 }
+
+// HopConfig is one hop of a path: Column of the table before references
+// column References of Table.
+type HopConfig struct {
+	Column     string `yaml:"column"`     // required
+	Table      string `yaml:"table"`      // required
+	References string `yaml:"references"` // required
+}
+
+// OwnedByConfig says that rows of Table point to this table's rows: its
+// Column references this table's column References.
+type OwnedByConfig struct {
+	Table      string `yaml:"table"`      // required
+	Column     string `yaml:"column"`     // required
+	References string `yaml:"references"` // required
+}
+
+// given reports whether the config wrote owned_by.
+func (o OwnedByConfig) given() bool { return o != OwnedByConfig{} }
 
 // DiscoverConfig is a query that lists the subjects a region holds.
 type DiscoverConfig struct {
@@ -300,7 +333,7 @@ func (c *Config) DomicileDatasets() []*domicile.Dataset {
 	for i, d := range c.Datasets {
 		ds := &domicile.Dataset{Name: d.Name}
 		for _, t := range d.Tables {
-			tb := &domicile.Table{Name: t.Name, SubjectColumn: t.Subject}
+			tb := &domicile.Table{Name: t.Name, SubjectColumn: t.Subject, Via: t.path()}
 			if len(t.Categories) > 0 {
 				tb.Categories = make(map[string][]string, len(t.Categories))
 				for col, cats := range t.Categories {
@@ -309,6 +342,8 @@ func (c *Config) DomicileDatasets() []*domicile.Dataset {
 			}
 			ds.Tables = append(ds.Tables, tb)
 		}
+		// Validated when the config was loaded: paths resolve.
+		_ = ds.ResolvePaths()
 		out[i] = ds
 	}
 	return out
@@ -461,12 +496,7 @@ func (v *validator) validate() {
 			default:
 				tables[t.Name] = tf
 			}
-			switch {
-			case t.Subject == "":
-				v.errorf(tf, "subject (the subject column) is required")
-			case len(t.Subject) > maxName || !identifier.MatchString(t.Subject):
-				v.errorf(tf+".subject", "%q is not an SQL identifier", t.Subject)
-			}
+			v.tableOwner(d, tf, t)
 			for _, col := range sortedKeys(t.Categories) {
 				cf := tf + ".categories." + col
 				if len(col) > maxName || !identifier.MatchString(col) {
@@ -485,6 +515,8 @@ func (v *validator) validate() {
 			}
 		}
 	}
+
+	v.global(tables)
 
 	for i, d := range c.Discover {
 		f := fmt.Sprintf("discover[%d]", i)

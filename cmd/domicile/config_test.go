@@ -210,7 +210,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"two documents", minimal + "---\nregions: []\n", []string{"domicile.yaml:15: more than one YAML document; a config is one"}},
 		{"not a mapping", "- a\n", []string{"domicile.yaml:1: want a mapping of keys to values, got a list"}},
 		{"unknown top-level key", "contol: x.db\n" + minimal, []string{
-			"domicile.yaml:1: contol: unknown field (known here: control, api, regions, datasets, discover, policy, mover)"}},
+			"domicile.yaml:1: contol: unknown field (known here: control, api, regions, datasets, discover, policy, mover, global)"}},
 		{"unknown nested key and bad value", `regions:
   - name: cn-beijing
     country: CN

@@ -1,0 +1,400 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/domicile/domicile"
+)
+
+// A table with a path (domicile.Path) has no subject column: every query
+// that selects a subject's rows finds them through the path's tables, with
+// nested IN subqueries (a semi-join, which returns each row once however
+// many rows of the path reach it), and the triggers look the subject up
+// through the row's parents.
+
+// hopAlias is the alias of the i-th table of a path, 0 being the path's
+// own table.
+func hopAlias(i int) string { return "domicile_h" + strconv.Itoa(i) }
+
+// qualified returns table, prefixed with schema if there is one.
+func qualified(schema, table string) string {
+	if schema == "" {
+		return quoteIdent(table)
+	}
+	return quoteIdent(schema) + "." + quoteIdent(table)
+}
+
+// subjectCond returns the condition that a row of t (named as the FROM
+// clause names it, unaliased) belongs to a subject for which cond, applied
+// to the subject column that names it, holds: cond is " = ?" or
+// " IN (?, ?, …)". The path's tables are read from schema ("" for main).
+func subjectCond(t *domicile.Table, schema, cond string) string {
+	if t.Via == nil {
+		return quoteIdent(t.SubjectColumn) + cond
+	}
+	hops := t.Via.Hops
+	var b strings.Builder
+	b.WriteString(quoteIdent(hops[0].Column) + " IN (")
+	for i, h := range hops {
+		a := hopAlias(i + 1)
+		next := t.Via.Subject
+		if i+1 < len(hops) {
+			next = hops[i+1].Column
+		}
+		b.WriteString("SELECT " + a + "." + quoteIdent(h.Match) + " FROM " + qualified(schema, h.Table) + " AS " + a +
+			" WHERE " + a + "." + quoteIdent(next))
+		if i+1 < len(hops) {
+			b.WriteString(" IN (")
+		}
+	}
+	b.WriteString(cond)
+	b.WriteString(strings.Repeat(")", len(hops)))
+	return b.String()
+}
+
+// subjectIn is subjectCond for n subjects bound as parameters.
+func subjectIn(t *domicile.Table, schema string, n int) string {
+	return subjectCond(t, schema, " IN ("+placeholders(n)+")")
+}
+
+// pathJoin returns the FROM clause joining a path table (alias
+// domicile_h0) to the tables of its path, and the expression of the
+// subject they reach.
+func pathJoin(t *domicile.Table) (from, subject string) {
+	var b strings.Builder
+	b.WriteString(quoteIdent(t.Name) + " AS " + hopAlias(0))
+	prev := hopAlias(0) + "." + quoteIdent(t.Via.Hops[0].Column)
+	for i, h := range t.Via.Hops {
+		a := hopAlias(i + 1)
+		b.WriteString(" JOIN " + quoteIdent(h.Table) + " AS " + a + " ON " + a + "." + quoteIdent(h.Match) + " = " + prev)
+		if i+1 < len(t.Via.Hops) {
+			prev = a + "." + quoteIdent(t.Via.Hops[i+1].Column)
+		}
+	}
+	return b.String(), hopAlias(len(t.Via.Hops)) + "." + quoteIdent(t.Via.Subject)
+}
+
+// pathCheck is the trigger statement that checks the subjects a row of a
+// path table reaches (row is NEW or OLD): the least favourable state among
+// them decides, an unknown subject as for a subject column. A row that
+// reaches no subject is accepted when the path has a reverse hop (no one
+// points to it yet) and is otherwise refused as unknown.
+func pathCheck(dataset string, t *domicile.Table, row string, unknown string) string {
+	hops := t.Via.Hops
+	var from strings.Builder
+	from.WriteString(quoteIdent(hops[0].Table) + " AS " + hopAlias(1))
+	for i := 1; i < len(hops); i++ {
+		a := hopAlias(i + 1)
+		from.WriteString(" JOIN " + quoteIdent(hops[i].Table) + " AS " + a + " ON " + a + "." + quoteIdent(hops[i].Match) +
+			" = " + hopAlias(i) + "." + quoteIdent(hops[i].Column))
+	}
+	subj := hopAlias(len(hops)) + "." + quoteIdent(t.Via.Subject)
+	none := unknown
+	if t.Via.Reverses() {
+		none = "NULL"
+	}
+	return `SELECT CASE (SELECT coalesce((SELECT state FROM domicile_owner WHERE subject = CAST(` + subj + ` AS TEXT) AND dataset = ` + quoteString(dataset) + `), '') AS st
+      FROM ` + from.String() + `
+      WHERE ` + hopAlias(1) + `.` + quoteIdent(hops[0].Match) + ` = ` + row + `.` + quoteIdent(hops[0].Column) + ` AND ` + subj + ` IS NOT NULL
+      ORDER BY st = 'owned' LIMIT 1)
+    WHEN 'owned' THEN NULL
+    WHEN 'fenced' THEN RAISE(ABORT, ` + quoteString(domicile.ErrFenced.Error()) + `)
+    WHEN 'incoming' THEN RAISE(ABORT, ` + quoteString(domicile.ErrIncoming.Error()) + `)
+    WHEN 'moved' THEN RAISE(ABORT, ` + quoteString(domicile.ErrMoved.Error()) + `)
+    WHEN '' THEN ` + unknown + `
+    ELSE ` + none + `
+  END`
+}
+
+// unknownCheck is the trigger expression for a subject with no ownership
+// row: accepted only where the store accepts unknown subjects.
+func unknownCheck() string {
+	return `CASE WHEN (SELECT value FROM domicile_settings WHERE key = 'accept_unknown') IS '1' THEN NULL
+      ELSE RAISE(ABORT, ` + quoteString(domicile.ErrUnknown.Error()) + `) END`
+}
+
+// pathTriggerSQL returns the CREATE TRIGGER statements of a path table, in
+// the order of triggerNames. An UPDATE is checked against the old row and,
+// if the path's first column changes, the new one.
+func pathTriggerSQL(dataset string, t *domicile.Table) [3]string {
+	names := triggerNames(t.Name)
+	head := func(i int, event string) string {
+		return `CREATE TRIGGER ` + quoteIdent(names[i]) + ` BEFORE ` + event + ` ON ` + quoteIdent(t.Name) + `
+WHEN NOT EXISTS (SELECT 1 FROM domicile_bypass)
+BEGIN
+  `
+	}
+	col := quoteIdent(t.Via.Hops[0].Column)
+	return [3]string{
+		head(0, "INSERT") + pathCheck(dataset, t, "NEW", unknownCheck()) + `;
+END`,
+		head(1, "UPDATE") + pathCheck(dataset, t, "OLD", unknownCheck()) + `;
+  ` + pathCheck(dataset, t, "NEW", unknownCheck()) + ` WHERE NEW.` + col + ` IS NOT OLD.` + col + `;
+END`,
+		head(2, "DELETE") + pathCheck(dataset, t, "OLD", unknownCheck()) + `;
+END`,
+	}
+}
+
+// checkPath returns an error unless the columns t's path joins exist: the
+// first in t, each hop's Match and the next hop's Column (or the subject
+// column) in the hop's table.
+func checkPath(ctx context.Context, q querierCtx, t *domicile.Table, have *domicile.Table) error {
+	if !have.HasColumn(t.Via.Hops[0].Column) {
+		return domicile.Errorf(domicile.CodeInvalid, "table %s has no column %q, which its path joins", t.Name, t.Via.Hops[0].Column)
+	}
+	for i, h := range t.Via.Hops {
+		ht, err := describeTable(ctx, q, h.Table)
+		if err != nil {
+			return fmt.Errorf("path of %s: %w", t.Name, err)
+		}
+		next := t.Via.Subject
+		if i+1 < len(t.Via.Hops) {
+			next = t.Via.Hops[i+1].Column
+		}
+		for _, c := range []string{h.Match, next} {
+			if !ht.HasColumn(c) {
+				return domicile.Errorf(domicile.CodeInvalid, "table %s has no column %q, which the path of %s joins", h.Table, c, t.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// ensurePathIndexes creates the indexes a path's joins use, in both
+// directions, where no index starts with the column.
+func ensurePathIndexes(ctx context.Context, tx *sql.Tx, t *domicile.Table) error {
+	cols := [][2]string{{t.Name, t.Via.Hops[0].Column}}
+	for i, h := range t.Via.Hops {
+		cols = append(cols, [2]string{h.Table, h.Match})
+		if i+1 < len(t.Via.Hops) {
+			cols = append(cols, [2]string{h.Table, t.Via.Hops[i+1].Column})
+		}
+	}
+	for _, c := range cols {
+		ok, err := hasSubjectIndex(ctx, tx, c[0], c[1])
+		if err != nil {
+			return err
+		}
+		if ok {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS `+quoteIdent("domicile_"+c[0]+"_by_"+c[1])+
+			` ON `+quoteIdent(c[0])+` (`+quoteIdent(c[1])+`)`); err != nil {
+			return fmt.Errorf("index %s.%s: %w", c[0], c[1], err)
+		}
+	}
+	return nil
+}
+
+// deferKeys defers the checks of foreign keys to the commit of tx: a
+// dataset's rows are deleted in the order their paths need (an address
+// before the customer row that leads to it) and inserted in any order.
+func deferKeys(ctx context.Context, tx *sql.Tx) error {
+	_, err := tx.ExecContext(ctx, `PRAGMA defer_foreign_keys = ON`)
+	return err
+}
+
+// deleteDataset deletes the subjects' rows of every table of ds, in
+// tables' delete order, and counts them. The caller has deferred key
+// checks.
+func deleteDataset(ctx context.Context, tx *sql.Tx, ds *domicile.Dataset, tables []*domicile.Table, subjects []string) (int64, error) {
+	described := &domicile.Dataset{Name: ds.Name, Tables: tables}
+	var total int64
+	for _, t := range described.DeleteOrder() {
+		n, err := deleteSubjects(ctx, tx, t, subjects)
+		if err != nil {
+			return 0, fmt.Errorf("delete from %s: %w", t.Name, err)
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// countReached counts the rows of a path table that the subjects reach.
+func countReached(ctx context.Context, q querierCtx, t *domicile.Table, subjects []string) (int64, error) {
+	var total int64
+	err := inChunks(nil, subjects, func(n int, args []any) error {
+		var k int64
+		err := q.QueryRowContext(ctx, `SELECT count(*) FROM `+quoteIdent(t.Name)+` WHERE `+subjectIn(t, "", n), args...).Scan(&k)
+		total += k
+		return err
+	})
+	return total, err
+}
+
+// putPathRow inserts or replaces one row of a path table for subject, in a
+// transaction that checks, before, that a row with the key belongs to the
+// subject (or to no one) and, after, that the row reaches the subject, or,
+// on a path with a reverse hop, no one yet.
+func (s *Store) putPathRow(ctx context.Context, t *domicile.Table, subject string, columns []string, row []any) error {
+	var b strings.Builder
+	b.WriteString("INSERT INTO " + quoteIdent(t.Name) + " (")
+	for i, c := range columns {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(quoteIdent(c))
+	}
+	b.WriteString(") VALUES (" + placeholders(len(columns)) + ") ON CONFLICT (")
+	keyArgs := make([]any, len(t.PrimaryKey))
+	for i, k := range t.PrimaryKey {
+		keyArgs[i] = bindValue(row[slices.Index(columns, k)])
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(quoteIdent(k))
+	}
+	set := 0
+	for _, c := range columns {
+		if slices.Contains(t.PrimaryKey, c) {
+			continue
+		}
+		if set == 0 {
+			b.WriteString(") DO UPDATE SET ")
+		} else {
+			b.WriteString(", ")
+		}
+		b.WriteString(quoteIdent(c) + " = excluded." + quoteIdent(c))
+		set++
+	}
+	if set == 0 {
+		b.WriteString(") DO NOTHING")
+	}
+	args := make([]any, len(row))
+	for i, v := range row {
+		args[i] = bindValue(v)
+	}
+	// whose counts the subjects that the row with the key reaches, and
+	// how many of those are subject.
+	whose := func(tx *sql.Tx) (all, mine int64, err error) {
+		from, subj := pathJoin(t)
+		q := `SELECT count(*), coalesce(sum(CAST(` + subj + ` AS TEXT) = ?), 0) FROM ` + from + ` WHERE ` + aliasKeys(t, 0)
+		err = tx.QueryRowContext(ctx, q, append([]any{subject}, keyArgs...)...).Scan(&all, &mine)
+		return all, mine, err
+	}
+	return s.update(ctx, func(tx *sql.Tx) error {
+		if all, mine, err := whose(tx); err != nil {
+			return err
+		} else if all > 0 && mine == 0 {
+			return domicile.Errorf(domicile.CodeConflict, "the key of this %s row belongs to another subject", t.Name)
+		}
+		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+			return s.writeErr(ctx, err, t.Name, subject)
+		}
+		all, mine, err := whose(tx)
+		if err != nil {
+			return err
+		}
+		if mine == 0 && (all > 0 || !t.Via.Reverses()) {
+			return domicile.Errorf(domicile.CodeInvalid, "the %s row does not reach subject %s through %s", t.Name, subject, strings.Join(t.Via.Tables(), ", "))
+		}
+		return nil
+	})
+}
+
+// aliasKeys returns "alias.k1 = ? AND alias.k2 = ?" for t's primary key on
+// the i-th alias of a path join.
+func aliasKeys(t *domicile.Table, i int) string {
+	keys := make([]string, len(t.PrimaryKey))
+	for j, k := range t.PrimaryKey {
+		keys[j] = hopAlias(i) + "." + quoteIdent(k) + " = ?"
+	}
+	return strings.Join(keys, " AND ")
+}
+
+// listPathSubjects calls fn once for every subject that rows of a path
+// table reach.
+func listPathSubjects(ctx context.Context, tx *sql.Tx, t *domicile.Table, fn func(string) error) error {
+	from, subj := pathJoin(t)
+	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT `+subj+` FROM `+from+` WHERE `+subj+` IS NOT NULL ORDER BY 1`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v any
+		if err := rows.Scan(&v); err != nil {
+			return err
+		}
+		subject, ok := subjectOf(v)
+		if !ok {
+			return fmt.Errorf("%s: subject value of type %T", t.Name, v)
+		}
+		if err := fn(subject); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// ReadTable reads every row of a table, columns in declaration order.
+func (s *Store) ReadTable(ctx context.Context, name string) (*domicile.TableRows, error) {
+	t, err := describeTable(ctx, s.rdb, name)
+	if err != nil {
+		return nil, err
+	}
+	cols := t.ColumnNames()
+	tr := &domicile.TableRows{Table: name, Columns: cols}
+	err = s.view(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, "SELECT "+selectList(cols)+" FROM "+quoteIdent(name))
+		if err != nil {
+			return err
+		}
+		tr.Rows, err = scanRows(rows, len(cols), nil)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s in region %s: %w", name, s.region, err)
+	}
+	return tr, nil
+}
+
+// installGlobal creates a global table the store lacks from its template
+// and adds the given rows whose key it lacks.
+func installGlobal(ctx context.Context, tx *sql.Tx, name string, opts domicile.InstallOptions) error {
+	_, err := describeTable(ctx, tx, name)
+	if domicile.ErrorCode(err) == domicile.CodeNotFound {
+		tmpl := opts.Templates[name]
+		if tmpl == nil {
+			return domicile.Errorf(domicile.CodeInvalid, "global table %s is missing and there is no template for it", name)
+		}
+		err = createTable(ctx, tx, name, tmpl, opts.TemplateIndexes[name])
+	}
+	if err != nil {
+		return err
+	}
+	for _, tr := range opts.GlobalRows {
+		if tr.Table != name || len(tr.Rows) == 0 {
+			continue
+		}
+		quoted := make([]string, len(tr.Columns))
+		for i, c := range tr.Columns {
+			quoted[i] = quoteIdent(c)
+		}
+		q := "INSERT INTO " + quoteIdent(name) + " (" + strings.Join(quoted, ", ") + ") VALUES (" + placeholders(len(quoted)) + ") ON CONFLICT DO NOTHING"
+		st, err := tx.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("global table %s: %w", name, err)
+		}
+		for _, row := range tr.Rows {
+			args := make([]any, len(row))
+			for i, v := range row {
+				args[i] = bindValue(v)
+			}
+			if _, err := st.ExecContext(ctx, args...); err != nil {
+				st.Close()
+				return fmt.Errorf("global table %s: %w", name, err)
+			}
+		}
+		if err := st.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
