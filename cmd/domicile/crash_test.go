@@ -536,10 +536,13 @@ type server struct {
 
 // serve starts `domicile serve` on a port of the kernel's choosing (read
 // from the line it prints) and waits for /healthz.
-func (d *domicileBin) serve() *server {
+func (d *domicileBin) serve() *server { return d.serveNamed("serve") }
+
+// serveNamed is serve with its log in NAME.log, for tests with several.
+func (d *domicileBin) serveNamed(name string) *server {
 	t := d.t
 	t.Helper()
-	s := &server{t: t, log: filepath.Join(d.logs, "serve.log"), done: make(chan error, 1)}
+	s := &server{t: t, log: filepath.Join(d.logs, name+".log"), done: make(chan error, 1)}
 	logf, err := os.Create(s.log)
 	if err != nil {
 		t.Fatal(err)
