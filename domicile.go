@@ -163,6 +163,9 @@ type Receipt struct {
 	Fenced     time.Time `json:"fenced"`
 	Committed  time.Time `json:"committed"`
 	Finished   time.Time `json:"finished"`
+	// Live is set when the move copied its subject live (LiveCopier); it
+	// says what the digests above mean then.
+	Live *LiveReceipt `json:"live,omitempty"`
 }
 
 // TableReceipt is one table's part of a receipt: the rows and digest found at

@@ -192,7 +192,7 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 	var jobs []job
 	total := 0
 	for _, r := range p.Routes {
-		for chunk := range slices.Chunk(r.Subjects, opts.Batch) {
+		for _, chunk := range m.batches(ctx, r, opts.Batch) {
 			// Created leased to this process, which renews the lease until
 			// a worker claims the move: nobody else starts it meanwhile.
 			mv := &domicile.Move{

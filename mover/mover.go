@@ -36,6 +36,12 @@ type Config struct {
 	MaxWriteLatency   time.Duration
 	MaxReplicationLag time.Duration
 
+	// LiveRows is the size above which a subject is copied live, while it
+	// keeps writing, and fenced only for the last delta (both stores must
+	// implement domicile.LiveCopier); Migrate gives each such subject a
+	// move of its own. Default DefaultLiveRows; negative: never.
+	LiveRows int64
+
 	Now    func() time.Time
 	Logger *slog.Logger
 
@@ -61,6 +67,9 @@ func New(cfg Config) *Mover {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.LiveRows == 0 {
+		cfg.LiveRows = DefaultLiveRows
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -266,11 +275,21 @@ func (r *run) forward(ctx context.Context) (Result, error) {
 		case domicile.MovePlanned:
 			err = r.prepare(ctx)
 		case domicile.MovePrepared:
-			err = r.fence(ctx)
+			if err = r.live(ctx); err == nil {
+				err = r.fence(ctx)
+			}
 		case domicile.MoveFenced:
-			err = r.copy(stepCtx)
+			if mv.Receipt.Live != nil {
+				err = r.liveDelta(stepCtx)
+			} else {
+				err = r.copy(stepCtx)
+			}
 		case domicile.MoveCopied:
-			err = r.verify(stepCtx)
+			if mv.Receipt.Live != nil {
+				err = r.liveVerify(stepCtx)
+			} else {
+				err = r.verify(stepCtx)
+			}
 		case domicile.MoveVerified:
 			mv.Receipt.Committed = cfg.Now()
 			err = r.record(ctx, domicile.MoveCommitted)
@@ -279,6 +298,9 @@ func (r *run) forward(ctx context.Context) (Result, error) {
 		case domicile.MoveTombstoned:
 			err = r.activate(ctx)
 		case domicile.MoveActivated:
+			if err = r.liveFinish(ctx); err != nil {
+				break
+			}
 			if cfg.Now().Before(mv.PurgeAfter) {
 				cancel()
 				if err := cfg.Control.ReleaseMove(ctx, mv.ID, r.token); err != nil {
@@ -577,6 +599,9 @@ func (r *run) rollback(ctx context.Context, reason string) error {
 	if err := r.transition(ctx, r.src, domicile.Transition{
 		From: []domicile.OwnerState{domicile.Fenced}, Own: true, Lenient: true, To: domicile.Owned, Region: mv.From, Epochs: epochs,
 	}); err != nil {
+		return err
+	}
+	if err := r.endCapture(ctx); err != nil {
 		return err
 	}
 	// At the destination every subject ends with a tombstone under this

@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS domicile_bypass (
 
 // installVersion is bumped when the shape of the trigger SQL changes in a
 // way the generated text does not show.
-const installVersion = "1"
+const installVersion = "2"
 
 // triggerNames returns the names of the three triggers of table.
 func triggerNames(table string) [3]string {
@@ -106,6 +106,7 @@ func installDigest(datasets []*domicile.Dataset) string {
 			}
 		}
 	}
+	h.Write([]byte(captureDigest(datasets)))
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
@@ -121,7 +122,7 @@ func (s *Store) Install(ctx context.Context, datasets []*domicile.Dataset, opts 
 		accept = "1"
 	}
 	err := s.update(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, installSchema); err != nil {
+		if _, err := tx.ExecContext(ctx, installSchema+captureSchema); err != nil {
 			return err
 		}
 		// No committed bypass row can exist; clear one anyway, as it would
@@ -253,6 +254,9 @@ func installTable(ctx context.Context, tx *sql.Tx, ds *domicile.Dataset, t *domi
 			return fmt.Errorf("create trigger on %s: %w", t.Name, err)
 		}
 	}
+	if err := installCapture(ctx, tx, ds, t); err != nil {
+		return err
+	}
 	return setSetting(ctx, tx, tableKey(t.Name), ds.Name)
 }
 
@@ -373,7 +377,7 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 			return err
 		}
 		var missing bool
-		for _, name := range []string{"domicile_owner", "domicile_settings", "domicile_bypass"} {
+		for _, name := range []string{"domicile_owner", "domicile_settings", "domicile_bypass", "domicile_capture", "domicile_changes"} {
 			if _, ok := objects["table:"+name]; !ok {
 				add("table %s is missing", name)
 				missing = true
@@ -411,6 +415,9 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 					case have != want:
 						add("trigger %s on %s is out of date", name, t.Name)
 					}
+				}
+				if err := checkCapture(ctx, tx, objects, ds, t, add); err != nil {
+					return err
 				}
 				if t.Via == nil {
 					ok, err := hasSubjectIndex(ctx, tx, t.Name, t.SubjectColumn)

@@ -4,6 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/domicile/domicile"
@@ -79,5 +83,72 @@ func TestTriggersSwitch(t *testing.T) {
 	}
 	if err := s.PutRow(ctx, tb, "u1", cols, []any{int64(9), "u1", "after"}); !errors.Is(err, domicile.ErrFenced) {
 		t.Fatalf("write after a failed bypass: got %v, want ErrFenced", err)
+	}
+}
+
+// TestCaptureInstalled checks that install creates the capture triggers,
+// that CheckInstall reports one missing, and that a captured subject's
+// writes, and only those, are recorded.
+func TestCaptureInstalled(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenStore(filepath.Join(t.TempDir(), "a.db"), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.DB().Exec(`CREATE TABLE notes (id INTEGER, part TEXT, uid TEXT, body TEXT, PRIMARY KEY (id, part))`); err != nil {
+		t.Fatal(err)
+	}
+	tb, err := s.DescribeTable(ctx, "notes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.SubjectColumn = "uid"
+	ds := &domicile.Dataset{Name: "cloud", Tables: []*domicile.Table{tb}}
+	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{AcceptUnknown: true}); err != nil {
+		t.Fatal(err)
+	}
+	if problems, err := s.CheckInstall(ctx, []*domicile.Dataset{ds}); err != nil || len(problems) != 0 {
+		t.Fatalf("check after install: %v %v", problems, err)
+	}
+	if err := s.StartCapture(ctx, ds, "m1", []string{"u1"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO notes VALUES (1, 'a', 'u1', 'x')`,
+		`INSERT INTO notes VALUES (2, 'a', 'u2', 'y')`, // not captured
+		`UPDATE notes SET body = 'z' WHERE id = 1`,
+		`UPDATE notes SET id = 3 WHERE id = 1`, // old and new key
+		`UPDATE notes SET uid = 'u1' WHERE id = 2`,
+		`DELETE FROM notes WHERE id = 3`,
+	} {
+		if _, err := s.DB().Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	changes, err := s.ReadChanges(ctx, ds, "m1", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range changes {
+		got = append(got, fmt.Sprintf("%s %v", c.Subject, c.Key))
+	}
+	want := []string{"u1 [1 a]", "u1 [1 a]", "u1 [1 a]", "u1 [3 a]", "u1 [2 a]", "u1 [3 a]"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("changes %q, want %q", got, want)
+	}
+	if err := s.EndCapture(ctx, ds, "m1"); err != nil {
+		t.Fatal(err)
+	}
+	if changes, err := s.ReadChanges(ctx, ds, "m1", 0, 0); err != nil || len(changes) != 0 {
+		t.Fatalf("changes after the end: %v %v", changes, err)
+	}
+	if _, err := s.DB().Exec(`DROP TRIGGER domicile_notes_cap_upd`); err != nil {
+		t.Fatal(err)
+	}
+	problems, err := s.CheckInstall(ctx, []*domicile.Dataset{ds})
+	if err != nil || len(problems) != 1 || !strings.Contains(problems[0], "domicile_notes_cap_upd") {
+		t.Fatalf("check without a capture trigger: %v %v", problems, err)
 	}
 }

@@ -1,0 +1,98 @@
+package domicile
+
+import "context"
+
+// LiveCopier is implemented by stores that can take part in a live copy: a
+// subject too large to copy inside a fence is copied while it keeps writing
+// at the source, the changes made meanwhile are captured there and applied
+// at the destination in rounds, and the fence covers only the last of them.
+//
+// As the source, a store records, from StartCapture on and in the
+// transaction of every write, which rows of the subjects changed (SQLite: a
+// change table fed by triggers; PostgreSQL: a logical replication slot). As
+// the destination, it applies rows under the move's precondition. A store
+// that cannot do either for a dataset returns ErrNotSupported, changing
+// nothing; the mover then moves the subject inside the fence as usual.
+type LiveCopier interface {
+	// StartCapture begins recording the changes to the subjects' rows of
+	// ds under moveID. Changes committed after it returns are recorded;
+	// starting again is harmless.
+	StartCapture(ctx context.Context, ds *Dataset, moveID string, subjects []string) error
+
+	// ReadChanges returns at most limit changes recorded under moveID with
+	// a sequence number above after, in the order they were committed.
+	// Every write committed after a change that ReadChanges returned has a
+	// higher sequence number.
+	ReadChanges(ctx context.Context, ds *Dataset, moveID string, after int64, limit int) ([]Change, error)
+
+	// EndCapture stops recording under moveID and deletes what was
+	// recorded. It is idempotent.
+	EndCapture(ctx context.Context, ds *Dataset, moveID string) error
+
+	// ReadKeys returns the subject's rows of t with the given primary keys,
+	// in one read transaction, without checking ownership: out[i] is the
+	// row with keys[i] (columns in t's order), or nil if the subject has
+	// no row with that key.
+	ReadKeys(ctx context.Context, t *Table, subject string, keys [][]any) ([][]any, error)
+
+	// ApplyRows writes rows of a live copy in one transaction that passes
+	// the triggers: a change with a Row replaces the subject's row with its
+	// key, one without deletes it. Every subject the changes name must be
+	// Incoming under moveID here, or nothing is written (CodeConflict
+	// wrapping ErrPrecondition); a key held by another subject is
+	// CodeConflict.
+	ApplyRows(ctx context.Context, ds *Dataset, moveID string, changes []RowChange) error
+
+	// CountSubjects returns, for the subjects that have more than min rows
+	// in the dataset's tables, how many they have.
+	CountSubjects(ctx context.Context, ds *Dataset, subjects []string, min int64) (map[string]int64, error)
+}
+
+// Change is one changed row recorded by a live copy's capture: its table,
+// subject and primary key (values in the order of the table's PrimaryKey).
+// The row itself is read again at the source when the change is applied.
+type Change struct {
+	Seq     int64
+	Table   string
+	Subject string
+	Key     []any
+}
+
+// RowChange is one row a live copy writes at the destination: Row (every
+// column, in the order of the table's Columns) replaces the subject's row
+// with Key; a nil Row deletes it.
+type RowChange struct {
+	Table   string
+	Subject string
+	Key     []any
+	Row     []any
+}
+
+// LiveReceipt is the part of a receipt that a live copy adds, recorded as
+// the copy goes so that a move resumed after a crash knows where it stands.
+//
+// For a live-copied move the receipt's digests are not computed at both ends
+// inside the fence. What was verified is: before the fence, every row at the
+// destination against a consistent snapshot of the source, apart from rows
+// changed after the snapshot; each round of changes, row by row after it was
+// applied; inside the fence, every row changed since the last verified
+// round, row by row. Together these prove the destination equal to the
+// source at the fence. Digest and the table digests are then computed at the
+// source after the commit, where the subjects are tombstoned and their rows
+// frozen as they were at the fence; the row counts are counted at both ends
+// inside the fence.
+type LiveReceipt struct {
+	// Phase is how far the live copy has come: "copying" (bulk copy and
+	// rounds, redone from the start after a crash), "verified" (Verified is
+	// the last change the destination is verified up to; the fence may
+	// begin), "applied" (the last delta was applied inside the fence).
+	Phase    string `json:"phase"`
+	Verified int64  `json:"verified"`          // sequence number of the last change verified before the fence
+	Bulk     int64  `json:"bulk"`              // rows copied before the first round
+	Rounds   int    `json:"rounds"`            // rounds of changes applied before the fence
+	Applied  int64  `json:"applied"`           // changed rows applied before the fence
+	Delta    int64  `json:"delta"`             // changed rows applied inside the fence
+	Digested bool   `json:"digested"`          // the digests were computed at the source after the commit
+	Ended    bool   `json:"ended,omitempty"`   // the capture was ended and its records deleted
+	Pending  string `json:"pending,omitempty"` // why the move is not live, when it fell back
+}
