@@ -57,6 +57,13 @@ func concurrentMove(t *testing.T, e *env, fenced bool) (*load.Result, *load.Clie
 			if s == domicile.MoveFenced {
 				time.Sleep(60 * time.Millisecond) // writes pile up against the fence
 			}
+			if !fenced && s == domicile.MoveCommitted {
+				// Without the fence, writes made between the commit and the
+				// tombstone land at the source and are purged with it: hold
+				// that window open, so the negative test does not depend
+				// on the machine's timing to catch a loss.
+				time.Sleep(60 * time.Millisecond)
+			}
 		},
 	})
 	sum, err := m.Migrate(ctx, e.plan, mover.MigrateOptions{Batch: 5, Workers: 2})
