@@ -2,7 +2,9 @@ package domicile
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"slices"
 	"time"
 )
 
@@ -192,6 +194,55 @@ type Transition struct {
 	// is above the subject's entry: a later move has been there since this
 	// one was planned, and a stale process must not touch its rows.
 	MaxEpoch map[string]int64
+}
+
+// Validate checks that the transition names a valid state, a dataset and a
+// move.
+func (tr Transition) Validate() error {
+	if !tr.To.Valid() {
+		return Errorf(CodeInvalid, "ownership state %q is not one of owned, incoming, fenced, moved", tr.To)
+	}
+	if tr.Dataset == "" || tr.MoveID == "" {
+		return Errorf(CodeInvalid, "a transition needs a dataset and a move id")
+	}
+	return nil
+}
+
+// Writes applies the transition's precondition to the ownership rows a
+// store has now (have, by subject; a subject without a row is missing) and
+// returns the rows to write, in the order of Subjects and once each; or, if
+// a row breaks the precondition and the transition is not Lenient, an
+// *Error wrapping ErrPrecondition. Every backend decides by this one
+// function, so that the precondition means the same everywhere.
+func (tr Transition) Writes(have map[string]Ownership) ([]Ownership, error) {
+	var writes []Ownership
+	seen := make(map[string]bool, len(tr.Subjects))
+	for _, id := range tr.Subjects {
+		if seen[id] {
+			continue // a subject named twice is written once
+		}
+		seen[id] = true
+		c := have[id] // no row: state ""
+		if c.State == tr.To && c.MoveID == tr.MoveID {
+			continue // this step ran already
+		}
+		maxEpoch, capped := tr.MaxEpoch[id]
+		if !slices.Contains(tr.From, c.State) || (c.MoveID == tr.MoveID) != tr.Own || capped && c.State != "" && c.Epoch > maxEpoch {
+			if tr.Lenient {
+				continue
+			}
+			return nil, &Error{Code: CodeConflict,
+				Message: fmt.Sprintf("subject %s of %s is %q under move %q, not in a state move %s may change to %s",
+					id, tr.Dataset, c.State, c.MoveID, tr.MoveID, tr.To),
+				Err: ErrPrecondition}
+		}
+		epoch := c.Epoch
+		if e, ok := tr.Epochs[id]; ok {
+			epoch = e
+		}
+		writes = append(writes, Ownership{Subject: id, Dataset: tr.Dataset, State: tr.To, Region: tr.Region, Epoch: epoch, MoveID: tr.MoveID})
+	}
+	return writes, nil
 }
 
 // Bytes returns the size of the batch's values: the length of text and blob

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"github.com/domicile/domicile"
 	"github.com/jackc/pgx/v5"
@@ -18,11 +17,8 @@ import (
 // CONFLICT: if another transaction created it meanwhile, the transition
 // fails with ErrPrecondition rather than overwrite it.
 func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
-	if !tr.To.Valid() {
-		return domicile.Errorf(domicile.CodeInvalid, "ownership state %q is not one of owned, incoming, fenced, moved", tr.To)
-	}
-	if tr.Dataset == "" || tr.MoveID == "" {
-		return domicile.Errorf(domicile.CodeInvalid, "a transition needs a dataset and a move id")
+	if err := tr.Validate(); err != nil {
+		return err
 	}
 	err := s.update(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT `+ownerColumns+` FROM domicile_owner
@@ -42,33 +38,17 @@ func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 		if err := rows.Err(); err != nil {
 			return err
 		}
+		writes, err := tr.Writes(have)
+		if err != nil {
+			return err
+		}
 		var updates, inserts []domicile.Ownership
-		for _, id := range tr.Subjects {
-			c := have[id] // no row: state ""
-			if c.State == tr.To && c.MoveID == tr.MoveID {
-				continue // this step ran already
-			}
-			maxEpoch, capped := tr.MaxEpoch[id]
-			if !slices.Contains(tr.From, c.State) || (c.MoveID == tr.MoveID) != tr.Own || capped && c.State != "" && c.Epoch > maxEpoch {
-				if tr.Lenient {
-					continue
-				}
-				return &domicile.Error{Code: domicile.CodeConflict,
-					Message: fmt.Sprintf("subject %s of %s is %q under move %q, not in a state move %s may change to %s",
-						id, tr.Dataset, c.State, c.MoveID, tr.MoveID, tr.To),
-					Err: domicile.ErrPrecondition}
-			}
-			epoch := c.Epoch
-			if e, ok := tr.Epochs[id]; ok {
-				epoch = e
-			}
-			o := domicile.Ownership{Subject: id, Dataset: tr.Dataset, State: tr.To, Region: tr.Region, Epoch: epoch, MoveID: tr.MoveID}
-			if c.State == "" {
+		for _, o := range writes {
+			if have[o.Subject].State == "" {
 				inserts = append(inserts, o)
 			} else {
 				updates = append(updates, o)
 			}
-			have[id] = o // a subject named twice is written once
 		}
 		if len(updates) > 0 {
 			_, err := tx.Exec(ctx, `UPDATE domicile_owner AS o SET state = n.state, region = n.region, epoch = n.epoch, move_id = n.move_id

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/domicile/domicile"
@@ -13,40 +12,17 @@ import (
 // Transition changes the ownership rows of a move's subjects in one
 // transaction, under the precondition domicile.Transition describes.
 func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
-	if !tr.To.Valid() {
-		return domicile.Errorf(domicile.CodeInvalid, "ownership state %q is not one of owned, incoming, fenced, moved", tr.To)
-	}
-	if tr.Dataset == "" || tr.MoveID == "" {
-		return domicile.Errorf(domicile.CodeInvalid, "a transition needs a dataset and a move id")
+	if err := tr.Validate(); err != nil {
+		return err
 	}
 	err := s.update(ctx, func(tx *sql.Tx) error {
 		have, err := ownershipOf(ctx, tx, tr.Dataset, tr.Subjects)
 		if err != nil {
 			return err
 		}
-		var writes []domicile.Ownership
-		for _, id := range tr.Subjects {
-			c := have[id] // no row: state ""
-			if c.State == tr.To && c.MoveID == tr.MoveID {
-				continue // this step ran already
-			}
-			maxEpoch, capped := tr.MaxEpoch[id]
-			if !slices.Contains(tr.From, c.State) || (c.MoveID == tr.MoveID) != tr.Own || capped && c.State != "" && c.Epoch > maxEpoch {
-				if tr.Lenient {
-					continue
-				}
-				return &domicile.Error{Code: domicile.CodeConflict,
-					Message: fmt.Sprintf("subject %s of %s is %q under move %q, not in a state move %s may change to %s",
-						id, tr.Dataset, c.State, c.MoveID, tr.MoveID, tr.To),
-					Err: domicile.ErrPrecondition}
-			}
-			epoch := c.Epoch
-			if e, ok := tr.Epochs[id]; ok {
-				epoch = e
-			}
-			o := domicile.Ownership{Subject: id, Dataset: tr.Dataset, State: tr.To, Region: tr.Region, Epoch: epoch, MoveID: tr.MoveID}
-			have[id] = o // a subject named twice is written once
-			writes = append(writes, o)
+		writes, err := tr.Writes(have)
+		if err != nil {
+			return err
 		}
 		return upsertOwnership(ctx, tx, writes)
 	})
