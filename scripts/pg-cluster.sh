@@ -5,6 +5,10 @@
 #   scripts/pg-cluster.sh start DIR PORT   prints the cluster's URL
 #   scripts/pg-cluster.sh stop DIR
 #
+# DOMICILE_PG_SETTINGS, if set, is passed to the server after the throwaway
+# settings and overrides them: "-c fsync=on -c synchronous_commit=on" makes a
+# durable cluster.
+#
 # Needs Debian's postgresql package; installs it when missing and run as root.
 # initdb refuses root, so as root the server runs as the postgres user.
 set -euo pipefail
@@ -34,7 +38,7 @@ start)
 	fi
 	# Throwaway settings: no fsync; logical replication on for live copies.
 	as "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start -o \
-		"-p $port -k $dir -c listen_addresses=127.0.0.1 -c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20 -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null
+		"-p $port -k $dir -c listen_addresses=127.0.0.1 -c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20 -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off ${DOMICILE_PG_SETTINGS:-}" >/dev/null
 	echo "postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
 	;;
 stop)

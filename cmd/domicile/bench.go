@@ -19,6 +19,8 @@ func (m *Main) benchCommand() *cobra.Command {
 		dir      string
 		seed     int64
 		profile  string
+		backend  string
+		pf       pgbenchFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -32,10 +34,26 @@ indexed tables without triggers, then the DELETE at the source, with the
 stores' PRAGMAs). It reports subjects/s, rows/s, MB/s, the ratio of the two,
 and the write-block percentiles per subject (each subject is blocked from
 its batch's fence until the destination accepts writes). These machines are
-noisy: compare ratios.`,
+noisy: compare ratios.
+
+--backend postgres starts throwaway PostgreSQL servers under --dir (with
+scripts/pg-cluster.sh: fsync off) for the source and the destination
+region and compares domicile's moves between them with the raw work there
+(binary COPY (SELECT …) TO STDOUT piped into COPY … FROM STDIN, table by
+table, --workers pipes at once, then the DELETE at a copy of the source)
+and with PostgreSQL's logical replication (a row-filtered publication of
+the same users' rows, timed until the subscription's initial sync is
+ready). It then runs pgbench's write script (an UPDATE of an account row and
+an INSERT of a note for a random user) on a copy of the source with
+domicile's triggers and one without, alternately, and reports the
+triggers' overhead; with --durable also on a third server with fsync and
+synchronous_commit on.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if subjects < 10 || batch < 1 || workers < 1 {
 				return usageErrorf("--subjects must be at least 10, --batch and --workers at least 1")
+			}
+			if backend != backendSQLite && backend != backendPostgres {
+				return usageErrorf("--backend %q: want sqlite or postgres", backend)
 			}
 			if dir == "" {
 				d, err := os.MkdirTemp("", "domicile-bench-")
@@ -53,6 +71,9 @@ noisy: compare ratios.`,
 				}
 				defer f.Close()
 				opts.CPUProfile = f
+			}
+			if backend == backendPostgres {
+				return m.benchPostgres(cmd.Context(), opts, pf)
 			}
 			rep, err := bench.Run(cmd.Context(), opts)
 			if err != nil {
@@ -84,5 +105,10 @@ noisy: compare ratios.`,
 	f.StringVar(&dir, "dir", "", "where to keep the files (default: a temporary directory, removed)")
 	f.Int64Var(&seed, "seed", 1, "seed of the population")
 	f.StringVar(&profile, "cpuprofile", "", "write a CPU profile of domicile's moves (not of the raw side) to this file")
+	f.StringVar(&backend, "backend", backendSQLite, "the stores' engine: sqlite (files) or postgres (throwaway servers under --dir)")
+	f.IntVar(&pf.seconds, "pgbench-seconds", 10, "postgres: length of each pgbench round (0 skips the write benchmark)")
+	f.IntVar(&pf.clients, "pgbench-clients", 4, "postgres: pgbench clients")
+	f.IntVar(&pf.rounds, "pgbench-rounds", 2, "postgres: pgbench rounds with and without the triggers, alternated")
+	f.BoolVar(&pf.durable, "durable", true, "postgres: run pgbench on a third server with fsync and synchronous_commit on as well")
 	return cmd
 }

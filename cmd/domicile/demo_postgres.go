@@ -73,8 +73,9 @@ type pgCluster struct {
 
 // startCluster starts a cluster in dir on a free loopback port and creates
 // its database "domicile". A port another process takes meanwhile is
-// retried with another.
-func startCluster(ctx context.Context, script, dir string) (*pgCluster, error) {
+// retried with another. Settings, if any, are server options ("-c
+// fsync=on") that override the script's throwaway ones.
+func startCluster(ctx context.Context, script, dir string, settings ...string) (*pgCluster, error) {
 	c := &pgCluster{script: script, dir: dir}
 	var err error
 	for range 3 {
@@ -82,6 +83,9 @@ func startCluster(ctx context.Context, script, dir string) (*pgCluster, error) {
 			return nil, err
 		}
 		cmd := exec.CommandContext(ctx, script, "start", dir, strconv.Itoa(c.port))
+		if len(settings) > 0 {
+			cmd.Env = append(os.Environ(), "DOMICILE_PG_SETTINGS="+strings.Join(settings, " "))
+		}
 		var out []byte
 		if out, err = cmd.Output(); err == nil {
 			admin := strings.TrimSpace(string(out))

@@ -284,9 +284,7 @@ func runDomicile(ctx context.Context, opts Options, subjects []domicile.Subject,
 	defer ctrl.Close()
 	datasets := example.Datasets()
 	templates, indexes := map[string]*domicile.Table{}, map[string][]string{}
-	byName := map[string]*domicile.Dataset{}
 	for _, ds := range datasets {
-		byName[ds.Name] = ds
 		for i, t := range ds.Tables {
 			desc, err := src.DescribeTable(ctx, t.Name)
 			if err != nil {
@@ -320,6 +318,30 @@ func runDomicile(ctx context.Context, opts Options, subjects []domicile.Subject,
 	}
 	if _, err := ctrl.AddSubjects(ctx, subjects, placements); err != nil {
 		return err
+	}
+	if err := migrate(ctx, opts, ctrl, stores, datasets, rep); err != nil {
+		return err
+	}
+	rep.AttachCopies, rep.ReadWriteCopies = counts.attach.Load(), counts.writes.Load()
+	switch {
+	case rep.ReadWriteCopies == 0:
+		rep.CopyPath = "attach"
+	case rep.AttachCopies == 0:
+		rep.CopyPath = "read-write"
+	default:
+		rep.CopyPath = "mixed"
+	}
+	return nil
+}
+
+// migrate moves every subject the overseas policy sends away with the
+// mover, verification on and no rollback window, and fills in domicile's
+// side of rep: the time from the first fence to the last purge, rows and
+// bytes, write-block percentiles, CPU time and the time of each step.
+func migrate(ctx context.Context, opts Options, ctrl domicile.Control, stores map[string]domicile.Store, datasets []*domicile.Dataset, rep *Report) error {
+	byName := map[string]*domicile.Dataset{}
+	for _, ds := range datasets {
+		byName[ds.Name] = ds
 	}
 	steps := newStepClock()
 	m := mover.New(mover.Config{Control: ctrl, Stores: stores, Datasets: byName, Owner: "bench", AfterStep: steps.after, MaxBlock: opts.MaxBlock})
@@ -371,15 +393,6 @@ func runDomicile(ctx context.Context, opts Options, subjects []domicile.Subject,
 		rep.Domicile.MBPerSec = float64(rep.Bytes) / 1e6 / secs
 	}
 	rep.BlockP50, rep.BlockP99, rep.BlockMax = sum.BlockMillis()
-	rep.AttachCopies, rep.ReadWriteCopies = counts.attach.Load(), counts.writes.Load()
-	switch {
-	case rep.ReadWriteCopies == 0:
-		rep.CopyPath = "attach"
-	case rep.AttachCopies == 0:
-		rep.CopyPath = "read-write"
-	default:
-		rep.CopyPath = "mixed"
-	}
 	rep.StepSeconds = steps.seconds()
 	return nil
 }
