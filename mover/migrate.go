@@ -251,10 +251,10 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 				return err
 			}
 		}
-		if j.tries == 0 {
-			if err := m.throttle.wait(gctx, j.route.From, m.cfg.Stores[j.route.From]); err != nil {
-				return err
-			}
+		// Retried moves too: a store that has just come back is likely
+		// still under strain.
+		if err := m.throttle.wait(gctx, j.route.From, m.cfg.Stores[j.route.From]); err != nil {
+			return err
 		}
 		res, err := m.runOrWait(gctx, j.id)
 		if err != nil && (res.Move == nil || !res.Move.State.Done()) {
@@ -288,16 +288,17 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 			return nil
 		}
 		mv := res.Move
-		if mv.State == domicile.MoveRolledBack && errors.Is(err, domicile.ErrUnavailable) && j.failing.IsZero() {
+		outage := mv.State == domicile.MoveRolledBack && (errors.Is(err, domicile.ErrUnavailable) || rolledBackUnreachable(mv))
+		if outage && j.failing.IsZero() {
 			j.failing = time.Now()
 		}
-		if mv.State == domicile.MoveRolledBack && !j.failing.IsZero() && time.Since(j.failing) < retryFor {
-			// Rolled back because a store was out of reach: the same
+		if outage && time.Since(j.failing) < retryFor {
+			// Rolled back because a store was out of reach (this time:
+			// a rollback for another reason counts as failed): the same
 			// subjects go again in a new move, once the store is back.
 			next, ok, err := m.again(gctx, j, mv)
 			if err != nil {
-				q.finish()
-				return err
+				return err // the worker loop finishes the job
 			}
 			if ok {
 				m.cfg.Logger.Warn("a move rolled back while a store was unreachable: its subjects go again",

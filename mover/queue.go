@@ -77,6 +77,10 @@ type QueueOptions struct {
 	// The move itself then rolls back (before its commit) or is resumed by
 	// a retry (after it).
 	JobTimeout time.Duration
+	// RetryFor is how long a move whose job keeps finding a store out of
+	// reach snoozes before its job is cancelled (Migrate then reports it);
+	// default DefaultRetryFor.
+	RetryFor time.Duration
 	// Logger receives River's and the queue's logs; default discards.
 	Logger *slog.Logger
 }
@@ -405,8 +409,19 @@ func (w *moveWorker) Work(ctx context.Context, job *river.Job[MoveArgs]) error {
 		// using up the job's attempts; a move that rolled back meanwhile is
 		// planned again by Migrate.
 		if mv, ferr := q.m.cfg.Control.FindMove(ctx, id); ferr == nil && !mv.State.Done() {
+			retryFor := q.opts.RetryFor
+			if retryFor <= 0 {
+				retryFor = DefaultRetryFor
+			}
+			n, waited := snoozes(job.JobRow), time.Duration(0)
+			for i := range n {
+				waited += retryBackoff(i)
+			}
+			if waited >= retryFor {
+				return river.JobCancel(fmt.Errorf("move %s: a store has been out of reach for longer than %s: %w", id, retryFor, err))
+			}
 			q.m.cfg.Logger.Warn("a store is unreachable: the move waits", "move", id, "err", err)
-			return river.JobSnooze(retryBackoff(snoozes(job.JobRow)))
+			return river.JobSnooze(retryBackoff(n))
 		}
 	}
 	if domicile.ErrorCode(err) == domicile.CodeConflict {

@@ -87,7 +87,7 @@ func (s *Store) update(ctx context.Context, fn func(pgx.Tx) error) error {
 // transaction sees, and the triggers' WHEN clause skips the rows it writes.
 func (s *Store) bypass(ctx context.Context, fn func(pgx.Tx) error) error {
 	return s.update(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT set_config('domicile.bypass', 'on', true)`); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT set_config('domicile.bypass', pg_current_xact_id()::text, true)`); err != nil {
 			return fmt.Errorf("bypass: %w", err)
 		}
 		return fn(tx)

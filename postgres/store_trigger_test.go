@@ -150,7 +150,7 @@ func TestBypassIsLocal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(ctx, `SELECT set_config('domicile.bypass', 'on', true)`); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT set_config('domicile.bypass', pg_current_xact_id()::text, true)`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO t (id, user_id) VALUES (1, 'f')`); err != nil {
@@ -162,6 +162,38 @@ func TestBypassIsLocal(t *testing.T) {
 	for _, q := range []string{`INSERT INTO t (id, user_id) VALUES (2, 'f')`, `DELETE FROM t WHERE id = 1`, `UPDATE t SET v = 'x' WHERE id = 1`} {
 		if _, err := app.Exec(ctx, q); pgCode(err) != stateFenced {
 			t.Errorf("%s on the connection after the bypass ended: %v; want SQLSTATE %s", q, err, stateFenced)
+		}
+	}
+}
+
+// TestSessionBypassRefused checks that a bypass set for the whole session,
+// as a careless script or a pooled connection might carry it, lets nothing
+// through: the setting must name the writing transaction.
+func TestSessionBypassRefused(t *testing.T) {
+	ctx := context.Background()
+	_, _, app := triggerStore(t, "")
+	// A row of the fenced subject, written as the mover writes.
+	tx, err := app.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT set_config('domicile.bypass', pg_current_xact_id()::text, true)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO t (id, user_id) VALUES (1, 'f')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, set := range []string{`SET domicile.bypass = 'on'`, `SELECT set_config('domicile.bypass', pg_current_xact_id()::text, false)`} {
+		if _, err := app.Exec(ctx, set); err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{`INSERT INTO t (id, user_id) VALUES (3, 'f')`, `UPDATE t SET v = 'x' WHERE id = 1`, `DELETE FROM t WHERE id = 1`} {
+			if _, err := app.Exec(ctx, q); pgCode(err) != stateFenced {
+				t.Errorf("%s after %s: %v; want SQLSTATE %s", q, set, err, stateFenced)
+			}
 		}
 	}
 }

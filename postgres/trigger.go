@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS domicile_settings (
 
 // installVersion is bumped when the shape of the installation changes in a
 // way the generated SQL does not show.
-const installVersion = "1"
+const installVersion = "2"
 
 // maxIdent is PostgreSQL's limit on the length of a name, in bytes.
 const maxIdent = 63
@@ -141,9 +141,14 @@ LANGUAGE plpgsql SECURITY DEFINER AS $domicile$` + tableGuardBody(schema, datase
 }
 
 // bypassCondition is the triggers' WHEN clause. The bypassed rows never
-// call the guard; a setting no one has set reads as NULL, and one set
-// local to an ended transaction reads as the empty string.
-const bypassCondition = `current_setting('domicile.bypass', true) IS DISTINCT FROM 'on'`
+// call the guard. The mover's transaction sets domicile.bypass, local to
+// itself, to its own transaction id; the triggers let a row through only
+// when the setting names the transaction writing it. A setting no one has
+// set reads as NULL, one set local to an ended transaction as the empty
+// string, and one left behind at session level by a careless SET names a
+// transaction that has ended: none of them lets a write through, so a
+// pooled connection cannot carry a bypass from one transaction to the next.
+const bypassCondition = `current_setting('domicile.bypass', true) IS DISTINCT FROM pg_current_xact_id()::text`
 
 // triggerSQL returns the CREATE TRIGGER statements of table, in the order
 // of triggerNames.

@@ -14,9 +14,10 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// The mover's own writes must pass domicile's triggers. The fast way is to
-// switch triggers off on the mover's connection for the length of its
-// transaction (SQLITE_DBCONFIG_ENABLE_TRIGGER): a statement prepared then
+// The mover's own writes must pass domicile's triggers. The fast way, when
+// every trigger in the database is domicile's own, is to switch triggers
+// off on the mover's connection for the length of its transaction
+// (SQLITE_DBCONFIG_ENABLE_TRIGGER): a statement prepared then
 // has no trigger program at all, where a bypass row still runs every
 // trigger once per row to find the row and skip the check. No other
 // connection is affected, and the store's single write connection is
@@ -113,7 +114,20 @@ func bypassOn(ctx context.Context, db beginner, fn func(*sql.Tx) error) error {
 		defer c.Close()
 		conn = c
 	}
-	return withTriggersOff(conn, func(off bool) error {
+	// Switching triggers off would silence the application's own triggers
+	// too (an audit table, a full-text index that the purge must clean):
+	// with any trigger in the database that is not domicile's, the mover
+	// uses the bypass row, which lets those fire.
+	var foreign int
+	if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM main.sqlite_schema
+		WHERE type = 'trigger' AND name NOT LIKE 'domicile\_%' ESCAPE '\'`).Scan(&foreign); err != nil {
+		return fmt.Errorf("bypass: %w", err)
+	}
+	run := withTriggersOff
+	if foreign > 0 {
+		run = func(_ *sql.Conn, fn func(off bool) error) error { return fn(false) }
+	}
+	return run(conn, func(off bool) error {
 		return updateOn(ctx, conn, func(tx *sql.Tx) error {
 			if off {
 				return fn(tx)

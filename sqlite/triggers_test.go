@@ -152,3 +152,42 @@ func TestCaptureInstalled(t *testing.T) {
 		t.Fatalf("check without a capture trigger: %v %v", problems, err)
 	}
 }
+
+// TestBypassKeepsApplicationTriggers checks that the mover's writes fire the
+// application's own triggers (here an audit table, as a full-text index
+// would be kept): with a trigger that is not domicile's in the database,
+// bypass passes domicile's triggers with the bypass row instead of
+// switching every trigger off.
+func TestBypassKeepsApplicationTriggers(t *testing.T) {
+	ctx := context.Background()
+	s, ds, _ := testStore(t, "r1")
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE audit (id INTEGER, what TEXT);
+		CREATE TRIGGER app_audit AFTER INSERT ON t BEGIN INSERT INTO audit VALUES (NEW.id, 'insert'); END;
+		CREATE TRIGGER app_audit_del AFTER DELETE ON t BEGIN INSERT INTO audit VALUES (OLD.id, 'delete'); END`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetOwnership(ctx, []domicile.Ownership{{Subject: "u1", Dataset: ds.Name, State: domicile.Fenced, Region: "r1", Epoch: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.bypass(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO t (id, user_id, v) VALUES (1, 'u1', 'mover'), (2, 'u1', 'mover')`)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("the mover's write to a fenced subject: %v", err)
+	}
+	if _, err := s.PurgeSubjects(ctx, ds, []string{"u1"}); err != nil {
+		t.Fatal(err)
+	}
+	var ins, del int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE what = 'insert'), count(*) FILTER (WHERE what = 'delete') FROM audit`).Scan(&ins, &del); err != nil {
+		t.Fatal(err)
+	}
+	if ins != 2 || del != 2 {
+		t.Fatalf("the application's triggers saw %d inserts and %d deletes of the mover's, want 2 and 2", ins, del)
+	}
+	// domicile's own triggers still refuse everyone else.
+	if err := s.PutRow(ctx, ds.Tables[0], "u1", []string{"id", "user_id", "v"}, []any{int64(3), "u1", "app"}); !errors.Is(err, domicile.ErrFenced) {
+		t.Fatalf("an application write to a fenced subject: %v, want ErrFenced", err)
+	}
+}
