@@ -149,6 +149,11 @@ func (r *run) bulk(ctx context.Context, dst domicile.LiveCopier, t *domicile.Tab
 		if err := r.renew(ctx); err != nil {
 			return n, err
 		}
+		// Before the fence: the adaptive throttle may hold the copy back
+		// while the source is under strain.
+		if err := r.m.throttle.wait(ctx, r.mv.From, r.src); err != nil {
+			return n, err
+		}
 		rows, err := r.src.FindRows(ctx, t, subject, domicile.RowQuery{After: after, Limit: livePage})
 		if err != nil {
 			return n, fmt.Errorf("read %s at %s: %w", t.Name, r.mv.From, err)
