@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS domicile_settings (
 
 // installVersion is bumped when the shape of the installation changes in a
 // way the generated SQL does not show.
-const installVersion = "1"
+const installVersion = "2"
 
 // maxIdent is PostgreSQL's limit on the length of a name, in bytes.
 const maxIdent = 63
@@ -168,6 +168,7 @@ func installDigest(schema string, datasets []*domicile.Dataset) string {
 			for _, q := range triggerSQL(schema, t.Name) {
 				h.Write([]byte(q + "\x00"))
 			}
+			h.Write([]byte(captureDigest(schema, t) + "\x00"))
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
@@ -206,7 +207,7 @@ func (s *Store) Install(ctx context.Context, datasets []*domicile.Dataset, opts 
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, installSchema); err != nil {
+		if _, err := tx.Exec(ctx, installSchema+captureSchema); err != nil {
 			return err
 		}
 		if err := setSetting(ctx, tx, "accept_unknown", accept); err != nil {
@@ -342,6 +343,9 @@ func installTable(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Da
 			return fmt.Errorf("create trigger on %s: %w", t.Name, err)
 		}
 	}
+	if err := installCapture(ctx, tx, schema, ds, t, have); err != nil {
+		return err
+	}
 	return setSetting(ctx, tx, tableKey(t.Name), ds.Name)
 }
 
@@ -461,7 +465,7 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 			return err
 		}
 		var missing bool
-		for _, name := range []string{"domicile_owner", "domicile_settings"} {
+		for _, name := range []string{"domicile_owner", "domicile_settings", "domicile_capture", "domicile_changes"} {
 			var ok bool
 			if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, quoteIdent(name)).Scan(&ok); err != nil {
 				return err
@@ -511,6 +515,9 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 					add("%s", msg)
 				}
 				if err := checkTriggers(ctx, tx, t.Name, fn, add); err != nil {
+					return err
+				}
+				if err := checkCapture(ctx, tx, schema, ds, t, add); err != nil {
 					return err
 				}
 				if t.Via != nil {
