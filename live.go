@@ -8,8 +8,9 @@ import "context"
 // at the destination in rounds, and the fence covers only the last of them.
 //
 // As the source, a store records, from StartCapture on and in the
-// transaction of every write, which rows of the subjects changed (SQLite: a
-// change table fed by triggers; PostgreSQL: a logical replication slot). As
+// transaction of every write, which rows of the subjects changed (SQLite
+// and PostgreSQL: a change table fed by triggers; on PostgreSQL a logical
+// replication slot is planned to replace them). As
 // the destination, it applies rows under the move's precondition. A store
 // that cannot do either for a dataset returns ErrNotSupported, changing
 // nothing; the mover then moves the subject inside the fence as usual.

@@ -12,7 +12,6 @@ import (
 
 	"github.com/domicile/domicile"
 	"github.com/domicile/domicile/mover"
-	"github.com/domicile/domicile/sqlite"
 )
 
 // liveDest is region b's store with a hook run before every ApplyRows, that
@@ -20,7 +19,7 @@ import (
 // the source while the copy runs, or stop the mover there, at a point
 // chosen by count rather than by time.
 type liveDest struct {
-	*sqlite.Store
+	liveStore
 	mu     sync.Mutex
 	calls  int
 	before func(call int)
@@ -34,7 +33,45 @@ func (d *liveDest) ApplyRows(ctx context.Context, ds *domicile.Dataset, moveID s
 	if fn != nil {
 		fn(call)
 	}
-	return d.Store.ApplyRows(ctx, ds, moveID, rows)
+	return d.liveStore.ApplyRows(ctx, ds, moveID, rows)
+}
+
+// liveStore is a store that can take part in a live copy.
+type liveStore interface {
+	domicile.Store
+	domicile.LiveCopier
+}
+
+// engines are the pairs of engines (region a, region b) the live tests
+// run on.
+var engines = [][2]string{{"sqlite", "sqlite"}, {"postgres", "postgres"}, {"sqlite", "postgres"}}
+
+// onEngines runs test once per pair of engines, as a subtest.
+func onEngines(t *testing.T, test func(t *testing.T, engineA, engineB string)) {
+	for _, pair := range engines {
+		t.Run(pair[0]+"-"+pair[1], func(t *testing.T) { test(t, pair[0], pair[1]) })
+	}
+}
+
+// postInt and postText read a value as the test's queries return it.
+func postInt(t *testing.T, v any) int64 {
+	t.Helper()
+	switch x := v.(type) {
+	case int64:
+		return x
+	case int32:
+		return int64(x)
+	}
+	t.Fatalf("post id %T %v", v, v)
+	return 0
+}
+
+func postText(v any) string {
+	if b, ok := v.([]byte); ok {
+		return string(b)
+	}
+	s, _ := v.(string)
+	return s
 }
 
 // liveModel is what the writers were told: the subject's posts by id, as
@@ -49,36 +86,19 @@ const liveSubject = "u0000" // Brazilian: moves to b
 
 // newLiveEnv makes the env with liveSubject holding n extra posts, and b's
 // store wrapped in a liveDest.
-func newLiveEnv(t *testing.T, n int) (*env, *liveDest, *liveModel) {
+func newLiveEnv(t *testing.T, n int, engineA, engineB string) (*env, *liveDest, *liveModel) {
 	t.Helper()
-	e := newEnv(t, 6)
-	tx, err := e.sq["a"].DB().Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newEnvOn(t, 6, engineA, engineB)
+	var rows [][]any
 	for i := range n {
-		if _, err := tx.Exec(`INSERT INTO posts VALUES (?, ?, ?, ?)`, 1_000_000+i, liveSubject, fmt.Sprintf("bulk %d", i), i); err != nil {
-			t.Fatal(err)
-		}
+		rows = append(rows, []any{int64(1_000_000 + i), liveSubject, fmt.Sprintf("bulk %d", i), int64(i)})
 	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	e.insert(t, "a", `INSERT INTO posts VALUES (?, ?, ?, ?)`, rows)
 	m := &liveModel{posts: map[int64]string{}}
-	rows, err := e.sq["a"].DB().Query(`SELECT post_id, body FROM posts WHERE user_id = ?`, liveSubject)
-	if err != nil {
-		t.Fatal(err)
+	for _, row := range e.query(t, "a", `SELECT post_id, body FROM posts WHERE user_id = ?`, liveSubject) {
+		m.posts[postInt(t, row[0])] = postText(row[1])
 	}
-	for rows.Next() {
-		var id int64
-		var body string
-		if err := rows.Scan(&id, &body); err != nil {
-			t.Fatal(err)
-		}
-		m.posts[id] = body
-	}
-	rows.Close()
-	d := &liveDest{Store: e.sq["b"]}
+	d := &liveDest{liveStore: e.stores["b"].(liveStore)}
 	e.stores["b"] = d
 	return e, d, m
 }
@@ -121,20 +141,10 @@ func (m *liveModel) check(t *testing.T, e *env, region string) {
 	t.Helper()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	rows, err := e.sq[region].DB().Query(`SELECT post_id, body FROM posts WHERE user_id = ?`, liveSubject)
-	if err != nil {
-		t.Fatal(err)
-	}
 	got := map[int64]string{}
-	for rows.Next() {
-		var id int64
-		var body string
-		if err := rows.Scan(&id, &body); err != nil {
-			t.Fatal(err)
-		}
-		got[id] = body
+	for _, row := range e.query(t, region, `SELECT post_id, body FROM posts WHERE user_id = ?`, liveSubject) {
+		got[postInt(t, row[0])] = postText(row[1])
 	}
-	rows.Close()
 	if len(got) != len(m.posts) {
 		t.Errorf("%s has %d posts of %s, the writers were told of %d", region, len(got), liveSubject, len(m.posts))
 	}
@@ -160,11 +170,7 @@ func (m *liveModel) check(t *testing.T, e *env, region string) {
 	}
 	for _, r := range []string{"a", "b"} {
 		for _, tbl := range []string{"domicile_capture", "domicile_changes"} {
-			var n int
-			if err := e.sq[r].DB().QueryRow(`SELECT count(*) FROM ` + tbl).Scan(&n); err != nil {
-				t.Fatal(err)
-			}
-			if n != 0 {
+			if n := postInt(t, e.query(t, r, `SELECT count(*) FROM `+tbl)[0][0]); n != 0 {
 				t.Errorf("%s: %s holds %d rows after the move", r, tbl, n)
 			}
 		}
@@ -176,9 +182,11 @@ func (m *liveModel) check(t *testing.T, e *env, region string) {
 // until it is told the subject moved, then at the destination; and while
 // writes are made between every page and round of the copy. Every
 // acknowledged write must be at the destination, every delete absent.
-func TestLiveMoveWhileWriting(t *testing.T) {
+func TestLiveMoveWhileWriting(t *testing.T) { onEngines(t, testLiveMoveWhileWriting) }
+
+func testLiveMoveWhileWriting(t *testing.T, engineA, engineB string) {
 	ctx := context.Background()
-	e, dest, model := newLiveEnv(t, 5000)
+	e, dest, model := newLiveEnv(t, 5000, engineA, engineB)
 	posts := e.ds.Tables[1]
 	rng := rand.New(rand.NewPCG(1, 2))
 	var between int
@@ -186,7 +194,7 @@ func TestLiveMoveWhileWriting(t *testing.T) {
 		// Writes the copy cannot have seen: new, changed, deleted rows,
 		// some below the copy's position, some above. Refused once fenced.
 		for range 5 {
-			if err := model.write(ctx, e.sq["a"], posts, rng, 1_000_000, 1_006_000); err == nil {
+			if err := model.write(ctx, e.stores["a"], posts, rng, 1_000_000, 1_006_000); err == nil {
 				between++
 			} else if !errors.Is(err, domicile.ErrFenced) {
 				t.Errorf("write during the copy: %v", err)
@@ -299,19 +307,21 @@ func (e *env) checkMovedExcept(t *testing.T, skip string) {
 // two of its pages), after the capture and bulk phases, and after each
 // recorded step; another process resolves the move, and every acknowledged
 // write must be at the destination, with no capture records left.
-func TestLiveMoveCrash(t *testing.T) {
+func TestLiveMoveCrash(t *testing.T) { onEngines(t, testLiveMoveCrash) }
+
+func testLiveMoveCrash(t *testing.T, engineA, engineB string) {
 	points := []string{"bulk", string(domicile.MovePrepared), string(domicile.MoveFenced), string(domicile.MoveCopied),
 		string(domicile.MoveVerified), string(domicile.MoveCommitted), string(domicile.MoveActivated)}
 	for _, point := range points {
 		t.Run(point, func(t *testing.T) {
 			ctx := context.Background()
-			e, dest, model := newLiveEnv(t, 3000)
+			e, dest, model := newLiveEnv(t, 3000, engineA, engineB)
 			posts := e.ds.Tables[1]
 			rng := rand.New(rand.NewPCG(5, 6))
 			crashing, fired := true, false
 			dest.before = func(call int) {
 				for range 3 {
-					if err := model.write(ctx, e.sq["a"], posts, rng, 1_000_000, 1_004_000); err != nil && !errors.Is(err, domicile.ErrFenced) {
+					if err := model.write(ctx, e.stores["a"], posts, rng, 1_000_000, 1_004_000); err != nil && !errors.Is(err, domicile.ErrFenced) {
 						t.Errorf("write during the copy: %v", err)
 					}
 				}
@@ -355,13 +365,15 @@ func TestLiveMoveCrash(t *testing.T) {
 // TestLiveMoveRollback rolls a live move back after its fence: the source
 // keeps every row and takes writes again, the destination keeps nothing,
 // and no capture records are left.
-func TestLiveMoveRollback(t *testing.T) {
+func TestLiveMoveRollback(t *testing.T) { onEngines(t, testLiveMoveRollback) }
+
+func testLiveMoveRollback(t *testing.T, engineA, engineB string) {
 	ctx := context.Background()
-	e, dest, model := newLiveEnv(t, 2000)
+	e, dest, model := newLiveEnv(t, 2000, engineA, engineB)
 	posts := e.ds.Tables[1]
 	rng := rand.New(rand.NewPCG(7, 8))
 	dest.before = func(int) {
-		if err := model.write(ctx, e.sq["a"], posts, rng, 1_000_000, 1_003_000); err != nil && !errors.Is(err, domicile.ErrFenced) {
+		if err := model.write(ctx, e.stores["a"], posts, rng, 1_000_000, 1_003_000); err != nil && !errors.Is(err, domicile.ErrFenced) {
 			t.Errorf("write during the copy: %v", err)
 		}
 	}
@@ -376,9 +388,8 @@ func TestLiveMoveRollback(t *testing.T) {
 	if id == "" {
 		t.Fatal("the live move never fenced")
 	}
-	var captured int
-	if err := e.sq["a"].DB().QueryRow(`SELECT count(*) FROM domicile_capture`).Scan(&captured); err != nil || captured != 1 {
-		t.Fatalf("capture rows while the move is open: %d %v", captured, err)
+	if captured := postInt(t, e.query(t, "a", `SELECT count(*) FROM domicile_capture`)[0][0]); captured != 1 {
+		t.Fatalf("capture rows while the move is open: %d", captured)
 	}
 	e.clock.Add(10 * time.Second)
 	res, err := e.liveMover("admin", nil).Abort(ctx, id, "test")

@@ -12,11 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
 	"github.com/domicile/domicile"
 	"github.com/domicile/domicile/internal/pgtest"
 	"github.com/domicile/domicile/mover"
+	"github.com/domicile/domicile/postgres"
 	"github.com/domicile/domicile/sqlite"
 	"github.com/domicile/domicile/verify"
 )
@@ -65,7 +67,8 @@ func (toB) Decide(s domicile.Subject, dataset string, at time.Time) (domicile.De
 type env struct {
 	ctrl     *sqlite.Control
 	stores   map[string]domicile.Store
-	sq       map[string]*sqlite.Store
+	sq       map[string]*sqlite.Store   // the regions on SQLite
+	pg       map[string]*postgres.Store // the regions on PostgreSQL
 	ds       *domicile.Dataset
 	subjects []domicile.Subject
 	clock    *clock
@@ -79,39 +82,65 @@ CREATE INDEX posts_user ON posts (user_id);
 
 // newEnv makes regions a and b and a control store, with n subjects in a,
 // every third one Brazilian.
-func newEnv(t *testing.T, n int) *env {
+func newEnv(t *testing.T, n int) *env { return newEnvOn(t, n, "sqlite", "sqlite") }
+
+// pgSchema is schema in PostgreSQL.
+const pgSchema = `
+CREATE TABLE profiles (user_id text PRIMARY KEY, name text, score double precision, avatar bytea);
+CREATE TABLE posts (post_id bigint PRIMARY KEY, user_id text NOT NULL, body text, n bigint);
+CREATE INDEX posts_user ON posts (user_id);
+`
+
+// newEnvOn is newEnv with regions a and b on the engines named ("sqlite"
+// or "postgres", the latter in a fresh database each).
+func newEnvOn(t *testing.T, n int, engineA, engineB string) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	e := &env{stores: map[string]domicile.Store{}, sq: map[string]*sqlite.Store{}, clock: &clock{t: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}}
+	e := &env{stores: map[string]domicile.Store{}, sq: map[string]*sqlite.Store{}, pg: map[string]*postgres.Store{},
+		clock: &clock{t: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}}
 	ctrl, err := sqlite.OpenControl(filepath.Join(dir, "control.db"), e.clock.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ctrl.Close() })
 	e.ctrl = ctrl
-	for _, r := range []string{"a", "b"} {
-		s, err := sqlite.OpenStore(filepath.Join(dir, r+".db"), r)
-		if err != nil {
-			t.Fatal(err)
+	for r, engine := range map[string]string{"a": engineA, "b": engineB} {
+		switch engine {
+		case "sqlite":
+			s, err := sqlite.OpenStore(filepath.Join(dir, r+".db"), r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			e.stores[r], e.sq[r] = s, s
+		case "postgres":
+			s, err := postgres.OpenStore(ctx, pgtest.NewDatabase(t), r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			e.stores[r], e.pg[r] = s, s
+		default:
+			t.Fatalf("no engine %q", engine)
 		}
-		t.Cleanup(func() { s.Close() })
-		e.stores[r], e.sq[r] = s, s
 	}
-	if _, err := e.sq["a"].DB().Exec(schema); err != nil {
-		t.Fatal(err)
+	if e.sq["a"] != nil {
+		e.exec(t, "a", schema)
+	} else {
+		e.exec(t, "a", pgSchema)
 	}
 	e.ds = &domicile.Dataset{Name: "social"}
 	templates, indexes := map[string]*domicile.Table{}, map[string][]string{}
 	for _, name := range []string{"profiles", "posts"} {
-		tb, err := e.sq["a"].DescribeTable(ctx, name)
+		tb, err := e.stores["a"].DescribeTable(ctx, name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		tb.SubjectColumn = "user_id"
 		e.ds.Tables = append(e.ds.Tables, tb)
 		templates[name] = tb
-		if indexes[name], err = e.sq["a"].Indexes(ctx, name); err != nil {
+		if indexes[name], err = e.stores["a"].Indexes(ctx, name); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -138,24 +167,121 @@ func newEnv(t *testing.T, n int) *env {
 	if _, err := ctrl.AddSubjects(ctx, e.subjects, placements); err != nil {
 		t.Fatal(err)
 	}
-	tx, err := e.sq["a"].DB().Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
+	var profiles, posts [][]any
 	for i, s := range e.subjects {
-		if _, err := tx.Exec(`INSERT INTO profiles VALUES (?, ?, ?, ?)`, s.ID, "name "+s.ID, float64(i)/3, []byte{byte(i), 0, 1}); err != nil {
+		profiles = append(profiles, []any{s.ID, "name " + s.ID, float64(i) / 3, []byte{byte(i), 0, 1}})
+		for j := range 5 {
+			posts = append(posts, []any{int64(i*100 + j), s.ID, fmt.Sprintf("post %d of %s ✓", j, s.ID), nil})
+		}
+	}
+	e.insert(t, "a", `INSERT INTO profiles VALUES (?, ?, ?, ?)`, profiles)
+	e.insert(t, "a", `INSERT INTO posts VALUES (?, ?, ?, ?)`, posts)
+	return e
+}
+
+// rebind rewrites ? placeholders as $1, $2, … for PostgreSQL; the tests'
+// statements have no ? inside literals.
+func rebind(q string) string {
+	var b strings.Builder
+	n := 0
+	for _, c := range q {
+		if c == '?' {
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// exec runs plain SQL in region's database, as an application would,
+// passing domicile's store.
+func (e *env) exec(t *testing.T, region, q string, args ...any) {
+	t.Helper()
+	var err error
+	if s := e.sq[region]; s != nil {
+		_, err = s.DB().Exec(q, args...)
+	} else {
+		_, err = e.pg[region].Pool().Exec(context.Background(), rebind(q), args...)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// insert runs q once per row, in one transaction in region's database.
+func (e *env) insert(t *testing.T, region, q string, rows [][]any) {
+	t.Helper()
+	ctx := context.Background()
+	if s := e.sq[region]; s != nil {
+		tx, err := s.DB().Begin()
+		if err != nil {
 			t.Fatal(err)
 		}
-		for j := range 5 {
-			if _, err := tx.Exec(`INSERT INTO posts VALUES (?, ?, ?, ?)`, i*100+j, s.ID, fmt.Sprintf("post %d of %s ✓", j, s.ID), nil); err != nil {
+		for _, row := range rows {
+			if _, err := tx.Exec(q, row...); err != nil {
 				t.Fatal(err)
 			}
 		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		return
 	}
-	if err := tx.Commit(); err != nil {
+	b := &pgx.Batch{}
+	for _, row := range rows {
+		b.Queue(rebind(q), row...)
+	}
+	err := pgx.BeginFunc(ctx, e.pg[region].Pool(), func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() })
+	if err != nil {
 		t.Fatal(err)
 	}
-	return e
+}
+
+// query runs q in region's database and returns its rows.
+func (e *env) query(t *testing.T, region, q string, args ...any) [][]any {
+	t.Helper()
+	var out [][]any
+	if s := e.sq[region]; s != nil {
+		rows, err := s.DB().Query(q, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		cols, _ := rows.Columns()
+		for rows.Next() {
+			row := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range row {
+				ptrs[i] = &row[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, row)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	rows, err := e.pg[region].Pool().Query(context.Background(), rebind(q), args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		row, err := rows.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, row)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func (e *env) mover(owner string, hook func(*domicile.Move, domicile.MoveState)) *mover.Mover {

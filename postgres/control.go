@@ -118,7 +118,7 @@ func OpenControl(ctx context.Context, url string, now func() time.Time) (*Contro
 			_, err := tx.Exec(ctx, controlSchema)
 			return err
 		})
-		if s := ctlSQLState(err); err == nil || try == 2 || s != ctlUniqueViolation && s != ctlDuplicateTable {
+		if s := ctlSQLState(err); err == nil || try == 2 || s != ctlUniqueViolation && s != ctlDuplicateTable && s != ctlDuplicateObject {
 			break
 		}
 	}

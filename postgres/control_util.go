@@ -15,6 +15,7 @@ import (
 const (
 	ctlUniqueViolation      = "23505"
 	ctlDuplicateTable       = "42P07"
+	ctlDuplicateObject      = "42710" // a table's row type made by a concurrent CREATE TABLE
 	ctlSerializationFailure = "40001"
 	ctlDeadlockDetected     = "40P01"
 )

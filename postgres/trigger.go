@@ -173,6 +173,7 @@ func installDigest(schema string, datasets []*domicile.Dataset) string {
 			for _, q := range triggerSQL(schema, t.Name) {
 				h.Write([]byte(q + "\x00"))
 			}
+			h.Write([]byte(captureDigest(schema, t) + "\x00"))
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
@@ -211,7 +212,7 @@ func (s *Store) Install(ctx context.Context, datasets []*domicile.Dataset, opts 
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, installSchema); err != nil {
+		if _, err := tx.Exec(ctx, installSchema+captureSchema); err != nil {
 			return err
 		}
 		if err := setSetting(ctx, tx, "accept_unknown", accept); err != nil {
@@ -347,6 +348,9 @@ func installTable(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Da
 			return fmt.Errorf("create trigger on %s: %w", t.Name, err)
 		}
 	}
+	if err := installCapture(ctx, tx, schema, ds, t, have); err != nil {
+		return err
+	}
 	return setSetting(ctx, tx, tableKey(t.Name), ds.Name)
 }
 
@@ -466,7 +470,7 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 			return err
 		}
 		var missing bool
-		for _, name := range []string{"domicile_owner", "domicile_settings"} {
+		for _, name := range []string{"domicile_owner", "domicile_settings", "domicile_capture", "domicile_changes"} {
 			var ok bool
 			if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, quoteIdent(name)).Scan(&ok); err != nil {
 				return err
@@ -516,6 +520,9 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 					add("%s", msg)
 				}
 				if err := checkTriggers(ctx, tx, t.Name, fn, add); err != nil {
+					return err
+				}
+				if err := checkCapture(ctx, tx, schema, ds, t, add); err != nil {
 					return err
 				}
 				if t.Via != nil {

@@ -1,0 +1,321 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/domicile/domicile"
+	"github.com/jackc/pgx/v5"
+)
+
+// liveTable has a key of every kind the capture decodes.
+const liveTable = `CREATE TABLE t (id bigint, ts timestamptz, f double precision, b bytea, ok boolean,
+	user_id text NOT NULL, v text, PRIMARY KEY (id, ts, f, b, ok))`
+
+// rowsOf returns the subject's rows of t as ReadSubjects reads them.
+func rowsOf(t *testing.T, s *Store, ds *domicile.Dataset, subject string) [][]any {
+	t.Helper()
+	b, err := s.ReadSubjects(context.Background(), ds, []string{subject})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.Tables[0].Rows
+}
+
+// TestCaptureRecordsKeys writes from a session whose settings differ from
+// the store's, and checks that the capture records exactly the keys of
+// the captured subject's changed rows, in order, as ReadSubjects reads
+// them, that ReadKeys reads the rows as ReadSubjects does, and that
+// EndCapture leaves nothing.
+func TestCaptureRecordsKeys(t *testing.T) {
+	ctx := context.Background()
+	s, ds, app := triggerStore(t, liveTable)
+	if err := s.SetOwnership(ctx, []domicile.Ownership{{Subject: "o2", Dataset: "ds", State: domicile.Owned}}); err != nil {
+		t.Fatal(err)
+	}
+	if problems, err := s.CheckInstall(ctx, []*domicile.Dataset{ds}); err != nil || len(problems) != 0 {
+		t.Fatalf("check install: %v %v", problems, err)
+	}
+	if _, err := app.Exec(ctx, `SET TimeZone = 'Asia/Tokyo'; SET DateStyle = 'German, DMY'; SET extra_float_digits = -3; SET bytea_output = 'escape'`); err != nil {
+		t.Fatal(err)
+	}
+	ins := `INSERT INTO t VALUES ($1, '2026-03-04 05:06:07.25+02', 0.1, '\x00ff'::bytea, true, $2, 'v')`
+	if _, err := app.Exec(ctx, ins, 1, "o"); err != nil { // before the capture: not recorded
+		t.Fatal(err)
+	}
+	if err := s.StartCapture(ctx, ds, "mv", []string{"o"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StartCapture(ctx, ds, "mv", []string{"o"}); err != nil { // again: harmless
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO t VALUES (2, '2026-03-04 05:06:07.25+02', 0.1, '\x00ff'::bytea, false, 'o', 'v')`,
+		`INSERT INTO t VALUES (3, '2026-03-04 05:06:07+02', 1e300, '\x'::bytea, true, 'o2', 'not captured')`,
+		`UPDATE t SET v = 'w' WHERE id = 1`,         // the old key
+		`UPDATE t SET id = 4 WHERE id = 2`,          // old and new
+		`DELETE FROM t WHERE id = 1`,                // a deleted row
+		`UPDATE t SET v = 'x' WHERE user_id = 'o2'`, // not captured
+		`INSERT INTO t VALUES (5, 'infinity', '-Infinity', '\xdeadbeef', true, 'o', NULL)`,
+	} {
+		if _, err := app.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	changes, err := s.ReadChanges(ctx, ds, "mv", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []any
+	for i, c := range changes {
+		if c.Table != "t" || c.Subject != "o" || len(c.Key) != 5 || (i > 0 && c.Seq <= changes[i-1].Seq) {
+			t.Fatalf("change %d: %+v", i, c)
+		}
+		ids = append(ids, c.Key[0])
+	}
+	if want := []any{int64(2), int64(1), int64(2), int64(4), int64(1), int64(5)}; !reflect.DeepEqual(ids, want) {
+		t.Fatalf("changed ids %v, want %v", ids, want)
+	}
+	// Each key is the key of the row as ReadSubjects reads it.
+	rows := rowsOf(t, s, ds, "o")
+	if len(rows) != 2 {
+		t.Fatalf("rows of o: %v", rows)
+	}
+	keys := make([][]any, len(changes))
+	for i, c := range changes {
+		keys[i] = c.Key
+	}
+	got, err := s.ReadKeys(ctx, ds.Tables[0], "o", keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	present := 0
+	for i, c := range changes {
+		id := c.Key[0].(int64)
+		var want []any
+		for _, r := range rows {
+			if r[0] == id {
+				want = r
+			}
+		}
+		if !reflect.DeepEqual(got[i], want) {
+			t.Fatalf("ReadKeys of %v: %#v, ReadSubjects %#v", c.Key, got[i], want)
+		}
+		if want != nil {
+			present++
+			if !reflect.DeepEqual(c.Key, want[:5]) {
+				t.Fatalf("recorded key %#v, the row's %#v", c.Key, want[:5])
+			}
+		}
+	}
+	if present != 2 {
+		t.Fatalf("%d of the changed keys read back, want 2", present)
+	}
+	// Later changes only, above after.
+	if more, err := s.ReadChanges(ctx, ds, "mv", changes[3].Seq, 1); err != nil || len(more) != 1 || more[0].Seq != changes[4].Seq {
+		t.Fatalf("changes after %d: %+v %v", changes[3].Seq, more, err)
+	}
+	if err := s.EndCapture(ctx, ds, "mv"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EndCapture(ctx, ds, "mv"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.Exec(ctx, `INSERT INTO t VALUES (6, 'infinity', 1, '\x', true, 'o', NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	for _, tbl := range []string{"domicile_capture", "domicile_changes"} {
+		var n int
+		if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM `+tbl).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("%s holds %d rows after EndCapture (%v)", tbl, n, err)
+		}
+	}
+	// A missing capture trigger is a problem of the installation.
+	if _, err := s.Pool().Exec(ctx, `DROP TRIGGER `+quoteIdent(captureNames("t")[1])+` ON t`); err != nil {
+		t.Fatal(err)
+	}
+	problems, err := s.CheckInstall(ctx, []*domicile.Dataset{ds})
+	if err != nil || len(problems) != 1 || !strings.Contains(problems[0], "capture trigger") {
+		t.Fatalf("check install without a capture trigger: %v %v", problems, err)
+	}
+}
+
+// TestApplyRowsPrecondition checks that ApplyRows writes the rows of
+// subjects incoming under its move, passing the triggers, and nothing
+// otherwise.
+func TestApplyRowsPrecondition(t *testing.T) {
+	ctx := context.Background()
+	s, ds, _ := triggerStore(t, "")
+	tb := ds.Tables[0]
+	put := []domicile.RowChange{{Table: "t", Subject: "i", Key: []any{int64(1)}, Row: []any{int64(1), "i", "one"}}}
+	if err := s.ApplyRows(ctx, ds, "m", put); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		move    string
+		subject string
+	}{{"other", "i"}, {"m", "o"}, {"m", "nobody"}} {
+		ch := []domicile.RowChange{{Table: "t", Subject: c.subject, Key: []any{int64(2)}, Row: []any{int64(2), c.subject, "x"}}}
+		if err := s.ApplyRows(ctx, ds, c.move, append(slices.Clone(put), ch...)); !errors.Is(err, domicile.ErrPrecondition) || domicile.ErrorCode(err) != domicile.CodeConflict {
+			t.Errorf("apply for %s under %s: %v, want a precondition conflict", c.subject, c.move, err)
+		}
+	}
+	// A key held by another subject.
+	if err := s.SetOwnership(ctx, []domicile.Ownership{{Subject: "j", Dataset: "ds", State: domicile.Incoming, MoveID: "m"}}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.ApplyRows(ctx, ds, "m", []domicile.RowChange{{Table: "t", Subject: "j", Key: []any{int64(1)}, Row: []any{int64(1), "j", "taken"}}})
+	if domicile.ErrorCode(err) != domicile.CodeConflict || errors.Is(err, domicile.ErrPrecondition) {
+		t.Errorf("apply of a key held by another subject: %v", err)
+	}
+	// Replace, then delete.
+	if err := s.ApplyRows(ctx, ds, "m", []domicile.RowChange{{Table: "t", Subject: "i", Key: []any{int64(1)}, Row: []any{int64(1), "i", "uno"}}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ReadKeys(ctx, tb, "i", [][]any{{int64(1)}, {int64(2)}})
+	if err != nil || !reflect.DeepEqual(got, [][]any{{int64(1), "i", "uno"}, nil}) {
+		t.Fatalf("read keys: %v %v", got, err)
+	}
+	if err := s.ApplyRows(ctx, ds, "m", []domicile.RowChange{{Table: "t", Subject: "i", Key: []any{int64(1)}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.ReadKeys(ctx, tb, "i", [][]any{{int64(1)}}); err != nil || got[0] != nil {
+		t.Fatalf("read keys after the delete: %v %v", got, err)
+	}
+	counts, err := s.CountSubjects(ctx, ds, []string{"i", "o"}, 0)
+	if err != nil || len(counts) != 0 {
+		t.Fatalf("counts: %v %v", counts, err)
+	}
+}
+
+// TestCaptureOrderUnderConcurrency has writers record changes of captured
+// subjects from many connections at once, each transaction taking its
+// number and then doing more work before it commits, while a reader
+// follows the changes as the mover does, asking only for those after the
+// last it saw. The reader must see every change: none may become visible
+// below a number already passed.
+func TestCaptureOrderUnderConcurrency(t *testing.T) {
+	ctx := context.Background()
+	s, ds, _ := triggerStore(t, "")
+	var owners []domicile.Ownership
+	var subjects []string
+	const writers, perWriter = 8, 60
+	for w := range writers {
+		id := fmt.Sprintf("w%d", w)
+		subjects = append(subjects, id)
+		owners = append(owners, domicile.Ownership{Subject: id, Dataset: "ds", State: domicile.Owned})
+	}
+	if err := s.SetOwnership(ctx, owners); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StartCapture(ctx, ds, "mv", subjects); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	done := make(chan struct{})
+	for w := range writers {
+		wg.Go(func() {
+			for i := range perWriter {
+				err := pgx.BeginFunc(ctx, s.Pool(), func(tx pgx.Tx) error {
+					if _, err := tx.Exec(ctx, `INSERT INTO t VALUES ($1, $2, 'v')`, w*1000+i, fmt.Sprintf("w%d", w)); err != nil {
+						return err
+					}
+					// More work after the number was taken, so that
+					// another transaction could commit first.
+					_, err := tx.Exec(ctx, `SELECT count(*) FROM generate_series(1, 2000)`)
+					return err
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	go func() { wg.Wait(); close(done) }()
+	seen := map[int64]bool{}
+	var last int64
+	follow := func() {
+		changes, err := s.ReadChanges(ctx, ds, "mv", last, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range changes {
+			seen[c.Seq] = true
+			last = c.Seq
+		}
+	}
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		follow()
+	}
+	follow()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	rows, err := s.Pool().Query(ctx, `SELECT seq FROM domicile_changes WHERE move_id = 'mv'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != writers*perWriter {
+		t.Fatalf("%d changes recorded, want %d", len(all), writers*perWriter)
+	}
+	missed := 0
+	for _, seq := range all {
+		if !seen[seq] {
+			missed++
+		}
+	}
+	if missed > 0 {
+		t.Fatalf("the reader missed %d of %d changes: they became visible below a number it had passed", missed, len(all))
+	}
+}
+
+// TestLiveNotSupportedForPaths checks that a dataset with a table that
+// reaches its subject through a path is not captured.
+func TestLiveNotSupportedForPaths(t *testing.T) {
+	ctx := context.Background()
+	s, _, _ := triggerStore(t, "")
+	if _, err := s.Pool().Exec(ctx, `CREATE TABLE c (cid bigint PRIMARY KEY, parent bigint REFERENCES t (id), x text)`); err != nil {
+		t.Fatal(err)
+	}
+	parent, err := s.DescribeTable(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent.SubjectColumn = "user_id"
+	child := &domicile.Table{Name: "c", Via: &domicile.Path{Hops: []domicile.Hop{{Column: "parent", Table: "t", Match: "id"}}, Subject: "user_id"}}
+	ds := &domicile.Dataset{Name: "ds", Tables: []*domicile.Table{parent, child}}
+	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if problems, err := s.CheckInstall(ctx, []*domicile.Dataset{ds}); err != nil || len(problems) != 0 {
+		t.Fatalf("check install: %v %v", problems, err)
+	}
+	if err := s.StartCapture(ctx, ds, "mv", []string{"o"}); !errors.Is(err, domicile.ErrNotSupported) {
+		t.Fatalf("start capture of a dataset with a path table: %v", err)
+	}
+	if _, err := s.ReadChanges(ctx, ds, "mv", 0, 0); !errors.Is(err, domicile.ErrNotSupported) {
+		t.Fatalf("read changes of a dataset with a path table: %v", err)
+	}
+	var n int
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_trigger WHERE tgrelid = 'c'::regclass AND tgname LIKE '%cap%'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("capture triggers on the path table: %d %v", n, err)
+	}
+}
