@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS domicile_settings (
 
 // installVersion is bumped when the shape of the installation changes in a
 // way the generated SQL does not show.
-const installVersion = "2"
+const installVersion = "3"
 
 // maxIdent is PostgreSQL's limit on the length of a name, in bytes.
 const maxIdent = 63
