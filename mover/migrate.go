@@ -64,7 +64,8 @@ type Summary struct {
 	Throttled float64         `json:"throttled_seconds"`
 	Blocks    []time.Duration `json:"-"` // write-block of every moved (subject, dataset), from its batch
 
-	unreachable int // of Failed in the last pass: rolled back while a store was out of reach
+	unreachable int       // of Failed in the last pass: rolled back while a store was out of reach
+	outageSince time.Time // when a move of this migration first found a store out of reach
 }
 
 // rolledBackUnreachable reports whether a move rolled back because a store
@@ -151,11 +152,18 @@ func (m *Mover) Migrate(ctx context.Context, plan func(context.Context) (*Plan, 
 		if failed == 0 {
 			break
 		}
-		if sum.unreachable == failed {
+		if sum.unreachable != failed {
+			outage = time.Time{} // a pass that failed otherwise ends the outage's count
+		} else {
 			// Every failure was a store out of reach: this pass does not
-			// count; the next waits for the store to come back.
+			// count; the next waits for the store to come back. The window
+			// runs from the first move that met the outage, so the moves'
+			// own retries and these passes share one retry_for.
 			if outage.IsZero() {
 				outage = time.Now()
+				if !sum.outageSince.IsZero() {
+					outage = sum.outageSince
+				}
 			}
 			if time.Since(outage) < retryFor {
 				wait := retryBackoff(waits)
@@ -264,6 +272,11 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 			if errors.Is(err, domicile.ErrUnavailable) {
 				if j.failing.IsZero() {
 					j.failing = time.Now()
+					mu.Lock()
+					if sum.outageSince.IsZero() || j.failing.Before(sum.outageSince) {
+						sum.outageSince = j.failing
+					}
+					mu.Unlock()
 				}
 				if time.Since(j.failing) < retryFor {
 					// A store is down or restarting: this move waits and
@@ -291,6 +304,11 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 		outage := mv.State == domicile.MoveRolledBack && (errors.Is(err, domicile.ErrUnavailable) || rolledBackUnreachable(mv))
 		if outage && j.failing.IsZero() {
 			j.failing = time.Now()
+			mu.Lock()
+			if sum.outageSince.IsZero() || j.failing.Before(sum.outageSince) {
+				sum.outageSince = j.failing
+			}
+			mu.Unlock()
 		}
 		if outage && time.Since(j.failing) < retryFor {
 			// Rolled back because a store was out of reach (this time:
