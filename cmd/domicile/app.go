@@ -189,7 +189,8 @@ func (a *app) mover() (*mover.Mover, error) {
 		Lease:    a.cfg.Mover.Lease,
 		MaxBlock: a.cfg.Mover.MaxBlock, PurgeAfter: a.cfg.Mover.PurgeAfter,
 		MaxWriteLatency: a.cfg.Mover.MaxWriteLatency, MaxReplicationLag: a.cfg.Mover.MaxReplicationLag,
-		Now: a.now, Logger: a.log,
+		LiveRows: liveRows(a.cfg.Mover.LiveRows),
+		Now:      a.now, Logger: a.log,
 	}
 	if spec := os.Getenv("DOMICILE_CRASH_AFTER"); spec != "" {
 		hook, err := crashHook(spec)
@@ -317,4 +318,13 @@ func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h minLevel) WithGroup(name string) slog.Handler {
 	return minLevel{h.Handler.WithGroup(name), h.level}
+}
+
+// liveRows maps the config's mover.live_rows (0: never) to the mover's
+// LiveRows (negative: never).
+func liveRows(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

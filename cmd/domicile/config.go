@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/domicile/domicile/mover"
 	"net"
 	"net/url"
 	"os"
@@ -202,6 +203,9 @@ type MoverConfig struct {
 	// ceilings for a move's source store; 0 (the default) is none.
 	MaxWriteLatency   time.Duration `yaml:"max_write_latency"`
 	MaxReplicationLag time.Duration `yaml:"max_replication_lag"`
+	// LiveRows is the size, in rows, above which a subject is copied live
+	// and fenced only for the last delta; 0 is never; default 20000.
+	LiveRows int64 `yaml:"live_rows"`
 }
 
 // Categories are the categories of personal data a column may be tagged with.
@@ -232,6 +236,7 @@ func defaultConfig() *Config {
 			MaxBlock: time.Second,
 			Lease:    3 * time.Second,
 			RetryFor: 5 * time.Minute,
+			LiveRows: mover.DefaultLiveRows,
 		},
 	}
 }
@@ -559,6 +564,9 @@ func (v *validator) validate() {
 	}
 	if m.MaxReplicationLag < 0 {
 		v.errorf("mover.max_replication_lag", "must not be negative, got %s", m.MaxReplicationLag)
+	}
+	if m.LiveRows < 0 {
+		v.errorf("mover.live_rows", "must not be negative (0 turns live copy off), got %d", m.LiveRows)
 	}
 
 	v.policy(regions, datasets)

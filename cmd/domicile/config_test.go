@@ -108,6 +108,7 @@ mover:
   retry_for: 2m
   max_write_latency: 40ms
   max_replication_lag: 5s
+  live_rows: 5000
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +126,7 @@ mover:
 	}
 	wantAPI := APIConfig{Listen: "0.0.0.0:8080", Token: "env:DOMICILE_TEST_TOKEN", MaxBody: 4096, FenceWait: 250 * time.Millisecond}
 	wantMover := MoverConfig{Batch: 10, Workers: 4, MaxBlock: 500 * time.Millisecond, PurgeAfter: time.Hour, Lease: 30 * time.Second, Rate: 1000,
-		RetryFor: 2 * time.Minute, MaxWriteLatency: 40 * time.Millisecond, MaxReplicationLag: 5 * time.Second}
+		RetryFor: 2 * time.Minute, MaxWriteLatency: 40 * time.Millisecond, MaxReplicationLag: 5 * time.Second, LiveRows: 5000}
 	if c.API != wantAPI || c.Mover != wantMover {
 		t.Errorf("api %+v mover %+v", c.API, c.Mover)
 	}
@@ -325,6 +326,7 @@ mover:
   retry_for: 0s
   max_write_latency: -1ms
   max_replication_lag: -1s
+  live_rows: -1
 `, []string{
 			"domicile.yaml:1: control: postgres://db names no database: want postgres://USER@HOST:PORT/DATABASE",
 			`domicile.yaml:3: api.listen: "localhost" is not host:port`,
@@ -355,6 +357,7 @@ mover:
 			"domicile.yaml:40: mover.retry_for: must be positive, got 0s",
 			"domicile.yaml:41: mover.max_write_latency: must not be negative, got -1ms",
 			"domicile.yaml:42: mover.max_replication_lag: must not be negative, got -1s",
+			"domicile.yaml:43: mover.live_rows: must not be negative (0 turns live copy off), got -1",
 			`domicile.yaml: policy: policy.rules is required: at least one rule, the last matching every subject (when: "true")`,
 		}},
 		{"no policy", strings.Split(minimal, "policy:")[0], []string{
