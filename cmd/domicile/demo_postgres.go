@@ -307,48 +307,10 @@ func createPostgresStore(ctx context.Context, cfg *Config, region string, subjec
 	defer db.Close()
 	for _, ds := range datasets {
 		for _, t := range ds.Tables {
-			if err := copyTable(ctx, db, dst, t); err != nil {
+			if _, err := postgres.CopyTableFrom(ctx, dst.Pool(), db, t); err != nil {
 				return nil, fmt.Errorf("copy %s into region %s: %w", t.Name, region, err)
 			}
 		}
 	}
 	return rows, nil
-}
-
-// copyTable copies every row of table t from the SQLite database db into
-// the PostgreSQL store with COPY.
-func copyTable(ctx context.Context, db *sql.DB, dst *postgres.Store, t *domicile.Table) error {
-	cols := make([]string, len(t.Columns))
-	quoted := make([]string, len(t.Columns))
-	for i, c := range t.Columns {
-		cols[i], quoted[i] = c.Name, strconv.Quote(c.Name)
-	}
-	rs, err := db.QueryContext(ctx, "SELECT "+strings.Join(quoted, ", ")+" FROM "+strconv.Quote(t.Name))
-	if err != nil {
-		return err
-	}
-	defer rs.Close()
-	var rows [][]any
-	for rs.Next() {
-		row := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range row {
-			ptrs[i] = &row[i]
-		}
-		if err := rs.Scan(ptrs...); err != nil {
-			return err
-		}
-		rows = append(rows, row)
-	}
-	if err := rs.Err(); err != nil {
-		return err
-	}
-	n, err := dst.Pool().CopyFrom(ctx, pgx.Identifier{t.Name}, cols, pgx.CopyFromRows(rows))
-	if err != nil {
-		return err
-	}
-	if n != int64(len(rows)) {
-		return fmt.Errorf("copied %d rows of %d", n, len(rows))
-	}
-	return nil
 }

@@ -362,7 +362,7 @@ func loadSource(ctx context.Context, srv server, seed string, subjects []domicil
 	}
 	for _, ds := range datasets {
 		for _, t := range ds.Tables {
-			if err := copySeedTable(ctx, db, tx, t); err != nil {
+			if _, err := postgres.CopyTableFrom(ctx, tx, db, t); err != nil {
 				return fmt.Errorf("copy %s: %w", t.Name, err)
 			}
 		}
@@ -375,38 +375,6 @@ func loadSource(ctx context.Context, srv server, seed string, subjects []domicil
 	}
 	st.Close()
 	return srv.exec(ctx, dbSource, "VACUUM ANALYZE", "CHECKPOINT")
-}
-
-// copySeedTable copies every row of table t from the seed file into tx's
-// database with COPY.
-func copySeedTable(ctx context.Context, db *sql.DB, tx pgx.Tx, t *domicile.Table) error {
-	cols := make([]string, len(t.Columns))
-	quoted := make([]string, len(t.Columns))
-	for i, c := range t.Columns {
-		cols[i], quoted[i] = c.Name, `"`+c.Name+`"`
-	}
-	rs, err := db.QueryContext(ctx, "SELECT "+strings.Join(quoted, ", ")+` FROM "`+t.Name+`"`)
-	if err != nil {
-		return err
-	}
-	defer rs.Close()
-	var rows [][]any
-	for rs.Next() {
-		row := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range row {
-			ptrs[i] = &row[i]
-		}
-		if err := rs.Scan(ptrs...); err != nil {
-			return err
-		}
-		rows = append(rows, row)
-	}
-	if err := rs.Err(); err != nil {
-		return err
-	}
-	_, err = tx.CopyFrom(ctx, pgx.Identifier{t.Name}, cols, pgx.CopyFromRows(rows))
-	return err
 }
 
 // emptyTables creates database name on srv with the dataset tables and
