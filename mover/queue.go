@@ -41,6 +41,11 @@ type MoveArgs struct {
 	// Rows is an estimate of the rows the move carries, for the rate limit;
 	// it is not part of the job's identity.
 	Rows int64 `json:"rows,omitempty"`
+	// Kick counts the jobs Migrate enqueued again for a move still planned
+	// whose job was taken by a process that died before it claimed the
+	// move (River keeps such a job "running" until its rescuer, an hour
+	// later); it makes the new job distinct.
+	Kick int `json:"kick,omitempty" river:"unique"`
 }
 
 // Kind is the job kind River stores.
@@ -510,6 +515,7 @@ func (m *Mover) runQueued(ctx context.Context, jobs []job, total int, opts Migra
 		return 0, err
 	}
 	done, failed := 0, 0
+	kicks := map[string]int{}
 	finish := func(j job, mv *domicile.Move) {
 		done += j.subjects
 		sum.Moves++
@@ -594,8 +600,52 @@ func (m *Mover) runQueued(ctx context.Context, jobs []job, total int, opts Migra
 		for jobID, msg := range bad {
 			return failed, fmt.Errorf("move %s: job %d %s", byJob[jobID], jobID, msg)
 		}
+		// A move still planned and unowned whose job has been running for
+		// a while was taken by a process that died before claiming it: its
+		// job stays "running" until River's rescuer (an hour), and nobody
+		// else will start it. Enqueue it again; a duplicate job is
+		// harmless, as the move's lease decides who runs it.
+		running, err := q.runningSince(ctx, ids)
+		if err != nil {
+			return failed, err
+		}
+		for jobID, since := range running {
+			id := byJob[jobID]
+			mv := openByID[id]
+			if mv == nil || mv.State != domicile.MovePlanned || mv.Owner != "" || time.Since(since) < 3*m.cfg.Lease {
+				continue
+			}
+			kicks[id]++
+			j := pending[id]
+			m.cfg.Logger.Warn("a planned move's job was taken by a process that died: enqueuing it again", "move", id, "job", jobID)
+			again, err := q.enqueue(ctx, []MoveArgs{{MoveID: id, Attempt: mv.Attempt, Rows: j.rows, Kick: kicks[id]}})
+			if err != nil {
+				return failed, err
+			}
+			jobIDs[id] = again[id]
+		}
 	}
 	return failed, nil
+}
+
+// runningSince returns, for those of the jobs River has running, when their
+// current attempt began.
+func (q *Queue) runningSince(ctx context.Context, ids []int64) (map[int64]time.Time, error) {
+	out := map[int64]time.Time{}
+	for start := 0; start < len(ids); start += 1000 {
+		chunk := ids[start:min(start+1000, len(ids))]
+		res, err := q.client.JobList(ctx, river.NewJobListParams().
+			IDs(chunk...).States(rivertype.JobStateRunning).First(len(chunk)))
+		if err != nil {
+			return nil, fmt.Errorf("list running jobs: %w", err)
+		}
+		for _, j := range res.Jobs {
+			if j.AttemptedAt != nil {
+				out[j.ID] = *j.AttemptedAt
+			}
+		}
+	}
+	return out, nil
 }
 
 // recordedBlock is the write-block of a move as its record shows it, for a
