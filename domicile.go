@@ -163,10 +163,21 @@ type Receipt struct {
 	Fenced     time.Time `json:"fenced"`
 	Committed  time.Time `json:"committed"`
 	Finished   time.Time `json:"finished"`
+	// Copy is how the rows are copied: CopyFenced (inside the fence) or
+	// CopyLive (while the subject writes; see Live). The planner sets it
+	// when it has counted the subjects' rows; empty, the mover counts them
+	// before the move begins.
+	Copy string `json:"copy,omitempty"`
 	// Live is set when the move copied its subject live (LiveCopier); it
 	// says what the digests above mean then.
 	Live *LiveReceipt `json:"live,omitempty"`
 }
+
+// The values of Receipt.Copy.
+const (
+	CopyFenced = "fenced"
+	CopyLive   = "live"
+)
 
 // TableReceipt is one table's part of a receipt: the rows and digest found at
 // the source and at the destination, which verification found equal.

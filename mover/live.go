@@ -58,24 +58,40 @@ func (r *run) liveStores() (src, dst domicile.LiveCopier, ok bool) {
 	return src, dst, ok1 && ok2
 }
 
-// live runs the live copy before the fence if the move needs one. It leaves
-// the receipt's Live part unset if the move goes the ordinary way.
-func (r *run) live(ctx context.Context) error {
+// chooseLive decides, before the prepare records it, whether the move
+// copies live: as the planner decided when it counted the subjects' rows
+// (Receipt.Copy), or by counting them now. It sets the receipt's Live part
+// for a live copy.
+func (r *run) chooseLive(ctx context.Context) error {
 	cfg := r.m.cfg
 	rc := &r.mv.Receipt
-	src, dst, ok := r.liveStores()
-	if rc.Live == nil {
-		if cfg.LiveRows <= 0 || !ok {
-			return nil
-		}
+	src, _, ok := r.liveStores()
+	if rc.Live != nil || cfg.LiveRows <= 0 || !ok || rc.Copy == domicile.CopyFenced {
+		return nil
+	}
+	if rc.Copy != domicile.CopyLive {
 		large, err := src.CountSubjects(ctx, r.ds, r.mv.Subjects, cfg.LiveRows)
 		if err != nil {
 			return fmt.Errorf("count rows at %s: %w", r.mv.From, err)
 		}
 		if len(large) == 0 {
+			rc.Copy = domicile.CopyFenced
 			return nil
 		}
-		rc.Live = &domicile.LiveReceipt{Phase: liveCopying}
+	}
+	rc.Copy = domicile.CopyLive
+	rc.Live = &domicile.LiveReceipt{Phase: liveCopying}
+	return nil
+}
+
+// live runs the live copy before the fence if the move is one (see
+// chooseLive).
+func (r *run) live(ctx context.Context) error {
+	cfg := r.m.cfg
+	rc := &r.mv.Receipt
+	src, dst, ok := r.liveStores()
+	if rc.Live == nil {
+		return nil
 	}
 	if !ok {
 		return fmt.Errorf("move %s was begun as a live copy, and a store no longer supports one", r.mv.ID)
@@ -554,37 +570,47 @@ func sameRow(a, b []any) (bool, error) {
 // DefaultLiveRows is Config.LiveRows' default.
 const DefaultLiveRows = 20000
 
+// batch is one move's worth of a route's subjects, and how the planner
+// found it must be copied (Receipt.Copy; empty: not known).
+type batch struct {
+	subjects []string
+	copy     string
+}
+
 // batches splits a route's subjects into moves of at most size subjects,
 // giving each subject with more than LiveRows rows a move of its own, to be
 // copied live. If the rows cannot be counted, the subjects go in ordinary
-// batches, and each move still decides for itself when it runs.
-func (m *Mover) batches(ctx context.Context, r *Route, size int) [][]string {
-	plain := slices.Collect(slices.Chunk(r.Subjects, size))
+// batches, and each move counts them when it runs.
+func (m *Mover) batches(ctx context.Context, r *Route, size int) []batch {
+	plain := func(subjects []string, copy string) []batch {
+		var out []batch
+		for c := range slices.Chunk(subjects, size) {
+			out = append(out, batch{subjects: c, copy: copy})
+		}
+		return out
+	}
 	if m.cfg.LiveRows <= 0 || r.Count > 0 && r.Rows > 0 && r.Rows <= m.cfg.LiveRows {
-		return plain // no subject can be that large
+		return plain(r.Subjects, domicile.CopyFenced) // no subject can be that large
 	}
 	src, ok1 := m.cfg.Stores[r.From].(domicile.LiveCopier)
 	_, ok2 := m.cfg.Stores[r.To].(domicile.LiveCopier)
 	ds := m.cfg.Datasets[r.Dataset]
 	if !ok1 || !ok2 || ds == nil {
-		return plain
+		return plain(r.Subjects, domicile.CopyFenced)
 	}
 	large, err := src.CountSubjects(ctx, ds, r.Subjects, m.cfg.LiveRows)
 	if err != nil {
 		m.cfg.Logger.Warn("counting rows to find subjects to copy live", "dataset", r.Dataset, "from", r.From, "err", err)
-		return plain
+		return plain(r.Subjects, "") // the mover counts them
 	}
-	if len(large) == 0 {
-		return plain
-	}
-	var out [][]string
+	var out []batch
 	rest := make([]string, 0, len(r.Subjects)-len(large))
 	for _, s := range r.Subjects {
 		if _, ok := large[s]; ok {
-			out = append(out, []string{s})
+			out = append(out, batch{subjects: []string{s}, copy: domicile.CopyLive})
 		} else {
 			rest = append(rest, s)
 		}
 	}
-	return append(out, slices.Collect(slices.Chunk(rest, size))...)
+	return append(out, plain(rest, domicile.CopyFenced)...)
 }

@@ -200,13 +200,14 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 	var jobs []job
 	total := 0
 	for _, r := range p.Routes {
-		for _, chunk := range m.batches(ctx, r, opts.Batch) {
+		for _, b := range m.batches(ctx, r, opts.Batch) {
 			// Created leased to this process, which renews the lease until
 			// a worker claims the move: nobody else starts it meanwhile.
 			mv := &domicile.Move{
 				ID: NewMoveID(m.cfg.Now()), Dataset: r.Dataset, From: r.From, To: r.To,
-				Rule: r.Rule, PolicyVersion: r.PolicyVersion, Subjects: slices.Clone(chunk),
+				Rule: r.Rule, PolicyVersion: r.PolicyVersion, Subjects: slices.Clone(b.subjects),
 				Owner: m.cfg.Owner, LeaseExpires: m.cfg.Now().Add(m.cfg.Lease),
+				Receipt: domicile.Receipt{Copy: b.copy},
 			}
 			ok, err := m.cfg.Control.CreateMove(ctx, mv)
 			if err != nil {

@@ -93,6 +93,7 @@ type run struct {
 	dst     domicile.Store
 	digests map[string]domicile.SubjectDigest // source digests, from the copy
 
+	fencedAt    time.Time // when this run's fence committed, for the block it reports
 	activatedAt time.Time
 	renewed     time.Time // when the lease was last extended
 }
@@ -157,6 +158,17 @@ func committed(s domicile.MoveState) bool {
 		return true
 	}
 	return false
+}
+
+// mark moves the run to a state it does not record: a step whose effects
+// the next recorded step covers (see forward). A process that dies after it
+// resumes from the last recorded state and runs the step again, which is
+// safe because every step is idempotent.
+func (r *run) mark(state domicile.MoveState) {
+	r.mv.State = state
+	if r.m.cfg.AfterStep != nil {
+		r.m.cfg.AfterStep(r.mv, state)
+	}
 }
 
 // record checks the token, records the new state and extends the lease, in
@@ -244,6 +256,7 @@ func (r *run) forward(ctx context.Context) (Result, error) {
 		mv.Receipt = domicile.Receipt{
 			MoveID: mv.ID, Dataset: mv.Dataset, From: mv.From, To: mv.To, Rule: mv.Rule,
 			PolicyVersion: mv.PolicyVersion, Subjects: len(mv.Subjects), Started: cfg.Now(),
+			Copy: mv.Receipt.Copy, // as planned
 		}
 	}
 	for !mv.State.Done() {
@@ -341,10 +354,14 @@ func (r *run) forward(ctx context.Context) (Result, error) {
 // block is the write-block the move imposed: from the fence's commit until
 // the destination accepted writes.
 func (r *run) block() time.Duration {
-	if r.mv.FencedAt.IsZero() || r.activatedAt.IsZero() {
+	from := r.fencedAt
+	if from.IsZero() {
+		from = r.mv.FencedAt // resumed after the fence: counted from its record
+	}
+	if from.IsZero() || r.activatedAt.IsZero() {
 		return 0
 	}
-	return r.activatedAt.Sub(r.mv.FencedAt)
+	return r.activatedAt.Sub(from)
 }
 
 // epochs returns the subjects' placement epochs that the move's ownership
@@ -386,11 +403,21 @@ func (r *run) prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := r.chooseLive(ctx); err != nil {
+		return err
+	}
 	err = r.transition(ctx, r.dst, domicile.Transition{
 		From: []domicile.OwnerState{"", domicile.Moved}, To: domicile.Incoming, Region: r.mv.To, Epochs: next, MaxEpoch: r.mv.Epochs,
 	})
 	if err != nil {
 		return err
+	}
+	if r.mv.Receipt.Live == nil && r.mv.FencedAt.IsZero() {
+		// The fence follows at once: its time goes in with this record
+		// (max_block counts from here, also in a run resumed after a
+		// crash), which saves a record of its own.
+		r.mv.FencedAt = r.m.cfg.Now()
+		r.mv.Receipt.Fenced = r.mv.FencedAt
 	}
 	return r.record(ctx, domicile.MovePrepared)
 }
@@ -413,7 +440,13 @@ func (r *run) fence(ctx context.Context) error {
 	if err := r.transition(ctx, r.src, domicile.Transition{From: []domicile.OwnerState{domicile.Owned}, To: domicile.Fenced, MaxEpoch: r.mv.Epochs}); err != nil {
 		return err
 	}
-	return r.record(ctx, domicile.MoveFenced)
+	r.fencedAt = r.m.cfg.Now()
+	if r.mv.Receipt.Live != nil {
+		// The live phases record their progress from here on.
+		return r.record(ctx, domicile.MoveFenced)
+	}
+	r.mark(domicile.MoveFenced)
+	return nil
 }
 
 // copy replaces whatever an earlier attempt left at the destination with the
@@ -427,7 +460,8 @@ func (r *run) copy(ctx context.Context) error {
 		switch {
 		case err == nil:
 			// The source digests are read in the verify step.
-			return r.record(ctx, domicile.MoveCopied)
+			r.mark(domicile.MoveCopied)
+			return nil
 		case !errors.Is(err, domicile.ErrNotSupported):
 			return fmt.Errorf("copy %s to %s: %w", r.mv.From, r.mv.To, err)
 		}
@@ -443,7 +477,8 @@ func (r *run) copy(ctx context.Context) error {
 	if err := r.dst.WriteSubjects(ctx, r.ds, r.mv.Subjects, b); err != nil {
 		return fmt.Errorf("write %s: %w", r.mv.To, err)
 	}
-	return r.record(ctx, domicile.MoveCopied)
+	r.mark(domicile.MoveCopied)
+	return nil
 }
 
 // verify compares the per-subject digests at both ends.
@@ -492,7 +527,9 @@ func (r *run) verify(ctx context.Context) error {
 		}
 		rc.Tables = append(rc.Tables, tr)
 	}
-	return r.record(ctx, domicile.MoveVerified)
+	// The commit records the receipt.
+	r.mark(domicile.MoveVerified)
+	return nil
 }
 
 // tombstone leaves "moved to T at epoch E" at the source, so that a stale
@@ -508,7 +545,9 @@ func (r *run) tombstone(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return r.record(ctx, domicile.MoveTombstoned)
+	// Recorded with the activation; run again if the process dies before.
+	r.mark(domicile.MoveTombstoned)
+	return nil
 }
 
 // activate makes the destination the owner: writes resume there.

@@ -472,6 +472,19 @@ func TestCrashAfterEveryStep(t *testing.T) {
 	}
 }
 
+// recordedAs is the state the control store holds for a move of the
+// ordinary (fenced) kind whose process died just after step: the steps
+// between two records are not recorded, and run again on resumption.
+func recordedAs(step domicile.MoveState) domicile.MoveState {
+	switch step {
+	case domicile.MoveFenced, domicile.MoveCopied, domicile.MoveVerified:
+		return domicile.MovePrepared
+	case domicile.MoveTombstoned:
+		return domicile.MoveCommitted
+	}
+	return step
+}
+
 func openStates() []domicile.MoveState {
 	return []domicile.MoveState{domicile.MovePlanned, domicile.MovePrepared, domicile.MoveFenced, domicile.MoveCopied,
 		domicile.MoveVerified, domicile.MoveCommitted, domicile.MoveTombstoned, domicile.MoveActivated}

@@ -269,7 +269,7 @@ func TestQueueWorkerDies(t *testing.T) {
 			// is still live, so the move must not advance.
 			time.Sleep(time.Second)
 			moves, err := e.ctrl.ListMoves(ctx, openStates()...)
-			if err != nil || len(moves) != 1 || moves[0].State != step {
+			if err != nil || len(moves) != 1 || moves[0].State != recordedAs(step) {
 				t.Fatalf("while the lease lives: %+v %v", moves, err)
 			}
 			var retried int
@@ -326,14 +326,14 @@ func TestQueueSweepsDeadProcess(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() { victim.Run(ctx, mv.ID) })
 	wg.Wait()
-	if got, _ := e.ctrl.FindMove(ctx, mv.ID); got.State != domicile.MoveFenced || got.Owner != "victim" {
+	if got, _ := e.ctrl.FindMove(ctx, mv.ID); got.State != recordedAs(domicile.MoveFenced) || got.FencedAt.IsZero() || got.Owner != "victim" {
 		t.Fatalf("after the crash: %+v", got)
 	}
 
 	rescuer := e.mover("rescuer", nil)
 	newQueue(t, e, rescuer, mover.QueueOptions{Sweep: 30 * time.Millisecond})
 	time.Sleep(200 * time.Millisecond)
-	if got, _ := e.ctrl.FindMove(ctx, mv.ID); got.State != domicile.MoveFenced {
+	if got, _ := e.ctrl.FindMove(ctx, mv.ID); got.State != recordedAs(domicile.MoveFenced) || got.Owner != "victim" {
 		t.Fatalf("the sweep took a live lease: %+v", got)
 	}
 	e.clock.Add(10 * time.Second)
