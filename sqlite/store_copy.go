@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/domicile/domicile"
@@ -31,37 +32,66 @@ const maxAttached = 6
 // nothing, when src is not a *Store, is this store's own file, or cannot be
 // attached.
 func (s *Store) CopySubjectsFrom(ctx context.Context, src domicile.Store, ds *domicile.Dataset, moveID string, subjects []string) (int64, error) {
+	n, _, err := s.copySubjects(ctx, src, ds, moveID, subjects, false)
+	return n, err
+}
+
+var _ domicile.CopyDigester = (*Store)(nil)
+
+// CopyDigestSubjectsFrom is CopySubjectsFrom that also returns the digests
+// of the rows as this store wrote them: each INSERT … SELECT returns the
+// rows it inserted (RETURNING), with the values this store stored, and they
+// are digested as DigestSubjects would read them back, without searching
+// for them again. It returns ErrNotSupported, changing nothing, for a
+// dataset with path tables (their rows reach the subject through others).
+func (s *Store) CopyDigestSubjectsFrom(ctx context.Context, src domicile.Store, ds *domicile.Dataset, moveID string, subjects []string) (map[string]domicile.SubjectDigest, error) {
+	_, d, err := s.copySubjects(ctx, src, ds, moveID, subjects, true)
+	return d, err
+}
+
+func (s *Store) copySubjects(ctx context.Context, src domicile.Store, ds *domicile.Dataset, moveID string, subjects []string, digest bool) (int64, map[string]domicile.SubjectDigest, error) {
 	from, ok := src.(*Store)
 	if !ok {
-		return 0, fmt.Errorf("copy into region %s from a %T: %w", s.region, src, domicile.ErrNotSupported)
+		return 0, nil, fmt.Errorf("copy into region %s from a %T: %w", s.region, src, domicile.ErrNotSupported)
 	}
 	if moveID == "" {
-		return 0, domicile.Errorf(domicile.CodeInvalid, "a copy needs a move id")
+		return 0, nil, domicile.Errorf(domicile.CodeInvalid, "a copy needs a move id")
 	}
 	srcInfo, err := os.Stat(from.path)
 	if err != nil {
-		return 0, fmt.Errorf("copy into region %s: source file: %v: %w", s.region, err, domicile.ErrNotSupported)
+		return 0, nil, fmt.Errorf("copy into region %s: source file: %v: %w", s.region, err, domicile.ErrNotSupported)
 	}
 	if dstInfo, err := os.Stat(s.path); err != nil || os.SameFile(srcInfo, dstInfo) {
-		return 0, fmt.Errorf("copy into region %s from its own file: %w", s.region, domicile.ErrNotSupported)
+		return 0, nil, fmt.Errorf("copy into region %s from its own file: %w", s.region, domicile.ErrNotSupported)
 	}
 	tables, err := s.describedDataset(ctx, ds)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
+	}
+	if digest && slices.ContainsFunc(tables, func(t *domicile.Table) bool { return t.Via != nil }) {
+		return 0, nil, fmt.Errorf("copy and digest %s, which has path tables: %w", ds.Name, domicile.ErrNotSupported)
+	}
+	var d *digester
+	if digest {
+		d = newDigester(subjects, len(tables))
+		defer d.release()
 	}
 	if len(subjects) == 0 {
-		return 0, nil
+		if d != nil {
+			return 0, d.digests(tables), nil
+		}
+		return 0, nil, nil
 	}
 	// ATTACH is refused inside a transaction: take the write connection,
 	// attach (once per connection), then begin on it.
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer conn.Close()
 	schema, err := s.attach(ctx, conn, from.path, srcInfo)
 	if err != nil {
-		return 0, fmt.Errorf("copy into region %s: attach %s: %v: %w", s.region, from.path, err, domicile.ErrNotSupported)
+		return 0, nil, fmt.Errorf("copy into region %s: attach %s: %v: %w", s.region, from.path, err, domicile.ErrNotSupported)
 	}
 	var total int64
 	err = bypassOn(ctx, conn, func(tx *sql.Tx) error {
@@ -82,7 +112,13 @@ func (s *Store) CopySubjectsFrom(ctx context.Context, src domicile.Store, ds *do
 			return fmt.Errorf("clear: %w", err)
 		}
 		for _, t := range described.InsertOrder(nil) {
-			n, err := copyTable(ctx, tx, schema, t, subjects)
+			var n int64
+			var err error
+			if d != nil {
+				n, err = copyDigestTable(ctx, tx, schema, t, subjects, d, slices.Index(tables, t))
+			} else {
+				n, err = copyTable(ctx, tx, schema, t, subjects)
+			}
 			if err != nil {
 				if isConflict(err) {
 					return &domicile.Error{Code: domicile.CodeConflict,
@@ -95,9 +131,12 @@ func (s *Store) CopySubjectsFrom(ctx context.Context, src domicile.Store, ds *do
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("copy %d subjects of %s from region %s to %s: %w", len(subjects), ds.Name, from.region, s.region, err)
+		return 0, nil, fmt.Errorf("copy %d subjects of %s from region %s to %s: %w", len(subjects), ds.Name, from.region, s.region, err)
 	}
-	return total, nil
+	if d != nil {
+		return total, d.digests(tables), nil
+	}
+	return total, nil, nil
 }
 
 // copyTable inserts the subjects' rows of t from the attached schema into
@@ -111,6 +150,43 @@ func copyTable(ctx context.Context, tx *sql.Tx, schema string, t *domicile.Table
 	prefix := "INSERT INTO main." + quoteIdent(t.Name) + " (" + cols + ") SELECT " + cols +
 		" FROM " + quoteIdent(schema) + "." + quoteIdent(t.Name) + " WHERE "
 	return execSubjects(ctx, tx, func(n int) string { return prefix + subjectIn(t, schema, n) }, subjects)
+}
+
+// copyDigestTable is copyTable that digests the rows it inserts, into
+// table ti of d.
+func copyDigestTable(ctx context.Context, tx *sql.Tx, schema string, t *domicile.Table, subjects []string, d *digester, ti int) (int64, error) {
+	sc, err := d.begin(t)
+	if err != nil {
+		return 0, err
+	}
+	quoted := make([]string, len(sc.cols))
+	for i, c := range sc.cols {
+		quoted[i] = quoteIdent(c)
+	}
+	cols := strings.Join(quoted, ", ")
+	// RETURNING as DigestSubjects selects: +column, so that the driver
+	// converts no value by its declared type.
+	prefix := "INSERT INTO main." + quoteIdent(t.Name) + " (" + cols + ") SELECT " + cols +
+		" FROM " + quoteIdent(schema) + "." + quoteIdent(t.Name) + " WHERE "
+	var total int64
+	err = inChunks(nil, subjects, func(n int, args []any) error {
+		rows, err := tx.QueryContext(ctx, prefix+subjectIn(t, schema, n)+" RETURNING "+selectList(sc.cols), args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		before := len(d.entries)
+		if err := d.scan(sc, rows, d.index); err != nil {
+			return err
+		}
+		total += int64(len(d.entries) - before)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	d.finish(ti, t)
+	return total, nil
 }
 
 // attachedFile is a source file attached to the write connection.

@@ -33,28 +33,11 @@ func (s *Store) DigestSubjects(ctx context.Context, ds *domicile.Dataset, subjec
 		}
 		return domicile.DigestBatch(described, subjects, b)
 	}
-	index := make(map[string]int, len(subjects))
-	for _, id := range subjects {
-		if _, ok := index[id]; !ok {
-			index[id] = len(index)
-		}
-	}
-	d := &digester{
-		tableSums: make([][][sha256.Size]byte, len(index)),
-		rows:      make([][]int64, len(index)),
-		sizes:     make([]int64, len(index)),
-	}
-	if b, ok := digestBuffers.Get().(*digestBuffer); ok {
-		d.buf, d.entries = b.buf, b.entries
-	}
-	defer func() { digestBuffers.Put(&digestBuffer{d.buf[:0], d.entries[:0]}) }()
-	for i := range d.tableSums {
-		d.tableSums[i] = make([][sha256.Size]byte, len(tables))
-		d.rows[i] = make([]int64, len(tables))
-	}
+	d := newDigester(subjects, len(tables))
+	defer d.release()
 	err = s.view(ctx, func(tx *sql.Tx) error {
 		for ti, t := range tables {
-			if err := d.table(ctx, tx, ti, t, index, subjects); err != nil {
+			if err := d.table(ctx, tx, ti, t, d.index, subjects); err != nil {
 				return fmt.Errorf("digest %s: %w", t.Name, err)
 			}
 		}
@@ -63,9 +46,44 @@ func (s *Store) DigestSubjects(ctx context.Context, ds *domicile.Dataset, subjec
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]domicile.SubjectDigest, len(index))
+	return d.digests(tables), nil
+}
+
+// newDigester returns a digester for the subjects' rows of n tables.
+func newDigester(subjects []string, n int) *digester {
+	index := make(map[string]int, len(subjects))
+	for _, id := range subjects {
+		if _, ok := index[id]; !ok {
+			index[id] = len(index)
+		}
+	}
+	d := &digester{
+		index:     index,
+		tableSums: make([][][sha256.Size]byte, len(index)),
+		rows:      make([][]int64, len(index)),
+		sizes:     make([]int64, len(index)),
+	}
+	if b, ok := digestBuffers.Get().(*digestBuffer); ok {
+		d.buf, d.entries = b.buf, b.entries
+	}
+	for i := range d.tableSums {
+		d.tableSums[i] = make([][sha256.Size]byte, n)
+		d.rows[i] = make([]int64, n)
+	}
+	return d
+}
+
+// release keeps d's buffers for the next digester.
+func (d *digester) release() {
+	digestBuffers.Put(&digestBuffer{d.buf[:0], d.entries[:0]})
+	d.buf, d.entries = nil, nil
+}
+
+// digests returns each subject's digest over the tables, in order.
+func (d *digester) digests(tables []*domicile.Table) map[string]domicile.SubjectDigest {
+	out := make(map[string]domicile.SubjectDigest, len(d.index))
 	h := sha256.New()
-	for id, si := range index {
+	for id, si := range d.index {
 		sd := domicile.SubjectDigest{
 			Tables: make(map[string][sha256.Size]byte, len(tables)),
 			Rows:   make(map[string]int64, len(tables)),
@@ -81,12 +99,13 @@ func (s *Store) DigestSubjects(ctx context.Context, ds *domicile.Dataset, subjec
 		h.Sum(sd.Sum[:0])
 		out[id] = sd
 	}
-	return out, nil
+	return out
 }
 
 // digester holds the per-subject results of DigestSubjects, by subject
 // index and table index, and the buffers reused from table to table.
 type digester struct {
+	index     map[string]int // subject → its index below
 	tableSums [][][sha256.Size]byte
 	rows      [][]int64
 	sizes     []int64
@@ -114,64 +133,92 @@ type rowEntry struct {
 // table reads and encodes the subjects' rows of t, then hashes them per
 // subject in the order of their encoded primary keys, as DigestBatch does.
 func (d *digester) table(ctx context.Context, tx *sql.Tx, ti int, t *domicile.Table, index map[string]int, subjects []string) error {
-	cols := t.ColumnNames()
-	subj := slices.Index(cols, t.SubjectColumn)
-	if subj < 0 {
-		return fmt.Errorf("table %s has no subject column %q", t.Name, t.SubjectColumn)
+	sc, err := d.begin(t)
+	if err != nil {
+		return err
 	}
-	pk := make([]int, len(t.PrimaryKey))
-	for i, c := range t.PrimaryKey {
-		if pk[i] = slices.Index(cols, c); pk[i] < 0 {
-			return fmt.Errorf("table %s has no key column %q", t.Name, c)
-		}
-	}
-	d.buf, d.entries = d.buf[:0], d.entries[:0]
-	vals := make([]any, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	prefix := "SELECT " + selectList(cols) + " FROM " + quoteIdent(t.Name) + " WHERE " + quoteIdent(t.SubjectColumn) + " IN ("
-	err := inChunks(nil, subjects, func(n int, args []any) error {
+	prefix := "SELECT " + selectList(sc.cols) + " FROM " + quoteIdent(t.Name) + " WHERE " + quoteIdent(t.SubjectColumn) + " IN ("
+	err = inChunks(nil, subjects, func(n int, args []any) error {
 		rows, err := tx.QueryContext(ctx, prefix+placeholders(n)+")", args...)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
-		for rows.Next() {
-			if err := rows.Scan(ptrs...); err != nil {
-				return err
-			}
-			id, err := domicile.SubjectKey(vals[subj])
-			if err != nil {
-				return err
-			}
-			si, ok := index[id]
-			if !ok {
-				continue // matched by the IN list after a conversion, as ReadSubjects would return it
-			}
-			e := rowEntry{subject: si, off: len(d.buf)}
-			for _, i := range pk {
-				if d.buf, err = domicile.AppendValue(d.buf, normalize(vals[i])); err != nil {
-					return fmt.Errorf("%s: %w", cols[i], err)
-				}
-			}
-			e.keyLen = len(d.buf) - e.off
-			for i, v := range vals {
-				v = normalize(v)
-				if d.buf, err = domicile.AppendValue(d.buf, v); err != nil {
-					return fmt.Errorf("%s: %w", cols[i], err)
-				}
-				d.sizes[si] += domicile.ValueSize(v)
-			}
-			e.rowLen = len(d.buf) - e.off - e.keyLen
-			d.entries = append(d.entries, e)
-		}
-		return rows.Err()
+		return d.scan(sc, rows, index)
 	})
 	if err != nil {
 		return err
 	}
+	d.finish(ti, t)
+	return nil
+}
+
+// tableScan is where the columns that the digest needs are in a row of one
+// table, and the row being scanned.
+type tableScan struct {
+	cols       []string
+	subj       int
+	pk         []int
+	vals, ptrs []any
+}
+
+// begin readies d for the rows of t, selected as t.ColumnNames() in order.
+func (d *digester) begin(t *domicile.Table) (*tableScan, error) {
+	sc := &tableScan{cols: t.ColumnNames()}
+	if sc.subj = slices.Index(sc.cols, t.SubjectColumn); sc.subj < 0 {
+		return nil, fmt.Errorf("table %s has no subject column %q", t.Name, t.SubjectColumn)
+	}
+	sc.pk = make([]int, len(t.PrimaryKey))
+	for i, c := range t.PrimaryKey {
+		if sc.pk[i] = slices.Index(sc.cols, c); sc.pk[i] < 0 {
+			return nil, fmt.Errorf("table %s has no key column %q", t.Name, c)
+		}
+	}
+	d.buf, d.entries = d.buf[:0], d.entries[:0]
+	sc.vals = make([]any, len(sc.cols))
+	sc.ptrs = make([]any, len(sc.cols))
+	for i := range sc.vals {
+		sc.ptrs[i] = &sc.vals[i]
+	}
+	return sc, nil
+}
+
+// scan encodes the rows, each of the subject at its index.
+func (d *digester) scan(sc *tableScan, rows *sql.Rows, index map[string]int) error {
+	for rows.Next() {
+		if err := rows.Scan(sc.ptrs...); err != nil {
+			return err
+		}
+		id, err := domicile.SubjectKey(sc.vals[sc.subj])
+		if err != nil {
+			return err
+		}
+		si, ok := index[id]
+		if !ok {
+			continue // matched by the IN list after a conversion, as ReadSubjects would return it
+		}
+		e := rowEntry{subject: si, off: len(d.buf)}
+		for _, i := range sc.pk {
+			if d.buf, err = domicile.AppendValue(d.buf, normalize(sc.vals[i])); err != nil {
+				return fmt.Errorf("%s: %w", sc.cols[i], err)
+			}
+		}
+		e.keyLen = len(d.buf) - e.off
+		for i, v := range sc.vals {
+			v = normalize(v)
+			if d.buf, err = domicile.AppendValue(d.buf, v); err != nil {
+				return fmt.Errorf("%s: %w", sc.cols[i], err)
+			}
+			d.sizes[si] += domicile.ValueSize(v)
+		}
+		e.rowLen = len(d.buf) - e.off - e.keyLen
+		d.entries = append(d.entries, e)
+	}
+	return rows.Err()
+}
+
+// finish hashes the rows scanned since begin, per subject, into table ti.
+func (d *digester) finish(ti int, t *domicile.Table) {
 	buf := d.buf
 	key := func(e rowEntry) []byte { return buf[e.off : e.off+e.keyLen] }
 	slices.SortFunc(d.entries, func(a, b rowEntry) int {
@@ -203,7 +250,6 @@ func (d *digester) table(ctx context.Context, tx *sql.Tx, ti int, t *domicile.Ta
 			d.tableSums[si][ti] = empty
 		}
 	}
-	return nil
 }
 
 // tableSum is DigestBatch's digest of one subject's rows of one table: the
