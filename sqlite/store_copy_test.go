@@ -416,3 +416,45 @@ func TestDigestSubjectsMatchesDigestBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestTransitionPurge checks the tombstone and purge in one transaction:
+// the rows of the subjects it leaves moved under the move go, others stay,
+// and a failed precondition changes nothing.
+func TestTransitionPurge(t *testing.T) {
+	ctx := context.Background()
+	s, ds := copyStore(t, "src")
+	fillCopySource(t, s, ds, "a", "b", "c")
+	setOwners(t, s, domicile.Fenced, "m1", "a", "b")
+	before := countAll(t, s)
+	tr := domicile.Transition{Dataset: "ds", MoveID: "m1", Subjects: []string{"a", "b", "c"},
+		From: []domicile.OwnerState{domicile.Fenced}, Own: true, To: domicile.Moved, Region: "dst"}
+	if _, err := s.TransitionPurge(ctx, tr, ds); !errors.Is(err, domicile.ErrPrecondition) {
+		t.Fatalf("c is owned, not fenced under m1: got %v, want a precondition failure", err)
+	}
+	if after := countAll(t, s); after != before {
+		t.Fatalf("a refused transition changed the rows: %s, then %s", before, after)
+	}
+	if o, err := s.FindOwnership(ctx, "ds", "a"); err != nil || o.State != domicile.Fenced {
+		t.Fatalf("a refused transition changed a's ownership: %+v %v", o, err)
+	}
+	tr.Subjects = []string{"a", "b"}
+	n, err := s.TransitionPurge(ctx, tr, ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2*7 {
+		t.Errorf("purged %d rows, want %d", n, 2*7)
+	}
+	if got := countAll(t, s); got != "t=4 u=3" {
+		t.Errorf("rows left %s, want c's only (t=4 u=3)", got)
+	}
+	for _, id := range []string{"a", "b"} {
+		if o, err := s.FindOwnership(ctx, "ds", id); err != nil || o.State != domicile.Moved || o.Region != "dst" || o.MoveID != "m1" {
+			t.Errorf("%s: ownership %+v %v, want moved to dst under m1", id, o, err)
+		}
+	}
+	// Run again, as a resumed step: nothing left to do.
+	if n, err := s.TransitionPurge(ctx, tr, ds); err != nil || n != 0 {
+		t.Errorf("again: %d rows, %v; want 0, nil", n, err)
+	}
+}
