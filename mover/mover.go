@@ -1,9 +1,10 @@
 // Package mover carries subjects' data from one region to another with the
 // move protocol of domicile: prepare the destination, fence the source, copy,
 // verify, commit in the directory, tombstone, activate, purge. Every step is
-// recorded in the control store before the next begins and is safe to run
-// again, so a process killed at any instant leaves a move that another run
-// resumes or rolls back.
+// safe to run again, and the control store records the move where a resumed
+// run needs it (prepared, with the fence's start; committed; activated, when
+// the purge waits; purged), so a process killed at any instant leaves a move
+// that another run resumes or rolls back from its last record.
 package mover
 
 import (
@@ -45,8 +46,9 @@ type Config struct {
 	Now    func() time.Time
 	Logger *slog.Logger
 
-	// AfterStep, if set, is called after each step is recorded. Tests use it
-	// to kill the process at a chosen point.
+	// AfterStep, if set, is called after each step, whether or not the
+	// step is recorded (see mark). Tests use it to kill the process at a
+	// chosen point.
 	AfterStep func(m *domicile.Move, state domicile.MoveState)
 }
 
