@@ -291,13 +291,6 @@ type CopyDigester interface {
 	CopyDigestSubjectsFrom(ctx context.Context, src Store, ds *Dataset, moveID string, subjects []string) (map[string]SubjectDigest, error)
 }
 
-// TransitionPurger is implemented by stores that can run a transition and,
-// in the same transaction, PurgeMoved's delete: the mover tombstones and
-// purges the source at once when a move has no rollback window.
-type TransitionPurger interface {
-	TransitionPurge(ctx context.Context, tr Transition, ds *Dataset) (purged int64, err error)
-}
-
 // LoadReporter is implemented by stores that can say how loaded they are,
 // for the mover's adaptive throttle.
 type LoadReporter interface {

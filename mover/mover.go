@@ -95,7 +95,6 @@ type run struct {
 	dst     domicile.Store
 	digests map[string]domicile.SubjectDigest // source digests, from the copy
 	written map[string]domicile.SubjectDigest // destination digests, from the copy
-	purged  *int64                            // rows the tombstone's transaction purged
 
 	fencedAt    time.Time // when this run's fence committed, for the block it reports
 	activatedAt time.Time
@@ -556,19 +555,10 @@ func (r *run) tombstone(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tr := domicile.Transition{
+	err = r.transition(ctx, r.src, domicile.Transition{
 		From: []domicile.OwnerState{domicile.Fenced}, Own: true, To: domicile.Moved, Region: r.mv.To, Epochs: epochs,
-	}
-	if tp, ok := r.src.(domicile.TransitionPurger); ok && r.purgeNow() {
-		// No rollback window: the source's rows go with the tombstone, in
-		// its transaction; the purge step only writes the receipt.
-		tr.Dataset, tr.MoveID, tr.Subjects = r.mv.Dataset, r.mv.ID, r.mv.Subjects
-		n, err := tp.TransitionPurge(ctx, tr, r.ds)
-		if err != nil {
-			return fmt.Errorf("%s: set %s and purge: %w", r.src.Region(), tr.To, err)
-		}
-		r.purged = &n
-	} else if err := r.transition(ctx, r.src, tr); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	// Recorded with the activation; run again if the process dies before.
@@ -590,20 +580,7 @@ func (r *run) activate(ctx context.Context) error {
 	}
 	r.activatedAt = r.m.cfg.Now()
 	r.mv.PurgeAfter = r.activatedAt.Add(r.m.cfg.PurgeAfter)
-	if r.purgeNow() {
-		// The purge follows at once and records this step with its own;
-		// run again, activating is a no-op.
-		r.mark(domicile.MoveActivated)
-		return nil
-	}
 	return r.record(ctx, domicile.MoveActivated)
-}
-
-// purgeNow reports whether the source rows go as soon as the move has
-// committed: no rollback window, and no live copy (whose receipt digests
-// the source after the commit).
-func (r *run) purgeNow() bool {
-	return r.m.cfg.PurgeAfter <= 0 && r.mv.Receipt.Live == nil
 }
 
 // purge deletes the rows left at the source and writes the receipt.
@@ -611,14 +588,9 @@ func (r *run) purge(ctx context.Context) error {
 	if err := r.renew(ctx); err != nil {
 		return err
 	}
-	var n int64
-	if r.purged != nil {
-		n = *r.purged // with the tombstone
-	} else {
-		var err error
-		if n, err = r.src.PurgeMoved(ctx, r.ds, r.mv.ID, r.mv.Subjects); err != nil {
-			return fmt.Errorf("purge %s: %w", r.mv.From, err)
-		}
+	n, err := r.src.PurgeMoved(ctx, r.ds, r.mv.ID, r.mv.Subjects)
+	if err != nil {
+		return fmt.Errorf("purge %s: %w", r.mv.From, err)
 	}
 	var expected int64
 	for _, t := range r.mv.Receipt.Tables {

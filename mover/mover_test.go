@@ -473,15 +473,14 @@ func TestCrashAfterEveryStep(t *testing.T) {
 }
 
 // recordedAs is the state the control store holds for a move of the
-// ordinary (fenced) kind, without a rollback window, whose process died
-// just after step: the steps
+// ordinary (fenced) kind whose process died just after step: the steps
 // between two records are not recorded, and run again on resumption.
 func recordedAs(step domicile.MoveState) domicile.MoveState {
 	switch step {
 	case domicile.MoveFenced, domicile.MoveCopied, domicile.MoveVerified:
 		return domicile.MovePrepared
-	case domicile.MoveTombstoned, domicile.MoveActivated:
-		return domicile.MoveCommitted // without a rollback window
+	case domicile.MoveTombstoned:
+		return domicile.MoveCommitted
 	}
 	return step
 }

@@ -276,46 +276,6 @@ func (s *Store) PurgeMoved(ctx context.Context, ds *domicile.Dataset, moveID str
 	return total, nil
 }
 
-var _ domicile.TransitionPurger = (*Store)(nil)
-
-// TransitionPurge runs tr (as Transition does) and then, in the same
-// transaction, deletes the rows of the subjects that are Moved under
-// tr.MoveID (as PurgeMoved does). If the transition's precondition fails,
-// nothing is changed.
-func (s *Store) TransitionPurge(ctx context.Context, tr domicile.Transition, ds *domicile.Dataset) (int64, error) {
-	if err := tr.Validate(); err != nil {
-		return 0, err
-	}
-	var total int64
-	err := s.bypass(ctx, func(tx *sql.Tx) error {
-		total = 0
-		have, err := ownershipOf(ctx, tx, tr.Dataset, tr.Subjects)
-		if err != nil {
-			return err
-		}
-		writes, err := tr.Writes(have)
-		if err != nil {
-			return err
-		}
-		if err := upsertOwnership(ctx, tx, writes); err != nil {
-			return err
-		}
-		moved, err := subjectsIn(ctx, tx, ds.Name, tr.MoveID, domicile.Moved, tr.Subjects)
-		if err != nil || len(moved) == 0 {
-			return err
-		}
-		if err := deferKeys(ctx, tx); err != nil {
-			return err
-		}
-		total, err = deleteDataset(ctx, tx, ds, ds.Tables, moved)
-		return err
-	})
-	if err != nil {
-		return 0, fmt.Errorf("transition of %d subjects of %s to %s and purge in region %s: %w", len(tr.Subjects), tr.Dataset, tr.To, s.region, err)
-	}
-	return total, nil
-}
-
 // CountRows returns, per table, how many rows the subject has here.
 func (s *Store) CountRows(ctx context.Context, ds *domicile.Dataset, subject string) (map[string]int64, error) {
 	out := make(map[string]int64, len(ds.Tables))
