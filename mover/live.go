@@ -66,7 +66,14 @@ func (r *run) chooseLive(ctx context.Context) error {
 	cfg := r.m.cfg
 	rc := &r.mv.Receipt
 	src, _, ok := r.liveStores()
-	if rc.Live != nil || cfg.LiveRows <= 0 || !ok || rc.Copy == domicile.CopyFenced {
+	if rc.Live != nil {
+		return nil
+	}
+	if cfg.LiveRows <= 0 || !ok {
+		rc.Copy = domicile.CopyFenced // whatever the planner thought
+		return nil
+	}
+	if rc.Copy == domicile.CopyFenced {
 		return nil
 	}
 	if rc.Copy != domicile.CopyLive {
@@ -100,7 +107,7 @@ func (r *run) live(ctx context.Context) error {
 		err := r.liveCopy(ctx, src, dst)
 		if errors.Is(err, domicile.ErrNotSupported) {
 			cfg.Logger.Info("live copy not supported: the move copies inside the fence", "move", r.mv.ID, "err", err)
-			rc.Live = nil
+			rc.Live, rc.Copy = nil, domicile.CopyFenced
 			if err := src.EndCapture(ctx, r.ds, r.mv.ID); err != nil && !errors.Is(err, domicile.ErrNotSupported) {
 				return err
 			}

@@ -264,7 +264,7 @@ func testLiveMoveWhileWriting(t *testing.T, engineA, engineB string) {
 		t.Fatalf("receipts %v %v", rs, err)
 	}
 	r := rs[0]
-	if r.Live == nil || r.Live.Bulk < 5000 || r.Live.Applied == 0 || !r.Live.Digested || !r.Live.Ended || r.Digest == "" || r.Subjects != 1 {
+	if r.Live == nil || r.Copy != domicile.CopyLive || r.Live.Bulk < 5000 || r.Live.Applied == 0 || !r.Live.Digested || !r.Live.Ended || r.Digest == "" || r.Subjects != 1 {
 		t.Fatalf("receipt of a live move: %+v live %+v", r, r.Live)
 	}
 	var postRows int64
@@ -283,7 +283,7 @@ func testLiveMoveWhileWriting(t *testing.T, engineA, engineB string) {
 	}
 	// The other Brazilian subject went the ordinary way.
 	others, err := e.ctrl.FindReceipts(ctx, "u0003")
-	if err != nil || len(others) != 1 || others[0].Live != nil {
+	if err != nil || len(others) != 1 || others[0].Live != nil || others[0].Copy != domicile.CopyFenced {
 		t.Fatalf("receipt of an ordinary move: %+v %v", others, err)
 	}
 	e.checkMovedExcept(t, liveSubject)

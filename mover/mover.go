@@ -2,9 +2,9 @@
 // move protocol of domicile: prepare the destination, fence the source, copy,
 // verify, commit in the directory, tombstone, activate, purge. Every step is
 // safe to run again, and the control store records the move where a resumed
-// run needs it (prepared, with the fence's start; committed; activated, when
-// the purge waits; purged), so a process killed at any instant leaves a move
-// that another run resumes or rolls back from its last record.
+// run needs it (prepared, with the fence's start; then every step from the
+// commit on), so a process killed at any instant leaves a move that another
+// run resumes or rolls back from its last record.
 package mover
 
 import (
@@ -359,7 +359,11 @@ func (r *run) forward(ctx context.Context) (Result, error) {
 func (r *run) block() time.Duration {
 	from := r.fencedAt
 	if from.IsZero() {
-		from = r.mv.FencedAt // resumed after the fence: counted from its record
+		// Resumed after the fence: from its commit as recorded, or else
+		// from the time recorded just before it.
+		if from = r.mv.Receipt.Fenced; from.IsZero() || from.Before(r.mv.FencedAt) {
+			from = r.mv.FencedAt
+		}
 	}
 	if from.IsZero() || r.activatedAt.IsZero() {
 		return 0
@@ -444,6 +448,9 @@ func (r *run) fence(ctx context.Context) error {
 		return err
 	}
 	r.fencedAt = r.m.cfg.Now()
+	// The block runs from here: recorded with the commit, for the
+	// figures computed from the records (Queue).
+	r.mv.Receipt.Fenced = r.fencedAt
 	if r.mv.Receipt.Live != nil {
 		// The live phases record their progress from here on.
 		return r.record(ctx, domicile.MoveFenced)
@@ -561,9 +568,10 @@ func (r *run) tombstone(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Recorded with the activation; run again if the process dies before.
-	r.mark(domicile.MoveTombstoned)
-	return nil
+	// Recorded: once the commit has made the placements active at the
+	// destination, a later move may take the subjects on, and a run
+	// resumed from the commit could no longer tell its own tombstone.
+	return r.record(ctx, domicile.MoveTombstoned)
 }
 
 // activate makes the destination the owner: writes resume there.

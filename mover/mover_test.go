@@ -479,8 +479,6 @@ func recordedAs(step domicile.MoveState) domicile.MoveState {
 	switch step {
 	case domicile.MoveFenced, domicile.MoveCopied, domicile.MoveVerified:
 		return domicile.MovePrepared
-	case domicile.MoveTombstoned:
-		return domicile.MoveCommitted
 	}
 	return step
 }
@@ -731,5 +729,66 @@ func TestStaleFenceAfterLaterMoves(t *testing.T) {
 	o, err := e.stores["a"].FindOwnership(ctx, "social", "u0000")
 	if err != nil || o.State != domicile.Owned || o.Epoch != 3 {
 		t.Fatalf("ownership at a: %+v %v", o, err)
+	}
+}
+
+// TestResumeAfterLaterMove: a move M1 (a→b) dies after each step past its
+// commit; before its lease lapses, a later move M2 carries one of its
+// subjects back (b→a), which the commit allows (the placement is active
+// at b). The process that takes M1 over must still finish it, with a
+// receipt that counts that subject as superseded where M2 got there first.
+func TestResumeAfterLaterMove(t *testing.T) {
+	for _, step := range []domicile.MoveState{domicile.MoveTombstoned, domicile.MoveActivated} {
+		t.Run(string(step), func(t *testing.T) {
+			ctx := context.Background()
+			e := newEnv(t, 3) // u0000 is Brazilian
+			hook := func(m *domicile.Move, s domicile.MoveState) {
+				if s == step {
+					runtime.Goexit()
+				}
+			}
+			e.mover("victim", hook).Migrate(ctx, e.plan, mover.MigrateOptions{Batch: 100, Workers: 1, Passes: 1})
+			open, err := e.ctrl.ListMoves(ctx, openStates()...)
+			if err != nil || len(open) != 1 {
+				t.Fatalf("open moves %+v %v", open, err)
+			}
+			m1 := open[0]
+			if m1.State != step {
+				t.Fatalf("M1 recorded as %s, want %s", m1.State, step)
+			}
+			m2 := &domicile.Move{ID: mover.NewMoveID(e.clock.Now()), Dataset: "social", From: "b", To: "a", Rule: "back", Subjects: []string{"u0000"}}
+			if ok, err := e.ctrl.CreateMove(ctx, m2); !ok || err != nil {
+				t.Fatal(ok, err)
+			}
+			res, err := e.mover("other", nil).Run(ctx, m2.ID)
+			switch {
+			case step == domicile.MoveTombstoned:
+				// b is not active yet: M2 cannot fence it, and gives
+				// the subject back.
+				if err == nil && res.Move.State != domicile.MoveRolledBack {
+					t.Fatalf("M2 before M1's activation: %s", res.Move.State)
+				}
+			case err != nil || res.Move.State != domicile.MovePurged:
+				t.Fatalf("M2: %+v %v", res.Move, err)
+			}
+			e.clock.Add(10 * time.Second)
+			res, err = e.mover("rescuer", nil).Run(ctx, m1.ID)
+			if err != nil || res.Move.State != domicile.MovePurged {
+				t.Fatalf("M1 after the takeover: %+v %v", res.Move, err)
+			}
+			if step == domicile.MoveActivated && res.Move.Receipt.Superseded != 1 {
+				t.Errorf("M1's receipt counts %d subjects superseded, want 1 (M2 carried it back first)", res.Move.Receipt.Superseded)
+			}
+			p, err := e.ctrl.FindPlacement(ctx, "u0000", "social")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rows := e.countRows(t, "u0000"); rows[p.Region] != 6 || rows["a"]+rows["b"] != 6 {
+				t.Errorf("u0000 lives in %s and has rows %v there and elsewhere, want 6 at home only", p.Region, rows)
+			}
+			if rep := e.verify(t); !rep.OK {
+				t.Errorf("verify: %+v", rep)
+			}
+		})
 	}
 }

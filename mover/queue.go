@@ -650,13 +650,18 @@ func (q *Queue) runningSince(ctx context.Context, ids []int64) (map[int64]time.T
 
 // recordedBlock is the write-block of a move as its record shows it, for a
 // move that may have run in another process: from the fence's commit
-// (FencedAt) to the activation, which the record keeps as PurgeAfter minus
-// the rollback window. Both are stored to the millisecond, so the figure is
-// exact to a millisecond provided every process runs with the same
-// purge_after; zero if the move never fenced or never activated.
+// (Receipt.Fenced; FencedAt, recorded just before the fence, for a move
+// recorded without it) to the activation, which the record keeps as
+// PurgeAfter minus the rollback window. Both are stored to the millisecond,
+// so the figure is exact to a millisecond provided every process runs with
+// the same purge_after; zero if the move never fenced or never activated.
 func (m *Mover) recordedBlock(mv *domicile.Move) time.Duration {
-	if mv.FencedAt.IsZero() || mv.PurgeAfter.IsZero() {
+	from := mv.Receipt.Fenced
+	if from.IsZero() || from.Before(mv.FencedAt) {
+		from = mv.FencedAt
+	}
+	if from.IsZero() || mv.PurgeAfter.IsZero() {
 		return 0
 	}
-	return max(mv.PurgeAfter.Add(-m.cfg.PurgeAfter).Sub(mv.FencedAt), 0)
+	return max(mv.PurgeAfter.Add(-m.cfg.PurgeAfter).Sub(from), 0)
 }

@@ -89,6 +89,18 @@ func (s *Store) copySubjects(ctx context.Context, src domicile.Store, ds *domici
 		return 0, nil, err
 	}
 	defer conn.Close()
+	if digest {
+		// The application's own triggers fire on the copy (see bypassOn)
+		// and may change the rows after the insert returned them: then
+		// only reading them back tells what the store holds.
+		var foreign int
+		if err := conn.QueryRowContext(ctx, foreignTriggers).Scan(&foreign); err != nil {
+			return 0, nil, err
+		}
+		if foreign > 0 {
+			return 0, nil, fmt.Errorf("copy and digest into region %s, whose database has triggers of its own: %w", s.region, domicile.ErrNotSupported)
+		}
+	}
 	schema, err := s.attach(ctx, conn, from.path, srcInfo)
 	if err != nil {
 		return 0, nil, fmt.Errorf("copy into region %s: attach %s: %v: %w", s.region, from.path, err, domicile.ErrNotSupported)

@@ -240,6 +240,28 @@ func TestCopyDigestSubjectsFrom(t *testing.T) {
 	if back := digestsOf(t, odd, oddDS, []string{"a"}); !got["a"].Equal(back["a"]) {
 		t.Error("the copy's digest differs from the one read back")
 	}
+	// An application trigger that changes a row after its insert: the
+	// inserted rows no longer tell what the store holds, so the copy
+	// refuses to digest them, writing nothing.
+	trig, trigDS := copyStore(t, "trig")
+	if _, err := trig.DB().Exec(`CREATE TRIGGER app_note AFTER INSERT ON u BEGIN UPDATE u SET note = 'touched' WHERE k = NEW.k AND n = NEW.n; END`); err != nil {
+		t.Fatal(err)
+	}
+	setOwners(t, trig, domicile.Incoming, "m1", "a")
+	before := countAll(t, trig)
+	if _, err := trig.CopyDigestSubjectsFrom(ctx, src, trigDS, "m1", []string{"a"}); !errors.Is(err, domicile.ErrNotSupported) {
+		t.Fatalf("copy and digest with an application trigger: %v, want ErrNotSupported", err)
+	}
+	if after := countAll(t, trig); after != before {
+		t.Errorf("a refused copy wrote rows: %s, then %s", before, after)
+	}
+	// The plain copy still works there, and reading back sees the trigger.
+	if _, err := trig.CopySubjectsFrom(ctx, src, trigDS, "m1", []string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	if back := digestsOf(t, trig, trigDS, []string{"a"}); back["a"].Equal(atSrc["a"]) {
+		t.Error("rows changed by the trigger digest as the source's")
+	}
 }
 
 // TestCopySubjectsFromRefusals checks the precondition and the key

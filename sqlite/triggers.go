@@ -96,6 +96,11 @@ func withTriggersOff(conn *sql.Conn, fn func(off bool) error) error {
 	return fn(true)
 }
 
+// foreignTriggers counts the triggers in the main schema that are not
+// domicile's own.
+const foreignTriggers = `SELECT count(*) FROM main.sqlite_schema
+	WHERE type = 'trigger' AND name NOT LIKE 'domicile\_%' ESCAPE '\'`
+
 // bypassOn runs fn in a write transaction begun on db that passes
 // domicile's triggers: with the triggers switched off on its connection, or
 // else with a bypass row, inserted first and deleted before the commit, so
@@ -119,8 +124,7 @@ func bypassOn(ctx context.Context, db beginner, fn func(*sql.Tx) error) error {
 	// with any trigger in the database that is not domicile's, the mover
 	// uses the bypass row, which lets those fire.
 	var foreign int
-	if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM main.sqlite_schema
-		WHERE type = 'trigger' AND name NOT LIKE 'domicile\_%' ESCAPE '\'`).Scan(&foreign); err != nil {
+	if err := conn.QueryRowContext(ctx, foreignTriggers).Scan(&foreign); err != nil {
 		return fmt.Errorf("bypass: %w", err)
 	}
 	run := withTriggersOff
