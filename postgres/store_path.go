@@ -115,7 +115,7 @@ func pathGuardBody(schema, dataset string, t *domicile.Table) string {
 	}
 	subj := hopAlias(len(hops)) + "." + quoteIdent(t.Via.Subject)
 	col := quoteIdent(hops[0].Column)
-	none := `IF NOT reached THEN PERFORM ` + refuse + `(NULL); END IF;`
+	none := `IF NOT reached THEN PERFORM ` + refuse + `(NULL, NULL, NULL); END IF;`
 	if t.Via.Reverses() {
 		none = `-- a row no one points to belongs to no one yet`
 	}
@@ -125,7 +125,7 @@ func pathGuardBody(schema, dataset string, t *domicile.Table) string {
         WHERE ` + hopAlias(1) + `.` + quoteIdent(hops[0].Match) + ` = ` + row + `.` + col + ` AND ` + subj + ` IS NOT NULL LOOP
       reached := true;
       SELECT state INTO st FROM ` + owner + ` WHERE subject = subj AND dataset = ` + quoteString(dataset) + ` FOR SHARE;
-      IF st IS DISTINCT FROM 'owned' THEN PERFORM ` + refuse + `(st); END IF;
+      IF st IS DISTINCT FROM 'owned' THEN PERFORM ` + refuse + `(st, ` + quoteString(dataset) + `, subj); END IF;
     END LOOP;
     ` + none
 	}

@@ -21,6 +21,15 @@ func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 		return err
 	}
 	err := s.update(ctx, func(tx pgx.Tx) error {
+		// In a store that accepts unknown subjects, writers of a subject
+		// without an ownership row hold its advisory lock shared (see
+		// refuseBody): wait for them, and keep new ones off until the
+		// transition commits.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(`+subjectLock("$1::text", "x.s")+`)
+			FROM (SELECT DISTINCT unnest($2::text[]) AS s ORDER BY 1) AS x
+			WHERE EXISTS (SELECT 1 FROM domicile_settings WHERE key = 'accept_unknown' AND value = '1')`, tr.Dataset, tr.Subjects); err != nil {
+			return err
+		}
 		rows, err := tx.Query(ctx, `SELECT `+ownerColumns+` FROM domicile_owner
 			WHERE dataset = $1 AND subject = ANY($2::text[]) ORDER BY subject FOR UPDATE`, tr.Dataset, tr.Subjects)
 		if err != nil {

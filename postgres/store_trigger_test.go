@@ -209,7 +209,7 @@ func TestCheckInstallFindsTampering(t *testing.T) {
 		{`CREATE OR REPLACE FUNCTION domicile_t_guard() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN RETURN NEW; END $$`, "trigger function of t is out of date"},
 		{`ALTER TABLE t DISABLE TRIGGER domicile_t_upd`, "trigger domicile_t_upd on t is disabled"},
 		{`ALTER TABLE t ENABLE REPLICA TRIGGER domicile_t_del`, "trigger domicile_t_del on t is disabled"},
-		{`DROP FUNCTION domicile_refuse(text) CASCADE`, "domicile_refuse(text) is missing"},
+		{`DROP FUNCTION domicile_refuse(text, text, text) CASCADE`, "domicile_refuse(text, text, text) is missing"},
 	} {
 		if _, err := app.Exec(ctx, c.tamper); err != nil {
 			t.Fatal(err)
@@ -405,5 +405,87 @@ func TestRetargetIndex(t *testing.T) {
 		if got := retargetIndex(c.in); got != c.want {
 			t.Errorf("retargetIndex(%q) = %q, want %q", c.in, got, c.want)
 		}
+	}
+}
+
+// TestAcceptUnknownWriterHoldsTheFence checks the writers a store accepts
+// for a subject without an ownership row: a fence made after the subject is
+// discovered waits for such a writer still in flight, so that the copy
+// after the fence sees its row; and such a writer arriving while a
+// transition holds the subject is refused as fenced, without waiting.
+func TestAcceptUnknownWriterHoldsTheFence(t *testing.T) {
+	ctx := context.Background()
+	s, ds, app := triggerStore(t, "")
+	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{AcceptUnknown: true}); err != nil {
+		t.Fatal(err)
+	}
+	// A writer of u1, unknown here, accepted and still in flight.
+	tx, err := app.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `INSERT INTO t VALUES (1, 'u1', 'early')`); err != nil {
+		t.Fatalf("write of an unknown subject in a store that accepts them: %v", err)
+	}
+	// Discovery registers u1; a move fences it.
+	if err := s.SetOwnership(ctx, []domicile.Ownership{{Subject: "u1", Dataset: "ds", State: domicile.Owned}}); err != nil {
+		t.Fatal(err)
+	}
+	fenced := make(chan error, 1)
+	go func() {
+		fenced <- s.Transition(ctx, domicile.Transition{Dataset: "ds", MoveID: "m1", Subjects: []string{"u1"},
+			From: []domicile.OwnerState{domicile.Owned}, To: domicile.Fenced})
+	}()
+	select {
+	case err := <-fenced:
+		t.Fatalf("the fence did not wait for the writer in flight (%v)", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-fenced; err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.ReadSubjects(ctx, ds, []string{"u1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Rows() != 1 {
+		t.Fatalf("after the fence the source holds %d rows of u1, want the early writer's 1", b.Rows())
+	}
+	var pe *pgconn.PgError
+	if _, err := app.Exec(ctx, `INSERT INTO t VALUES (2, 'u1', 'late')`); !errors.As(err, &pe) || pe.Code != stateFenced {
+		t.Fatalf("write after the fence: %v, want SQLSTATE %s", err, stateFenced)
+	}
+
+	// While a transition holds u2 (here: its lock, taken by hand), a writer
+	// of u2, still unknown, is refused as fenced at once.
+	holder, err := pgx.Connect(ctx, app.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(ctx)
+	htx, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer htx.Rollback(ctx)
+	if _, err := htx.Exec(ctx, `SELECT pg_advisory_xact_lock(`+subjectLock("'ds'", "'u2'")+`)`); err != nil {
+		t.Fatal(err)
+	}
+	// A writer that waited for the lock would fail with lock_timeout's
+	// error instead.
+	if _, err := app.Exec(ctx, `SET lock_timeout = '5s'`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = app.Exec(ctx, `INSERT INTO t VALUES (3, 'u2', 'during')`)
+	if !errors.As(err, &pe) || pe.Code != stateFenced {
+		t.Fatalf("write of an unknown subject under a transition: %v, want SQLSTATE %s", err, stateFenced)
+	}
+	htx.Rollback(ctx)
+	if _, err := app.Exec(ctx, `INSERT INTO t VALUES (3, 'u2', 'after')`); err != nil {
+		t.Fatalf("write of an unknown subject once the transition is over: %v", err)
 	}
 }

@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS domicile_settings (
 
 // installVersion is bumped when the shape of the installation changes in a
 // way the generated SQL does not show.
-const installVersion = "3"
+const installVersion = "4"
 
 // maxIdent is PostgreSQL's limit on the length of a name, in bytes.
 const maxIdent = 63
@@ -68,9 +68,20 @@ func triggerNames(table string) [3]string {
 // guardName is the name of table's trigger function.
 func guardName(table string) string { return objectName(table, "_guard") }
 
-// refuseBody is the body of domicile_refuse(state), which raises the
-// refusal of a subject's ownership state. The guards call it only when the
-// state is not owned, so its cost is off the path of accepted writes.
+// refuseBody is the body of domicile_refuse(state, dataset, subject), which
+// raises the refusal of a subject's ownership state. The guards call it only
+// when the state is not owned, so its cost is off the path of accepted
+// writes.
+//
+// A subject without an ownership row is accepted in a store that accepts
+// unknown subjects, and then there is no row to lock FOR SHARE: the writer
+// takes the subject's advisory lock (subjectLock) in shared mode instead,
+// which every transition of that subject takes exclusively. A fence made
+// after the subject is discovered thus waits for such writers as it waits
+// for the others. The writer never waits for the lock: if a transition
+// holds it, the write is refused as fenced (retryable), because a writer
+// that waited would have decided on a state that the transition may have
+// changed, which it cannot see again under REPEATABLE READ.
 func refuseBody(schema string) string {
 	raise := func(code string, err error) string {
 		return `RAISE EXCEPTION USING ERRCODE = '` + code + `', MESSAGE = ` + quoteString(err.Error()) + `;`
@@ -84,7 +95,10 @@ BEGIN
     WHEN 'moved' THEN ` + raise(stateMoved, domicile.ErrMoved) + `
     ELSE
       IF st IS NULL AND EXISTS (SELECT 1 FROM ` + quoteIdent(schema) + `.domicile_settings WHERE key = 'accept_unknown' AND value = '1') THEN
-        RETURN;
+        IF subj IS NULL OR pg_try_advisory_xact_lock_shared(` + subjectLock("ds", "subj") + `) THEN
+          RETURN;
+        END IF;
+        ` + raise(stateFenced, domicile.ErrFenced) + `
       END IF;
       ` + raise(stateUnknown, domicile.ErrUnknown) + `
   END CASE;
@@ -92,9 +106,16 @@ END
 `
 }
 
+// subjectLock is the key of a subject's advisory lock, from SQL expressions
+// of its dataset and id: the two-key form, whose key space is apart from
+// the one-key locks of install and capture.
+func subjectLock(dataset, subject string) string {
+	return `hashtext('domicile subject'), hashtext(` + dataset + ` || '/' || ` + subject + `)`
+}
+
 // refuseSQL creates domicile_refuse.
 func refuseSQL(schema string) string {
-	return `CREATE OR REPLACE FUNCTION ` + quoteIdent(schema) + `.domicile_refuse(st text) RETURNS void
+	return `CREATE OR REPLACE FUNCTION ` + quoteIdent(schema) + `.domicile_refuse(st text, ds text, subj text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER AS $domicile$` + refuseBody(schema) + `$domicile$`
 }
 
@@ -112,7 +133,7 @@ func guardBody(schema, dataset, subj string) string {
 	col := quoteIdent(subj)
 	check := func(row string) string {
 		return `SELECT state INTO st FROM ` + owner + ` WHERE subject = ` + row + `.` + col + `::text AND dataset = ` + quoteString(dataset) + ` FOR SHARE;
-    IF st IS DISTINCT FROM 'owned' THEN PERFORM ` + quoteIdent(schema) + `.domicile_refuse(st); END IF;`
+    IF st IS DISTINCT FROM 'owned' THEN PERFORM ` + quoteIdent(schema) + `.domicile_refuse(st, ` + quoteString(dataset) + `, ` + row + `.` + col + `::text); END IF;`
 	}
 	return `
 DECLARE
@@ -216,6 +237,10 @@ func (s *Store) Install(ctx context.Context, datasets []*domicile.Dataset, opts 
 			return err
 		}
 		if err := setSetting(ctx, tx, "accept_unknown", accept); err != nil {
+			return err
+		}
+		// Installations before version 4 had domicile_refuse(text).
+		if _, err := tx.Exec(ctx, `DROP FUNCTION IF EXISTS `+quoteIdent(schema)+`.domicile_refuse(text)`); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, refuseSQL(schema)); err != nil {
@@ -498,7 +523,7 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 		if want := installDigest(schema, datasets); version != want {
 			add("installation is out of date (version %q, current %q)", version, want)
 		}
-		if msg, err := checkFunction(ctx, tx, schema+".domicile_refuse(text)", quoteIdent(schema)+".domicile_refuse(text)", refuseBody(schema)); err != nil {
+		if msg, err := checkFunction(ctx, tx, schema+".domicile_refuse(text, text, text)", quoteIdent(schema)+".domicile_refuse(text, text, text)", refuseBody(schema)); err != nil {
 			return err
 		} else if msg != "" {
 			add("%s", msg)
