@@ -115,11 +115,15 @@ func pathGuardBody(schema, dataset string, t *domicile.Table) string {
 	}
 	subj := hopAlias(len(hops)) + "." + quoteIdent(t.Via.Subject)
 	col := quoteIdent(hops[0].Column)
-	none := `IF NOT reached THEN PERFORM ` + refuse + `(NULL, NULL, NULL); END IF;`
-	if t.Via.Reverses() {
-		none = `-- a row no one points to belongs to no one yet`
-	}
 	check := func(row string) string {
+		none := `IF NOT reached THEN PERFORM ` + refuse + `(NULL, NULL, NULL); END IF;`
+		if t.Via.Reverses() && row == "NEW" {
+			// A new row no one points to belongs to no one yet; an old
+			// one may not be changed (see the SQLite store's
+			// pathTriggerSQL): under REPEATABLE READ this writer may not
+			// see a pointer to it made after its snapshot.
+			none = `-- a new row no one points to belongs to no one yet`
+		}
 		return `reached := false;
     FOR subj IN SELECT DISTINCT ` + subj + `::text FROM ` + from.String() + `
         WHERE ` + hopAlias(1) + `.` + quoteIdent(hops[0].Match) + ` = ` + row + `.` + col + ` AND ` + subj + ` IS NOT NULL LOOP

@@ -489,3 +489,87 @@ func TestAcceptUnknownWriterHoldsTheFence(t *testing.T) {
 		t.Fatalf("write of an unknown subject once the transition is over: %v", err)
 	}
 }
+
+// TestRepeatableReadWriterOfAPointedRow: a writer under REPEATABLE READ
+// whose snapshot predates a customer's pointer to an address, made and
+// fenced since, does not see that the address is the fenced subject's. It
+// must not take the address for no one's: its update is refused.
+func TestRepeatableReadWriterOfAPointedRow(t *testing.T) {
+	ctx := context.Background()
+	s, url := openTestStore(t, "us-east")
+	t.Cleanup(func() { s.Close() })
+	for _, q := range []string{
+		`CREATE TABLE address (address_id bigint PRIMARY KEY, line text)`,
+		`CREATE TABLE customer (customer_id bigint PRIMARY KEY, user_id text NOT NULL, address_id bigint REFERENCES address (address_id))`,
+	} {
+		if _, err := s.Pool().Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds := &domicile.Dataset{Name: "ds"}
+	for _, name := range []string{"customer", "address"} {
+		tb, err := s.DescribeTable(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "address" {
+			tb.Via = &domicile.Path{Hops: []domicile.Hop{{Column: "address_id", Table: "customer", Match: "address_id", Reverse: true}}}
+		} else {
+			tb.SubjectColumn = "user_id"
+		}
+		ds.Tables = append(ds.Tables, tb)
+	}
+	if err := ds.ResolvePaths(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetOwnership(ctx, []domicile.Ownership{{Subject: "x", Dataset: "ds", State: domicile.Owned}}); err != nil {
+		t.Fatal(err)
+	}
+	app, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close(ctx)
+	for _, q := range []string{
+		`INSERT INTO address VALUES (1, 'old'), (2, 'new')`,
+		`INSERT INTO customer VALUES (10, 'x', 1)`,
+	} {
+		if _, err := app.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The writer's snapshot: address 2 is no one's.
+	rr, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rr.Close(ctx)
+	tx, err := rr.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var n int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM customer WHERE address_id = 2`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("snapshot: %d customers at address 2, %v", n, err)
+	}
+	// Since: x moves to address 2, and a move fences x.
+	if _, err := app.Exec(ctx, `UPDATE customer SET address_id = 2 WHERE customer_id = 10`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Transition(ctx, domicile.Transition{Dataset: "ds", MoveID: "m1", Subjects: []string{"x"},
+		From: []domicile.OwnerState{domicile.Owned}, To: domicile.Fenced}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = tx.Exec(ctx, `UPDATE address SET line = 'changed' WHERE address_id = 2`)
+	if err == nil {
+		t.Fatal("a REPEATABLE READ writer changed the address of a fenced subject")
+	}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || !strings.HasPrefix(pe.Code, "DM") && pe.Code != "40001" {
+		t.Fatalf("refusal: %v, want one of domicile's SQLSTATEs or a serialization failure", err)
+	}
+}

@@ -82,8 +82,8 @@ func pathJoin(t *domicile.Table) (from, subject string) {
 // pathCheck is the trigger statement that checks the subjects a row of a
 // path table reaches (row is NEW or OLD): the least favourable state among
 // them decides, an unknown subject as for a subject column. A row that
-// reaches no subject is accepted when the path has a reverse hop (no one
-// points to it yet) and is otherwise refused as unknown.
+// reaches no subject is refused as unknown, except as the new row of a path
+// with a reverse hop (see pathTriggerSQL).
 func pathCheck(dataset string, t *domicile.Table, row string, unknown string) string {
 	hops := t.Via.Hops
 	var from strings.Builder
@@ -95,8 +95,8 @@ func pathCheck(dataset string, t *domicile.Table, row string, unknown string) st
 	}
 	subj := hopAlias(len(hops)) + "." + quoteIdent(t.Via.Subject)
 	none := unknown
-	if t.Via.Reverses() {
-		none = "NULL"
+	if t.Via.Reverses() && row == "NEW" {
+		none = "NULL" // no one points to it yet: see pathTriggerSQL
 	}
 	return `SELECT CASE (SELECT coalesce((SELECT state FROM domicile_owner WHERE subject = CAST(` + subj + ` AS TEXT) AND dataset = ` + quoteString(dataset) + `), '') AS st
       FROM ` + from.String() + `
@@ -121,6 +121,14 @@ func unknownCheck() string {
 // pathTriggerSQL returns the CREATE TRIGGER statements of a path table, in
 // the order of triggerNames. An UPDATE is checked against the old row and,
 // if the path's first column changes, the new one.
+//
+// A row of a path with a reverse hop (an address a customer points to)
+// that no one points to may be inserted, as an application inserts the
+// address before the customer that points to it; but it may not be updated
+// or deleted, as a subject without an ownership row may not (unless the
+// store accepts unknown subjects). On PostgreSQL a writer under REPEATABLE
+// READ may not see a pointer made after its snapshot, to a subject fenced
+// since: it must not take the row for no one's.
 func pathTriggerSQL(dataset string, t *domicile.Table) [3]string {
 	names := triggerNames(t.Name)
 	head := func(i int, event string) string {

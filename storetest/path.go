@@ -215,6 +215,15 @@ func testPathRefusals(t *testing.T, h Harness) {
 	if err := h.Exec(t, f.s, `INSERT INTO address (address_id, line) VALUES (?, ?)`, 900, "new"); err != nil {
 		t.Fatalf("insert of an address no one points to: %v", err)
 	}
+	// But an address no one points to may not be changed, as a subject
+	// without an ownership row may not: a writer whose snapshot predates a
+	// pointer to it, from a subject fenced since, must not take it for
+	// no one's.
+	if err := h.Exec(t, f.s, `INSERT INTO address (address_id, line) VALUES (?, ?)`, 901, "orphan"); err != nil {
+		t.Fatal(err)
+	}
+	wantRefusal(t, h.Exec(t, f.s, `UPDATE address SET line = ? WHERE address_id = ?`, "changed", 901), domicile.ErrUnknown)
+	wantRefusal(t, h.Exec(t, f.s, `DELETE FROM address WHERE address_id = ?`, 901), domicile.ErrUnknown)
 	// Pointing an owned customer at it passes; pointing a fenced one does not.
 	if err := h.Exec(t, f.s, `UPDATE customer SET address_id = ? WHERE customer_id = ?`, 900, 1); err != nil {
 		t.Fatal(err)
