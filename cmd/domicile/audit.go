@@ -19,8 +19,8 @@ import (
 )
 
 // sealEvery is how often serve and worker bring the signed ledger head up
-// to date.
-const sealEvery = 10 * time.Second
+// to date (a variable for tests).
+var sealEvery = 10 * time.Second
 
 // errAuditFailed makes audit verify exit 1 once its report is printed.
 var errAuditFailed = errors.New("the ledger does not verify")
