@@ -51,10 +51,16 @@ func ReadHead(path string, pub ed25519.PublicKey) (*Head, error) {
 	return &h, nil
 }
 
-// ErrDiverged is the error of sealing a ledger that does not continue the
-// head already sealed: entries were removed or rewritten, and the head is
-// left as it was, as the evidence of it.
-var ErrDiverged = errors.New("the ledger does not continue the signed head")
+// Errors of sealing a ledger that is not what it should be. Nothing is
+// written then: an existing head is left as the evidence.
+var (
+	// ErrDiverged: the ledger does not continue the head already sealed;
+	// entries were removed or rewritten.
+	ErrDiverged = errors.New("the ledger does not continue the signed head")
+	// ErrBroken: there is no head yet, and the ledger's chain does not
+	// hold.
+	ErrBroken = errors.New("the ledger's chain does not hold")
+)
 
 // Sealer keeps the signed head file of a ledger up to date.
 type Sealer struct {
@@ -126,7 +132,10 @@ func (s *Sealer) Seal(ctx context.Context) (*Head, bool, error) {
 		}
 		problem = fmt.Sprintf("the ledger ends at entry %d, before entry %d, which the signed head (sealed %s) names", end.Seq, old.Seq, sealed)
 	}
-	if problem != "" {
+	switch {
+	case problem != "" && missing:
+		return nil, false, fmt.Errorf("%w: %s; no head is written to %s (run domicile audit verify)", ErrBroken, problem, s.Path)
+	case problem != "":
 		return old, false, fmt.Errorf("%w: %s; the head in %s is left as it was (run domicile audit verify)", ErrDiverged, problem, s.Path)
 	}
 	end := chain.Head()

@@ -119,6 +119,19 @@ func TestSeal(t *testing.T) {
 	}
 }
 
+// A ledger whose chain does not hold gets no first head.
+func TestSealBroken(t *testing.T) {
+	f := newFixture(t)
+	f.append(t, f.c, 4)
+	f.exec(t, `UPDATE ledger SET body = '{}' WHERE seq = 2`)
+	if _, _, err := f.sealer.Seal(context.Background()); !errors.Is(err, ledger.ErrBroken) || !strings.Contains(err.Error(), "ledger entry 2: hash does not match") {
+		t.Fatalf("Seal of a broken ledger = %v; want %v naming entry 2", err, ledger.ErrBroken)
+	}
+	if _, err := os.Stat(f.head); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a head was written: %v", err)
+	}
+}
+
 // A process whose ledger is behind the head, or does not continue it, never
 // writes the head: the head stays the evidence.
 func TestSealNeverGoesBack(t *testing.T) {

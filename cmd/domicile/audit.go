@@ -274,9 +274,14 @@ func (a *app) sealed(ctx context.Context, err *error) {
 func (a *app) sealLoop(ctx context.Context) {
 	t := time.NewTicker(sealEvery)
 	defer t.Stop()
-	var last string
+	var last string // the failure last logged
 	var logged time.Time
-	seal := func(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 		_, err := a.seal(ctx)
 		switch {
 		case err == nil:
@@ -285,14 +290,6 @@ func (a *app) sealLoop(ctx context.Context) {
 		case err.Error() != last || time.Since(logged) >= time.Minute:
 			last, logged = err.Error(), time.Now()
 			a.log.Error("sealing the ledger head", "err", err)
-		}
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			seal(ctx)
 		}
 	}
 }
