@@ -34,6 +34,18 @@ purge, each entry hash-chained to the one before. A head of the chain, signed
 with audit.signing_key, is kept outside the control store (audit.head): every
 command that appends to the ledger brings it up to date, and serve and worker
 do every 10 seconds. See docs/audit.md.`,
+		Args:                       cobra.ArbitraryArgs,
+		SuggestionsMinimumDistance: 2,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+				if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+					msg += fmt.Sprintf("; did you mean %q?", s[0])
+				}
+				return &UsageError{Err: errors.New(msg)}
+			}
+			return cmd.Help()
+		},
 	}
 	cmd.AddCommand(m.auditSealCommand(), m.auditVerifyCommand(), m.auditExportCommand())
 	return cmd
