@@ -8,11 +8,13 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/domicile/domicile"
+	"github.com/domicile/domicile/ledger"
 	"github.com/domicile/domicile/mover"
 	"github.com/domicile/domicile/policy"
 	"github.com/domicile/domicile/postgres"
@@ -33,6 +35,9 @@ type app struct {
 	log      *slog.Logger
 	now      func() time.Time
 	rt       *router.Router // the router server() built
+
+	sealMu sync.Mutex
+	sealer *ledger.Sealer // made by the first seal
 }
 
 // open opens what the config names. With install set, it also installs (or

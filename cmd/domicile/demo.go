@@ -18,6 +18,7 @@ import (
 	"github.com/domicile/domicile"
 	"github.com/domicile/domicile/internal/example"
 	"github.com/domicile/domicile/internal/load"
+	"github.com/domicile/domicile/ledger"
 	"github.com/domicile/domicile/mover"
 	"github.com/domicile/domicile/router"
 	"github.com/domicile/domicile/verify"
@@ -126,6 +127,7 @@ type demoReport struct {
 	OverseasCN  int64                     `json:"overseas_rows_in_cn_beijing"`
 	Receipts    int                       `json:"receipts"`
 	Verify      *verify.Report            `json:"verify"`
+	Audit       *ledger.Report            `json:"audit"` // the ledger against its signed head
 	LedgerOK    bool                      `json:"ledger_ok"`
 	FirstErrors []string                  `json:"first_errors,omitempty"`
 	Router      router.Stats              `json:"router"`
@@ -211,6 +213,10 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 		return err
 	}
 	defer a.Close()
+	// The signing key, and the head of the empty ledger.
+	if _, err := a.seal(ctx); err != nil {
+		return err
+	}
 	disc, err := a.discover(ctx)
 	if err != nil {
 		return err
@@ -326,11 +332,19 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 	if rep.Verify, err = a.verify(ctx, at); err != nil {
 		return err
 	}
-	problems, _, err := a.ctrl.VerifyLedger(ctx)
+	// The ledger, sealed now, against its signed head.
+	if _, err := a.seal(ctx); err != nil {
+		return err
+	}
+	pub, err := ledger.LoadPublicKey(a.cfg.Audit.PublicKey())
 	if err != nil {
 		return err
 	}
-	rep.LedgerOK = len(problems) == 0
+	if rep.Audit, err = ledger.Verify(ctx, a.ctrl, a.cfg.Audit.Head, pub); err != nil {
+		return err
+	}
+	rep.LedgerOK = rep.Audit.OK
+	rep.FirstErrors = append(rep.FirstErrors, rep.Audit.Problems[:min(len(rep.Audit.Problems), 5)]...)
 	moves, err := a.ctrl.ListMoves(ctx, domicile.MovePurged)
 	if err != nil {
 		return err
@@ -344,8 +358,8 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 	err = m.report(rep, func(w io.Writer) error {
 		fmt.Fprintf(w, "\nrouter: %d fence waits, %d redirects, %d fence timeouts\n", rep.Router.FenceWaits, rep.Router.Redirects, rep.Router.FenceTimeouts)
 		fmt.Fprintf(w, "clients: %d requests (%d reads, %d writes), %d errors, %d without answer\n", rep.Requests, rep.Reads, rep.Writes, rep.Errors, rep.Unknown)
-		fmt.Fprintf(w, "checks: %d keys not linearizable, %d acknowledged writes lost, %d overseas rows left in cn-beijing, ledger %s\n",
-			rep.Nonlinear, rep.LostWrites, rep.OverseasCN, okText(rep.LedgerOK))
+		fmt.Fprintf(w, "checks: %d keys not linearizable, %d acknowledged writes lost, %d overseas rows left in cn-beijing, ledger %s (%d entries, %s)\n",
+			rep.Nonlinear, rep.LostWrites, rep.OverseasCN, okText(rep.LedgerOK), rep.Audit.Entries, headText(rep.Audit.Head))
 		fmt.Fprintf(w, "verify at %s: %s, %d violations, %d pending; %d move receipts\n", demoPhases[2].at, okText(rep.Verify.OK), len(rep.Verify.Violations), rep.Verify.Pending, rep.Receipts)
 		fmt.Fprintln(w, "subjects per region:")
 		for _, ds := range a.cfg.DatasetNames() {
@@ -366,6 +380,13 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 		err = errors.New("the demo's checks failed (see the report)")
 	}
 	return err
+}
+
+func headText(h *ledger.Head) string {
+	if h == nil {
+		return "no signed head"
+	}
+	return fmt.Sprintf("signed head at entry %d", h.Seq)
 }
 
 func okText(ok bool) string {
