@@ -109,6 +109,7 @@ func Run(t *testing.T, h Harness) {
 		{"ConcurrentStaleAdvance", testConcurrentStaleAdvance},
 		{"ConcurrentCreateMove", testConcurrentCreateMove},
 		{"ConcurrentLedger", testConcurrentLedger},
+		{"RecordPolicy", testRecordPolicy},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
