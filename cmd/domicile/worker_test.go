@@ -130,7 +130,7 @@ func TestWorkersKilled(t *testing.T) {
 	d.settle("2026-06-01")
 	for i, p := range steady {
 		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
+			t.Fatalf("worker-%d before SIGTERM: %v\n%s", i+1, err, tailFile(p.log, 30))
 		}
 		if err := p.wait(); err != nil {
 			t.Errorf("worker-%d after SIGTERM: %v, want exit 0\n%s", i+1, err, tailFile(p.log, 20))
