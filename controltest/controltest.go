@@ -33,6 +33,11 @@ type Harness struct {
 	// with write access to the database could. Nil skips the test that
 	// checks VerifyLedger catches it.
 	Tamper func(t *testing.T, c domicile.Control, seq int64)
+
+	// Entries reads every ledger entry, in sequence order, with plain SQL.
+	// Nil skips the checks of what the entries of consents, refusals and
+	// erasures say (their number is checked all the same).
+	Entries func(t *testing.T, c domicile.Control) []Entry
 }
 
 // Names of the suite's fixtures.
@@ -106,6 +111,13 @@ func Run(t *testing.T, h Harness) {
 		{"ConcurrentStaleAdvance", testConcurrentStaleAdvance},
 		{"ConcurrentCreateMove", testConcurrentCreateMove},
 		{"ConcurrentLedger", testConcurrentLedger},
+		{"RecordConsent", testRecordConsent},
+		{"ConsentErasure", testConsentErasure},
+		{"RecordRefusal", testRecordRefusal},
+		{"Erasure", testErasure},
+		{"ErasureBlockedByMove", testErasureBlockedByMove},
+		{"ConcurrentEraseMove", testConcurrentEraseMove},
+		{"ConcurrentConsent", testConcurrentConsent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })

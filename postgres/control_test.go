@@ -58,9 +58,22 @@ func (h *controlHarness) tamper(t *testing.T, c domicile.Control, seq int64) {
 	}
 }
 
+func (h *controlHarness) entries(t *testing.T, c domicile.Control) []controltest.Entry {
+	t.Helper()
+	rows, err := c.(*Control).Pool().Query(context.Background(), `SELECT kind, ref, body FROM ledger ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := pgx.CollectRows(rows, pgx.RowToStructByPos[controltest.Entry])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es
+}
+
 func TestControl(t *testing.T) {
 	h := &controlHarness{}
-	controltest.Run(t, controltest.Harness{Open: h.open, Tamper: h.tamper})
+	controltest.Run(t, controltest.Harness{Open: h.open, Tamper: h.tamper, Entries: h.entries})
 }
 
 // The ledger's hash is the SQLite control store's, so that either verifies
@@ -121,5 +134,34 @@ func TestControlOpenConcurrently(t *testing.T) {
 		if err != nil {
 			t.Fatalf("opener %d: %v", i, err)
 		}
+	}
+}
+
+// A control store made before the consent registry gets it when opened.
+func TestControlAddsConsents(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, controlSchema)
+	conn.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenControl(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.CreateSubject(ctx, domicile.Subject{ID: "u1", Country: "US"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RecordConsent(ctx, domicile.Consent{Subject: "u1", Purpose: "ads", Granted: true}); err != nil {
+		t.Fatal(err)
+	}
+	if cur, err := c.FindConsents(ctx, "u1"); err != nil || len(cur) != 1 || !cur[0].Granted {
+		t.Fatalf("FindConsents = %+v, %v", cur, err)
 	}
 }

@@ -42,6 +42,25 @@ func TestControl(t *testing.T) {
 				t.Fatalf("tamper: no ledger entry %d", seq)
 			}
 		},
+		Entries: func(t *testing.T, c domicile.Control) []controltest.Entry {
+			rows, err := c.(*Control).DB().Query(`SELECT kind, ref, body FROM ledger ORDER BY seq`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			var es []controltest.Entry
+			for rows.Next() {
+				var e controltest.Entry
+				if err := rows.Scan(&e.Kind, &e.Ref, &e.Body); err != nil {
+					t.Fatal(err)
+				}
+				es = append(es, e)
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			return es
+		},
 	})
 }
 
