@@ -222,3 +222,26 @@ type Eraser interface {
 	// be being erased (CodeConflict otherwise).
 	FinishErasure(ctx context.Context, r *ErasureReceipt) error
 }
+
+// CheckClearable returns CodeInvalid unless every column is one of t's that
+// may be set to NULL: not part of the primary key, not the subject column,
+// not NOT NULL. Stores check the columns given to ClearColumns with it.
+func CheckClearable(t *Table, columns []string) error {
+	if len(columns) == 0 {
+		return Errorf(CodeInvalid, "no columns to clear in %s", t.Name)
+	}
+	for i, name := range columns {
+		j := slices.IndexFunc(t.Columns, func(c Column) bool { return c.Name == name })
+		switch {
+		case j < 0:
+			return Errorf(CodeInvalid, "table %s has no column %q", t.Name, name)
+		case slices.Index(columns, name) != i:
+			return Errorf(CodeInvalid, "column %q given twice", name)
+		case slices.Contains(t.PrimaryKey, name), name == t.SubjectColumn:
+			return Errorf(CodeInvalid, "column %s.%s is part of the row's key or names its subject: it cannot be cleared", t.Name, name)
+		case t.Columns[j].NotNull:
+			return Errorf(CodeInvalid, "column %s.%s is NOT NULL: it cannot be cleared", t.Name, name)
+		}
+	}
+	return nil
+}

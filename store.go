@@ -72,6 +72,19 @@ type Store interface {
 	// whether a row was deleted. Refusals are as for PutRow.
 	DeleteRow(ctx context.Context, t *Table, subject string, key []any) (bool, error)
 
+	// ClearColumns sets the columns (none of the key, the subject column or
+	// a NOT NULL column: see CheckClearable) to NULL in every row of the
+	// subject in t, and returns how many values it erased: those that were
+	// not NULL. It checks in its transaction that the store owns the
+	// subject, as PutRow's triggers do, and is refused as PutRow is, even
+	// when the subject has no row here.
+	ClearColumns(ctx context.Context, t *Table, subject string, columns []string) (int64, error)
+
+	// ClearStaleColumns is ClearColumns for the rows a store keeps of a
+	// subject it does not own (a move's source until its purge): it passes
+	// the triggers and checks no ownership.
+	ClearStaleColumns(ctx context.Context, t *Table, subject string, columns []string) (int64, error)
+
 	// ReadSubjects reads every row of the subjects in every table of the
 	// dataset, in one read transaction.
 	ReadSubjects(ctx context.Context, ds *Dataset, subjects []string) (*Batch, error)
