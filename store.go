@@ -81,8 +81,10 @@ type Store interface {
 	ClearColumns(ctx context.Context, t *Table, subject string, columns []string) (int64, error)
 
 	// ClearStaleColumns is ClearColumns for the rows a store keeps of a
-	// subject it does not own (a move's source until its purge): it passes
-	// the triggers and checks no ownership.
+	// subject it does not hold (a move's source until its purge): it passes
+	// the triggers, and changes nothing, returning 0, where the subject's
+	// ownership row is Owned, Fenced or Incoming: those rows are the live
+	// ones, or a copy of them, which only ClearColumns may change.
 	ClearStaleColumns(ctx context.Context, t *Table, subject string, columns []string) (int64, error)
 
 	// ReadSubjects reads every row of the subjects in every table of the

@@ -19,7 +19,8 @@ func (s *Store) ClearColumns(ctx context.Context, t *domicile.Table, subject str
 }
 
 // ClearStaleColumns sets the columns to NULL in every row of the subject in
-// t, passing the triggers, and returns how many values it erased.
+// t, passing the triggers, unless the store holds the subject (Owned, Fenced
+// or Incoming), and returns how many values it erased.
 func (s *Store) ClearStaleColumns(ctx context.Context, t *domicile.Table, subject string, columns []string) (int64, error) {
 	return s.clearColumns(ctx, t, subject, columns, true)
 }
@@ -43,20 +44,22 @@ func (s *Store) clearColumns(ctx context.Context, t *domicile.Table, subject str
 	var total int64
 	err = run(ctx, func(tx pgx.Tx) error {
 		total = 0
-		if !stale {
-			ds, err := s.datasetOf(ctx, tx, t.Name)
-			if err != nil {
-				return err
+		ds, err := s.datasetOf(ctx, tx, t.Name)
+		if err != nil {
+			return err
+		}
+		var st *string
+		err = tx.QueryRow(ctx, `SELECT state FROM domicile_owner WHERE subject = $1 AND dataset = $2 FOR SHARE`, subject, ds).Scan(&st)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		if stale {
+			if st != nil && *st != string(domicile.Moved) {
+				return nil // the live rows, or a copy of them
 			}
-			var st *string
-			err = tx.QueryRow(ctx, `SELECT state FROM domicile_owner WHERE subject = $1 AND dataset = $2 FOR SHARE`, subject, ds).Scan(&st)
-			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		} else if st == nil || *st != string(domicile.Owned) {
+			if _, err := tx.Exec(ctx, `SELECT domicile_refuse($1, $2, $3)`, st, ds, subject); err != nil {
 				return err
-			}
-			if st == nil || *st != string(domicile.Owned) {
-				if _, err := tx.Exec(ctx, `SELECT domicile_refuse($1, $2, $3)`, st, ds, subject); err != nil {
-					return err
-				}
 			}
 		}
 		// One statement per column: each counts the values it erases.

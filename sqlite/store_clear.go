@@ -17,7 +17,8 @@ func (s *Store) ClearColumns(ctx context.Context, t *domicile.Table, subject str
 }
 
 // ClearStaleColumns sets the columns to NULL in every row of the subject in
-// t, passing the triggers, and returns how many values it erased.
+// t, passing the triggers, unless the store holds the subject (Owned, Fenced
+// or Incoming), and returns how many values it erased.
 func (s *Store) ClearStaleColumns(ctx context.Context, t *domicile.Table, subject string, columns []string) (int64, error) {
 	return s.clearColumns(ctx, t, subject, columns, true)
 }
@@ -37,14 +38,16 @@ func (s *Store) clearColumns(ctx context.Context, t *domicile.Table, subject str
 	var total int64
 	err = run(ctx, func(tx *sql.Tx) error {
 		total = 0
+		ds, err := s.datasetOf(ctx, tx, t.Name)
+		if err != nil {
+			return err
+		}
 		if !stale {
-			ds, err := s.datasetOf(ctx, tx, t.Name)
-			if err != nil {
-				return err
-			}
 			if err := s.checkWrite(ctx, tx, ds, subject); err != nil {
 				return err
 			}
+		} else if held, err := s.holds(ctx, tx, ds, subject); err != nil || held {
+			return err
 		}
 		// One statement per column: each counts the values it erases.
 		for _, c := range columns {
@@ -105,4 +108,15 @@ func (s *Store) checkWrite(ctx context.Context, tx *sql.Tx, dataset, subject str
 			Region: o.Region, Epoch: o.Epoch, Err: domicile.ErrMoved}
 	}
 	return fmt.Errorf("ownership of %s in %s: unknown state %q", subject, dataset, o.State)
+}
+
+// holds reports whether the subject's ownership row in dataset, read in the
+// caller's transaction, is Owned, Fenced or Incoming.
+func (s *Store) holds(ctx context.Context, tx *sql.Tx, dataset, subject string) (bool, error) {
+	var st domicile.OwnerState
+	err := tx.QueryRowContext(ctx, `SELECT state FROM domicile_owner WHERE subject = ? AND dataset = ?`, subject, dataset).Scan(&st)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil && st != domicile.Moved, err
 }

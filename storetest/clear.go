@@ -121,6 +121,25 @@ func testClearColumns(t *testing.T, h Harness) {
 	if nulls, _ := nullsIn(t, b, "orders", "note", "user_id", fenced); nulls != 0 {
 		t.Fatalf("another subject's notes after ClearStaleColumns: %d NULL; want 0", nulls)
 	}
+	// Where the store holds the subject, its rows are not stale: left alone.
+	for _, s := range []string{"u-2", fenced, incoming} {
+		if n, err := f.s.ClearStaleColumns(ctx, orders, s, []string{"note"}); err != nil || n != 0 {
+			t.Fatalf("ClearStaleColumns(orders, %s) = %d, %v; want 0: the store holds the subject", s, n, err)
+		}
+	}
+	b, err = f.s.ReadSubjects(ctx, f.ds, []string{"u-2", fenced, incoming, unknown})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"u-2", fenced, incoming} {
+		if nulls, _ := nullsIn(t, b, "orders", "note", "user_id", s); nulls != 0 {
+			t.Fatalf("%s's notes after ClearStaleColumns: %d NULL; want 0", s, nulls)
+		}
+	}
+	// Rows of a subject without an ownership row are stale.
+	if n, err := f.s.ClearStaleColumns(ctx, orders, unknown, []string{"note"}); err != nil || n != 2 {
+		t.Fatalf("ClearStaleColumns(orders, unknown) = %d, %v; want 2", n, err)
+	}
 
 	// A store that accepts unknown subjects clears their rows.
 	g := h.setup(t, regionB, domicile.InstallOptions{AcceptUnknown: true})
