@@ -223,6 +223,9 @@ func TestDemoPostgres(t *testing.T) {
 	if rep.Writes == 0 || len(rep.Phases) != 3 || rep.Phases[2].Subjects == 0 {
 		t.Fatalf("the demo did too little: %d writes, phases %+v", rep.Writes, rep.Phases)
 	}
+	if c := rep.Consent; c.Stored == 0 || c.Refused == 0 || c.Erased == 0 || c.Errors != 0 || c.Violations != 0 {
+		t.Fatalf("consent: %+v", c)
+	}
 	// Every store was a PostgreSQL database, and the clusters are stopped.
 	cfg, err := LoadConfig(filepath.Join(dir, "domicile.yaml"))
 	if err != nil {
