@@ -121,6 +121,10 @@ type Store interface {
 	// ListRowSubjects calls fn once for every subject with rows in the table.
 	ListRowSubjects(ctx context.Context, t *Table, fn func(subject string) error) error
 
+	// ListValueSubjects calls fn once for every subject with a row in the
+	// table whose column holds a value (is not NULL), in subject order.
+	ListValueSubjects(ctx context.Context, t *Table, column string, fn func(subject string) error) error
+
 	// PurgeSubjects deletes every row of the subjects in the dataset's
 	// tables, passing the triggers, and returns how many rows it deleted.
 	PurgeSubjects(ctx context.Context, ds *Dataset, subjects []string) (int64, error)

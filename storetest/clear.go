@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/domicile/domicile"
@@ -69,6 +70,13 @@ func testClearColumns(t *testing.T, h Harness) {
 	}
 	if n, err := f.s.ClearColumns(ctx, orders, owned, []string{"note"}); err != nil || n != 0 {
 		t.Fatalf("ClearColumns again = %d, %v; want 0", n, err)
+	}
+	// owned has orders, but no note any more.
+	if got := valueSubjects(t, f.s, orders, "note"); !slices.Equal(got, []string{"u-2", fenced, incoming, moved, unknown}) {
+		t.Fatalf("ListValueSubjects(orders, note) = %q; want every subject but %s", got, owned)
+	}
+	if got := valueSubjects(t, f.s, orders, "order_id"); !slices.Equal(got, []string{"u-2", fenced, incoming, moved, owned, unknown}) {
+		t.Fatalf("ListValueSubjects(orders, order_id) = %q; want every subject", got)
 	}
 	// An owned subject without rows: nothing to erase, no refusal.
 	if n, err := f.s.ClearColumns(ctx, orders, "u-empty", []string{"note"}); err != nil || n != 0 {
@@ -181,9 +189,22 @@ func testPathClearColumns(t *testing.T, h Harness) {
 	if rows, _ := f.s.FindRows(ctx, payment, "other", domicile.RowQuery{}); len(rows) != 2 || rows[0][2] == nil {
 		t.Fatalf("other's payments after clearing owned's = %v; want their amounts", rows)
 	}
+	if got := valueSubjects(t, f.s, payment, "amount"); !slices.Equal(got, []string{"other", fenced}) {
+		t.Fatalf("ListValueSubjects(payment, amount) = %q; want [other %s]", got, fenced)
+	}
 	_, err := f.s.ClearColumns(ctx, payment, fenced, []string{"amount"})
 	wantError(t, "clear of a fenced subject's payments", err, domicile.CodeFenced, domicile.ErrFenced)
 	if n, err := f.s.ClearColumns(ctx, f.table("address"), owned, []string{"line"}); err != nil || n != 1 {
 		t.Fatalf("ClearColumns(address, owned, line) = %d, %v; want its one address", n, err)
 	}
+}
+
+// valueSubjects returns what ListValueSubjects lists.
+func valueSubjects(t *testing.T, s domicile.Store, tb *domicile.Table, column string) []string {
+	t.Helper()
+	var out []string
+	if err := s.ListValueSubjects(context.Background(), tb, column, func(id string) error { out = append(out, id); return nil }); err != nil {
+		t.Fatalf("ListValueSubjects(%s, %s): %v", tb.Name, column, err)
+	}
+	return out
 }

@@ -289,6 +289,7 @@ func (a *app) router() *router.Router {
 func (a *app) verify(ctx context.Context, at time.Time) (*verify.Report, error) {
 	return verify.Run(ctx, verify.Config{
 		Control: a.ctrl, Stores: a.stores, Datasets: a.datasets, Policy: a.policy, At: at, Now: a.now,
+		ConsentRules: a.cfg.ConsentRules(),
 	})
 }
 

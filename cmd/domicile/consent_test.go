@@ -50,6 +50,20 @@ func query(t *testing.T, path, q string, args ...any) any {
 	return v
 }
 
+// execSQL runs a statement against a SQLite file, as a writer with its own
+// connection would.
+func execSQL(t *testing.T, path, q string, args ...any) {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
 // TestConsentCLI walks an operator through consents and an erasure on the
 // reference example: a gated IMEI refused without consent, stored with it,
 // erased by the withdrawal; then the whole subject erased, with receipts in
@@ -129,6 +143,15 @@ func TestConsentCLI(t *testing.T) {
 			t.Errorf("%q: exit %d, stderr %q; want %d and %q", tc.args, ExitCode(r.err), r.stderr, tc.code, tc.msg)
 		}
 	}
+
+	// An IMEI written behind domicile's back, for a user who never
+	// consented, is a violation verify reports.
+	execSQL(t, origin, `UPDATE devices SET imei = ? WHERE user_id = 'u000002'`, imei)
+	r = run(t, "--config", cfg, "verify", "--at", "2025-12-01")
+	if ExitCode(r.err) != 1 || !strings.Contains(r.stdout, "devices.imei holds a value without a current consent to device_analytics") {
+		t.Fatalf("verify with an IMEI without consent: %v\n%s", r.err, r.stdout)
+	}
+	execSQL(t, origin, `UPDATE devices SET imei = NULL WHERE user_id = 'u000002'`)
 
 	var rows int64
 	for _, tb := range example.Tables() {
