@@ -95,6 +95,15 @@ type Control interface {
 	// every entry whose hash or link does not hold, with the number of
 	// entries read.
 	VerifyLedger(ctx context.Context) ([]string, int64, error)
+
+	// ListLedger calls fn for every ledger entry whose sequence number is
+	// from or more, in sequence order, as stored: nothing is checked, so
+	// that a verifier sees what is there.
+	ListLedger(ctx context.Context, from int64, fn func(LedgerEntry) error) error
+
+	// LedgerHead returns the sequence number and hash of the newest ledger
+	// entry, or the zero head of an empty ledger.
+	LedgerHead(ctx context.Context) (LedgerHead, error)
 }
 
 // Policy decides where a subject's dataset must live at a time.

@@ -16,6 +16,9 @@ import (
 type Subject struct {
 	ID      string `json:"id"`
 	Country string `json:"country"` // ISO 3166-1 alpha-2
+	// Created is when the control store registered the subject; the zero
+	// time for subjects registered before it kept the time.
+	Created time.Time `json:"created,omitzero"`
 }
 
 // Dataset is one service's data: a set of tables that move together.

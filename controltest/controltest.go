@@ -10,6 +10,7 @@ package controltest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -33,11 +34,6 @@ type Harness struct {
 	// with write access to the database could. Nil skips the test that
 	// checks VerifyLedger catches it.
 	Tamper func(t *testing.T, c domicile.Control, seq int64)
-
-	// Entries reads every ledger entry, in sequence order, with plain SQL.
-	// Nil skips the checks of what the entries of consents, refusals and
-	// erasures say (their number is checked all the same).
-	Entries func(t *testing.T, c domicile.Control) []Entry
 }
 
 // Names of the suite's fixtures.
@@ -107,6 +103,8 @@ func Run(t *testing.T, h Harness) {
 		{"FindReceipts", testFindReceipts},
 		{"VerifyLedger", testVerifyLedger},
 		{"VerifyLedgerTampered", testVerifyLedgerTampered},
+		{"ListLedger", testListLedger},
+		{"SubjectCreated", testSubjectCreated},
 		{"ConcurrentClaim", testConcurrentClaim},
 		{"ConcurrentStaleAdvance", testConcurrentStaleAdvance},
 		{"ConcurrentCreateMove", testConcurrentCreateMove},
@@ -118,6 +116,7 @@ func Run(t *testing.T, h Harness) {
 		{"ErasureBlockedByMove", testErasureBlockedByMove},
 		{"ConcurrentEraseMove", testConcurrentEraseMove},
 		{"ConcurrentConsent", testConcurrentConsent},
+		{"RecordPolicy", testRecordPolicy},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
@@ -259,6 +258,7 @@ func testCreateSubject(t *testing.T, h Harness) {
 	if err := f.c.CreateSubject(ctx, s, ps); err != nil {
 		t.Fatal(err)
 	}
+	s.Created = f.clock.Now() // the store's time, whatever the caller says
 	if got, err := f.c.FindSubject(ctx, "u1"); err != nil || got != s {
 		t.Fatalf("FindSubject = %+v, %v; want %+v", got, err, s)
 	}
@@ -285,6 +285,7 @@ func testCreateSubject(t *testing.T, h Harness) {
 		{Subject: "u1", Dataset: "cloud", Region: to, Epoch: 9},
 	})
 	wantCode(t, "CreateSubject of an existing id", err, domicile.CodeConflict)
+	f.clock.Advance(time.Minute)
 	if got, err := f.c.FindSubject(ctx, "u1"); err != nil || got != s {
 		t.Fatalf("FindSubject after conflict = %+v, %v; want %+v", got, err, s)
 	}
@@ -1040,6 +1041,102 @@ func testVerifyLedgerTampered(t *testing.T, h Harness) {
 	f.subjects(t, from, "s5")
 	if problems, n, err := f.c.VerifyLedger(ctx); err != nil || n != 5 || len(problems) != 1 {
 		t.Fatalf("VerifyLedger after another entry = %q, %d, %v; want one problem, 5 entries", problems, n, err)
+	}
+}
+
+func testListLedger(t *testing.T, h Harness) {
+	ctx := context.Background()
+	f := h.open(t)
+	if head, err := f.c.LedgerHead(ctx); err != nil || head != (domicile.LedgerHead{}) {
+		t.Fatalf("LedgerHead of a new store = %+v, %v; want the zero head", head, err)
+	}
+	list := func(from int64) []domicile.LedgerEntry {
+		t.Helper()
+		var es []domicile.LedgerEntry
+		if err := f.c.ListLedger(ctx, from, func(e domicile.LedgerEntry) error { es = append(es, e); return nil }); err != nil {
+			t.Fatalf("ListLedger(%d): %v", from, err)
+		}
+		return es
+	}
+	if es := list(1); len(es) != 0 {
+		t.Fatalf("ListLedger of a new store = %+v; want none", es)
+	}
+	start := f.clock.Now()
+	f.subjects(t, from, "s1")
+	f.clock.Advance(1500 * time.Millisecond)
+	if err := f.c.UpdateCountry(ctx, "s1", "FR"); err != nil {
+		t.Fatal(err)
+	}
+	m := f.move(t, "m1", "s1")
+	_, token := f.claim(t, "m1", owner)
+	f.advance(t, m, token, domicile.MoveCommitted)
+
+	es := list(1)
+	kinds := make([]string, len(es))
+	for i, e := range es {
+		kinds[i] = e.Kind
+	}
+	if want := []string{"subject.created", "subject.country", "move.planned", "move.committed"}; !slices.Equal(kinds, want) {
+		t.Fatalf("ListLedger kinds = %q; want %q", kinds, want)
+	}
+	prev := ""
+	for i, e := range es {
+		// Every store hashes as the root package defines it.
+		if e.Seq != int64(i+1) || e.Prev != prev || e.Hash != e.ChainHash() {
+			t.Fatalf("entry %d = seq %d, prev %q, hash %q (computed %q); want seq %d chained to %q",
+				i, e.Seq, e.Prev, e.Hash, e.ChainHash(), i+1, prev)
+		}
+		prev = e.Hash
+	}
+	if es[0].Ref != "s1" || !es[0].At.Equal(start) || !es[1].At.Equal(start.Add(1500*time.Millisecond)) || es[3].Ref != "m1" {
+		t.Fatalf("entries %+v", es)
+	}
+	var body struct{ From, To string }
+	if err := json.Unmarshal(es[1].Body, &body); err != nil || body.From != "US" || body.To != "FR" {
+		t.Fatalf("subject.country body %s: %+v, %v", es[1].Body, body, err)
+	}
+	if head, err := f.c.LedgerHead(ctx); err != nil || head != (domicile.LedgerHead{Seq: 4, Hash: es[3].Hash}) {
+		t.Fatalf("LedgerHead = %+v, %v; want entry 4, %s", head, err, es[3].Hash)
+	}
+	if got := list(3); len(got) != 2 || got[0].Seq != 3 || got[1].Hash != es[3].Hash {
+		t.Fatalf("ListLedger(3) = %+v; want entries 3 and 4", got)
+	}
+	if got := list(5); len(got) != 0 {
+		t.Fatalf("ListLedger(5) = %+v; want none", got)
+	}
+	// An error from fn stops the walk and is returned.
+	stop := errors.New("stop")
+	calls := 0
+	err := f.c.ListLedger(ctx, 1, func(domicile.LedgerEntry) error { calls++; return stop })
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Fatalf("ListLedger with failing fn = %v after %d calls; want %v after 1", err, calls, stop)
+	}
+}
+
+func testSubjectCreated(t *testing.T, h Harness) {
+	ctx := context.Background()
+	f := h.open(t)
+	first := f.clock.Now()
+	f.subjects(t, from, "a")
+	f.clock.Advance(time.Hour + 250*time.Millisecond)
+	if n, err := f.c.AddSubjects(ctx, []domicile.Subject{{ID: "a", Country: "CN"}, {ID: "b", Country: "CN"}}, nil); err != nil || n != 1 {
+		t.Fatalf("AddSubjects = %d, %v; want 1", n, err)
+	}
+	want := map[string]time.Time{"a": first, "b": first.Add(time.Hour + 250*time.Millisecond)}
+	for id, at := range want {
+		s, err := f.c.FindSubject(ctx, id)
+		if err != nil || !s.Created.Equal(at) {
+			t.Fatalf("FindSubject(%s) = %+v, %v; want created %s", id, s, err, at)
+		}
+	}
+	err := f.c.ListPlacements(ctx, "", func(s domicile.Subject, _ domicile.Placement) error {
+		if !s.Created.Equal(want[s.ID]) {
+			t.Errorf("ListPlacements: subject %+v; want created %s", s, want[s.ID])
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -792,3 +792,53 @@ func TestResumeAfterLaterMove(t *testing.T) {
 		})
 	}
 }
+
+// TestCrashInsideTheFenceWithDefaults: with the default lease (3 s) and
+// max_block (1 s), a move whose process dies inside the fence is past
+// max_block by the time another process may take it over. That process
+// rolls it back (the source takes writes again, the copy goes), and the
+// next pass moves the subjects.
+func TestCrashInsideTheFenceWithDefaults(t *testing.T) {
+	for _, step := range []domicile.MoveState{domicile.MoveFenced, domicile.MoveCopied, domicile.MoveVerified} {
+		t.Run(string(step), func(t *testing.T) {
+			ctx := context.Background()
+			e := newEnv(t, 12)
+			defaults := func(owner string, hook func(*domicile.Move, domicile.MoveState)) *mover.Mover {
+				return mover.New(mover.Config{
+					Control: e.ctrl, Stores: e.stores, Datasets: map[string]*domicile.Dataset{"social": e.ds},
+					Owner: owner, Now: e.clock.Now, AfterStep: hook,
+				})
+			}
+			hook := func(m *domicile.Move, s domicile.MoveState) {
+				if s == step {
+					runtime.Goexit()
+				}
+			}
+			defaults("victim", hook).Migrate(ctx, e.plan, mover.MigrateOptions{Batch: 100, Workers: 1, Passes: 1})
+			open, err := e.ctrl.ListMoves(ctx, openStates()...)
+			if err != nil || len(open) != 1 || open[0].State != domicile.MovePrepared || open[0].FencedAt.IsZero() {
+				t.Fatalf("after the crash: %+v %v; want one move recorded prepared, with its fence's start", open, err)
+			}
+			// The source refuses writes for the subjects meanwhile.
+			if _, err := e.sq["a"].DB().Exec(`UPDATE posts SET n = n + 1 WHERE user_id = 'u0003'`); err == nil {
+				t.Fatal("a write inside the fence went through")
+			}
+			e.clock.Add(4 * time.Second) // past the lease, and so past max_block
+			sum, err := defaults("rescuer", nil).Migrate(ctx, e.plan, mover.MigrateOptions{Batch: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum.Resolved != 1 || sum.Subjects != 4 || sum.Failed != 0 {
+				t.Fatalf("summary %+v; want the dead move resolved and the 4 subjects moved", sum)
+			}
+			mv, err := e.ctrl.FindMove(ctx, open[0].ID)
+			if err != nil || mv.State != domicile.MoveRolledBack || !strings.Contains(mv.Error, "max_block") {
+				t.Fatalf("the dead move: %+v %v; want rolled back past max_block", mv, err)
+			}
+			e.checkMoved(t)
+			if rep := e.verify(t); !rep.OK || rep.Pending != 0 {
+				t.Fatalf("verify: %+v", rep)
+			}
+		})
+	}
+}

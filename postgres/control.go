@@ -39,7 +39,8 @@ var _ domicile.Control = (*Control)(nil)
 const controlSchema = `
 CREATE TABLE IF NOT EXISTS subjects (
 	id      TEXT COLLATE "C" PRIMARY KEY,
-	country TEXT NOT NULL
+	country TEXT NOT NULL,
+	created BIGINT NOT NULL DEFAULT 0 -- when the subject was registered
 );
 CREATE TABLE IF NOT EXISTS placements (
 	subject TEXT COLLATE "C" NOT NULL,
@@ -130,10 +131,28 @@ func OpenControl(ctx context.Context, url string, now func() time.Time) (*Contro
 		pool.Close()
 		return nil, fmt.Errorf("create consent registry: %w", err)
 	}
+	if err := controlAddSubjectsCreated(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("upgrade control schema: %w", err)
+	}
 	if now == nil {
 		now = time.Now
 	}
 	return &Control{pool: pool, now: now}, nil
+}
+
+// controlAddSubjectsCreated adds subjects.created to a control store made
+// before subjects kept the time they were registered. It looks before it
+// alters, so that no process but the first takes the table's lock.
+func controlAddSubjectsCreated(ctx context.Context, pool *pgxpool.Pool) error {
+	var has bool
+	err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM information_schema.columns
+		WHERE table_schema = current_schema() AND table_name = 'subjects' AND column_name = 'created')`).Scan(&has)
+	if err != nil || has {
+		return err
+	}
+	_, err = pool.Exec(ctx, `ALTER TABLE subjects ADD COLUMN IF NOT EXISTS created BIGINT NOT NULL DEFAULT 0`)
+	return err
 }
 
 // Pool returns the connection pool, for the job queue and for tests.
@@ -154,7 +173,8 @@ func (c *Control) update(ctx context.Context, fn func(pgx.Tx) error) error {
 // CreateSubject registers a new subject with its placements.
 func (c *Control) CreateSubject(ctx context.Context, s domicile.Subject, placements []domicile.Placement) error {
 	return c.update(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO subjects (id, country) VALUES ($1, $2) ON CONFLICT DO NOTHING`, s.ID, s.Country)
+		now := c.now()
+		tag, err := tx.Exec(ctx, `INSERT INTO subjects (id, country, created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, s.ID, s.Country, ctlMillis(now))
 		if err != nil {
 			return fmt.Errorf("create subject: %w", err)
 		}
@@ -164,7 +184,7 @@ func (c *Control) CreateSubject(ctx context.Context, s domicile.Subject, placeme
 		if err := controlInsertPlacements(ctx, tx, placements); err != nil {
 			return err
 		}
-		return controlAppend(ctx, tx, c.now(), "subject.created", s.ID, map[string]any{"country": s.Country, "placements": placements})
+		return controlAppend(ctx, tx, now, "subject.created", s.ID, map[string]any{"country": s.Country, "placements": placements})
 	})
 }
 
@@ -198,12 +218,13 @@ func (c *Control) AddSubjects(ctx context.Context, subjects []domicile.Subject, 
 	added := 0
 	err := c.update(ctx, func(tx pgx.Tx) error {
 		added = 0
+		now := c.now()
 		ids, countries := make([]string, len(subjects)), make([]string, len(subjects))
 		for i, s := range subjects {
 			ids[i], countries[i] = s.ID, s.Country
 		}
-		rows, err := tx.Query(ctx, `INSERT INTO subjects (id, country)
-			SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING RETURNING id`, ids, countries)
+		rows, err := tx.Query(ctx, `INSERT INTO subjects (id, country, created)
+			SELECT id, country, $3::bigint FROM unnest($1::text[], $2::text[]) AS n (id, country) ON CONFLICT DO NOTHING RETURNING id`, ids, countries, ctlMillis(now))
 		if err != nil {
 			return fmt.Errorf("add subjects: %w", err)
 		}
@@ -228,7 +249,7 @@ func (c *Control) AddSubjects(ctx context.Context, subjects []domicile.Subject, 
 		if err := controlInsertPlacements(ctx, tx, ps); err != nil {
 			return err
 		}
-		return controlAppend(ctx, tx, c.now(), "subjects.discovered", "", map[string]any{"subjects": added, "placements": len(ps)})
+		return controlAppend(ctx, tx, now, "subjects.discovered", "", map[string]any{"subjects": added, "placements": len(ps)})
 	})
 	return added, err
 }
@@ -236,10 +257,12 @@ func (c *Control) AddSubjects(ctx context.Context, subjects []domicile.Subject, 
 // FindSubject returns a subject.
 func (c *Control) FindSubject(ctx context.Context, id string) (domicile.Subject, error) {
 	s := domicile.Subject{ID: id}
-	err := c.pool.QueryRow(ctx, `SELECT country FROM subjects WHERE id = $1`, id).Scan(&s.Country)
+	var created int64
+	err := c.pool.QueryRow(ctx, `SELECT country, created FROM subjects WHERE id = $1`, id).Scan(&s.Country, &created)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return s, ctlNotFound(fmt.Sprintf("subject %q", id))
 	}
+	s.Created = ctlFromMillis(created)
 	return s, err
 }
 
@@ -296,7 +319,7 @@ func (c *Control) FindPlacements(ctx context.Context, subject string) ([]domicil
 // The rows stream over one connection while fn runs; fn may call the store,
 // which takes another.
 func (c *Control) ListPlacements(ctx context.Context, dataset string, fn func(domicile.Subject, domicile.Placement) error) error {
-	q := `SELECT p.subject, p.dataset, p.region, p.epoch, p.state, p.move_id, s.country
+	q := `SELECT p.subject, p.dataset, p.region, p.epoch, p.state, p.move_id, s.country, s.created
 		FROM placements p JOIN subjects s ON s.id = p.subject`
 	var args []any
 	if dataset != "" {
@@ -313,10 +336,11 @@ func (c *Control) ListPlacements(ctx context.Context, dataset string, fn func(do
 	for rows.Next() {
 		var p domicile.Placement
 		var s domicile.Subject
-		if err := rows.Scan(&p.Subject, &p.Dataset, &p.Region, &p.Epoch, &p.State, &p.MoveID, &s.Country); err != nil {
+		var created int64
+		if err := rows.Scan(&p.Subject, &p.Dataset, &p.Region, &p.Epoch, &p.State, &p.MoveID, &s.Country, &created); err != nil {
 			return err
 		}
-		s.ID = p.Subject
+		s.ID, s.Created = p.Subject, ctlFromMillis(created)
 		if err := fn(s, p); err != nil {
 			return err
 		}

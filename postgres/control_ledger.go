@@ -2,51 +2,33 @@ package postgres
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/domicile/domicile"
 )
-
-// controlEntry is one entry of the hash-chained ledger.
-type controlEntry struct {
-	Seq  int64
-	At   time.Time
-	Kind string
-	Ref  string
-	Body json.RawMessage
-	Prev string
-	Hash string
-}
-
-// controlEntryHash chains an entry to its predecessor. It is the SQLite
-// control store's entryHash, byte for byte: a ledger verifies alike
-// whichever store wrote it.
-func controlEntryHash(e controlEntry) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%d\x00%d\x00%s\x00%s\x00%s\x00", e.Seq, e.At.UnixMilli(), e.Kind, e.Ref, e.Prev)
-	h.Write(e.Body)
-	return hex.EncodeToString(h.Sum(nil))
-}
 
 // controlAppend appends an entry inside the caller's transaction, so that
 // the record commits with the change it describes. It locks the ledger's
 // head row, so concurrent appends queue and each chains to the last one
 // committed; the lock is the transaction's last, so it waits for no other.
+// The entry's hash is domicile.LedgerEntry.ChainHash, as on SQLite: a
+// ledger verifies alike whichever store wrote it.
 func controlAppend(ctx context.Context, tx pgx.Tx, at time.Time, kind, ref string, body any) error {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return err
 	}
-	e := controlEntry{At: at, Kind: kind, Ref: ref, Body: b}
+	e := domicile.LedgerEntry{At: at, Kind: kind, Ref: ref, Body: b}
 	if err := tx.QueryRow(ctx, `SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE`).Scan(&e.Seq, &e.Prev); err != nil {
 		return fmt.Errorf("ledger head: %w", err)
 	}
 	e.Seq++
-	e.Hash = controlEntryHash(e)
+	e.Hash = e.ChainHash()
 	batch := &pgx.Batch{}
 	batch.Queue(`INSERT INTO ledger (seq, at, kind, ref, body, prev, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 		e.Seq, ctlMillis(at), e.Kind, e.Ref, string(e.Body), e.Prev, e.Hash)
@@ -60,44 +42,29 @@ func controlAppend(ctx context.Context, tx pgx.Tx, at time.Time, kind, ref strin
 // VerifyLedger walks the ledger and returns the entries whose hash or chain
 // does not hold, as messages; none means the chain is intact. It also
 // checks the chain ends where the head row says it does, which catches
-// entries cut from the end.
+// entries cut from the end by someone who did not also fix the head row.
 func (c *Control) VerifyLedger(ctx context.Context) ([]string, int64, error) {
 	var problems []string
 	var n int64
 	err := ctlInTx(ctx, c.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		problems, n = nil, 0
-		rows, err := tx.Query(ctx, `SELECT seq, at, kind, ref, body, prev, hash FROM ledger ORDER BY seq`)
-		if err != nil {
-			return err
-		}
-		var e controlEntry
-		var at int64
-		var body string
-		prev, want := "", int64(1)
-		_, err = pgx.ForEachRow(rows, []any{&e.Seq, &at, &e.Kind, &e.Ref, &body, &e.Prev, &e.Hash}, func() error {
-			e.At, e.Body = time.UnixMilli(at), json.RawMessage(body)
+		var chain domicile.LedgerChain
+		err := controlListLedger(ctx, tx, 1, func(e domicile.LedgerEntry) error {
 			n++
-			switch {
-			case e.Seq != want:
-				problems = append(problems, fmt.Sprintf("ledger entry %d: expected sequence %d", e.Seq, want))
-			case e.Prev != prev:
-				problems = append(problems, fmt.Sprintf("ledger entry %d: does not chain to its predecessor", e.Seq))
-			case controlEntryHash(e) != e.Hash:
-				problems = append(problems, fmt.Sprintf("ledger entry %d: hash does not match its content", e.Seq))
+			if p := chain.Add(e); p != "" {
+				problems = append(problems, p)
 			}
-			prev, want = e.Hash, e.Seq+1
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		var headSeq int64
-		var headHash string
-		if err := tx.QueryRow(ctx, `SELECT seq, hash FROM ledger_head WHERE id = 1`).Scan(&headSeq, &headHash); err != nil {
+		var head domicile.LedgerHead
+		if err := tx.QueryRow(ctx, `SELECT seq, hash FROM ledger_head WHERE id = 1`).Scan(&head.Seq, &head.Hash); err != nil {
 			return fmt.Errorf("ledger head: %w", err)
 		}
-		if headSeq != want-1 || headHash != prev {
-			problems = append(problems, fmt.Sprintf("ledger head: the chain ends at entry %d, the head names entry %d", want-1, headSeq))
+		if end := chain.Head(); head != end {
+			problems = append(problems, fmt.Sprintf("ledger head: the chain ends at entry %d, the head names entry %d", end.Seq, head.Seq))
 		}
 		return nil
 	})
@@ -105,4 +72,45 @@ func (c *Control) VerifyLedger(ctx context.Context) ([]string, int64, error) {
 		return nil, 0, err
 	}
 	return problems, n, nil
+}
+
+// ListLedger calls fn for every ledger entry from seq from on, in order.
+// The rows stream over one connection while fn runs.
+func (c *Control) ListLedger(ctx context.Context, from int64, fn func(domicile.LedgerEntry) error) error {
+	return controlListLedger(ctx, c.pool, from, fn)
+}
+
+func controlListLedger(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, from int64, fn func(domicile.LedgerEntry) error) error {
+	rows, err := q.Query(ctx, `SELECT seq, at, kind, ref, body, prev, hash FROM ledger WHERE seq >= $1 ORDER BY seq`, from)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e domicile.LedgerEntry
+		var at int64
+		var body string
+		if err := rows.Scan(&e.Seq, &at, &e.Kind, &e.Ref, &body, &e.Prev, &e.Hash); err != nil {
+			return err
+		}
+		e.At, e.Body = time.UnixMilli(at).UTC(), json.RawMessage(body)
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// LedgerHead returns the newest entry's seq and hash, read from the ledger
+// itself rather than from the head row, so that it names an entry that is
+// there.
+func (c *Control) LedgerHead(ctx context.Context) (domicile.LedgerHead, error) {
+	var h domicile.LedgerHead
+	err := c.pool.QueryRow(ctx, `SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1`).Scan(&h.Seq, &h.Hash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return domicile.LedgerHead{}, nil
+	}
+	return h, err
 }

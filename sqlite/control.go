@@ -2,9 +2,7 @@ package sqlite
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,7 +36,8 @@ var _ domicile.Control = (*Control)(nil)
 const controlSchema = `
 CREATE TABLE IF NOT EXISTS subjects (
 	id      TEXT PRIMARY KEY,
-	country TEXT NOT NULL
+	country TEXT NOT NULL,
+	created INTEGER NOT NULL DEFAULT 0 -- when the subject was registered
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS placements (
 	subject TEXT NOT NULL,
@@ -104,6 +103,10 @@ func OpenControl(path string, now func() time.Time) (*Control, error) {
 		w.Close()
 		return nil, fmt.Errorf("create control schema in %s: %w", path, err)
 	}
+	if err := addSubjectsCreated(w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("upgrade control schema in %s: %w", path, err)
+	}
 	db, err := openDB(path)
 	if err != nil {
 		w.Close()
@@ -119,6 +122,17 @@ func OpenControl(path string, now func() time.Time) (*Control, error) {
 		now = time.Now
 	}
 	return &Control{db: db, w: w, ckpt: ckpt, now: now}, nil
+}
+
+// addSubjectsCreated adds subjects.created to a control store made before
+// subjects kept the time they were registered.
+func addSubjectsCreated(w *sql.DB) error {
+	var n int
+	if err := w.QueryRow(`SELECT count(*) FROM pragma_table_info('subjects') WHERE name = 'created'`).Scan(&n); err != nil || n > 0 {
+		return err
+	}
+	_, err := w.Exec(`ALTER TABLE subjects ADD COLUMN created INTEGER NOT NULL DEFAULT 0`)
+	return err
 }
 
 // DB returns the underlying database, for the job queue and for tests.
@@ -159,7 +173,8 @@ func notFound(what string) error {
 // CreateSubject registers a new subject with its placements.
 func (c *Control) CreateSubject(ctx context.Context, s domicile.Subject, placements []domicile.Placement) error {
 	return c.update(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO subjects (id, country) VALUES (?, ?) ON CONFLICT DO NOTHING`, s.ID, s.Country)
+		now := c.now()
+		res, err := tx.ExecContext(ctx, `INSERT INTO subjects (id, country, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, s.ID, s.Country, millis(now))
 		if err != nil {
 			return fmt.Errorf("create subject: %w", err)
 		}
@@ -169,7 +184,7 @@ func (c *Control) CreateSubject(ctx context.Context, s domicile.Subject, placeme
 		if err := insertPlacements(ctx, tx, placements); err != nil {
 			return err
 		}
-		return appendLedger(ctx, tx, c.now(), "subject.created", s.ID, map[string]any{"country": s.Country, "placements": placements})
+		return appendLedger(ctx, tx, now, "subject.created", s.ID, map[string]any{"country": s.Country, "placements": placements})
 	})
 }
 
@@ -196,14 +211,15 @@ func (c *Control) AddSubjects(ctx context.Context, subjects []domicile.Subject, 
 	added := 0
 	err := c.update(ctx, func(tx *sql.Tx) error {
 		added = 0
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO subjects (id, country) VALUES (?, ?) ON CONFLICT DO NOTHING`)
+		now := c.now()
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO subjects (id, country, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`)
 		if err != nil {
 			return err
 		}
 		defer stmt.Close()
 		fresh := make(map[string]bool, len(subjects))
 		for _, s := range subjects {
-			res, err := stmt.ExecContext(ctx, s.ID, s.Country)
+			res, err := stmt.ExecContext(ctx, s.ID, s.Country, millis(now))
 			if err != nil {
 				return fmt.Errorf("add subject %q: %w", s.ID, err)
 			}
@@ -224,7 +240,7 @@ func (c *Control) AddSubjects(ctx context.Context, subjects []domicile.Subject, 
 		if added == 0 {
 			return nil
 		}
-		return appendLedger(ctx, tx, c.now(), "subjects.discovered", "", map[string]any{"subjects": added, "placements": len(ps)})
+		return appendLedger(ctx, tx, now, "subjects.discovered", "", map[string]any{"subjects": added, "placements": len(ps)})
 	})
 	return added, err
 }
@@ -232,10 +248,12 @@ func (c *Control) AddSubjects(ctx context.Context, subjects []domicile.Subject, 
 // FindSubject returns a subject.
 func (c *Control) FindSubject(ctx context.Context, id string) (domicile.Subject, error) {
 	s := domicile.Subject{ID: id}
-	err := c.db.QueryRowContext(ctx, `SELECT country FROM subjects WHERE id = ?`, id).Scan(&s.Country)
+	var created int64
+	err := c.db.QueryRowContext(ctx, `SELECT country, created FROM subjects WHERE id = ?`, id).Scan(&s.Country, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return s, notFound(fmt.Sprintf("subject %q", id))
 	}
+	s.Created = fromMillis(created)
 	return s, err
 }
 
@@ -295,7 +313,7 @@ func (c *Control) FindPlacements(ctx context.Context, subject string) ([]domicil
 
 // ListPlacements calls fn for every placement of the dataset ("" for all).
 func (c *Control) ListPlacements(ctx context.Context, dataset string, fn func(domicile.Subject, domicile.Placement) error) error {
-	q := `SELECT p.subject, p.dataset, p.region, p.epoch, p.state, p.move_id, s.country
+	q := `SELECT p.subject, p.dataset, p.region, p.epoch, p.state, p.move_id, s.country, s.created
 		FROM placements p JOIN subjects s ON s.id = p.subject`
 	var args []any
 	if dataset != "" {
@@ -311,10 +329,11 @@ func (c *Control) ListPlacements(ctx context.Context, dataset string, fn func(do
 	for rows.Next() {
 		var p domicile.Placement
 		var s domicile.Subject
-		if err := rows.Scan(&p.Subject, &p.Dataset, &p.Region, &p.Epoch, &p.State, &p.MoveID, &s.Country); err != nil {
+		var created int64
+		if err := rows.Scan(&p.Subject, &p.Dataset, &p.Region, &p.Epoch, &p.State, &p.MoveID, &s.Country, &created); err != nil {
 			return err
 		}
-		s.ID = p.Subject
+		s.ID, s.Created = p.Subject, fromMillis(created)
 		if err := fn(s, p); err != nil {
 			return err
 		}
@@ -690,25 +709,6 @@ func (c *Control) FindReceipts(ctx context.Context, subject string) ([]domicile.
 	return rs, rows.Err()
 }
 
-// LedgerEntry is one entry of the hash-chained ledger.
-type LedgerEntry struct {
-	Seq  int64           `json:"seq"`
-	At   time.Time       `json:"at"`
-	Kind string          `json:"kind"`
-	Ref  string          `json:"ref,omitempty"`
-	Body json.RawMessage `json:"body"`
-	Prev string          `json:"prev"`
-	Hash string          `json:"hash"`
-}
-
-// entryHash chains an entry to its predecessor.
-func entryHash(e LedgerEntry) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%d\x00%d\x00%s\x00%s\x00%s\x00", e.Seq, e.At.UnixMilli(), e.Kind, e.Ref, e.Prev)
-	h.Write(e.Body)
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // appendLedger appends an entry inside the caller's transaction, so that the
 // record commits with the change it describes.
 func appendLedger(ctx context.Context, tx *sql.Tx, at time.Time, kind, ref string, body any) error {
@@ -716,13 +716,13 @@ func appendLedger(ctx context.Context, tx *sql.Tx, at time.Time, kind, ref strin
 	if err != nil {
 		return err
 	}
-	e := LedgerEntry{At: at, Kind: kind, Ref: ref, Body: b}
+	e := domicile.LedgerEntry{At: at, Kind: kind, Ref: ref, Body: b}
 	err = tx.QueryRowContext(ctx, `SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1`).Scan(&e.Seq, &e.Prev)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
 	e.Seq++
-	e.Hash = entryHash(e)
+	e.Hash = e.ChainHash()
 	_, err = tx.ExecContext(ctx, `INSERT INTO ledger (seq, at, kind, ref, body, prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		e.Seq, millis(at), e.Kind, e.Ref, string(e.Body), e.Prev, e.Hash)
 	return err
@@ -731,34 +731,52 @@ func appendLedger(ctx context.Context, tx *sql.Tx, at time.Time, kind, ref strin
 // VerifyLedger walks the ledger and returns the entries whose hash or chain
 // does not hold, as messages; none means the chain is intact.
 func (c *Control) VerifyLedger(ctx context.Context) ([]string, int64, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT seq, at, kind, ref, body, prev, hash FROM ledger ORDER BY seq`)
+	var problems []string
+	var n int64
+	var chain domicile.LedgerChain
+	err := c.ListLedger(ctx, 1, func(e domicile.LedgerEntry) error {
+		n++
+		if p := chain.Add(e); p != "" {
+			problems = append(problems, p)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, 0, err
 	}
+	return problems, n, nil
+}
+
+// ListLedger calls fn for every ledger entry from seq from on, in order.
+func (c *Control) ListLedger(ctx context.Context, from int64, fn func(domicile.LedgerEntry) error) error {
+	rows, err := c.db.QueryContext(ctx, `SELECT seq, at, kind, ref, body, prev, hash FROM ledger WHERE seq >= ? ORDER BY seq`, from)
+	if err != nil {
+		return err
+	}
 	defer rows.Close()
-	var problems []string
-	var n int64
-	prev, want := "", int64(1)
 	for rows.Next() {
-		var e LedgerEntry
+		var e domicile.LedgerEntry
 		var at int64
 		var body string
 		if err := rows.Scan(&e.Seq, &at, &e.Kind, &e.Ref, &body, &e.Prev, &e.Hash); err != nil {
-			return nil, 0, err
+			return err
 		}
-		e.At, e.Body = time.UnixMilli(at), json.RawMessage(body)
-		n++
-		switch {
-		case e.Seq != want:
-			problems = append(problems, fmt.Sprintf("ledger entry %d: expected sequence %d", e.Seq, want))
-		case e.Prev != prev:
-			problems = append(problems, fmt.Sprintf("ledger entry %d: does not chain to its predecessor", e.Seq))
-		case entryHash(e) != e.Hash:
-			problems = append(problems, fmt.Sprintf("ledger entry %d: hash does not match its content", e.Seq))
+		e.At, e.Body = time.UnixMilli(at).UTC(), json.RawMessage(body)
+		if err := fn(e); err != nil {
+			return err
 		}
-		prev, want = e.Hash, e.Seq+1
 	}
-	return problems, n, rows.Err()
+	return rows.Err()
+}
+
+// LedgerHead returns the newest entry's seq and hash.
+func (c *Control) LedgerHead(ctx context.Context) (domicile.LedgerHead, error) {
+	var h domicile.LedgerHead
+	err := c.db.QueryRowContext(ctx, `SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1`).Scan(&h.Seq, &h.Hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return domicile.LedgerHead{}, nil
+	}
+	return h, err
 }
 
 // AppendLedger appends an entry that describes a change made outside the

@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"encoding/json"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -42,36 +41,31 @@ func TestControl(t *testing.T) {
 				t.Fatalf("tamper: no ledger entry %d", seq)
 			}
 		},
-		Entries: func(t *testing.T, c domicile.Control) []controltest.Entry {
-			rows, err := c.(*Control).DB().Query(`SELECT kind, ref, body FROM ledger ORDER BY seq`)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rows.Close()
-			var es []controltest.Entry
-			for rows.Next() {
-				var e controltest.Entry
-				if err := rows.Scan(&e.Kind, &e.Ref, &e.Body); err != nil {
-					t.Fatal(err)
-				}
-				es = append(es, e)
-			}
-			if err := rows.Err(); err != nil {
-				t.Fatal(err)
-			}
-			return es
-		},
 	})
 }
 
-// The ledger's hash is pinned: the PostgreSQL control store computes the
-// same (its TestControlEntryHash holds the same value), so that either
-// verifies a chain the other wrote.
-func TestControlEntryHash(t *testing.T) {
-	e := LedgerEntry{Seq: 7, At: time.UnixMilli(1740830400123), Kind: "move.committed", Ref: "m-1",
-		Body: json.RawMessage(`{"from":"cn-beijing","to":"us-east"}`), Prev: "abc"}
-	const want = "51236e2a5115a0a9ee4968e720e2392b3b9d7dd895b8bcf355e37e681e638c25"
-	if got := entryHash(e); got != want {
-		t.Fatalf("entry hash = %s; want %s", got, want)
+// A control store made before subjects kept their registration time gets
+// the column when opened; its subjects' time is unknown (zero).
+func TestControlUpgradeSubjectsCreated(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "control.db")
+	db, err := openDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE subjects (id TEXT PRIMARY KEY, country TEXT NOT NULL) WITHOUT ROWID;
+		INSERT INTO subjects VALUES ('old', 'CN')`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	for range 2 { // and again, once it has the column
+		c, err := OpenControl(path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := c.FindSubject(t.Context(), "old")
+		c.Close()
+		if err != nil || s.Country != "CN" || !s.Created.IsZero() {
+			t.Fatalf("FindSubject after the upgrade = %+v, %v; want country CN, no time", s, err)
+		}
 	}
 }

@@ -8,11 +8,13 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/domicile/domicile"
+	"github.com/domicile/domicile/ledger"
 	"github.com/domicile/domicile/mover"
 	"github.com/domicile/domicile/policy"
 	"github.com/domicile/domicile/postgres"
@@ -33,6 +35,9 @@ type app struct {
 	log      *slog.Logger
 	now      func() time.Time
 	rt       *router.Router // the router server() built
+
+	sealMu sync.Mutex
+	sealer *ledger.Sealer // made by the first seal
 }
 
 // open opens what the config names. With install set, it also installs (or
@@ -129,8 +134,44 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time
 				return nil, fmt.Errorf("install in region %s: %w", r.Name, err)
 			}
 		}
+		// The commands that install are those that act under the policy.
+		if err := a.recordPolicy(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return a, nil
+}
+
+// recordPolicy records the policy version in force in the ledger, with its
+// rules, unless it is there already.
+func (a *app) recordPolicy(ctx context.Context) error {
+	pr, ok := a.ctrl.(domicile.PolicyRecorder)
+	if !ok {
+		return nil
+	}
+	type ruleEntry struct {
+		Name      string   `json:"name"`
+		When      string   `json:"when"`
+		Regions   []string `json:"regions"`
+		Datasets  []string `json:"datasets,omitempty"`
+		Effective string   `json:"effective,omitempty"`
+	}
+	var rules []ruleEntry
+	for _, r := range a.policy.Rules() {
+		e := ruleEntry{Name: r.Name, When: r.When, Regions: r.Regions, Datasets: r.Datasets}
+		if !r.Effective.IsZero() {
+			e.Effective = r.Effective.UTC().Format(time.RFC3339)
+		}
+		rules = append(rules, e)
+	}
+	recorded, err := pr.RecordPolicy(ctx, a.policy.Version(), map[string]any{"rules": rules})
+	if err != nil {
+		return fmt.Errorf("record policy version %s: %w", a.policy.Version(), err)
+	}
+	if recorded {
+		a.log.Info("policy version recorded in the ledger", "version", a.policy.Version(), "rules", len(rules))
+	}
+	return nil
 }
 
 // openControl opens the control store ref names, on its engine.

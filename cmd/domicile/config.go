@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/domicile/domicile"
+	"github.com/domicile/domicile/ledger"
 	"github.com/domicile/domicile/policy"
 )
 
@@ -37,6 +38,7 @@ type Config struct {
 	Policy   PolicyConfig     `yaml:"policy"`
 	Consent  ConsentConfig    `yaml:"consent"`
 	Mover    MoverConfig      `yaml:"mover"`
+	Audit    AuditConfig      `yaml:"audit"`
 
 	// Global names reference tables (products, films, stores) that hold no
 	// personal data and that dataset rows refer to: kept whole in every
@@ -219,6 +221,23 @@ type MoverConfig struct {
 	LiveRows int64 `yaml:"live_rows"`
 }
 
+// AuditConfig places the evidence kept outside the control store. Relative
+// paths are relative to the config file's directory; validation makes them
+// absolute.
+type AuditConfig struct {
+	// SigningKey is the Ed25519 private key (PEM, PKCS #8) that signs the
+	// ledger head and attestations; its public key is beside it, with
+	// ".pub" added. Created, mode 0600, by init, demo and the commands that
+	// seal the head, when missing. Default ./audit.key.
+	SigningKey string `yaml:"signing_key"`
+	// Head is the signed ledger head file, written by every command that
+	// appends to the ledger. Default ./ledger-head.json.
+	Head string `yaml:"head"`
+}
+
+// PublicKey is the public key file of the signing key.
+func (a AuditConfig) PublicKey() string { return ledger.PublicKeyPath(a.SigningKey) }
+
 // Categories are the categories of personal data a column may be tagged with.
 var Categories = []string{
 	"contact",           // e-mail addresses, phone numbers
@@ -248,6 +267,10 @@ func defaultConfig() *Config {
 			Lease:    3 * time.Second,
 			RetryFor: 5 * time.Minute,
 			LiveRows: mover.DefaultLiveRows,
+		},
+		Audit: AuditConfig{
+			SigningKey: "./audit.key",
+			Head:       "./ledger-head.json",
 		},
 	}
 }
@@ -608,6 +631,29 @@ func (v *validator) validate() {
 	}
 
 	v.policy(regions, datasets)
+
+	v.file("audit.signing_key", &c.Audit.SigningKey)
+	v.file("audit.head", &c.Audit.Head)
+	if c.Audit.Head != "" && c.Audit.Head == c.Audit.SigningKey {
+		v.errorf("audit.head", "the same file as audit.signing_key")
+	}
+}
+
+// file resolves the path of a file domicile writes, relative to the
+// config's directory.
+func (v *validator) file(field string, path *string) {
+	switch p := *path; {
+	case p == "" || strings.ContainsRune(p, 0):
+		v.errorf(field, "%q is not a file path", p)
+	case strings.HasPrefix(p, "~/"):
+		v.errorf(field, "%q: ~ is not expanded; give the path relative to the config or absolute", p)
+	case strings.HasSuffix(p, "/"):
+		v.errorf(field, "%q is a directory: give a file in it", p)
+	case !filepath.IsAbs(p):
+		*path = filepath.Join(v.c.dir, p)
+	default:
+		*path = filepath.Clean(p)
+	}
 }
 
 // store resolves a store reference, reporting whether it is usable.

@@ -51,6 +51,9 @@ func TestParseConfigDefaults(t *testing.T) {
 	if c.Regions[0].Store.Path != "/etc/domicile/cn.db" || c.Regions[0].AcceptUnknown {
 		t.Errorf("region %+v", c.Regions[0])
 	}
+	if c.Audit.SigningKey != "/etc/domicile/audit.key" || c.Audit.PublicKey() != "/etc/domicile/audit.key.pub" || c.Audit.Head != "/etc/domicile/ledger-head.json" {
+		t.Errorf("audit %+v, want audit.key and ledger-head.json in /etc/domicile", c.Audit)
+	}
 	if c.PolicyEngine() == nil {
 		t.Error("no policy engine")
 	}
@@ -210,8 +213,15 @@ func TestParseConfigErrors(t *testing.T) {
 		{"syntax", "regions: [\n", []string{"domicile.yaml:1: YAML: did not find expected node content"}},
 		{"two documents", minimal + "---\nregions: []\n", []string{"domicile.yaml:15: more than one YAML document; a config is one"}},
 		{"not a mapping", "- a\n", []string{"domicile.yaml:1: want a mapping of keys to values, got a list"}},
+		{"unknown audit key", minimal + "audit:\n  sign: x\n", []string{
+			"domicile.yaml:16: audit.sign: unknown field (known here: signing_key, head)"}},
+		{"audit paths", minimal + "audit:\n  signing_key: \"\"\n  head: ~/head.json\n", []string{
+			`domicile.yaml:16: audit.signing_key: "" is not a file path`,
+			`domicile.yaml:17: audit.head: "~/head.json": ~ is not expanded; give the path relative to the config or absolute`}},
+		{"audit head is the key", minimal + "audit:\n  signing_key: k\n  head: ./k\n", []string{
+			"domicile.yaml:17: audit.head: the same file as audit.signing_key"}},
 		{"unknown top-level key", "contol: x.db\n" + minimal, []string{
-			"domicile.yaml:1: contol: unknown field (known here: control, api, regions, datasets, discover, policy, consent, mover, global)"}},
+			"domicile.yaml:1: contol: unknown field (known here: control, api, regions, datasets, discover, policy, consent, mover, audit, global)"}},
 		{"consent decoding", minimal + `consent:
   purposes:
     scalar: device_identifier

@@ -40,11 +40,10 @@ func (m *Main) consentRecordCommand(granted bool) *cobra.Command {
 		Use:   verb + " SUBJECT PURPOSE",
 		Short: short,
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			ctx := cmd.Context()
 			var when time.Time
 			if at != "" {
-				var err error
 				if when, err = parseAt(at, time.Time{}); err != nil {
 					return usageErrorf("--at %q: want an RFC 3339 date (2026-06-01) or date-time (2026-06-01T12:00:00Z)", at)
 				}
@@ -54,6 +53,7 @@ func (m *Main) consentRecordCommand(granted bool) *cobra.Command {
 				return err
 			}
 			defer a.Close()
+			defer a.sealed(ctx, &err)
 			c := domicile.Consent{Subject: args[0], Purpose: args[1], Granted: granted, At: when, Notice: notice, Channel: channel}
 			if _, ok := a.cfg.ConsentRules().Purpose(c.Purpose); !ok {
 				known := "the config has none: add them under consent.purposes"

@@ -18,6 +18,7 @@ import (
 	"github.com/domicile/domicile"
 	"github.com/domicile/domicile/internal/example"
 	"github.com/domicile/domicile/internal/load"
+	"github.com/domicile/domicile/ledger"
 	"github.com/domicile/domicile/mover"
 	"github.com/domicile/domicile/router"
 	"github.com/domicile/domicile/verify"
@@ -126,6 +127,7 @@ type demoReport struct {
 	OverseasCN  int64                     `json:"overseas_rows_in_cn_beijing"`
 	Receipts    int                       `json:"receipts"`
 	Verify      *verify.Report            `json:"verify"`
+	Audit       *ledger.Report            `json:"audit"` // the ledger against its signed head
 	LedgerOK    bool                      `json:"ledger_ok"`
 	FirstErrors []string                  `json:"first_errors,omitempty"`
 	Router      router.Stats              `json:"router"`
@@ -212,6 +214,10 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 		return err
 	}
 	defer a.Close()
+	// The signing key, and the head of the empty ledger.
+	if _, err := a.seal(ctx); err != nil {
+		return err
+	}
 	disc, err := a.discover(ctx)
 	if err != nil {
 		return err
@@ -354,11 +360,19 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 	if rep.Verify, err = a.verify(ctx, at); err != nil {
 		return err
 	}
-	problems, _, err := a.ctrl.VerifyLedger(ctx)
+	// The ledger, sealed now, against its signed head.
+	if _, err := a.seal(ctx); err != nil {
+		return err
+	}
+	pub, err := ledger.LoadPublicKey(a.cfg.Audit.PublicKey())
 	if err != nil {
 		return err
 	}
-	rep.LedgerOK = len(problems) == 0
+	if rep.Audit, err = ledger.Verify(ctx, a.ctrl, a.cfg.Audit.Head, pub); err != nil {
+		return err
+	}
+	rep.LedgerOK = rep.Audit.OK
+	rep.FirstErrors = append(rep.FirstErrors, rep.Audit.Problems[:min(len(rep.Audit.Problems), 5)]...)
 	moves, err := a.ctrl.ListMoves(ctx, domicile.MovePurged)
 	if err != nil {
 		return err
@@ -378,8 +392,8 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 		c := rep.Consent
 		fmt.Fprintf(w, "consent: %d phones sent %d IMEIs: %d stored (user consented), %d refused with 403 consent_required; %d of %d consenting users withdrew, %d IMEIs erased; %d unexpected answers, %d IMEIs where they should not be\n",
 			c.Users, c.Sent, c.Stored, c.Refused, c.Withdrawn, c.Consented, c.Erased, c.Errors, c.Violations)
-		fmt.Fprintf(w, "checks: %d keys not linearizable, %d acknowledged writes lost, %d overseas rows left in cn-beijing, ledger %s\n",
-			rep.Nonlinear, rep.LostWrites, rep.OverseasCN, okText(rep.LedgerOK))
+		fmt.Fprintf(w, "checks: %d keys not linearizable, %d acknowledged writes lost, %d overseas rows left in cn-beijing, ledger %s (%d entries, %s)\n",
+			rep.Nonlinear, rep.LostWrites, rep.OverseasCN, okText(rep.LedgerOK), rep.Audit.Entries, headText(rep.Audit.Head))
 		fmt.Fprintf(w, "verify at %s: %s, %d violations, %d pending; %d move receipts\n", demoPhases[2].at, okText(rep.Verify.OK), len(rep.Verify.Violations), rep.Verify.Pending, rep.Receipts)
 		fmt.Fprintln(w, "subjects per region:")
 		for _, ds := range a.cfg.DatasetNames() {
@@ -400,6 +414,13 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 		err = errors.New("the demo's checks failed (see the report)")
 	}
 	return err
+}
+
+func headText(h *ledger.Head) string {
+	if h == nil {
+		return "no signed head"
+	}
+	return fmt.Sprintf("signed head at entry %d", h.Seq)
 }
 
 func okText(ok bool) string {

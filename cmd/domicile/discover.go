@@ -22,12 +22,13 @@ returns, with its country (alpha-2, alpha-3 or an English name; values it
 cannot resolve are listed, never guessed), placing each (subject, dataset) in
 the region that holds its rows. Known subjects are left as they are, so
 discover can run again as new subjects appear.`,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			a, err := m.open(cmd.Context(), true)
 			if err != nil {
 				return err
 			}
 			defer a.Close()
+			defer a.sealed(cmd.Context(), &err)
 			rep, err := a.discover(cmd.Context())
 			if err != nil {
 				return err

@@ -21,13 +21,14 @@ A subject that a move holds (in flight, or in its rollback window) is
 refused: erase it once the move has finished. An erasure interrupted
 half-way is completed by running erase again.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			ctx := cmd.Context()
 			a, err := m.open(ctx, false)
 			if err != nil {
 				return err
 			}
 			defer a.Close()
+			defer a.sealed(ctx, &err)
 			rec, err := a.router().EraseSubject(ctx, args[0])
 			if err != nil {
 				return err

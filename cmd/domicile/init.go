@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
@@ -18,6 +19,7 @@ import (
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
 	"github.com/domicile/domicile/internal/example"
+	"github.com/domicile/domicile/ledger"
 )
 
 func (m *Main) initCommand() *cobra.Command {
@@ -39,9 +41,13 @@ the example's schema (and, with --subjects, a synthetic population); the
 other regions' files are created empty, and 'domicile install' creates the
 tables there.
 
-init refuses to overwrite an existing config or store; --force replaces them,
-deleting the data of the stores the new config names, the control store's
-too.
+init also creates the audit signing key (audit.key, its public key in
+audit.key.pub), unless there is one, and the signed head of the new, empty
+ledger (ledger-head.json); see docs/audit.md.
+
+init refuses to overwrite an existing config, store or ledger head; --force
+replaces them, deleting the data of the stores the new config names, the
+control store's too, and the ledger head. An existing signing key is kept.
 
 --control URL and --store REGION=URL put the control store and regions'
 stores on PostgreSQL databases instead: they must exist and be empty (init
@@ -94,8 +100,17 @@ type initReport struct {
 	Example  string         `json:"example"`
 	Stores   []initStore    `json:"stores"`
 	Control  string         `json:"control"`
+	Key      initKey        `json:"signing_key"`
+	Head     string         `json:"ledger_head"`
 	Subjects int            `json:"subjects"`
 	Rows     map[string]int `json:"rows,omitempty"`
+}
+
+type initKey struct {
+	Path      string `json:"path"`
+	PublicKey string `json:"public_key"`
+	ID        string `json:"id"`
+	Created   bool   `json:"created"` // false: an existing key is kept
 }
 
 type initStore struct {
@@ -131,7 +146,7 @@ func (m *Main) init(ctx context.Context, path string, force bool, subjects int, 
 		}
 	}
 	if !force {
-		for _, f := range append([]string{path}, files...) {
+		for _, f := range append([]string{path, cfg.Audit.Head}, files...) {
 			if _, err := os.Stat(f); err == nil {
 				return fmt.Errorf("%s already exists: use --force to replace the config and its stores, or --dir to init elsewhere", f)
 			} else if !errors.Is(err, fs.ErrNotExist) {
@@ -148,6 +163,11 @@ func (m *Main) init(ctx context.Context, path string, force bool, subjects int, 
 				return err
 			}
 		}
+	}
+	// The head of the ledger that is gone (a new control store, SQLite or
+	// an empty PostgreSQL database, starts a new one).
+	if err := os.Remove(cfg.Audit.Head); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
 	}
 	if err := writeFile(path, data, 0o600); err != nil { // it holds the API token
 		return err
@@ -175,6 +195,10 @@ func (m *Main) init(ctx context.Context, path string, force bool, subjects int, 
 		}
 		rep.Stores = append(rep.Stores, st)
 	}
+	if rep.Key, err = m.initLedger(ctx, cfg); err != nil {
+		return err
+	}
+	rep.Head = cfg.Audit.Head
 	m.Logger.Debug("init", "config", path, "stores", len(rep.Stores))
 	return m.report(rep, func(w io.Writer) error {
 		fmt.Fprintf(w, "wrote %s (example %q, new API token)\n", path, rep.Example)
@@ -185,6 +209,11 @@ func (m *Main) init(ctx context.Context, path string, force bool, subjects int, 
 			}
 			fmt.Fprintf(w, "created %-12s %s (%s)\n", s.Region, s.Path, what)
 		}
+		what := "created"
+		if !rep.Key.Created {
+			what = "kept"
+		}
+		fmt.Fprintf(w, "%s signing key %s (%s; public key %s); sealed the empty ledger in %s\n", what, rep.Key.Path, rep.Key.ID, rep.Key.PublicKey, rep.Head)
 		if subjects > 0 {
 			var total int
 			for _, n := range rep.Rows {
@@ -199,6 +228,26 @@ func (m *Main) init(ctx context.Context, path string, force bool, subjects int, 
 		_, err := fmt.Fprintf(w, "next: %s discover, then %[1]s plan --at 2026-01-01\n", next)
 		return err
 	})
+}
+
+// initLedger creates the signing key, unless there is one, and seals the
+// head of the control store's new, empty ledger.
+func (m *Main) initLedger(ctx context.Context, cfg *Config) (initKey, error) {
+	key, created, err := ledger.LoadOrCreateKey(cfg.Audit.SigningKey)
+	if err != nil {
+		return initKey{}, fmt.Errorf("audit.signing_key: %w", err)
+	}
+	k := initKey{Path: cfg.Audit.SigningKey, PublicKey: cfg.Audit.PublicKey(), ID: ledger.KeyID(key.Public().(ed25519.PublicKey)), Created: created}
+	ctrl, err := openControl(ctx, cfg.Control, m.Now)
+	if err != nil {
+		return k, fmt.Errorf("control store: %w", err)
+	}
+	defer ctrl.Close()
+	s := &ledger.Sealer{Control: ctrl, Key: key, Path: cfg.Audit.Head, Now: m.Now}
+	if _, _, err := s.Seal(ctx); err != nil {
+		return k, err
+	}
+	return k, ctrl.Close()
 }
 
 // createStore creates a region's SQLite file; the origin's gets the example

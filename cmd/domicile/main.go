@@ -141,6 +141,8 @@ Start with 'domicile init', or run the reference scenario with 'domicile demo'.`
 		m.whereCommand(),
 		m.consentCommand(),
 		m.eraseCommand(),
+		m.auditCommand(),
+		m.attestCommand(),
 		m.serveCommand(),
 		m.workerCommand(),
 		m.demoCommand(),

@@ -70,6 +70,10 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"init", "--dir", dir, "--config", dir + "/x.yaml"}, 2, "domicile: give --dir or --config, not both"},
 		{[]string{"--log-level", "loud", "version"}, 2, `domicile: --log-level "loud"`},
 		{[]string{"--config", dir + "/missing.yaml", "init", "--subjects", "-1"}, 2, "domicile: --subjects must not be negative"},
+		{[]string{"audit", "verfy"}, 2, `domicile: unknown command "verfy" for "domicile audit"; did you mean "verify"?`},
+		{[]string{"attest"}, 2, "domicile: accepts 1 arg(s), received 0"},
+		{[]string{"attest", "verify", "x.json"}, 2, `domicile: required flag(s) "public-key" not set`},
+		{[]string{"--config", dir + "/missing.yaml", "audit", "verify"}, 1, "missing.yaml does not exist"},
 	} {
 		r := run(t, tc.args...)
 		if got := ExitCode(r.err); got != tc.code {

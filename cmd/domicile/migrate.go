@@ -35,7 +35,7 @@ and run again, it resolves what was left and goes on; nothing is lost.
 		Example: `  domicile migrate --at 2026-01-01
   domicile migrate --dataset commerce --batch 50 --rate 20000
   domicile migrate --abort`,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			when, err := parseAt(at, m.Now())
 			if err != nil {
 				return err
@@ -49,6 +49,7 @@ and run again, it resolves what was left and goes on; nothing is lost.
 				return err
 			}
 			defer a.Close()
+			defer a.sealed(ctx, &err)
 			mv, err := a.mover()
 			if err != nil {
 				return err

@@ -14,12 +14,13 @@ func (m *Main) purgeCommand() *cobra.Command {
 		Long: `purge deletes, for every committed move whose mover.purge_after window has
 passed, the subjects' rows left in the source region, and writes the move's
 receipt to the ledger. migrate runs due purges too.`,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			a, err := m.open(cmd.Context(), true)
 			if err != nil {
 				return err
 			}
 			defer a.Close()
+			defer a.sealed(cmd.Context(), &err)
 			mv, err := a.mover()
 			if err != nil {
 				return err

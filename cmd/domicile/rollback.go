@@ -20,13 +20,14 @@ as the move's source rows are still kept (mover.purge_after). A move not yet
 committed is rolled back instead. The policy may move the subjects again at
 the next migrate.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			ctx := cmd.Context()
 			a, err := m.open(ctx, true)
 			if err != nil {
 				return err
 			}
 			defer a.Close()
+			defer a.sealed(ctx, &err)
 			mv, err := a.mover()
 			if err != nil {
 				return err

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -65,19 +66,18 @@ func (a *app) server() (*http.Server, error) {
 	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}, nil
 }
 
-// serve runs srv on ln, with the mover's background recovery, until ctx
-// ends; then it shuts down gracefully.
+// serve runs srv on ln, with the mover's background recovery and the
+// sealing of the ledger head, until ctx ends; then it shuts down gracefully
+// and seals the head once more.
 func (a *app) serve(ctx context.Context, srv *http.Server, ln net.Listener) error {
 	mv, err := a.mover()
 	if err != nil {
 		return err
 	}
 	bg, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		a.recoverLoop(bg, mv.ResolveExpired, mv.PurgeDue)
-	}()
+	var background sync.WaitGroup
+	background.Go(func() { a.recoverLoop(bg, mv.ResolveExpired, mv.PurgeDue) })
+	background.Go(func() { a.sealLoop(bg) })
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -88,10 +88,11 @@ func (a *app) serve(ctx context.Context, srv *http.Server, ln net.Listener) erro
 		cancel()
 	}
 	stop()
-	<-done
+	background.Wait()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
+	a.sealed(ctx, &err)
 	return err
 }
 

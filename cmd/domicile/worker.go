@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/spf13/cobra"
 )
@@ -18,7 +19,7 @@ mid-batch loses nothing: once its lease lapses, another resumes or rolls back
 its batch. A worker also resolves the moves of processes that died and runs
 due purges. It stops on SIGINT or SIGTERM, finishing or rolling back the
 batches in hand.`,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			if workers < 0 {
 				return usageErrorf("--workers must not be negative")
 			}
@@ -28,6 +29,9 @@ batches in hand.`,
 				return err
 			}
 			defer a.Close()
+			// Once the queue has stopped: the last steps of the batches in
+			// hand are in the ledger then.
+			defer a.sealed(ctx, &err)
 			mv, err := a.mover()
 			if err != nil {
 				return err
@@ -38,7 +42,10 @@ batches in hand.`,
 			}
 			defer stop()
 			fmt.Fprintf(m.Stderr, "domicile: worker running %d batches at once; stop with Ctrl-C\n", cmp(workers, a.cfg.Mover.Workers))
+			var sealing sync.WaitGroup
+			sealing.Go(func() { a.sealLoop(ctx) })
 			a.recoverLoop(ctx, mv.ResolveExpired, mv.PurgeDue)
+			sealing.Wait()
 			return nil
 		},
 	}
