@@ -322,16 +322,10 @@ func (s *Store) putPathRow(ctx context.Context, t *domicile.Table, pt *pgTable, 
 	})
 }
 
-// listPathSubjects calls fn once for every subject that rows of a path
-// table reach.
-func listPathSubjects(ctx context.Context, tx pgx.Tx, t *domicile.Table, fn func(string) error) error {
-	return listPathSubjectsWhere(ctx, tx, t, "", fn)
-}
-
-// listPathSubjectsWhere is listPathSubjects for the rows for which cond
-// holds (a condition on the columns of the table, aliased domicile_h0; ""
-// for every row).
-func listPathSubjectsWhere(ctx context.Context, tx pgx.Tx, t *domicile.Table, cond string, fn func(string) error) error {
+// listPathSubjects calls fn for every subject the rows of a path table
+// reach, for the rows for which cond holds (a condition on the columns of
+// the table, aliased domicile_h0; "" for every row).
+func listPathSubjects(ctx context.Context, tx pgx.Tx, t *domicile.Table, cond string, fn func(string) error) error {
 	from, subj := pathJoin(t, "")
 	if cond != "" {
 		cond = " AND " + cond

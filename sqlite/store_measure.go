@@ -95,7 +95,7 @@ func (s *Store) ListValueSubjects(ctx context.Context, t *domicile.Table, column
 func (s *Store) listSubjects(ctx context.Context, t *domicile.Table, cond string, fn func(subject string) error) error {
 	return s.view(ctx, func(tx *sql.Tx) error {
 		if t.Via != nil {
-			return listPathSubjectsWhere(ctx, tx, t, cond, fn)
+			return listPathSubjects(ctx, tx, t, cond, fn)
 		}
 		col := quoteIdent(t.SubjectColumn)
 		if cond != "" {
