@@ -33,6 +33,8 @@ type Directory interface {
 // receipts and the ledger.
 type Control interface {
 	Directory
+	ConsentRegistry
+	Eraser
 	io.Closer
 
 	// AddSubjects registers the subjects not yet known, with their

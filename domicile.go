@@ -112,6 +112,8 @@ type PlacementState string
 const (
 	Active PlacementState = "active" // at home, no move open
 	Moving PlacementState = "moving" // a move holds the placement
+	// Erasing: the subject is being erased (Eraser); no move takes it on.
+	Erasing PlacementState = "erasing"
 )
 
 // Placement is the directory entry (subject, dataset) → home region.

@@ -21,6 +21,10 @@ const (
 	CodeInternal     Code = "internal"
 )
 
+// CodeConsentRequired: a write would store a value of a category that a
+// purpose gates, and the subject has no current consent to it.
+const CodeConsentRequired Code = "consent_required"
+
 // Error is domicile's application error. Message is safe to show to users;
 // Err, if set, carries the detail for operators.
 type Error struct {

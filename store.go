@@ -72,6 +72,21 @@ type Store interface {
 	// whether a row was deleted. Refusals are as for PutRow.
 	DeleteRow(ctx context.Context, t *Table, subject string, key []any) (bool, error)
 
+	// ClearColumns sets the columns (none of the key, the subject column or
+	// a NOT NULL column: see CheckClearable) to NULL in every row of the
+	// subject in t, and returns how many values it erased: those that were
+	// not NULL. It checks in its transaction that the store owns the
+	// subject, as PutRow's triggers do, and is refused as PutRow is, even
+	// when the subject has no row here.
+	ClearColumns(ctx context.Context, t *Table, subject string, columns []string) (int64, error)
+
+	// ClearStaleColumns is ClearColumns for the rows a store keeps of a
+	// subject it does not hold (a move's source until its purge): it passes
+	// the triggers, and changes nothing, returning 0, where the subject's
+	// ownership row is Owned, Fenced or Incoming: those rows are the live
+	// ones, or a copy of them, which only ClearColumns may change.
+	ClearStaleColumns(ctx context.Context, t *Table, subject string, columns []string) (int64, error)
+
 	// ReadSubjects reads every row of the subjects in every table of the
 	// dataset, in one read transaction.
 	ReadSubjects(ctx context.Context, ds *Dataset, subjects []string) (*Batch, error)
@@ -105,6 +120,10 @@ type Store interface {
 
 	// ListRowSubjects calls fn once for every subject with rows in the table.
 	ListRowSubjects(ctx context.Context, t *Table, fn func(subject string) error) error
+
+	// ListValueSubjects calls fn once for every subject with a row in the
+	// table whose column holds a value (is not NULL), in subject order.
+	ListValueSubjects(ctx context.Context, t *Table, column string, fn func(subject string) error) error
 
 	// PurgeSubjects deletes every row of the subjects in the dataset's
 	// tables, passing the triggers, and returns how many rows it deleted.

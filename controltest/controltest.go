@@ -109,6 +109,13 @@ func Run(t *testing.T, h Harness) {
 		{"ConcurrentStaleAdvance", testConcurrentStaleAdvance},
 		{"ConcurrentCreateMove", testConcurrentCreateMove},
 		{"ConcurrentLedger", testConcurrentLedger},
+		{"RecordConsent", testRecordConsent},
+		{"ConsentErasure", testConsentErasure},
+		{"RecordRefusal", testRecordRefusal},
+		{"Erasure", testErasure},
+		{"ErasureBlockedByMove", testErasureBlockedByMove},
+		{"ConcurrentEraseMove", testConcurrentEraseMove},
+		{"ConcurrentConsent", testConcurrentConsent},
 		{"RecordPolicy", testRecordPolicy},
 	}
 	for _, tc := range tests {

@@ -22,7 +22,7 @@ func status(code domicile.Code) int {
 		return http.StatusConflict
 	case domicile.CodeFenced, domicile.CodeMoved:
 		return http.StatusServiceUnavailable
-	case domicile.CodeForbidden:
+	case domicile.CodeForbidden, domicile.CodeConsentRequired:
 		return http.StatusForbidden
 	case domicile.CodeUnauthorized:
 		return http.StatusUnauthorized

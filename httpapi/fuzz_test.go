@@ -98,3 +98,30 @@ func FuzzSubjectBody(f *testing.F) {
 		}
 	})
 }
+
+func FuzzConsentBody(f *testing.F) {
+	fx := newConsentFixture(f)
+	fx.subject("alice", "US")
+	for _, s := range []string{
+		`{"purpose":"analytics","granted":true}`, `{"purpose":"analytics","granted":false,"notice":"v1","channel":"app"}`,
+		`{"purpose":"analytics","granted":true,"at":"2026-01-01T00:00:00Z"}`, `{"purpose":"analytics","granted":true,"at":"-0001-01-01T00:00:00Z"}`,
+		`{"purpose":"ads","granted":true}`, `{"purpose":"","granted":true}`, `{"purpose":"analytics"}`, `{"granted":null}`,
+		`{"purpose":"analytics","granted":1}`, `{"purpose":"analytics","granted":true,"notice":"\u0000"}`, `{}`, `null`, `[]`, `{} {}`,
+		"{\"purpose\":\"analytics\",\"granted\":true,\"channel\":\"\xff\"}",
+	} {
+		f.Add("alice", s)
+	}
+	f.Add("nobody", `{"purpose":"analytics","granted":true}`)
+	f.Fuzz(func(t *testing.T, subject, body string) {
+		req := httptest.NewRequest("POST", "/v1/subjects/alice/consents", strings.NewReader(body))
+		req.URL.Path = "/v1/subjects/" + subject + "/consents"
+		req.Header.Set("Authorization", "Bearer "+token)
+		r := fx.serve(req)
+		if r.status >= 500 {
+			t.Fatalf("POST consents of %q %q: %d %s", subject, body, r.status, r.body)
+		}
+		if r.status >= 400 {
+			r.errorCode(t)
+		}
+	})
+}

@@ -6,12 +6,17 @@
 // Every route but GET /healthz requires "Authorization: Bearer TOKEN".
 // Bodies and answers are JSON; errors are {"error":{"code","message"}}, with
 // the status of their code: invalid 400 (413 for a body over the limit),
-// unauthorized 401, forbidden 403, not_found 404 (also an unknown dataset or
-// table), conflict 409, fenced and moved 503 with Retry-After, internal 500.
+// unauthorized 401, forbidden and consent_required 403, not_found 404 (also
+// an unknown dataset or table), conflict 409, fenced and moved 503 with
+// Retry-After, internal 500.
 //
 //	POST   /v1/subjects                   {"id","country"} → 201 subject
 //	GET    /v1/subjects/{id}              → {"id","country","placements"}
 //	PATCH  /v1/subjects/{id}              {"country"} → 200 subject
+//	DELETE /v1/subjects/{id}              → 200 erasure receipt
+//	POST   /v1/subjects/{id}/consents     {"purpose","granted","notice","channel","at"}
+//	                                      → 201 {"consent","erasure"}
+//	GET    /v1/subjects/{id}/consents     → {"subject","consents","history"}
 //	PUT    /v1/data/{dataset}/{table}?subject=ID               row → {"region"}
 //	GET    /v1/data/{dataset}/{table}?subject=ID[&KEY=V][&limit=N][&after=C]
 //	                                      → {"region","rows","next"}
@@ -84,6 +89,9 @@ func New(cfg Config) http.Handler {
 	h.mux.HandleFunc("POST /v1/subjects", h.createSubject)
 	h.mux.HandleFunc("GET /v1/subjects/{id}", h.subject)
 	h.mux.HandleFunc("PATCH /v1/subjects/{id}", h.updateSubject)
+	h.mux.HandleFunc("DELETE /v1/subjects/{id}", h.eraseSubject)
+	h.mux.HandleFunc("POST /v1/subjects/{id}/consents", h.recordConsent)
+	h.mux.HandleFunc("GET /v1/subjects/{id}/consents", h.consents)
 	h.mux.HandleFunc("PUT /v1/data/{dataset}/{table}", h.putRow)
 	h.mux.HandleFunc("GET /v1/data/{dataset}/{table}", h.findRows)
 	h.mux.HandleFunc("DELETE /v1/data/{dataset}/{table}", h.deleteRow)

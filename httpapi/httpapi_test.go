@@ -125,7 +125,7 @@ func TestSubjects(t *testing.T) {
 		{"array", "POST", "/v1/subjects", `[]`, 400},
 		{"patch unknown field", "PATCH", "/v1/subjects/bruno", `{"country":"US","id":"y"}`, 400},
 		{"patch empty", "PATCH", "/v1/subjects/bruno", `{}`, 400},
-		{"method", "DELETE", "/v1/subjects/bruno", ``, 405},
+		{"method", "PUT", "/v1/subjects/bruno", ``, 405},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -52,6 +52,9 @@ func MakePlan(ctx context.Context, ctrl domicile.Control, stores map[string]domi
 				p.InFlight++
 				return nil
 			}
+			if pl.State == domicile.Erasing {
+				return nil // on its way out of every region
+			}
 			d, err := policy.Decide(s, ds.Name, at)
 			if err != nil {
 				return fmt.Errorf("decide %s/%s: %w", s.ID, ds.Name, err)

@@ -127,6 +127,10 @@ func OpenControl(ctx context.Context, url string, now func() time.Time) (*Contro
 		pool.Close()
 		return nil, fmt.Errorf("create control schema: %w", err)
 	}
+	if err := controlAddConsents(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("create consent registry: %w", err)
+	}
 	if err := controlAddSubjectsCreated(ctx, pool); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("upgrade control schema: %w", err)

@@ -112,6 +112,35 @@ func TestControlOpenConcurrently(t *testing.T) {
 	}
 }
 
+// A control store made before the consent registry gets it when opened.
+func TestControlAddsConsents(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, controlSchema)
+	conn.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenControl(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.CreateSubject(ctx, domicile.Subject{ID: "u1", Country: "US"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RecordConsent(ctx, domicile.Consent{Subject: "u1", Purpose: "ads", Granted: true}); err != nil {
+		t.Fatal(err)
+	}
+	if cur, err := c.FindConsents(ctx, "u1"); err != nil || len(cur) != 1 || !cur[0].Granted {
+		t.Fatalf("FindConsents = %+v, %v", cur, err)
+	}
+}
+
 // A control store made before subjects kept their registration time gets
 // the column when opened; its subjects' time is unknown (zero).
 func TestControlUpgradeSubjectsCreated(t *testing.T) {

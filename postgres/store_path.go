@@ -322,11 +322,15 @@ func (s *Store) putPathRow(ctx context.Context, t *domicile.Table, pt *pgTable, 
 	})
 }
 
-// listPathSubjects calls fn once for every subject that rows of a path
-// table reach.
-func listPathSubjects(ctx context.Context, tx pgx.Tx, t *domicile.Table, fn func(string) error) error {
+// listPathSubjects calls fn for every subject the rows of a path table
+// reach, for the rows for which cond holds (a condition on the columns of
+// the table, aliased domicile_h0; "" for every row).
+func listPathSubjects(ctx context.Context, tx pgx.Tx, t *domicile.Table, cond string, fn func(string) error) error {
 	from, subj := pathJoin(t, "")
-	rows, err := tx.Query(ctx, `SELECT DISTINCT `+subj+` FROM `+from+` WHERE `+subj+` IS NOT NULL ORDER BY 1`)
+	if cond != "" {
+		cond = " AND " + cond
+	}
+	rows, err := tx.Query(ctx, `SELECT DISTINCT `+subj+` FROM `+from+` WHERE `+subj+` IS NOT NULL`+cond+` ORDER BY 1`)
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,10 @@ type Page struct {
 // and name only the table's columns; a column it omits is set to NULL (a NOT
 // NULL column must be given). The subject column, if given, must name the
 // subject, and is filled in if not. A key held by another subject is
-// CodeConflict.
+// CodeConflict. A value of a column whose categories a purpose gates
+// (Config.ConsentRules) needs the subject's current consent to a purpose
+// gating it: otherwise nothing is written, the refusal is recorded in the
+// ledger, and the answer is CodeConsentRequired.
 func (r *Router) Put(ctx context.Context, dataset, table, subject string, row map[string]any) (string, error) {
 	t, err := r.table(dataset, table)
 	if err != nil {
@@ -44,9 +47,19 @@ func (r *Router) Put(ctx context.Context, dataset, table, subject string, row ma
 	if err != nil {
 		return "", err
 	}
-	return r.run(ctx, subject, dataset, func(st domicile.Store) error {
+	gated := r.gatedValues(t, cols, vals)
+	if len(gated) > 0 {
+		if err := r.checkConsent(ctx, dataset, t, subject, gated); err != nil {
+			return "", err
+		}
+	}
+	region, err := r.run(ctx, subject, dataset, func(st domicile.Store) error {
 		return st.PutRow(ctx, t, subject, cols, vals)
 	})
+	if err != nil || len(gated) == 0 {
+		return region, err
+	}
+	return region, r.recheckConsent(ctx, t, subject, gated)
 }
 
 // rowValues checks and converts a row for t, returning every column of the

@@ -55,6 +55,20 @@ type Config struct {
 	// in force). Required by CreateSubject.
 	Place func(s domicile.Subject, dataset string) (string, error)
 
+	// ConsentRules are the purposes of processing, each with the
+	// categories of personal data it gates: a write that would store a
+	// value of a gated category without a current consent to a purpose
+	// gating it is refused with CodeConsentRequired. None: nothing is
+	// gated.
+	ConsentRules domicile.ConsentRules
+	// Consents is where consents are recorded and refusals logged.
+	// Required by RecordConsent, Consents, and Put when ConsentRules gate a
+	// column of the row.
+	Consents domicile.ConsentRegistry
+	// Eraser erases whole subjects from the directory. Required by
+	// EraseSubject.
+	Eraser domicile.Eraser
+
 	// FenceWait bounds how long one request waits for a fence (or an
 	// incoming subject) to lift before it fails with CodeFenced.
 	// Default 2s.
@@ -82,6 +96,9 @@ type Router struct {
 	datasets map[string]*domicile.Dataset
 	order    []string // dataset names in configuration order
 	place    func(domicile.Subject, string) (string, error)
+	rules    domicile.ConsentRules
+	consents domicile.ConsentRegistry
+	eraser   domicile.Eraser
 
 	fenceWait              time.Duration
 	minBackoff, maxBackoff time.Duration
@@ -92,6 +109,7 @@ type Router struct {
 	cache *cache
 
 	requests, retries, fenceWaits, fenceTimeouts, redirects, refreshes atomic.Int64
+	consentRefusals, consentRechecks                                   atomic.Int64
 }
 
 // New returns a Router for cfg.
@@ -101,6 +119,9 @@ func New(cfg Config) *Router {
 		stores:     cfg.Stores,
 		datasets:   make(map[string]*domicile.Dataset, len(cfg.Datasets)),
 		place:      cfg.Place,
+		rules:      cfg.ConsentRules,
+		consents:   cfg.Consents,
+		eraser:     cfg.Eraser,
 		fenceWait:  cmp.Or(cfg.FenceWait, DefaultFenceWait),
 		minBackoff: cmp.Or(cfg.MinBackoff, DefaultMinBackoff),
 		maxBackoff: cmp.Or(cfg.MaxBackoff, DefaultMaxBackoff),
@@ -147,17 +168,24 @@ type Stats struct {
 	FenceTimeouts int64 `json:"fence_timeouts"` // requests that gave up after FenceWait
 	Redirects     int64 `json:"redirects"`      // tombstones followed to a new region
 	Refreshes     int64 `json:"refreshes"`      // placements re-read after the store disowned the subject
+	// ConsentRefusals counts writes refused for want of consent;
+	// ConsentRechecks, gated writes that met a withdrawal made while they
+	// ran, whose values were erased again.
+	ConsentRefusals int64 `json:"consent_refusals"`
+	ConsentRechecks int64 `json:"consent_rechecks"`
 }
 
 // Stats returns the router's counters.
 func (r *Router) Stats() Stats {
 	return Stats{
-		Requests:      r.requests.Load(),
-		Retries:       r.retries.Load(),
-		FenceWaits:    r.fenceWaits.Load(),
-		FenceTimeouts: r.fenceTimeouts.Load(),
-		Redirects:     r.redirects.Load(),
-		Refreshes:     r.refreshes.Load(),
+		Requests:        r.requests.Load(),
+		Retries:         r.retries.Load(),
+		FenceWaits:      r.fenceWaits.Load(),
+		FenceTimeouts:   r.fenceTimeouts.Load(),
+		Redirects:       r.redirects.Load(),
+		Refreshes:       r.refreshes.Load(),
+		ConsentRefusals: r.consentRefusals.Load(),
+		ConsentRechecks: r.consentRechecks.Load(),
 	}
 }
 

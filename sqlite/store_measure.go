@@ -77,12 +77,31 @@ func (s *Store) MeasureSubjects(ctx context.Context, ds *domicile.Dataset, subje
 
 // ListRowSubjects calls fn once for every subject that has rows in the table.
 func (s *Store) ListRowSubjects(ctx context.Context, t *domicile.Table, fn func(subject string) error) error {
+	return s.listSubjects(ctx, t, "", fn)
+}
+
+// ListValueSubjects calls fn once for every subject with a row whose column
+// holds a value.
+func (s *Store) ListValueSubjects(ctx context.Context, t *domicile.Table, column string, fn func(subject string) error) error {
+	if !t.HasColumn(column) && len(t.Columns) > 0 {
+		return domicile.Errorf(domicile.CodeInvalid, "table %s has no column %q", t.Name, column)
+	}
+	return s.listSubjects(ctx, t, hopAlias(0)+"."+quoteIdent(column)+" IS NOT NULL", fn)
+}
+
+// listSubjects calls fn for every subject with rows in the table for which
+// cond holds (a condition on its columns, the table aliased domicile_h0;
+// "" for every row).
+func (s *Store) listSubjects(ctx context.Context, t *domicile.Table, cond string, fn func(subject string) error) error {
 	return s.view(ctx, func(tx *sql.Tx) error {
 		if t.Via != nil {
-			return listPathSubjects(ctx, tx, t, fn)
+			return listPathSubjects(ctx, tx, t, cond, fn)
 		}
 		col := quoteIdent(t.SubjectColumn)
-		rows, err := tx.QueryContext(ctx, `SELECT DISTINCT `+col+` FROM `+quoteIdent(t.Name)+` ORDER BY `+col)
+		if cond != "" {
+			cond = " WHERE " + cond
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT DISTINCT `+col+` FROM `+quoteIdent(t.Name)+` AS `+hopAlias(0)+cond+` ORDER BY `+col)
 		if err != nil {
 			return err
 		}

@@ -316,11 +316,15 @@ func aliasKeys(t *domicile.Table, i int) string {
 	return strings.Join(keys, " AND ")
 }
 
-// listPathSubjects calls fn once for every subject that rows of a path
-// table reach.
-func listPathSubjects(ctx context.Context, tx *sql.Tx, t *domicile.Table, fn func(string) error) error {
+// listPathSubjects calls fn for every subject the rows of a path table
+// reach, for the rows for which cond holds (a condition on the columns of
+// the table, aliased domicile_h0; "" for every row).
+func listPathSubjects(ctx context.Context, tx *sql.Tx, t *domicile.Table, cond string, fn func(string) error) error {
 	from, subj := pathJoin(t)
-	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT `+subj+` FROM `+from+` WHERE `+subj+` IS NOT NULL ORDER BY 1`)
+	if cond != "" {
+		cond = " AND " + cond
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT `+subj+` FROM `+from+` WHERE `+subj+` IS NOT NULL`+cond+` ORDER BY 1`)
 	if err != nil {
 		return err
 	}

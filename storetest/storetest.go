@@ -207,6 +207,8 @@ func Run(t *testing.T, h Harness) {
 		{"PathRefusals", testPathRefusals},
 		{"PathCopyDigestPurge", testPathCopy},
 		{"PathRows", testPathRows},
+		{"ClearColumns", testClearColumns},
+		{"PathClearColumns", testPathClearColumns},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })

@@ -1,14 +1,16 @@
 // Package verify checks domicile's invariants across the control store and
 // every regional store: one owner per (subject, dataset), the one the
 // directory names; triggers installed and current; no move left unresolved;
-// no row outside its home; every home allowed by the policy; the ledger's
-// hash chain intact.
+// no row outside its home; every home allowed by the policy; no value of a
+// consent-gated column without a current consent; the ledger's hash chain
+// intact.
 package verify
 
 import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/domicile/domicile"
@@ -21,7 +23,11 @@ type Config struct {
 	Datasets []*domicile.Dataset
 	Policy   domicile.Policy
 	At       time.Time // the policy date
-	Now      func() time.Time
+	// ConsentRules gate categories: a value of a gated column of a subject
+	// without a current consent allowing it is a violation. None: nothing
+	// is checked.
+	ConsentRules domicile.ConsentRules
+	Now          func() time.Time
 }
 
 // Violation is one broken invariant.
@@ -190,6 +196,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 
+	// Consent: no value of a gated column without a current consent.
+	if err := checkConsent(ctx, cfg, regions, rep); err != nil {
+		return nil, err
+	}
+
 	// Evidence: the ledger's chain holds.
 	problems, entries, err := cfg.Control.VerifyLedger(ctx)
 	if err != nil {
@@ -230,4 +241,42 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return 0
 	})
 	return rep, nil
+}
+
+// checkConsent reports every subject with a value of a consent-gated column,
+// in any region, that its current consents do not allow.
+func checkConsent(ctx context.Context, cfg Config, regions []string, rep *Report) error {
+	if len(cfg.ConsentRules) == 0 {
+		return nil
+	}
+	granted := map[string]map[string]bool{} // subject → purposes granted
+	for _, ds := range cfg.Datasets {
+		for _, t := range ds.Tables {
+			for _, col := range cfg.ConsentRules.Gated(t) {
+				for _, region := range regions {
+					err := cfg.Stores[region].ListValueSubjects(ctx, t, col, func(subject string) error {
+						g, ok := granted[subject]
+						if !ok {
+							cur, err := cfg.Control.FindConsents(ctx, subject)
+							if err != nil {
+								return err
+							}
+							g = domicile.Granted(cur)
+							granted[subject] = g
+						}
+						missing := cfg.ConsentRules.Missing(t, col, func(p string) bool { return g[p] })
+						if len(missing) > 0 {
+							rep.add(Violation{Kind: "consent", Subject: subject, Dataset: ds.Name, Region: region,
+								Message: fmt.Sprintf("%s.%s holds a value without a current consent to %s", t.Name, col, strings.Join(missing, " or "))})
+						}
+						return nil
+					})
+					if err != nil {
+						return fmt.Errorf("%s: %s.%s: %w", region, t.Name, col, err)
+					}
+				}
+			}
+		}
+	}
+	return nil
 }

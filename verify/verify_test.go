@@ -215,3 +215,41 @@ func setOwner(t *testing.T, s *sqlite.Store, o domicile.Ownership) {
 		t.Fatal(err)
 	}
 }
+
+// TestConsentViolation: a value of a consent-gated column is a violation
+// unless its subject currently consents to a purpose gating it.
+func TestConsentViolation(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	w.ds.Tables[0].Categories = map[string][]string{"body": {"content"}}
+	rules := domicile.ConsentRules{{Name: "sync", Categories: []string{"content"}}}
+	run := func() []verify.Violation {
+		t.Helper()
+		rep, err := verify.Run(ctx, verify.Config{
+			Control: w.ctrl, Stores: map[string]domicile.Store{"a": w.stores["a"], "b": w.stores["b"]},
+			Datasets: []*domicile.Dataset{w.ds}, Policy: home{}, At: time.Now(), ConsentRules: rules,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.OK != (len(rep.Violations) == 0) {
+			t.Fatalf("report %+v", rep)
+		}
+		return rep.Violations
+	}
+	if vs := run(); len(vs) != 2 || vs[0].Kind != "consent" || vs[0].Subject != "s1" || vs[1].Subject != "s2" || vs[0].Region != "a" {
+		t.Fatalf("violations without consent: %+v; want s1's and s2's bodies", vs)
+	}
+	if _, err := w.ctrl.RecordConsent(ctx, domicile.Consent{Subject: "s1", Purpose: "sync", Granted: true}); err != nil {
+		t.Fatal(err)
+	}
+	if vs := run(); len(vs) != 1 || vs[0].Subject != "s2" {
+		t.Fatalf("violations with s1's consent: %+v; want s2's only", vs)
+	}
+	if _, err := w.stores["a"].ClearColumns(ctx, w.ds.Tables[0], "s2", []string{"body"}); err != nil {
+		t.Fatal(err)
+	}
+	if vs := run(); len(vs) != 0 {
+		t.Fatalf("violations once s2's body is erased: %+v", vs)
+	}
+}

@@ -106,6 +106,9 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time
 			}
 		}
 	}
+	if err := cfg.checkGated(a.datasets); err != nil {
+		return nil, err
+	}
 	// Datasets move independently: no foreign key may cross from one to
 	// another, or a move would leave a dangling reference behind.
 	for _, ds := range a.datasets {
@@ -311,6 +314,7 @@ func (a *app) router() *router.Router {
 	a.rt = router.New(router.Config{
 		Directory: a.ctrl, Stores: a.stores, Datasets: a.datasets,
 		FenceWait: a.cfg.API.FenceWait, Now: a.now, Logger: a.log,
+		ConsentRules: a.cfg.ConsentRules(), Consents: a.ctrl, Eraser: a.ctrl,
 		Place: func(s domicile.Subject, dataset string) (string, error) {
 			d, err := a.policy.Decide(s, dataset, a.now())
 			if err != nil {
@@ -326,6 +330,7 @@ func (a *app) router() *router.Router {
 func (a *app) verify(ctx context.Context, at time.Time) (*verify.Report, error) {
 	return verify.Run(ctx, verify.Config{
 		Control: a.ctrl, Stores: a.stores, Datasets: a.datasets, Policy: a.policy, At: at, Now: a.now,
+		ConsentRules: a.cfg.ConsentRules(),
 	})
 }
 

@@ -36,6 +36,7 @@ type Config struct {
 	Datasets []DatasetConfig  `yaml:"datasets"` // at least one
 	Discover []DiscoverConfig `yaml:"discover"` // default none
 	Policy   PolicyConfig     `yaml:"policy"`
+	Consent  ConsentConfig    `yaml:"consent"`
 	Mover    MoverConfig      `yaml:"mover"`
 	Audit    AuditConfig      `yaml:"audit"`
 
@@ -185,6 +186,16 @@ type RuleConfig struct {
 	Region    OneOrMore `yaml:"region"`    // allowed regions, preferred first; required
 	Datasets  []string  `yaml:"datasets"`  // default: every dataset
 	Effective time.Time `yaml:"effective"` // RFC 3339 date or date-time, UTC; default: always in force
+}
+
+// ConsentConfig says which categories of personal data need the subject's
+// consent before a value of them is stored.
+type ConsentConfig struct {
+	// Purposes maps each purpose of processing to the categories it gates
+	// (device_analytics: [device_identifier]); default none. A value of a
+	// gated category is stored only for a subject with a current consent
+	// to a purpose gating it, and a withdrawal erases it.
+	Purposes map[string][]string `yaml:"purposes"`
 }
 
 // OneOrMore is a list that the config may also write as a single value.
@@ -377,6 +388,15 @@ func (c *Config) DomicileDatasets() []*domicile.Dataset {
 	return out
 }
 
+// ConsentRules returns the purposes and the categories they gate, by name.
+func (c *Config) ConsentRules() domicile.ConsentRules {
+	var rules domicile.ConsentRules
+	for _, name := range sortedKeys(c.Consent.Purposes) {
+		rules = append(rules, domicile.Purpose{Name: name, Categories: slices.Clone(c.Consent.Purposes[name])})
+	}
+	return rules
+}
+
 // PolicyRules returns the policy's rules for policy.New.
 func (c *Config) PolicyRules() []policy.Rule {
 	rules := make([]policy.Rule, len(c.Policy.Rules))
@@ -545,6 +565,24 @@ func (v *validator) validate() {
 	}
 
 	v.global(tables)
+
+	for _, name := range sortedKeys(c.Consent.Purposes) {
+		f := "consent.purposes." + name
+		cats := c.Consent.Purposes[name]
+		if len(name) > maxName || !datasetName.MatchString(name) {
+			v.errorf(f, "%q is not a purpose name: lower-case letters, digits, '_' and '-', starting with a letter", name)
+		}
+		if len(cats) == 0 {
+			v.errorf(f, "no categories: give the categories the purpose gates, such as [device_identifier]")
+		}
+		for n, cat := range cats {
+			if !slices.Contains(Categories, cat) {
+				v.errorf(fmt.Sprintf("%s[%d]", f, n), "unknown category %q (known: %s)", cat, strings.Join(Categories, ", "))
+			} else if slices.Contains(cats[:n], cat) {
+				v.errorf(fmt.Sprintf("%s[%d]", f, n), "category %q listed twice", cat)
+			}
+		}
+	}
 
 	for i, d := range c.Discover {
 		f := fmt.Sprintf("discover[%d]", i)
@@ -776,4 +814,38 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// checkGated refuses a consent-gated column whose values a withdrawal could
+// not erase: one declared NOT NULL, part of the primary key, or naming the
+// row's subject. datasets are the config's, in its order, as the databases
+// describe them. The errors name the field that gives the column its
+// categories.
+func (c *Config) checkGated(datasets []*domicile.Dataset) error {
+	rules := c.ConsentRules()
+	var errs ConfigErrors
+	for i, ds := range datasets {
+		for k, t := range ds.Tables {
+			for _, col := range rules.Gated(t) {
+				var why string
+				switch {
+				case col == t.SubjectColumn:
+					why = "names the row's subject"
+				case slices.Contains(t.PrimaryKey, col):
+					why = "is part of the primary key"
+				case slices.ContainsFunc(t.Columns, func(cl domicile.Column) bool { return cl.Name == col && cl.NotNull }):
+					why = "is NOT NULL"
+				default:
+					continue
+				}
+				errs = append(errs, c.Errorf(fmt.Sprintf("datasets[%d].tables[%d].categories.%s", i, k, col),
+					"column %s.%s %s, but consent.purposes %s gate its categories: a withdrawal could not erase its values; allow NULL in the column, or leave the gated category off it",
+					t.Name, col, why, strings.Join(rules.Gates(t, col), ", ")).(*ConfigError))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return errs.sorted()
+	}
+	return nil
 }

@@ -221,7 +221,24 @@ func TestParseConfigErrors(t *testing.T) {
 		{"audit head is the key", minimal + "audit:\n  signing_key: k\n  head: ./k\n", []string{
 			"domicile.yaml:17: audit.head: the same file as audit.signing_key"}},
 		{"unknown top-level key", "contol: x.db\n" + minimal, []string{
-			"domicile.yaml:1: contol: unknown field (known here: control, api, regions, datasets, discover, policy, mover, audit, global)"}},
+			"domicile.yaml:1: contol: unknown field (known here: control, api, regions, datasets, discover, policy, consent, mover, audit, global)"}},
+		{"consent decoding", minimal + `consent:
+  purposes:
+    scalar: device_identifier
+  purpose: {x: [contact]}
+`, []string{
+			`domicile.yaml:17: consent.purposes.scalar: want a list, got "device_identifier"`,
+			"domicile.yaml:18: consent.purpose: unknown field (known here: purposes)"}},
+		{"consent values", minimal + `consent:
+  purposes:
+    Ads: [device_identifier]
+    empty: []
+    analytics: [device_identifier, imei, device_identifier]
+`, []string{
+			`domicile.yaml:17: consent.purposes.Ads: "Ads" is not a purpose name: lower-case letters, digits, '_' and '-', starting with a letter`,
+			"domicile.yaml:18: consent.purposes.empty: no categories: give the categories the purpose gates, such as [device_identifier]",
+			`domicile.yaml:19: consent.purposes.analytics[1]: unknown category "imei" (known: contact, device_identifier, postal_address, payment, content, identity, location, health, financial)`,
+			`domicile.yaml:19: consent.purposes.analytics[2]: category "device_identifier" listed twice`}},
 		{"unknown nested key and bad value", `regions:
   - name: cn-beijing
     country: CN
@@ -458,6 +475,10 @@ func TestReferenceConfig(t *testing.T) {
 	}
 	if got := c.DomicileDatasets(); !reflect.DeepEqual(got, want) {
 		t.Errorf("datasets differ from example.Datasets():\n got %s\nwant %s", dump(got), dump(want))
+	}
+	// IMEIs need consent to device analytics.
+	if got := c.ConsentRules(); len(got) != 1 || got[0].Name != "device_analytics" || !slices.Equal(got[0].Categories, []string{"device_identifier"}) {
+		t.Errorf("consent rules %+v", got)
 	}
 	if c.API.Token != "env:DOMICILE_TOKEN" || len(c.Discover) != 1 || c.Discover[0].Region != example.Origin {
 		t.Errorf("api %+v discover %+v", c.API, c.Discover)

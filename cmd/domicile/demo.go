@@ -131,6 +131,7 @@ type demoReport struct {
 	LedgerOK    bool                      `json:"ledger_ok"`
 	FirstErrors []string                  `json:"first_errors,omitempty"`
 	Router      router.Stats              `json:"router"`
+	Consent     demoConsent               `json:"consent"`
 	OK          bool                      `json:"ok"`
 }
 
@@ -254,9 +255,18 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 		i, _ := example.SubjectIndex(subject)
 		return example.RowID(i, example.FreeID+k)
 	}
+	// Phones send their users' IMEIs: stored for the users who consented
+	// to device analytics, refused for the others.
+	devices := newDeviceSim(base, token, httpc, subjects)
+	if err := devices.grant(ctx); err != nil {
+		stopServe()
+		<-served
+		return fmt.Errorf("recording the demo's consents: %w", err)
+	}
 	lctx, stopLoad := context.WithCancel(ctx)
 	results := make([]*load.Result, len(clients))
 	var wg sync.WaitGroup
+	wg.Go(func() { devices.run(ctx, lctx) })
 	for i, c := range clients {
 		wg.Go(func() {
 			results[i] = load.Run(lctx, load.Config{Client: c, Subjects: ids, KeysPer: 2, KeyBase: keyBase, Workers: max(workers/len(clients), 1), Seed: uint64(i + 1)})
@@ -272,6 +282,7 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 		<-served
 	}()
 	say("  API on %s; %d clients reading and writing %d users' notes and orders", base, workers, len(ids))
+	say("  %d phones sending their IMEI, %d of their users consenting to %s", devices.rep.Users, devices.rep.Consented, demoPurpose)
 	time.Sleep(300 * time.Millisecond)
 
 	mv, err := a.mover()
@@ -283,11 +294,21 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 		return err
 	}
 	defer stopQueue()
-	for _, ph := range demoPhases {
+	for k, ph := range demoPhases {
 		at, _ := parseAt(ph.at, time.Time{})
+		// During the last phase, which moves Indian and Brazilian users'
+		// accounts, some users withdraw their consent: the erasure meets
+		// the moves.
+		withdrawn := make(chan struct{})
+		if k == len(demoPhases)-1 {
+			go func() { devices.withdrawAll(ctx); close(withdrawn) }()
+		} else {
+			close(withdrawn)
+		}
 		sum, err := mv.Migrate(ctx, func(ctx context.Context) (*mover.Plan, error) {
 			return a.plan(ctx, a.datasets, at, false)
 		}, mover.MigrateOptions{Batch: a.cfg.Mover.Batch, Workers: a.cfg.Mover.Workers, RetryFor: a.cfg.Mover.RetryFor, Queue: q})
+		<-withdrawn
 		if err != nil {
 			return fmt.Errorf("phase %s: %w", ph.name, err)
 		}
@@ -297,6 +318,9 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 		rep.Phases = append(rep.Phases, p)
 		say("  phase %s: %d subject-datasets, %d rows in %.2fs; write-block p50 %.1f ms, p99 %.1f ms, max %.1f ms",
 			p.Name, p.Subjects, p.Rows, p.Seconds, p.BlockP50, p.BlockP99, p.BlockMax)
+		if k == len(demoPhases)-1 {
+			say("    meanwhile %d users withdrew their consent to %s; %d IMEIs erased", devices.rep.Withdrawn, demoPurpose, devices.erased.Load())
+		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	stopAll()
@@ -325,6 +349,10 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 			rep.FirstErrors = append(rep.FirstErrors, fmt.Sprintf("lost write %s/%d: want %q, found %q", l.Key.Subject, l.Key.ID, l.Want, l.Got))
 		}
 	}
+	devices.check(ctx)
+	var deviceErrs []string
+	rep.Consent, deviceErrs = devices.report()
+	rep.FirstErrors = append(rep.FirstErrors, deviceErrs...)
 	if err := a.demoResidency(ctx, rep); err != nil {
 		return err
 	}
@@ -353,11 +381,17 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 	if a.rt != nil {
 		rep.Router = a.rt.Stats()
 	}
+	// Every refusal the phones saw is one the router made (and recorded).
+	consentOK := rep.Consent.Errors == 0 && rep.Consent.Violations == 0 && rep.Consent.Stored > 0 &&
+		rep.Consent.Refused > 0 && rep.Router.ConsentRefusals == rep.Consent.Refused
 	rep.OK = rep.Errors == 0 && rep.Unknown == 0 && rep.LostWrites == 0 && rep.Nonlinear == 0 &&
-		rep.OverseasCN == 0 && rep.Verify.OK && rep.Verify.Pending == 0 && rep.LedgerOK
+		rep.OverseasCN == 0 && rep.Verify.OK && rep.Verify.Pending == 0 && rep.LedgerOK && consentOK
 	err = m.report(rep, func(w io.Writer) error {
 		fmt.Fprintf(w, "\nrouter: %d fence waits, %d redirects, %d fence timeouts\n", rep.Router.FenceWaits, rep.Router.Redirects, rep.Router.FenceTimeouts)
 		fmt.Fprintf(w, "clients: %d requests (%d reads, %d writes), %d errors, %d without answer\n", rep.Requests, rep.Reads, rep.Writes, rep.Errors, rep.Unknown)
+		c := rep.Consent
+		fmt.Fprintf(w, "consent: %d phones sent %d IMEIs: %d stored (user consented), %d refused with 403 consent_required; %d of %d consenting users withdrew, %d IMEIs erased; %d unexpected answers, %d IMEIs where they should not be\n",
+			c.Users, c.Sent, c.Stored, c.Refused, c.Withdrawn, c.Consented, c.Erased, c.Errors, c.Violations)
 		fmt.Fprintf(w, "checks: %d keys not linearizable, %d acknowledged writes lost, %d overseas rows left in cn-beijing, ledger %s (%d entries, %s)\n",
 			rep.Nonlinear, rep.LostWrites, rep.OverseasCN, okText(rep.LedgerOK), rep.Audit.Entries, headText(rep.Audit.Head))
 		fmt.Fprintf(w, "verify at %s: %s, %d violations, %d pending; %d move receipts\n", demoPhases[2].at, okText(rep.Verify.OK), len(rep.Verify.Violations), rep.Verify.Pending, rep.Receipts)

@@ -52,6 +52,12 @@ func TestDemo(t *testing.T) {
 	if !rep.Verify.OK || rep.Receipts == 0 || !rep.LedgerOK {
 		t.Fatalf("verify %+v, receipts %d, ledger %v", rep.Verify, rep.Receipts, rep.LedgerOK)
 	}
+	// Phones sent IMEIs: stored for the users who consented, refused for
+	// the others; the withdrawals in phase 3 erased what they had stored.
+	if c := rep.Consent; c.Users == 0 || c.Stored == 0 || c.Refused == 0 || c.Withdrawn == 0 || c.Erased == 0 ||
+		c.Erased > int64(c.Withdrawn)*2 || c.Errors != 0 || c.Violations != 0 || rep.Router.ConsentRefusals != c.Refused {
+		t.Fatalf("consent: %+v, router %+v", c, rep.Router)
+	}
 	// The stores are kept for the user to look at.
 	if _, err := os.Stat(filepath.Join(dir, "domicile.yaml")); err != nil {
 		t.Fatal(err)

@@ -139,6 +139,8 @@ Start with 'domicile init', or run the reference scenario with 'domicile demo'.`
 		m.rollbackCommand(),
 		m.verifyCommand(),
 		m.whereCommand(),
+		m.consentCommand(),
+		m.eraseCommand(),
 		m.auditCommand(),
 		m.attestCommand(),
 		m.serveCommand(),

@@ -223,6 +223,9 @@ func TestDemoPostgres(t *testing.T) {
 	if rep.Writes == 0 || len(rep.Phases) != 3 || rep.Phases[2].Subjects == 0 {
 		t.Fatalf("the demo did too little: %d writes, phases %+v", rep.Writes, rep.Phases)
 	}
+	if c := rep.Consent; c.Stored == 0 || c.Refused == 0 || c.Erased == 0 || c.Errors != 0 || c.Violations != 0 {
+		t.Fatalf("consent: %+v", c)
+	}
 	// Every store was a PostgreSQL database, and the clusters are stopped.
 	cfg, err := LoadConfig(filepath.Join(dir, "domicile.yaml"))
 	if err != nil {
@@ -238,5 +241,78 @@ func TestDemoPostgres(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, "pg", r.Name, "postmaster.pid")); err == nil {
 			t.Errorf("the cluster of %s is still running", r.Name)
 		}
+	}
+}
+
+// TestConsentPostgres runs consents and an erasure with the control store
+// and the overseas regions on PostgreSQL: the IMEI is stored, erased by
+// the withdrawal and the user's rows deleted in a PostgreSQL region.
+func TestConsentPostgres(t *testing.T) {
+	pgtest.Shared(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "domicile.yaml")
+	runJSON(t, nil, "init", "--dir", dir, "--subjects", "40")
+	urls := usePostgres(t, cfg, "control", example.USEast, example.Singapore)
+	runJSON(t, nil, "--config", cfg, "discover")
+	runJSON(t, nil, "--config", cfg, "migrate", "--at", "2026-03-01")
+	subject := overseas(40)[0]
+	var where struct {
+		Datasets []struct{ Dataset, Region string }
+	}
+	runJSON(t, &where, "--config", cfg, "where", subject)
+	var home string
+	for _, d := range where.Datasets {
+		if d.Dataset == "account" {
+			home = d.Region
+		}
+	}
+	url, ok := urls[home]
+	if !ok {
+		t.Fatalf("%s's account lives in %q, not a PostgreSQL region", subject, home)
+	}
+	imei := "356938035643809"
+	if err := putDevice(t, cfg, subject, subject+"-d1", imei); err == nil {
+		t.Fatal("an IMEI without consent was stored")
+	}
+	runJSON(t, nil, "--config", cfg, "consent", "grant", subject, "device_analytics", "--channel", "app")
+	if err := putDevice(t, cfg, subject, subject+"-d1", imei); err != nil {
+		t.Fatal(err)
+	}
+	if n := queryInt(t, url, "SELECT count(*) FROM devices WHERE imei = '"+imei+"'"); n != 1 {
+		t.Fatalf("%d devices in %s hold the IMEI, want 1", n, home)
+	}
+	var withdrawal struct {
+		Erasure struct {
+			Values int64
+			Tables []struct{ Region string }
+		}
+	}
+	runJSON(t, &withdrawal, "--config", cfg, "consent", "withdraw", subject, "device_analytics")
+	if withdrawal.Erasure.Values != 1 || len(withdrawal.Erasure.Tables) != 1 || withdrawal.Erasure.Tables[0].Region != home {
+		t.Fatalf("withdrawal erased %+v; want the IMEI in %s", withdrawal.Erasure, home)
+	}
+	if n := queryInt(t, url, "SELECT count(*) FROM devices WHERE imei IS NOT NULL"); n != 0 {
+		t.Fatalf("%d IMEIs left in %s", n, home)
+	}
+	var rec struct {
+		Rows   int64
+		Tables []struct{ Region string }
+	}
+	runJSON(t, &rec, "--config", cfg, "erase", subject)
+	if rec.Rows == 0 || len(rec.Tables) == 0 {
+		t.Fatalf("erase: %+v", rec)
+	}
+	if n := rowsPerRegion(t, cfg, []string{subject}); n[home] != 0 || n[example.Origin] != 0 {
+		t.Fatalf("rows of %s after the erasure: %v", subject, n)
+	}
+	if n := queryInt(t, urls["control"], "SELECT count(*) FROM ledger WHERE kind IN ('consent.refused', 'consent.granted', 'consent.withdrawn', 'consent.erased', 'subject.erasing', 'subject.erased')"); n != 6 {
+		t.Fatalf("%d consent and erasure entries in the ledger, want 6", n)
+	}
+	var ver struct {
+		OK bool `json:"ok"`
+	}
+	runJSON(t, &ver, "--config", cfg, "verify", "--at", "2026-03-01")
+	if !ver.OK {
+		t.Fatalf("verify: %+v", ver)
 	}
 }

@@ -171,7 +171,11 @@ func (p *populator) subject(ctx context.Context, r *rand.Rand, i, population int
 
 	for n := range draw(kind{1, 3, 3, 5, 1}) {
 		model := deviceModels[r.IntN(len(deviceModels))]
-		if err := p.insert(ctx, "devices", fmt.Sprintf("%s-d%d", id, n+1), id, model, imei(r), stamp(r)); err != nil {
+		// No IMEI: the reference config gates device identifiers by
+		// consent, and the population has given none. One is drawn all the
+		// same, so that the other values stay what they were.
+		_ = IMEI(r)
+		if err := p.insert(ctx, "devices", fmt.Sprintf("%s-d%d", id, n+1), id, model, nil, stamp(r)); err != nil {
 			return err
 		}
 	}
@@ -266,9 +270,9 @@ func title(r *rand.Rand) string {
 	return strings.ToUpper(t[:1]) + t[1:]
 }
 
-// imei returns a 15-digit IMEI: an 8-digit type allocation code, a 6-digit
+// IMEI returns a 15-digit IMEI: an 8-digit type allocation code, a 6-digit
 // serial number and the Luhn check digit.
-func imei(r *rand.Rand) string {
+func IMEI(r *rand.Rand) string {
 	var d [15]byte
 	for k := range 14 {
 		d[k] = byte(r.IntN(10))
