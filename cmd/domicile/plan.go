@@ -1,24 +1,35 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"text/tabwriter"
+	"time"
+
+	"github.com/domicile/domicile"
+	"github.com/domicile/domicile/mover"
 
 	"github.com/spf13/cobra"
 )
 
 func (m *Main) planCommand() *cobra.Command {
-	var at string
+	var at, policyFile string
 	var datasets []string
 	cmd := &cobra.Command{
 		Use:   "plan",
 		Short: "Show the moves the policy requires",
 		Long: `plan compares every placement with the policy in force at --at (default now)
 and lists the moves it requires, per dataset, source, destination and rule,
-with the subjects, rows and bytes each would carry. It changes nothing.`,
+with the subjects, rows and bytes each would carry. It changes nothing.
+
+With --policy FILE it plans under the policy in FILE instead (a YAML file
+with a policy section, as in the config, over the same regions and
+datasets): what a policy change would move, and about how long that would
+take at the rate measured on the moves done so far.`,
 		Example: `  domicile plan --at 2026-06-01
-  domicile plan --json --dataset commerce`,
+  domicile plan --json --dataset commerce
+  domicile plan --policy next-year.yaml --at 2027-01-01`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			when, err := parseAt(at, m.Now())
 			if err != nil {
@@ -32,6 +43,9 @@ with the subjects, rows and bytes each would carry. It changes nothing.`,
 			dss, err := a.datasetsNamed(datasets)
 			if err != nil {
 				return err
+			}
+			if policyFile != "" {
+				return m.whatIf(cmd.Context(), a, policyFile, dss, when)
 			}
 			p, err := a.plan(cmd.Context(), dss, when, true)
 			if err != nil {
@@ -56,5 +70,37 @@ with the subjects, rows and bytes each would carry. It changes nothing.`,
 	}
 	cmd.Flags().StringVar(&at, "at", "", "the date the policy is taken at (RFC 3339 date or date-time, UTC; default now)")
 	cmd.Flags().StringSliceVar(&datasets, "dataset", nil, "only these datasets (repeatable)")
+	cmd.Flags().StringVar(&policyFile, "policy", "", "what if: plan under the policy in this file (a YAML file with a policy section) instead of the config's")
 	return cmd
+}
+
+// whatIf reports the plan a policy file would require, against the
+// placements as they are, and how long it would take.
+func (m *Main) whatIf(ctx context.Context, a *app, file string, dss []*domicile.Dataset, when time.Time) error {
+	p, w, err := a.planWhatIf(ctx, file, dss, when)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		*mover.Plan
+		WhatIf *whatIf `json:"what_if"`
+	}{p, w}
+	return m.report(out, func(wr io.Writer) error {
+		fmt.Fprintf(wr, "what if %s (policy version %s; in force: %s), at %s:\n", file, w.Version, w.InForce, when.Format("2006-01-02T15:04:05Z"))
+		tw := tabwriter.NewWriter(wr, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "DATASET\tFROM\tTO\tRULE\tSUBJECTS\tROWS\tBYTES")
+		for _, r := range p.Routes {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\n", r.Dataset, r.From, r.To, r.Rule, r.Count, r.Rows, r.Bytes)
+		}
+		fmt.Fprintf(tw, "total\t\t\t\t%d\t%d\t%d\n", w.Subjects, w.Rows, w.Bytes)
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if w.RowsPerSecond > 0 {
+			fmt.Fprintf(wr, "about %s at %.0f rows/s, the rate of the last %d moves\n", time.Duration(w.Estimate*float64(time.Second)).Round(time.Second), w.RowsPerSecond, w.RateMoves)
+		} else {
+			fmt.Fprintln(wr, "no finished moves yet to estimate the time from")
+		}
+		return nil
+	})
 }
