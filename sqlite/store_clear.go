@@ -79,35 +79,7 @@ func (s *Store) clearColumns(ctx context.Context, t *domicile.Table, subject str
 // accepts unknown subjects and has no row for it. Otherwise it returns the
 // refusal the triggers would raise.
 func (s *Store) checkWrite(ctx context.Context, tx *sql.Tx, dataset, subject string) error {
-	var o domicile.Ownership
-	err := tx.QueryRowContext(ctx, `SELECT state, region, epoch FROM domicile_owner WHERE subject = ? AND dataset = ?`,
-		subject, dataset).Scan(&o.State, &o.Region, &o.Epoch)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		var accept sql.NullString
-		err := tx.QueryRowContext(ctx, `SELECT value FROM domicile_settings WHERE key = 'accept_unknown'`).Scan(&accept)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		if accept.String == "1" {
-			return nil
-		}
-		return s.refused(ctx, domicile.ErrUnknown, "", subject)
-	case err != nil:
-		return err
-	}
-	switch o.State {
-	case domicile.Owned:
-		return nil
-	case domicile.Fenced:
-		return s.refused(ctx, domicile.ErrFenced, "", subject)
-	case domicile.Incoming:
-		return s.refused(ctx, domicile.ErrIncoming, "", subject)
-	case domicile.Moved:
-		return &domicile.Error{Code: domicile.CodeMoved, Message: "subject has moved to region " + o.Region,
-			Region: o.Region, Epoch: o.Epoch, Err: domicile.ErrMoved}
-	}
-	return fmt.Errorf("ownership of %s in %s: unknown state %q", subject, dataset, o.State)
+	return s.checkOwner(ctx, tx, dataset, subject, false)
 }
 
 // holds reports whether the subject's ownership row in dataset, read in the

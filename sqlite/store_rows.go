@@ -224,6 +224,14 @@ func (s *Store) FindRows(ctx context.Context, t *domicile.Table, subject string,
 // it owns the subject, or holds it fenced (reads continue during a fence),
 // or accepts unknown subjects and has no row for it.
 func (s *Store) checkRead(ctx context.Context, tx *sql.Tx, dataset, subject string) error {
+	return s.checkOwner(ctx, tx, dataset, subject, true)
+}
+
+// checkOwner reads subject's ownership row of dataset in tx and returns nil
+// if the store owns the subject (or holds it fenced, if fencedOK), or has no
+// row for it and accepts unknown subjects; otherwise the refusal the
+// triggers would raise.
+func (s *Store) checkOwner(ctx context.Context, tx *sql.Tx, dataset, subject string, fencedOK bool) error {
 	var o domicile.Ownership
 	err := tx.QueryRowContext(ctx, `SELECT state, region, epoch FROM domicile_owner WHERE subject = ? AND dataset = ?`,
 		subject, dataset).Scan(&o.State, &o.Region, &o.Epoch)
@@ -242,8 +250,13 @@ func (s *Store) checkRead(ctx context.Context, tx *sql.Tx, dataset, subject stri
 		return err
 	}
 	switch o.State {
-	case domicile.Owned, domicile.Fenced:
+	case domicile.Owned:
 		return nil
+	case domicile.Fenced:
+		if fencedOK {
+			return nil
+		}
+		return s.refused(ctx, domicile.ErrFenced, "", subject)
 	case domicile.Incoming:
 		return s.refused(ctx, domicile.ErrIncoming, "", subject)
 	case domicile.Moved:
