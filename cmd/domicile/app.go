@@ -174,6 +174,16 @@ func (a *app) recordPolicy(ctx context.Context) error {
 	return nil
 }
 
+// control opens the control store cfg names, alone: for the commands that
+// read or seal the ledger and need no regional store.
+func (m *Main) control(ctx context.Context, cfg *Config) (domicile.Control, error) {
+	ctrl, err := openControl(ctx, cfg.Control, m.Now)
+	if err != nil {
+		return nil, fmt.Errorf("control store: %w", err)
+	}
+	return ctrl, nil
+}
+
 // openControl opens the control store ref names, on its engine.
 func openControl(ctx context.Context, ref StoreRef, now func() time.Time) (domicile.Control, error) {
 	if ref.Postgres() {

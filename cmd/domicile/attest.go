@@ -41,9 +41,9 @@ checks it with the public key alone. docs/audit.md describes the document.`,
 			if err != nil {
 				return err
 			}
-			ctrl, err := openControl(ctx, cfg.Control, m.Now)
+			ctrl, err := m.control(ctx, cfg)
 			if err != nil {
-				return fmt.Errorf("control store: %w", err)
+				return err
 			}
 			defer ctrl.Close()
 			doc, err := attest.Collect(ctx, ctrl, args[0], func(region string) string {

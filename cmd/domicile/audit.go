@@ -66,9 +66,9 @@ created if missing.`,
 			if err != nil {
 				return err
 			}
-			ctrl, err := openControl(ctx, cfg.Control, m.Now)
+			ctrl, err := m.control(ctx, cfg)
 			if err != nil {
-				return fmt.Errorf("control store: %w", err)
+				return err
 			}
 			defer ctrl.Close()
 			s, err := newSealer(cfg, ctrl, m.Logger, m.Now)
@@ -122,9 +122,9 @@ last sealed are counted; the chain alone vouches for them.`,
 			if err != nil {
 				return err
 			}
-			ctrl, err := openControl(ctx, cfg.Control, m.Now)
+			ctrl, err := m.control(ctx, cfg)
 			if err != nil {
-				return fmt.Errorf("control store: %w", err)
+				return err
 			}
 			defer ctrl.Close()
 			rep, err := ledger.Verify(ctx, ctrl, cfg.Audit.Head, pub)
@@ -173,9 +173,9 @@ the hash. Entries are written as stored, unchecked.`,
 			if err != nil {
 				return err
 			}
-			ctrl, err := openControl(ctx, cfg.Control, m.Now)
+			ctrl, err := m.control(ctx, cfg)
 			if err != nil {
-				return fmt.Errorf("control store: %w", err)
+				return err
 			}
 			defer ctrl.Close()
 			if out == "" || out == "-" {

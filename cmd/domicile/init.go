@@ -238,9 +238,9 @@ func (m *Main) initLedger(ctx context.Context, cfg *Config) (initKey, error) {
 		return initKey{}, fmt.Errorf("audit.signing_key: %w", err)
 	}
 	k := initKey{Path: cfg.Audit.SigningKey, PublicKey: cfg.Audit.PublicKey(), ID: ledger.KeyID(key.Public().(ed25519.PublicKey)), Created: created}
-	ctrl, err := openControl(ctx, cfg.Control, m.Now)
+	ctrl, err := m.control(ctx, cfg)
 	if err != nil {
-		return k, fmt.Errorf("control store: %w", err)
+		return k, err
 	}
 	defer ctrl.Close()
 	s := &ledger.Sealer{Control: ctrl, Key: key, Path: cfg.Audit.Head, Now: m.Now}
