@@ -245,3 +245,21 @@ func CheckClearable(t *Table, columns []string) error {
 	}
 	return nil
 }
+
+// ErasureBlocked is the refusal to erase a subject that a move holds.
+func ErasureBlocked(subject, moveID string, state MoveState) error {
+	return Errorf(CodeConflict, "subject %q is held by move %s (%s): erase it once the move has finished", subject, moveID, state)
+}
+
+// CheckErasing returns ErasureBlocked for the first of a subject's
+// placements that is not Erasing (a move holds it), once a control store has
+// marked the Active ones: the one check of every control store's
+// BeginErasure.
+func CheckErasing(subject string, placements []Placement) error {
+	for _, p := range placements {
+		if p.State != Erasing {
+			return ErasureBlocked(subject, p.MoveID, MoveState(p.State))
+		}
+	}
+	return nil
+}

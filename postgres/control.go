@@ -305,14 +305,7 @@ func (c *Control) FindPlacement(ctx context.Context, subject, dataset string) (d
 
 // FindPlacements returns every placement of a subject.
 func (c *Control) FindPlacements(ctx context.Context, subject string) ([]domicile.Placement, error) {
-	rows, err := c.pool.Query(ctx, `SELECT `+controlPlacementColumns+` FROM placements WHERE subject = $1 ORDER BY dataset`, subject)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (domicile.Placement, error) {
-		var p domicile.Placement
-		return p, controlScanPlacement(row, &p)
-	})
+	return controlPlacementsIn(ctx, c.pool, subject)
 }
 
 // ListPlacements calls fn for every placement of the dataset ("" for all).

@@ -169,7 +169,7 @@ func (c *Control) BeginErasure(ctx context.Context, subject string) ([]domicile.
 			subject, []string{string(domicile.MovePurged), string(domicile.MoveRolledBack)}).Scan(&id, &state)
 		switch {
 		case err == nil:
-			return ctlErasureBlocked(subject, id, state)
+			return domicile.ErasureBlocked(subject, id, state)
 		case !errors.Is(err, pgx.ErrNoRows):
 			return err
 		}
@@ -180,10 +180,8 @@ func (c *Control) BeginErasure(ctx context.Context, subject string) ([]domicile.
 		if ps, err = controlPlacementsIn(ctx, tx, subject); err != nil {
 			return err
 		}
-		for _, p := range ps {
-			if p.State != domicile.Erasing {
-				return ctlErasureBlocked(subject, p.MoveID, domicile.MoveState(p.State))
-			}
+		if err := domicile.CheckErasing(subject, ps); err != nil {
+			return err
 		}
 		if tag.RowsAffected() == 0 {
 			return nil // begun before
@@ -196,10 +194,7 @@ func (c *Control) BeginErasure(ctx context.Context, subject string) ([]domicile.
 	return ps, nil
 }
 
-func ctlErasureBlocked(subject, moveID string, state domicile.MoveState) error {
-	return domicile.Errorf(domicile.CodeConflict, "subject %q is held by move %s (%s): erase it once the move has finished", subject, moveID, state)
-}
-
+// controlPlacementsIn returns every placement of a subject, read through q.
 func controlPlacementsIn(ctx context.Context, q controlQuerier, subject string) ([]domicile.Placement, error) {
 	rows, err := q.Query(ctx, `SELECT `+controlPlacementColumns+` FROM placements WHERE subject = $1 ORDER BY dataset`, subject)
 	if err != nil {

@@ -295,20 +295,7 @@ func (c *Control) FindPlacement(ctx context.Context, subject, dataset string) (d
 
 // FindPlacements returns every placement of a subject.
 func (c *Control) FindPlacements(ctx context.Context, subject string) ([]domicile.Placement, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT `+placementColumns+` FROM placements WHERE subject = ? ORDER BY dataset`, subject)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ps []domicile.Placement
-	for rows.Next() {
-		var p domicile.Placement
-		if err := scanPlacement(rows, &p); err != nil {
-			return nil, err
-		}
-		ps = append(ps, p)
-	}
-	return ps, rows.Err()
+	return placementsIn(ctx, c.db, subject)
 }
 
 // ListPlacements calls fn for every placement of the dataset ("" for all).

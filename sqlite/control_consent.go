@@ -151,7 +151,7 @@ func (c *Control) BeginErasure(ctx context.Context, subject string) ([]domicile.
 			subject, domicile.MovePurged, domicile.MoveRolledBack).Scan(&id, &state)
 		switch {
 		case err == nil:
-			return erasureBlocked(subject, id, state)
+			return domicile.ErasureBlocked(subject, id, state)
 		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
@@ -162,10 +162,8 @@ func (c *Control) BeginErasure(ctx context.Context, subject string) ([]domicile.
 		if ps, err = placementsIn(ctx, tx, subject); err != nil {
 			return err
 		}
-		for _, p := range ps {
-			if p.State != domicile.Erasing {
-				return erasureBlocked(subject, p.MoveID, domicile.MoveState(p.State))
-			}
+		if err := domicile.CheckErasing(subject, ps); err != nil {
+			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return nil // begun before
@@ -178,11 +176,7 @@ func (c *Control) BeginErasure(ctx context.Context, subject string) ([]domicile.
 	return ps, nil
 }
 
-// erasureBlocked is the refusal to erase a subject that a move holds.
-func erasureBlocked(subject, moveID string, state domicile.MoveState) error {
-	return domicile.Errorf(domicile.CodeConflict, "subject %q is held by move %s (%s): erase it once the move has finished", subject, moveID, state)
-}
-
+// placementsIn returns every placement of a subject, read through q.
 func placementsIn(ctx context.Context, q querier, subject string) ([]domicile.Placement, error) {
 	rows, err := q.QueryContext(ctx, `SELECT `+placementColumns+` FROM placements WHERE subject = ? ORDER BY dataset`, subject)
 	if err != nil {
