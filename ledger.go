@@ -77,3 +77,20 @@ func (c *LedgerChain) Add(e LedgerEntry) string {
 
 // Head returns the last entry added, or the head the chain resumed from.
 func (c *LedgerChain) Head() LedgerHead { return c.head }
+
+// LedgerColumns are the ledger table's columns, as ScanLedgerEntry reads
+// them: at in Unix milliseconds, body as text.
+const LedgerColumns = `seq, at, kind, ref, body, prev, hash`
+
+// ScanLedgerEntry reads one entry selected as LedgerColumns from a row of
+// either engine's driver.
+func ScanLedgerEntry(row interface{ Scan(dest ...any) error }) (LedgerEntry, error) {
+	var e LedgerEntry
+	var at int64
+	var body string
+	if err := row.Scan(&e.Seq, &at, &e.Kind, &e.Ref, &body, &e.Prev, &e.Hash); err != nil {
+		return LedgerEntry{}, err
+	}
+	e.At, e.Body = time.UnixMilli(at).UTC(), json.RawMessage(body)
+	return e, nil
+}

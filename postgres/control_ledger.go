@@ -83,19 +83,16 @@ func (c *Control) ListLedger(ctx context.Context, from int64, fn func(domicile.L
 func controlListLedger(ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
 }, from int64, fn func(domicile.LedgerEntry) error) error {
-	rows, err := q.Query(ctx, `SELECT seq, at, kind, ref, body, prev, hash FROM ledger WHERE seq >= $1 ORDER BY seq`, from)
+	rows, err := q.Query(ctx, `SELECT `+domicile.LedgerColumns+` FROM ledger WHERE seq >= $1 ORDER BY seq`, from)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var e domicile.LedgerEntry
-		var at int64
-		var body string
-		if err := rows.Scan(&e.Seq, &at, &e.Kind, &e.Ref, &body, &e.Prev, &e.Hash); err != nil {
+		e, err := domicile.ScanLedgerEntry(rows)
+		if err != nil {
 			return err
 		}
-		e.At, e.Body = time.UnixMilli(at).UTC(), json.RawMessage(body)
 		if err := fn(e); err != nil {
 			return err
 		}

@@ -736,19 +736,16 @@ func (c *Control) VerifyLedger(ctx context.Context) ([]string, int64, error) {
 
 // ListLedger calls fn for every ledger entry from seq from on, in order.
 func (c *Control) ListLedger(ctx context.Context, from int64, fn func(domicile.LedgerEntry) error) error {
-	rows, err := c.db.QueryContext(ctx, `SELECT seq, at, kind, ref, body, prev, hash FROM ledger WHERE seq >= ? ORDER BY seq`, from)
+	rows, err := c.db.QueryContext(ctx, `SELECT `+domicile.LedgerColumns+` FROM ledger WHERE seq >= ? ORDER BY seq`, from)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var e domicile.LedgerEntry
-		var at int64
-		var body string
-		if err := rows.Scan(&e.Seq, &at, &e.Kind, &e.Ref, &body, &e.Prev, &e.Hash); err != nil {
+		e, err := domicile.ScanLedgerEntry(rows)
+		if err != nil {
 			return err
 		}
-		e.At, e.Body = time.UnixMilli(at).UTC(), json.RawMessage(body)
 		if err := fn(e); err != nil {
 			return err
 		}
