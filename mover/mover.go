@@ -358,12 +358,8 @@ func (r *run) forward(ctx context.Context) (Result, error) {
 // the destination accepted writes.
 func (r *run) block() time.Duration {
 	from := r.fencedAt
-	if from.IsZero() {
-		// Resumed after the fence: from its commit as recorded, or else
-		// from the time recorded just before it.
-		if from = r.mv.Receipt.Fenced; from.IsZero() || from.Before(r.mv.FencedAt) {
-			from = r.mv.FencedAt
-		}
+	if from.IsZero() { // resumed after the fence
+		from = recordedFence(r.mv)
 	}
 	if from.IsZero() || r.activatedAt.IsZero() {
 		return 0

@@ -656,12 +656,19 @@ func (q *Queue) runningSince(ctx context.Context, ids []int64) (map[int64]time.T
 // so the figure is exact to a millisecond provided every process runs with
 // the same purge_after; zero if the move never fenced or never activated.
 func (m *Mover) recordedBlock(mv *domicile.Move) time.Duration {
-	from := mv.Receipt.Fenced
-	if from.IsZero() || from.Before(mv.FencedAt) {
-		from = mv.FencedAt
-	}
+	from := recordedFence(mv)
 	if from.IsZero() || mv.PurgeAfter.IsZero() {
 		return 0
 	}
 	return max(mv.PurgeAfter.Add(-m.cfg.PurgeAfter).Sub(from), 0)
+}
+
+// recordedFence is when the move's fence committed as its record shows it:
+// Receipt.Fenced, or FencedAt (recorded just before the fence) for a move
+// recorded without it; zero if it never fenced.
+func recordedFence(mv *domicile.Move) time.Time {
+	if f := mv.Receipt.Fenced; !f.IsZero() && !f.Before(mv.FencedAt) {
+		return f
+	}
+	return mv.FencedAt
 }
