@@ -154,14 +154,20 @@ func (s *Store) copySubjects(ctx context.Context, src domicile.Store, ds *domici
 // copyTable inserts the subjects' rows of t from the attached schema into
 // main, naming the columns of the dataset's description at both ends.
 func copyTable(ctx context.Context, tx *sql.Tx, schema string, t *domicile.Table, subjects []string) (int64, error) {
+	prefix := copyPrefix(schema, t)
+	return execSubjects(ctx, tx, func(n int) string { return prefix + subjectIn(t, schema, n) }, subjects)
+}
+
+// copyPrefix is the INSERT … SELECT of t's columns from the attached schema
+// into main, up to the WHERE that picks the subjects.
+func copyPrefix(schema string, t *domicile.Table) string {
 	quoted := make([]string, len(t.Columns))
 	for i, c := range t.Columns {
 		quoted[i] = quoteIdent(c.Name)
 	}
 	cols := strings.Join(quoted, ", ")
-	prefix := "INSERT INTO main." + quoteIdent(t.Name) + " (" + cols + ") SELECT " + cols +
+	return "INSERT INTO main." + quoteIdent(t.Name) + " (" + cols + ") SELECT " + cols +
 		" FROM " + quoteIdent(schema) + "." + quoteIdent(t.Name) + " WHERE "
-	return execSubjects(ctx, tx, func(n int) string { return prefix + subjectIn(t, schema, n) }, subjects)
 }
 
 // copyDigestTable is copyTable that digests the rows it inserts, into
@@ -171,15 +177,9 @@ func copyDigestTable(ctx context.Context, tx *sql.Tx, schema string, t *domicile
 	if err != nil {
 		return 0, err
 	}
-	quoted := make([]string, len(sc.cols))
-	for i, c := range sc.cols {
-		quoted[i] = quoteIdent(c)
-	}
-	cols := strings.Join(quoted, ", ")
 	// RETURNING as DigestSubjects selects: +column, so that the driver
 	// converts no value by its declared type.
-	prefix := "INSERT INTO main." + quoteIdent(t.Name) + " (" + cols + ") SELECT " + cols +
-		" FROM " + quoteIdent(schema) + "." + quoteIdent(t.Name) + " WHERE "
+	prefix := copyPrefix(schema, t)
 	var total int64
 	err = inChunks(nil, subjects, func(n int, args []any) error {
 		rows, err := tx.QueryContext(ctx, prefix+subjectIn(t, schema, n)+" RETURNING "+selectList(sc.cols), args...)
