@@ -188,7 +188,7 @@ func copyDigestTable(ctx context.Context, tx *sql.Tx, schema string, t *domicile
 		}
 		defer rows.Close()
 		before := len(d.entries)
-		if err := d.scan(sc, rows, d.index); err != nil {
+		if err := d.scan(sc, rows); err != nil {
 			return err
 		}
 		total += int64(len(d.entries) - before)

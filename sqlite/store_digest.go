@@ -37,7 +37,7 @@ func (s *Store) DigestSubjects(ctx context.Context, ds *domicile.Dataset, subjec
 	defer d.release()
 	err = s.view(ctx, func(tx *sql.Tx) error {
 		for ti, t := range tables {
-			if err := d.table(ctx, tx, ti, t, d.index, subjects); err != nil {
+			if err := d.table(ctx, tx, ti, t, subjects); err != nil {
 				return fmt.Errorf("digest %s: %w", t.Name, err)
 			}
 		}
@@ -132,7 +132,7 @@ type rowEntry struct {
 
 // table reads and encodes the subjects' rows of t, then hashes them per
 // subject in the order of their encoded primary keys, as DigestBatch does.
-func (d *digester) table(ctx context.Context, tx *sql.Tx, ti int, t *domicile.Table, index map[string]int, subjects []string) error {
+func (d *digester) table(ctx context.Context, tx *sql.Tx, ti int, t *domicile.Table, subjects []string) error {
 	sc, err := d.begin(t)
 	if err != nil {
 		return err
@@ -144,7 +144,7 @@ func (d *digester) table(ctx context.Context, tx *sql.Tx, ti int, t *domicile.Ta
 			return err
 		}
 		defer rows.Close()
-		return d.scan(sc, rows, index)
+		return d.scan(sc, rows)
 	})
 	if err != nil {
 		return err
@@ -184,7 +184,7 @@ func (d *digester) begin(t *domicile.Table) (*tableScan, error) {
 }
 
 // scan encodes the rows, each of the subject at its index.
-func (d *digester) scan(sc *tableScan, rows *sql.Rows, index map[string]int) error {
+func (d *digester) scan(sc *tableScan, rows *sql.Rows) error {
 	for rows.Next() {
 		if err := rows.Scan(sc.ptrs...); err != nil {
 			return err
@@ -193,7 +193,7 @@ func (d *digester) scan(sc *tableScan, rows *sql.Rows, index map[string]int) err
 		if err != nil {
 			return err
 		}
-		si, ok := index[id]
+		si, ok := d.index[id]
 		if !ok {
 			continue // matched by the IN list after a conversion, as ReadSubjects would return it
 		}
