@@ -130,9 +130,30 @@ type Placement struct {
 // regions allowed, in order of preference, and the rule that said so.
 type Decision struct {
 	Rule    string   `json:"rule"`
-	Index   int      `json:"index"`   // position of the rule in the policy
-	Regions []string `json:"regions"` // allowed homes, preferred first
-	Version string   `json:"version"` // policy version (a digest of the rules)
+	Index   int      `json:"index"`           // position of the rule in the policy
+	Regions []string `json:"regions"`         // allowed homes, preferred first
+	Version string   `json:"version"`         // policy version (a digest of the rules)
+	Basis   string   `json:"basis,omitempty"` // the rule's legal basis, when it names one
+	// Requirements names the legal requirements that cover the subject:
+	// Regions holds only regions they all allow. Index is -1 when no rule
+	// names an allowed region and the requirements alone decided.
+	Requirements []string  `json:"requirements,omitempty"`
+	Deadline     time.Time `json:"deadline,omitzero"` // the earliest deadline of the rule and requirements; zero if none
+}
+
+// TransferRule is a route a policy says needs an approval on record: moving
+// a subject's data along it waits for an approval of one of the kinds it
+// requires.
+type TransferRule struct {
+	Name     string   `json:"name"`
+	Basis    string   `json:"basis,omitempty"`
+	Requires []string `json:"requires"`
+}
+
+// TransferPolicy is a Policy that also has transfer rules.
+type TransferPolicy interface {
+	Policy
+	Transfers(s Subject, dataset, from, to string, at time.Time) ([]TransferRule, error)
 }
 
 // Allows reports whether region is an allowed home under the decision.

@@ -40,7 +40,7 @@ var env = sync.OnceValues(func() (*cel.Env, error) {
 // package itself would pull in golang.org/x/text for nothing).
 func subjectType(e *cel.Env) (*cel.Env, error) {
 	p, a, err := types.ComposeTypes(e.CELTypeProvider(), e.CELTypeAdapter(),
-		reflect.TypeFor[subjectVars](), types.ParseStructTags(true))
+		reflect.TypeFor[subjectVars](), reflect.TypeFor[regionVars](), types.ParseStructTags(true))
 	if err != nil {
 		return nil, err
 	}

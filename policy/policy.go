@@ -23,12 +23,20 @@ type Rule struct {
 	Regions   []string  // allowed home regions, in order of preference (non-empty)
 	Datasets  []string  // empty: all datasets
 	Effective time.Time // zero: always in force; otherwise in force from this instant (UTC)
+	Basis     string    // optional: the law and article the rule rests on
+	Deadline  time.Time // zero: none; otherwise the moves the rule calls for must be done by then
 }
 
 // Options are what the rest of the configuration tells the engine.
 type Options struct {
 	Regions  []string // known region names; a rule naming another is an error
 	Datasets []string // known dataset names; likewise
+
+	// RegionCountries gives each region's country (ISO 3166-1 alpha-2);
+	// requirements and transfer rules see it. Needed only with Law.
+	RegionCountries map[string]string
+	// Law is the requirements and transfer rules; default none.
+	Law Law
 }
 
 // Engine decides where a subject's data may live. It is safe for concurrent
@@ -51,6 +59,13 @@ type Engine struct {
 	// idRules ahead of it need evaluating. When no rule reads the id, it is
 	// the decision itself. nil: no cache (too many keys, or tests).
 	cache []atomic.Int32
+
+	places    []place       // the configured regions, for the law's conditions
+	reqs      []requirement // the law: where subjects' data may live
+	transfers []transfer    // the law: routes that need an approval
+	// lawCache holds, by the same key as cache, what the requirements say;
+	// nil when a requirement reads the subject's id, or without cache.
+	lawCache []atomic.Pointer[lawResult]
 }
 
 // maxCache bounds the cache, in entries; a policy with very many Effective
@@ -115,8 +130,9 @@ func New(rules []Rule, opts Options) (*Engine, error) {
 			}
 		}
 		c := rule{Rule: cloneRule(r)}
-		if !r.Effective.IsZero() {
-			c.Effective = r.Effective.UTC()
+		c.Effective, c.Deadline = utc(r.Effective), utc(r.Deadline)
+		if !c.Deadline.IsZero() && !c.Effective.IsZero() && c.Deadline.Before(c.Effective) {
+			return nil, invalid("deadline %s is before it takes effect (%s)", c.Deadline.Format(time.RFC3339), c.Effective.Format(time.RFC3339))
 		}
 		if len(r.Datasets) > 0 {
 			c.datasets = make([]bool, len(opts.Datasets))
@@ -152,11 +168,15 @@ func New(rules []Rule, opts Options) (*Engine, error) {
 		e.rules[i] = c
 	}
 
+	if err := e.compileLaw(opts.Law, opts); err != nil {
+		return nil, err
+	}
 	for _, r := range e.rules {
 		if !r.Effective.IsZero() {
 			e.bounds = append(e.bounds, r.Effective)
 		}
 	}
+	e.bounds = append(e.bounds, e.lawBounds()...)
 	slices.SortFunc(e.bounds, time.Time.Compare)
 	e.bounds = slices.CompactFunc(e.bounds, time.Time.Equal)
 	for i := range e.rules {
@@ -165,16 +185,25 @@ func New(rules []Rule, opts Options) (*Engine, error) {
 			r.since = 1 + slices.IndexFunc(e.bounds, r.Effective.Equal)
 		}
 	}
-	e.version = version(e.rules)
+	for i := range e.reqs {
+		r := &e.reqs[i]
+		if !r.Effective.IsZero() {
+			r.since = 1 + slices.IndexFunc(e.bounds, r.Effective.Equal)
+		}
+	}
+	e.version = version(e.rules, e.reqs, e.transfers, e.places)
 	for i := range e.rules {
 		r := &e.rules[i]
-		r.decision = domicile.Decision{Rule: r.Name, Index: i, Regions: r.Regions, Version: e.version}
+		r.decision = domicile.Decision{Rule: r.Name, Index: i, Regions: r.Regions, Version: e.version, Basis: r.Basis, Deadline: r.Deadline}
 	}
 	if err := e.checkLast(); err != nil {
 		return nil, err
 	}
 	if n := len(m49) * len(e.datasets) * (len(e.bounds) + 1) * 2; n <= maxCache {
 		e.cache = make([]atomic.Int32, n)
+		if len(e.reqs) > 0 && !slices.ContainsFunc(e.reqs, func(r requirement) bool { return r.readsID }) {
+			e.lawCache = make([]atomic.Pointer[lawResult], n)
+		}
 	}
 	return e, nil
 }
@@ -234,25 +263,60 @@ func cloneRule(r Rule) Rule {
 
 // version is a digest of the rules' content: what they say, not how the
 // configuration spelt it (Effective instants are compared in UTC).
-func version(rules []rule) string {
+func version(rules []rule, reqs []requirement, transfers []transfer, places []place) string {
 	type canon struct {
 		Name      string   `json:"name"`
 		When      string   `json:"when"`
 		Regions   []string `json:"regions"`
 		Datasets  []string `json:"datasets"`
 		Effective string   `json:"effective"`
+		Basis     string   `json:"basis,omitempty"`
+		Deadline  string   `json:"deadline,omitempty"`
+	}
+	instant := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format(time.RFC3339Nano)
 	}
 	cs := make([]canon, len(rules))
 	for i, r := range rules {
-		cs[i] = canon{Name: r.Name, When: r.When, Regions: r.Regions, Datasets: r.Datasets}
+		cs[i] = canon{Name: r.Name, When: r.When, Regions: r.Regions, Datasets: r.Datasets,
+			Effective: instant(r.Effective), Basis: r.Basis, Deadline: instant(r.Deadline)}
 		if len(cs[i].Datasets) == 0 {
 			cs[i].Datasets = nil
 		}
-		if !r.Effective.IsZero() {
-			cs[i].Effective = r.Effective.UTC().Format(time.RFC3339Nano)
-		}
 	}
-	b, err := json.Marshal(cs)
+	var doc any = cs
+	if len(reqs) > 0 || len(transfers) > 0 {
+		type canonReq struct {
+			canon
+			Where string `json:"where"`
+		}
+		type canonTransfer struct {
+			canon
+			Requires []string `json:"requires"`
+		}
+		law := struct {
+			Rules        []canon           `json:"rules"`
+			Requirements []canonReq        `json:"requirements"`
+			Transfers    []canonTransfer   `json:"transfers"`
+			Places       map[string]string `json:"places"` // what the law's conditions see of the regions
+		}{Rules: cs, Places: map[string]string{}}
+		for _, r := range reqs {
+			law.Requirements = append(law.Requirements, canonReq{canon{Name: r.Name, When: r.When, Datasets: r.Datasets,
+				Effective: instant(r.Effective), Basis: r.Basis, Deadline: instant(r.Deadline)}, r.Where})
+		}
+		for _, p := range places {
+			law.Places[p.name] = m49[p.country].Alpha2
+		}
+		for _, t := range transfers {
+			law.Transfers = append(law.Transfers, canonTransfer{canon{Name: t.Name, When: t.When,
+				Effective: instant(t.Effective), Basis: t.Basis}, t.Requires})
+		}
+		doc = law
+	}
+	b, err := json.Marshal(doc)
 	if err != nil {
 		panic(err) // strings and slices of strings always marshal
 	}
@@ -285,26 +349,31 @@ func (e *Engine) Decide(s domicile.Subject, dataset string, at time.Time) (domic
 	if err := e.input(&in, s, dataset, at); err != nil {
 		return domicile.Decision{}, err
 	}
+	i, err := e.prefer(&in)
+	if err != nil {
+		return domicile.Decision{}, err
+	}
+	if len(e.reqs) > 0 {
+		return e.applyLaw(&in, i, at)
+	}
+	return e.decision(i), nil
+}
+
+// prefer returns the index of the rule that decides for in, before the law
+// has its say.
+func (e *Engine) prefer(in *input) (int, error) {
 	if e.cache == nil {
-		i, err := e.decide(&in, nil)
-		if err != nil {
-			return domicile.Decision{}, err
-		}
-		return e.decision(i), nil
+		return e.decide(in, nil)
 	}
 
 	slot := &e.cache[in.key(e)]
 	floor := int(slot.Load()) - 1
 	if floor < 0 {
 		var err error
-		if floor, err = e.floor(&in); err != nil {
+		if floor, err = e.floor(in); err != nil {
 			// A rule failed. It may lie beyond the rule that decides for
 			// this subject, so evaluate in order, as Explain does.
-			i, err := e.decide(&in, nil)
-			if err != nil {
-				return domicile.Decision{}, err
-			}
-			return e.decision(i), nil
+			return e.decide(in, nil)
 		}
 		slot.Store(int32(floor) + 1)
 	}
@@ -315,22 +384,22 @@ func (e *Engine) Decide(s domicile.Subject, dataset string, at time.Time) (domic
 				break
 			}
 			r := &e.rules[i]
-			if !r.inForce(&in) || !r.applies(&in) {
+			if !r.inForce(in) || !r.applies(in) {
 				continue
 			}
 			ok, err := e.evalAct(i, act)
 			if err != nil {
-				return domicile.Decision{}, err
+				return -1, err
 			}
 			if ok {
-				return e.decision(i), nil
+				return i, nil
 			}
 		}
 	}
 	if floor == len(e.rules) {
-		return domicile.Decision{}, e.noRule(&in)
+		return -1, e.noRule(in)
 	}
-	return e.decision(floor), nil
+	return floor, nil
 }
 
 // floor returns the index of the first rule that does not read the id and
