@@ -34,6 +34,7 @@ type Directory interface {
 type Control interface {
 	Directory
 	ConsentRegistry
+	ApprovalRegistry
 	Eraser
 	io.Closer
 

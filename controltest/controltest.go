@@ -117,6 +117,7 @@ func Run(t *testing.T, h Harness) {
 		{"ConcurrentEraseMove", testConcurrentEraseMove},
 		{"ConcurrentConsent", testConcurrentConsent},
 		{"RecordPolicy", testRecordPolicy},
+		{"RecordApproval", testRecordApproval},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })

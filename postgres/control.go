@@ -131,6 +131,10 @@ func OpenControl(ctx context.Context, url string, now func() time.Time) (*Contro
 		pool.Close()
 		return nil, fmt.Errorf("create consent registry: %w", err)
 	}
+	if err := controlAddTable(ctx, pool, "approvals", controlApprovalSchema); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("create approvals: %w", err)
+	}
 	if err := controlAddSubjectsCreated(ctx, pool); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("upgrade control schema: %w", err)

@@ -31,18 +31,24 @@ CREATE INDEX IF NOT EXISTS consents_subject ON consents (subject, purpose, seq);
 `
 
 // controlAddConsents creates the consent registry in a control store that
-// lacks it. It looks before it creates, so that no process but the first
-// takes the DDL's locks; two first processes may race, and the loser finds
-// the table made on its next try.
+// lacks it.
 func controlAddConsents(ctx context.Context, pool *pgxpool.Pool) error {
+	return controlAddTable(ctx, pool, "consents", controlConsentSchema)
+}
+
+// controlAddTable creates a table made apart from controlSchema in a control
+// store that lacks it. It looks before it creates, so that no process but
+// the first takes the DDL's locks; two first processes may race, and the
+// loser finds the table made on its next try.
+func controlAddTable(ctx context.Context, pool *pgxpool.Pool, table, schema string) error {
 	var err error
 	for try := 0; try < 3; try++ {
 		err = ctlInTx(ctx, pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 			var made bool
-			if err := tx.QueryRow(ctx, `SELECT to_regclass('consents') IS NOT NULL`).Scan(&made); err != nil || made {
+			if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&made); err != nil || made {
 				return err
 			}
-			_, err := tx.Exec(ctx, controlConsentSchema)
+			_, err := tx.Exec(ctx, schema)
 			return err
 		})
 		if s := ctlSQLState(err); err == nil || s != ctlUniqueViolation && s != ctlDuplicateTable && s != ctlDuplicateObject {

@@ -99,7 +99,7 @@ func OpenControl(path string, now func() time.Time) (*Control, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxIdleTime(0)
 	w.SetConnMaxLifetime(0)
-	if _, err := w.Exec(controlSchema + consentSchema); err != nil {
+	if _, err := w.Exec(controlSchema + consentSchema + approvalSchema); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("create control schema in %s: %w", path, err)
 	}
