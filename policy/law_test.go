@@ -112,7 +112,7 @@ func TestRegionEUMembershipChanges(t *testing.T) {
 	// A region in the United Kingdom was in the EU until 2020-02-01.
 	opts := Options{Regions: []string{"eu-london", "us-east"}, Datasets: []string{"d"},
 		RegionCountries: map[string]string{"eu-london": "GB", "us-east": "US"},
-		Law: Law{Requirements: []Requirement{{Name: "eu-only", When: "subject.eu", Where: "region.eu"}}}}
+		Law:             Law{Requirements: []Requirement{{Name: "eu-only", When: "subject.eu", Where: "region.eu"}}}}
 	e, err := New([]Rule{{Name: "any", When: "true", Regions: []string{"eu-london", "us-east"}}}, opts)
 	if err != nil {
 		t.Fatal(err)
