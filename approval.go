@@ -24,8 +24,9 @@ type Approval struct {
 	By       string `json:"by"`           // who recorded it, for whom
 	Note     string `json:"note,omitempty"`
 	// ValidFrom and ValidUntil bound when the approval holds: from
-	// ValidFrom (zero: from when it was recorded) until ValidUntil (zero:
-	// no end), exclusive.
+	// ValidFrom until ValidUntil, exclusive; zero is no bound. Plans are
+	// made at a time that may be past or future (plan --at), so an
+	// approval without ValidFrom holds at times before it was recorded.
 	ValidFrom  time.Time `json:"valid_from,omitzero"`
 	ValidUntil time.Time `json:"valid_until,omitzero"`
 	Recorded   time.Time `json:"recorded"`
@@ -34,12 +35,8 @@ type Approval struct {
 // Holds reports whether the approval allows a transfer under rule t to the
 // region to at the instant at.
 func (a Approval) Holds(t TransferRule, to string, at time.Time) bool {
-	from := a.ValidFrom
-	if from.IsZero() {
-		from = a.Recorded
-	}
 	return a.Transfer == t.Name && (a.To == "" || a.To == to) && slices.Contains(t.Requires, a.Kind) &&
-		!at.Before(from) && (a.ValidUntil.IsZero() || at.Before(a.ValidUntil))
+		!at.Before(a.ValidFrom) && (a.ValidUntil.IsZero() || at.Before(a.ValidUntil))
 }
 
 // Approved returns the newest of the approvals that allows a transfer

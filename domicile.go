@@ -138,7 +138,8 @@ type Decision struct {
 	// Regions holds only regions they all allow. Index is -1 when no rule
 	// names an allowed region and the requirements alone decided.
 	Requirements []string  `json:"requirements,omitempty"`
-	Deadline     time.Time `json:"deadline,omitzero"` // the earliest deadline of the rule and requirements; zero if none
+	Deadline     time.Time `json:"deadline,omitzero"`     // the earliest deadline of the rule and requirements; zero if none
+	DeadlineOf   string    `json:"deadline_of,omitempty"` // the rule or requirement whose deadline it is
 }
 
 // TransferRule is a route a policy says needs an approval on record: moving

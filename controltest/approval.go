@@ -92,13 +92,28 @@ func testRecordApproval(t *testing.T, h Harness) {
 		want bool
 	}{
 		{"us-east", now, true},
-		{"ap-singapore", now, false},                       // the contract covers us-east only
-		{"us-east", now.Add(400 * 24 * time.Hour), false},  // lapsed
-		{"us-east", got.Recorded.Add(-time.Second), false}, // before it was recorded
+		{"ap-singapore", now, false},                      // the contract covers us-east only
+		{"us-east", now.Add(400 * 24 * time.Hour), false}, // lapsed
+		{"us-east", got.Recorded.Add(-time.Hour), true},   // no valid_from: any earlier time
+
 	} {
 		if _, ok := domicile.Approved(list, rule, tt.to, tt.at); ok != tt.want {
 			t.Errorf("approved to %s at %s = %t, want %t", tt.to, tt.at, ok, tt.want)
 		}
+	}
+	// One with a valid_from holds from then on.
+	c := valid
+	c.Ref, c.ValidFrom = "SC-2027", now.Add(48*time.Hour)
+	got3, err := f.c.RecordApproval(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list = append(list, got3)
+	if a, ok := domicile.Approved(list[2:], rule, "ap-singapore", now); ok {
+		t.Errorf("an approval valid from %s holds at %s: %+v", got3.ValidFrom, now, a)
+	}
+	if _, ok := domicile.Approved(list[2:], rule, "ap-singapore", now.Add(72*time.Hour)); !ok {
+		t.Errorf("an approval valid from %s does not hold after it", got3.ValidFrom)
 	}
 	// An assessment allows every destination, for a rule that accepts it.
 	rule.Requires = append(rule.Requires, "security_assessment")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/domicile/domicile"
@@ -12,23 +13,47 @@ import (
 // Route is the set of subjects of one dataset that the policy sends from one
 // region to another under one rule.
 type Route struct {
-	Dataset       string   `json:"dataset"`
-	From          string   `json:"from"`
-	To            string   `json:"to"`
-	Rule          string   `json:"rule"`
-	PolicyVersion string   `json:"-"`
-	Subjects      []string `json:"-"`
-	Count         int      `json:"subjects"`
-	Rows          int64    `json:"rows"`
-	Bytes         int64    `json:"bytes"`
+	Dataset       string    `json:"dataset"`
+	From          string    `json:"from"`
+	To            string    `json:"to"`
+	Rule          string    `json:"rule"`
+	Deadline      time.Time `json:"deadline,omitzero"` // by when the route's moves must be done (Decision.Deadline)
+	PolicyVersion string    `json:"-"`
+	Subjects      []string  `json:"-"`
+	Count         int       `json:"subjects"`
+	Rows          int64     `json:"rows"`
+	Bytes         int64     `json:"bytes"`
+	// Transfer and Reason are set on a blocked route: the transfer rule
+	// that needs an approval none on record gives, and what would give it.
+	Transfer string `json:"transfer,omitempty"`
+	Reason   string `json:"reason,omitempty"`
 }
 
 // Plan is what the policy in force at At requires.
 type Plan struct {
 	At     time.Time `json:"at"`
 	Routes []*Route  `json:"moves"`
+	// Blocked are the moves the policy requires that wait for an approval
+	// of a transfer rule: migrate leaves them alone.
+	Blocked []*Route `json:"blocked"`
 	// InFlight counts placements that a move already holds.
 	InFlight int `json:"in_flight"`
+	// Deadlines is the progress of the placements that a deadline covers,
+	// by deadline, earliest first.
+	Deadlines []*DeadlineProgress `json:"deadlines"`
+}
+
+// DeadlineProgress is how far the (subject, dataset) placements that one
+// rule's or requirement's deadline covers have come at the plan's time.
+type DeadlineProgress struct {
+	Deadline time.Time `json:"deadline"`
+	Of       string    `json:"of"`        // the rule or requirement
+	Total    int       `json:"total"`     // placements it covers
+	Placed   int       `json:"placed"`    // already at a home the policy allows
+	InFlight int       `json:"in_flight"` // held by a move
+	Pending  int       `json:"pending"`   // in the plan's moves
+	Blocked  int       `json:"blocked"`   // waiting for an approval
+	Overdue  bool      `json:"overdue"`   // the deadline has passed with placements not placed
 }
 
 // Subjects returns the number of (subject, dataset) pairs the plan moves.
@@ -40,18 +65,44 @@ func (p *Plan) Subjects() int {
 	return n
 }
 
+// routeKey is what sets routes apart.
+type routeKey struct {
+	from, to, rule, transfer string
+	deadline                 time.Time
+}
+
 // MakePlan compares every placement of the datasets with the policy at at.
-// With measure set, it asks the source stores how many rows and bytes each
-// route carries.
+// A move along a route that a transfer rule covers goes into Blocked unless
+// an approval on record allows it. With measure set, it asks the source
+// stores how many rows and bytes each route carries.
 func MakePlan(ctx context.Context, ctrl domicile.Control, stores map[string]domicile.Store, datasets []*domicile.Dataset, policy domicile.Policy, at time.Time, measure bool) (*Plan, error) {
-	p := &Plan{At: at, Routes: []*Route{}}
+	p := &Plan{At: at, Routes: []*Route{}, Blocked: []*Route{}, Deadlines: []*DeadlineProgress{}}
+	tp, _ := policy.(domicile.TransferPolicy)
+	var approvals []domicile.Approval
+	if tp != nil {
+		var err error
+		if approvals, err = ctrl.ListApprovals(ctx); err != nil {
+			return nil, fmt.Errorf("list approvals: %w", err)
+		}
+	}
+	deadlines := map[[2]string]*DeadlineProgress{}
+	progress := func(d domicile.Decision) *DeadlineProgress {
+		if d.Deadline.IsZero() {
+			return nil
+		}
+		k := [2]string{d.DeadlineOf, d.Deadline.Format(time.RFC3339Nano)}
+		dp := deadlines[k]
+		if dp == nil {
+			dp = &DeadlineProgress{Deadline: d.Deadline, Of: d.DeadlineOf}
+			deadlines[k] = dp
+			p.Deadlines = append(p.Deadlines, dp)
+		}
+		dp.Total++
+		return dp
+	}
 	for _, ds := range datasets {
-		routes := map[[3]string]*Route{}
+		routes := map[routeKey]*Route{}
 		err := ctrl.ListPlacements(ctx, ds.Name, func(s domicile.Subject, pl domicile.Placement) error {
-			if pl.State == domicile.Moving {
-				p.InFlight++
-				return nil
-			}
 			if pl.State == domicile.Erasing {
 				return nil // on its way out of every region
 			}
@@ -59,14 +110,46 @@ func MakePlan(ctx context.Context, ctrl domicile.Control, stores map[string]domi
 			if err != nil {
 				return fmt.Errorf("decide %s/%s: %w", s.ID, ds.Name, err)
 			}
-			home := d.Home(pl.Region)
-			if home == pl.Region {
+			dp := progress(d)
+			if pl.State == domicile.Moving {
+				p.InFlight++
+				if dp != nil {
+					dp.InFlight++
+				}
 				return nil
 			}
-			key := [3]string{pl.Region, home, d.Rule}
+			home := d.Home(pl.Region)
+			if home == pl.Region {
+				if dp != nil && d.Allows(home) {
+					dp.Placed++
+				}
+				return nil
+			}
+			key := routeKey{from: pl.Region, to: home, rule: d.Rule, deadline: d.Deadline}
+			var reason string
+			if tp != nil {
+				ts, err := tp.Transfers(s, ds.Name, pl.Region, home, at)
+				if err != nil {
+					return fmt.Errorf("transfer rules for %s/%s: %w", s.ID, ds.Name, err)
+				}
+				for _, t := range ts {
+					if _, ok := domicile.Approved(approvals, t, home, at); !ok {
+						key.transfer, reason = t.Name, blockedReason(t, home)
+						break
+					}
+				}
+			}
+			if dp != nil {
+				if key.transfer != "" {
+					dp.Blocked++
+				} else {
+					dp.Pending++
+				}
+			}
 			r := routes[key]
 			if r == nil {
-				r = &Route{Dataset: ds.Name, From: pl.Region, To: home, Rule: d.Rule, PolicyVersion: d.Version}
+				r = &Route{Dataset: ds.Name, From: pl.Region, To: home, Rule: d.Rule, Deadline: d.Deadline,
+					PolicyVersion: d.Version, Transfer: key.transfer, Reason: reason}
 				routes[key] = r
 			}
 			r.Subjects = append(r.Subjects, s.ID)
@@ -91,11 +174,40 @@ func MakePlan(ctx context.Context, ctrl domicile.Control, stores map[string]domi
 					r.Bytes += bytes
 				}
 			}
-			p.Routes = append(p.Routes, r)
+			if r.Transfer != "" {
+				p.Blocked = append(p.Blocked, r)
+			} else {
+				p.Routes = append(p.Routes, r)
+			}
 		}
 	}
-	slices.SortFunc(p.Routes, func(a, b *Route) int {
-		for _, c := range [][2]string{{a.Dataset, b.Dataset}, {a.From, b.From}, {a.To, b.To}, {a.Rule, b.Rule}} {
+	for _, dp := range p.Deadlines {
+		dp.Overdue = !at.Before(dp.Deadline) && dp.Placed < dp.Total
+	}
+	slices.SortFunc(p.Deadlines, func(a, b *DeadlineProgress) int {
+		if c := a.Deadline.Compare(b.Deadline); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Of, b.Of)
+	})
+	sortRoutes(p.Blocked)
+	sortRoutes(p.Routes)
+	return p, nil
+}
+
+// blockedReason says why a move under transfer rule t to region to waits.
+func blockedReason(t domicile.TransferRule, to string) string {
+	basis := ""
+	if t.Basis != "" {
+		basis = " (" + t.Basis + ")"
+	}
+	return fmt.Sprintf("transfer rule %s%s needs an approval on record for %s, of kind %s: record one with 'domicile approve %s'",
+		t.Name, basis, to, strings.Join(t.Requires, " or "), t.Name)
+}
+
+func sortRoutes(routes []*Route) {
+	slices.SortFunc(routes, func(a, b *Route) int {
+		for _, c := range [][2]string{{a.Dataset, b.Dataset}, {a.From, b.From}, {a.To, b.To}, {a.Rule, b.Rule}, {a.Transfer, b.Transfer}} {
 			if c[0] != c[1] {
 				if c[0] < c[1] {
 					return -1
@@ -103,7 +215,6 @@ func MakePlan(ctx context.Context, ctrl domicile.Control, stores map[string]domi
 				return 1
 			}
 		}
-		return 0
+		return a.Deadline.Compare(b.Deadline)
 	})
-	return p, nil
 }

@@ -88,10 +88,11 @@ type transfer struct {
 
 // lawResult is what the requirements say about one input.
 type lawResult struct {
-	allowed  []bool // by index in Engine.places
-	all      bool   // every region is allowed
-	reqs     []int  // the requirements that cover the input, by index
-	deadline time.Time
+	allowed    []bool // by index in Engine.places
+	all        bool   // every region is allowed
+	reqs       []int  // the requirements that cover the input, by index
+	deadline   time.Time
+	deadlineOf string // the requirement whose deadline it is
 }
 
 // compileLaw compiles the law into e. It runs before the engine's time
@@ -312,7 +313,7 @@ func (e *Engine) law(in *input, at time.Time) (*lawResult, error) {
 		}
 		res.reqs = append(res.reqs, i)
 		if !r.Deadline.IsZero() && (res.deadline.IsZero() || r.Deadline.Before(res.deadline)) {
-			res.deadline = r.Deadline
+			res.deadline, res.deadlineOf = r.Deadline, r.Name
 		}
 		if res.allowed == nil {
 			res.allowed = make([]bool, len(e.places))
@@ -353,7 +354,7 @@ func (e *Engine) applyLaw(in *input, i int, at time.Time) (domicile.Decision, er
 			d.Requirements = append(d.Requirements, e.reqs[k].Name)
 		}
 		if !law.deadline.IsZero() && (d.Deadline.IsZero() || law.deadline.Before(d.Deadline)) {
-			d.Deadline = law.deadline
+			d.Deadline, d.DeadlineOf = law.deadline, law.deadlineOf
 		}
 		return d
 	}

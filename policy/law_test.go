@@ -81,7 +81,7 @@ func TestRequirementsLimitTheRules(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d.Rule != tt.rule || !slices.Equal(d.Regions, tt.regions) || !slices.Equal(d.Requirements, tt.reqs) || !d.Deadline.Equal(tt.deadline) {
+			if d.Rule != tt.rule || !slices.Equal(d.Regions, tt.regions) || !slices.Equal(d.Requirements, tt.reqs) || !d.Deadline.Equal(tt.deadline) || (d.DeadlineOf == "") != tt.deadline.IsZero() {
 				t.Errorf("%s/%s at %s: got rule %s regions %v requirements %v deadline %s; want %s %v %v %s",
 					tt.country, tt.dataset, tt.at.Format(time.DateOnly), d.Rule, d.Regions, d.Requirements, d.Deadline, tt.rule, tt.regions, tt.reqs, tt.deadline)
 			}

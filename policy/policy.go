@@ -195,6 +195,9 @@ func New(rules []Rule, opts Options) (*Engine, error) {
 	for i := range e.rules {
 		r := &e.rules[i]
 		r.decision = domicile.Decision{Rule: r.Name, Index: i, Regions: r.Regions, Version: e.version, Basis: r.Basis, Deadline: r.Deadline}
+		if !r.Deadline.IsZero() {
+			r.decision.DeadlineOf = r.Name
+		}
 	}
 	if err := e.checkLast(); err != nil {
 		return nil, err

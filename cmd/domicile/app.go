@@ -164,7 +164,11 @@ func (a *app) recordPolicy(ctx context.Context) error {
 		}
 		rules = append(rules, e)
 	}
-	recorded, err := pr.RecordPolicy(ctx, a.policy.Version(), map[string]any{"rules": rules})
+	body := map[string]any{"rules": rules}
+	if law := a.policy.Law(); len(law.Requirements)+len(law.Transfers) > 0 {
+		body["requirements"], body["transfers"], body["packs"] = law.Requirements, law.Transfers, a.cfg.Packs()
+	}
+	recorded, err := pr.RecordPolicy(ctx, a.policy.Version(), body)
 	if err != nil {
 		return fmt.Errorf("record policy version %s: %w", a.policy.Version(), err)
 	}

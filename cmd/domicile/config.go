@@ -48,6 +48,7 @@ type Config struct {
 	dir    string         // absolute directory of Path: relative paths start here
 	lines  map[string]int // field path ("regions[1].country") → line in Path
 	engine *policy.Engine
+	law    lawConfig // policy.include's packs and the policy's own law, gathered
 }
 
 // APIConfig configures the HTTP API (domicile serve, domicile demo).
@@ -176,7 +177,13 @@ type DiscoverConfig struct {
 
 // PolicyConfig is the placement policy.
 type PolicyConfig struct {
-	Rules []RuleConfig `yaml:"rules"` // at least one; the last must match every subject
+	// Include names jurisdiction packs: a pack shipped under policies/ by
+	// its name (cn, eu), or a pack file of your own by its path (relative
+	// to the config's directory). Default none.
+	Include      []string            `yaml:"include"`
+	Rules        []RuleConfig        `yaml:"rules"`        // at least one; the last must match every subject
+	Requirements []RequirementConfig `yaml:"requirements"` // the config's own, after the packs'; default none
+	Transfers    []TransferConfig    `yaml:"transfers"`    // likewise
 }
 
 // RuleConfig is one policy rule.
@@ -186,6 +193,8 @@ type RuleConfig struct {
 	Region    OneOrMore `yaml:"region"`    // allowed regions, preferred first; required
 	Datasets  []string  `yaml:"datasets"`  // default: every dataset
 	Effective time.Time `yaml:"effective"` // RFC 3339 date or date-time, UTC; default: always in force
+	Basis     string    `yaml:"basis"`     // the law and article the rule rests on; default none
+	Deadline  time.Time `yaml:"deadline"`  // by when the moves it calls for must be done; default none
 }
 
 // ConsentConfig says which categories of personal data need the subject's
@@ -407,6 +416,8 @@ func (c *Config) PolicyRules() []policy.Rule {
 			Regions:   slices.Clone(r.Region),
 			Datasets:  slices.Clone(r.Datasets),
 			Effective: r.Effective,
+			Basis:     r.Basis,
+			Deadline:  r.Deadline,
 		}
 	}
 	return rules
@@ -414,7 +425,11 @@ func (c *Config) PolicyRules() []policy.Rule {
 
 // PolicyOptions returns what policy.New needs to know besides the rules.
 func (c *Config) PolicyOptions() policy.Options {
-	return policy.Options{Regions: c.RegionNames(), Datasets: c.DatasetNames()}
+	countries := make(map[string]string, len(c.Regions))
+	for _, r := range c.Regions {
+		countries[r.Name] = r.Country
+	}
+	return policy.Options{Regions: c.RegionNames(), Datasets: c.DatasetNames(), RegionCountries: countries, Law: c.PolicyLaw()}
 }
 
 // PolicyEngine returns the policy, compiled when the config was loaded.
@@ -752,11 +767,14 @@ func (v *validator) policy(regions, datasets map[string]int) {
 			}
 		}
 	}
-	if !ok {
+	if !v.law(datasets) || !ok {
 		return // compile only a policy whose parts are sound
 	}
 	engine, err := policy.New(c.PolicyRules(), c.PolicyOptions())
 	if err != nil {
+		if v.lawError(oneLine(err.Error())) {
+			return
+		}
 		field, msg := v.policyField(err)
 		v.errorf(field, "%s", msg)
 		return

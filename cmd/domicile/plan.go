@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -52,19 +53,15 @@ take at the rate measured on the moves done so far.`,
 				return err
 			}
 			return m.report(p, func(w io.Writer) error {
-				if len(p.Routes) == 0 {
+				if len(p.Routes) == 0 && len(p.Blocked) == 0 {
 					fmt.Fprintf(w, "nothing to move at %s\n", when.Format("2006-01-02T15:04:05Z"))
-					return nil
-				}
-				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "DATASET\tFROM\tTO\tRULE\tSUBJECTS\tROWS\tBYTES")
-				for _, r := range p.Routes {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\n", r.Dataset, r.From, r.To, r.Rule, r.Count, r.Rows, r.Bytes)
+				} else if err := printRoutes(w, p, nil); err != nil {
+					return err
 				}
 				if p.InFlight > 0 {
-					fmt.Fprintf(tw, "(%d placements held by moves in flight)\n", p.InFlight)
+					fmt.Fprintf(w, "(%d placements held by moves in flight)\n", p.InFlight)
 				}
-				return tw.Flush()
+				return printDeadlines(w, p)
 			})
 		},
 	}
@@ -87,13 +84,7 @@ func (m *Main) whatIf(ctx context.Context, a *app, file string, dss []*domicile.
 	}{p, w}
 	return m.report(out, func(wr io.Writer) error {
 		fmt.Fprintf(wr, "what if %s (policy version %s; in force: %s), at %s:\n", file, w.Version, w.InForce, when.Format("2006-01-02T15:04:05Z"))
-		tw := tabwriter.NewWriter(wr, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "DATASET\tFROM\tTO\tRULE\tSUBJECTS\tROWS\tBYTES")
-		for _, r := range p.Routes {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\n", r.Dataset, r.From, r.To, r.Rule, r.Count, r.Rows, r.Bytes)
-		}
-		fmt.Fprintf(tw, "total\t\t\t\t%d\t%d\t%d\n", w.Subjects, w.Rows, w.Bytes)
-		if err := tw.Flush(); err != nil {
+		if err := printRoutes(wr, p, w); err != nil {
 			return err
 		}
 		if w.RowsPerSecond > 0 {
@@ -103,4 +94,79 @@ func (m *Main) whatIf(ctx context.Context, a *app, file string, dss []*domicile.
 		}
 		return nil
 	})
+}
+
+// printRoutes writes a plan's moves as a table, then those blocked for lack
+// of an approval with the reason; with w, a total line for the what-if.
+func printRoutes(wr io.Writer, p *mover.Plan, w *whatIf) error {
+	deadlines := slices.ContainsFunc(append(slices.Clone(p.Routes), p.Blocked...), func(r *mover.Route) bool { return !r.Deadline.IsZero() })
+	tw := tabwriter.NewWriter(wr, 0, 4, 2, ' ', 0)
+	row := func(r *mover.Route) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d", r.Dataset, r.From, r.To, r.Rule, r.Count, r.Rows, r.Bytes)
+		if deadlines {
+			by := "-"
+			if !r.Deadline.IsZero() {
+				by = r.Deadline.Format(time.DateOnly)
+			}
+			fmt.Fprintf(tw, "\t%s", by)
+		}
+		fmt.Fprintln(tw)
+	}
+	header := "DATASET\tFROM\tTO\tRULE\tSUBJECTS\tROWS\tBYTES"
+	if deadlines {
+		header += "\tBY"
+	}
+	if len(p.Routes) > 0 || w != nil {
+		fmt.Fprintln(tw, header)
+		for _, r := range p.Routes {
+			row(r)
+		}
+		if w != nil {
+			fmt.Fprintf(tw, "total\t\t\t\t%d\t%d\t%d\n", w.Subjects, w.Rows, w.Bytes)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(p.Blocked) == 0 {
+		return nil
+	}
+	fmt.Fprintf(wr, "blocked, waiting for an approval (migrate leaves these alone):\n")
+	fmt.Fprintln(tw, header)
+	for _, r := range p.Blocked {
+		row(r)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, r := range p.Blocked {
+		if k := r.To + "\x00" + r.Reason; !seen[k] {
+			seen[k] = true
+			fmt.Fprintf(wr, "  %s → %s: %s\n", r.From, r.To, r.Reason)
+		}
+	}
+	return nil
+}
+
+// printDeadlines writes the progress against each deadline the plan knows.
+func printDeadlines(wr io.Writer, p *mover.Plan) error {
+	if len(p.Deadlines) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(wr, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEADLINE\tOF\tPLACEMENTS\tPLACED\tIN FLIGHT\tPENDING\tBLOCKED\t")
+	for _, d := range p.Deadlines {
+		state := ""
+		switch {
+		case d.Overdue:
+			state = "OVERDUE"
+		case d.Placed == d.Total:
+			state = "done"
+		default:
+			state = fmt.Sprintf("%s left", d.Deadline.Sub(p.At).Round(time.Hour))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", d.Deadline.Format(time.DateOnly), d.Of, d.Total, d.Placed, d.InFlight, d.Pending, d.Blocked, state)
+	}
+	return tw.Flush()
 }

@@ -23,6 +23,9 @@ func (c *Config) LoadPolicy(path string) (*policy.Engine, error) {
 	}
 	w := *c
 	w.Path = filepath.Clean(path)
+	if dir, err := filepath.Abs(filepath.Dir(path)); err == nil {
+		w.dir = dir // a pack the file includes by path is found next to it
+	}
 	w.lines = make(map[string]int)
 	w.engine = nil
 	var doc struct {
@@ -55,6 +58,7 @@ type whatIf struct {
 	Version       string  `json:"policy_version"` // its version
 	InForce       string  `json:"in_force"`       // the version in force now
 	Subjects      int     `json:"subjects"`       // (subject, dataset) pairs to move
+	Blocked       int     `json:"blocked"`        // pairs whose move needs an approval not on record
 	Rows          int64   `json:"rows"`
 	Bytes         int64   `json:"bytes"`
 	RateMoves     int     `json:"rate_from_moves"`            // finished moves the rate is measured on; 0: no rate
@@ -117,6 +121,9 @@ func (a *app) planWhatIf(ctx context.Context, file string, datasets []*domicile.
 		w.Subjects += r.Count
 		w.Rows += r.Rows
 		w.Bytes += r.Bytes
+	}
+	for _, r := range p.Blocked {
+		w.Blocked += r.Count
 	}
 	rate, n, err := measuredRate(ctx, a.ctrl)
 	if err != nil {

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// lawPolicy is what TestTransferApprovals adds to the example's policy: a
+// transfer rule for every move out of China, and a requirement that
+// overseas users' data leaves China by 2026-09-30.
+const lawPolicy = `policy:
+  transfers:
+    - name: cn-export
+      basis: "PIPL art. 38"
+      when: from.country == "CN" && to.country != "CN"
+      requires: [standard_contract, security_assessment]
+  requirements:
+    - name: overseas-out
+      basis: "a test's law"
+      when: subject.country != "CN"
+      where: region.country != "CN"
+      effective: 2026-03-01
+      deadline: 2026-09-30
+  rules:`
+
+type planRoute struct {
+	Dataset, From, To, Rule, Transfer, Reason, Deadline string
+	Subjects                                            int `json:"subjects"`
+}
+
+type planOut struct {
+	Moves     []planRoute `json:"moves"`
+	Blocked   []planRoute `json:"blocked"`
+	Deadlines []struct {
+		Of                                        string
+		Total, Placed, Pending, Blocked, InFlight int
+		Overdue                                   bool
+	} `json:"deadlines"`
+}
+
+// TestTransferApprovals: a move along a route a transfer rule covers is
+// blocked, with its reason, until an approval of a kind the rule requires
+// is on record for its destination; migrate leaves blocked moves alone;
+// approve refuses what the rule does not accept and records the rest in
+// the ledger; status shows the progress against the requirement's
+// deadline.
+func TestTransferApprovals(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "domicile.yaml")
+	runJSON(t, nil, "init", "--dir", dir, "--subjects", "60")
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(data), "policy:\n  rules:", lawPolicy, 1)
+	if text == string(data) {
+		t.Fatal("the example config has no policy.rules to add to")
+	}
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runJSON(t, nil, "--config", cfg, "discover")
+
+	var p planOut
+	runJSON(t, &p, "--config", cfg, "plan", "--at", "2026-03-01")
+	if len(p.Moves) != 0 || len(p.Blocked) == 0 {
+		t.Fatalf("plan: %d moves, %d blocked; want every move out of China blocked", len(p.Moves), len(p.Blocked))
+	}
+	blocked := 0
+	for _, r := range p.Blocked {
+		if r.From != "cn-beijing" || r.Transfer != "cn-export" || !strings.Contains(r.Reason, "domicile approve cn-export") || !strings.Contains(r.Reason, "PIPL art. 38") {
+			t.Errorf("blocked %+v; want from cn-beijing, under cn-export, with the reason", r)
+		}
+		blocked += r.Subjects
+	}
+	var mig struct{ Subjects int }
+	runJSON(t, &mig, "--config", cfg, "migrate", "--at", "2026-03-01")
+	if mig.Subjects != 0 {
+		t.Fatalf("migrate moved %d placements while every move is blocked", mig.Subjects)
+	}
+	r := run(t, "--config", cfg, "plan", "--at", "2026-03-01")
+	if r.err != nil || !strings.Contains(r.stdout, "blocked, waiting for an approval") {
+		t.Fatalf("plan's text: %v\n%s", r.err, r.stdout)
+	}
+
+	// Refused approvals.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"approve", "cn-import", "--kind", "standard_contract", "--ref", "x", "--by", "y"}, "no transfer rule called"},
+		{[]string{"approve", "cn-export", "--kind", "certification", "--ref", "x", "--by", "y"}, "does not accept an approval of kind"},
+		{[]string{"approve", "cn-export", "--kind", "standard_contract", "--ref", "x", "--by", "y", "--to", "moon"}, "not a region"},
+		{[]string{"approve", "cn-export", "--kind", "standard_contract", "--by", "y"}, "required"},
+		{[]string{"approve", "cn-export", "--kind", "standard_contract", "--ref", "x", "--by", "y", "--valid-from", "2027-01-01", "--valid-until", "2026-01-01"}, "after --valid-from"},
+	} {
+		r := run(t, append([]string{"--config", cfg}, tc.args...)...)
+		if r.err == nil || !strings.Contains(r.stderr+r.err.Error(), tc.want) {
+			t.Errorf("%q: %v %s; want an error saying %q", tc.args, r.err, r.stderr, tc.want)
+		}
+	}
+	var list struct {
+		Approvals []struct {
+			Seq   int64
+			Holds bool
+		}
+	}
+	runJSON(t, &list, "--config", cfg, "approvals")
+	if len(list.Approvals) != 0 {
+		t.Fatalf("refused approvals were recorded: %+v", list)
+	}
+
+	// A standard contract for us-east lets those moves go, and only those.
+	runJSON(t, nil, "--config", cfg, "approve", "cn-export", "--kind", "standard_contract", "--ref", "SC-2026-0042", "--by", "legal", "--to", "us-east")
+	runJSON(t, &list, "--config", cfg, "approvals", "--at", "2026-03-01")
+	if len(list.Approvals) != 1 || !list.Approvals[0].Holds {
+		t.Fatalf("approvals: %+v; want the one recorded, holding", list)
+	}
+	exp := run(t, "--config", cfg, "audit", "export")
+	if exp.err != nil || !strings.Contains(exp.stdout, `"approval.recorded"`) || !strings.Contains(exp.stdout, "SC-2026-0042") {
+		t.Fatalf("audit export lacks the approval: %v\n%s", exp.err, exp.stderr)
+	}
+	p = planOut{}
+	runJSON(t, &p, "--config", cfg, "plan", "--at", "2026-03-01")
+	toUS, other := 0, 0
+	for _, r := range p.Moves {
+		if r.To != "us-east" {
+			t.Errorf("planned %+v; only moves to us-east are approved", r)
+		}
+		toUS += r.Subjects
+	}
+	for _, r := range p.Blocked {
+		if r.To == "us-east" {
+			t.Errorf("still blocked: %+v", r)
+		}
+		other += r.Subjects
+	}
+	if toUS == 0 || other == 0 || toUS+other != blocked {
+		t.Fatalf("after the approval: %d to us-east, %d still blocked; want both, adding up to the %d blocked before", toUS, other, blocked)
+	}
+	runJSON(t, &mig, "--config", cfg, "migrate", "--at", "2026-03-01")
+	if mig.Subjects != toUS {
+		t.Fatalf("migrate moved %d placements, want the %d approved", mig.Subjects, toUS)
+	}
+
+	// Progress against the requirement's deadline. By 2026-10-01 the
+	// Brazilian users moved to us-east are due in br-saopaulo (a rule from
+	// 2026-06-01): pending, not blocked, since they no longer leave China.
+	type deadline struct {
+		Of                                        string
+		Total, Placed, Pending, Blocked, InFlight int
+		Overdue                                   bool
+		AtRisk                                    bool `json:"at_risk"`
+	}
+	var st struct {
+		Pending, Blocked int
+		Deadlines        []deadline
+	}
+	for _, tc := range []struct {
+		at      string
+		overdue bool
+	}{{"2026-03-01", false}, {"2026-10-01", true}} {
+		runJSON(t, &st, "--config", cfg, "status", "--at", tc.at)
+		if st.Blocked != other || len(st.Deadlines) != 1 {
+			t.Fatalf("status at %s: %+v; want %d blocked, one deadline", tc.at, st, other)
+		}
+		d := st.Deadlines[0]
+		if d.Of != "overseas-out" || d.Blocked != other || d.Pending != st.Pending || d.Total != toUS+other ||
+			d.Placed+d.Pending+d.Blocked+d.InFlight != d.Total || !d.AtRisk || d.Overdue != tc.overdue {
+			t.Errorf("deadline at %s: %+v; want overseas-out over %d placements, %d blocked, at risk, overdue %t", tc.at, d, toUS+other, other, tc.overdue)
+		}
+		if tc.at == "2026-03-01" && (d.Placed != toUS || d.Pending != 0) {
+			t.Errorf("deadline at %s: %+v; want the %d moved placed, none pending", tc.at, d, toUS)
+		}
+	}
+	r = run(t, "--config", cfg, "status", "--at", "2026-10-01")
+	if r.err != nil || !strings.Contains(r.stdout, "OVERDUE") || !strings.Contains(r.stdout, "AT RISK: overseas-out") {
+		t.Errorf("status text: %v\n%s", r.err, r.stdout)
+	}
+}
