@@ -9,7 +9,6 @@ import (
 	"github.com/domicile/domicile"
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
-	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/interpreter"
 )
 
@@ -281,7 +280,7 @@ func evalBool(prg cel.Program, act interpreter.Activation, what string) (bool, e
 	}
 	b, ok := out.(types.Bool)
 	if !ok {
-		return false, domicile.Errorf(domicile.CodeInternal, "policy %s: condition gave %s, want bool", what, out.(ref.Val).Type().TypeName())
+		return false, domicile.Errorf(domicile.CodeInternal, "policy %s: condition gave %s, want bool", what, out.Type().TypeName())
 	}
 	return bool(b), nil
 }
