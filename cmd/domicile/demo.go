@@ -44,9 +44,12 @@ phases: overseas commerce data to us-east or ap-singapore (2026-01-01), then
 account, messaging and cloud data (2026-03-01), then Indian and Brazilian
 users on to in-mumbai and br-saopaulo (2026-06-01). It then checks that every
 read and write the load made is linearizable, that every acknowledged write
-is present, and every invariant (domicile verify). It exits non-zero if any
-check fails. The stores are left in --dir (default: a new temporary
-directory) for 'domicile --config DIR/domicile.yaml where u000001' and friends.
+is present, and every invariant (domicile verify); then it checks the ledger
+against its signed head (domicile audit verify) and prints the compliance
+report (domicile report), writing its HTML form to DIR/report.html. It exits
+non-zero if any check fails. The stores are left in --dir (default: a new
+temporary directory) for 'domicile --config DIR/domicile.yaml where u000001'
+and friends.
 
 --backend postgres runs the same scenario with every region's store and the
 control store on PostgreSQL: one throwaway cluster each, started on free
