@@ -276,8 +276,17 @@ func Build(ctx context.Context, in Input) (*Report, error) {
 
 	// Pending moves: each route of the plan split by jurisdiction, and
 	// measured at its source.
-	if err := r.pending(ctx, in, country, jur); err != nil {
+	pending, err := byJurisdiction(ctx, in, in.Plan.Routes, country)
+	if err != nil {
 		return nil, err
+	}
+	for code, routes := range pending {
+		j := jur(code)
+		j.Pending = routes
+		for _, p := range routes {
+			j.Summary.Pending += p.Subjects
+			j.Summary.PendingRows += p.Rows
+		}
 	}
 
 	// Consents: every subject's current consent per purpose.
@@ -325,14 +334,15 @@ func Build(ctx context.Context, in Input) (*Report, error) {
 	return r, nil
 }
 
-// pending splits the plan's routes by jurisdiction and measures each part's
-// rows at its source.
-func (r *Report) pending(ctx context.Context, in Input, country map[string]string, jur func(string) *Jurisdiction) error {
+// byJurisdiction splits routes by the jurisdiction of their subjects, and
+// measures each part's rows at its source.
+func byJurisdiction(ctx context.Context, in Input, routes []*mover.Route, country map[string]string) (map[string][]Route, error) {
 	datasets := map[string]*domicile.Dataset{}
 	for _, ds := range in.Datasets {
 		datasets[ds.Name] = ds
 	}
-	for _, route := range in.Plan.Routes {
+	out := map[string][]Route{}
+	for _, route := range routes {
 		parts := map[string][]string{} // jurisdiction → subjects
 		for _, id := range route.Subjects {
 			code := cmp.Or(country[id], unknownCountry) // registered since the directory was read
@@ -340,23 +350,19 @@ func (r *Report) pending(ctx context.Context, in Input, country map[string]strin
 		}
 		src, ds := in.Stores[route.From], datasets[route.Dataset]
 		if src == nil || ds == nil {
-			return fmt.Errorf("the plan names region %q or dataset %q, which the config lacks", route.From, route.Dataset)
+			return nil, fmt.Errorf("the plan names region %q or dataset %q, which the config lacks", route.From, route.Dataset)
 		}
-		for _, code := range slices.Sorted(maps.Keys(parts)) {
-			ids := parts[code]
+		for code, ids := range parts {
 			p := Route{Dataset: route.Dataset, From: route.From, To: route.To, Rule: route.Rule, Subjects: len(ids)}
 			for chunk := range slices.Chunk(ids, 500) {
 				rows, _, err := src.MeasureSubjects(ctx, ds, chunk)
 				if err != nil {
-					return fmt.Errorf("measure %s at %s: %w", ds.Name, route.From, err)
+					return nil, fmt.Errorf("measure %s at %s: %w", ds.Name, route.From, err)
 				}
 				p.Rows += rows
 			}
-			j := jur(code)
-			j.Pending = append(j.Pending, p)
-			j.Summary.Pending += p.Subjects
-			j.Summary.PendingRows += p.Rows
+			out[code] = append(out[code], p)
 		}
 	}
-	return nil
+	return out, nil
 }
