@@ -131,22 +131,7 @@ last sealed are counted; the chain alone vouches for them.`,
 			if err != nil {
 				return err
 			}
-			err = m.report(rep, func(w io.Writer) error {
-				for _, p := range rep.Problems {
-					fmt.Fprintln(w, p)
-				}
-				head := "no signed head"
-				if h := rep.Head; h != nil {
-					head = fmt.Sprintf("the signed head (entry %d, sealed %s, key %s)", h.Seq, h.At.Format(time.RFC3339), h.KeyID)
-				}
-				if !rep.OK {
-					_, err := fmt.Fprintf(w, "audit verify FAILED: %d problems in %d entries checked against %s\n", len(rep.Problems), rep.Entries, head)
-					return err
-				}
-				_, err := fmt.Fprintf(w, "audit verify ok: %d entries, each chained to the one before; the ledger holds %s; %d entries since it was sealed\n",
-					rep.Entries, head, rep.Unsealed)
-				return err
-			})
+			err = m.report(rep, func(w io.Writer) error { return writeAuditVerify(w, rep) })
 			if err == nil && !rep.OK {
 				err = errAuditFailed
 			}
@@ -155,6 +140,25 @@ last sealed are counted; the chain alone vouches for them.`,
 	}
 	cmd.Flags().StringVar(&publicKey, "public-key", "", "the public key the head is checked with (default audit.signing_key + .pub)")
 	return cmd
+}
+
+// writeAuditVerify prints what audit verify found: each problem, then the
+// outcome.
+func writeAuditVerify(w io.Writer, rep *ledger.Report) error {
+	for _, p := range rep.Problems {
+		fmt.Fprintln(w, p)
+	}
+	head := "no signed head"
+	if h := rep.Head; h != nil {
+		head = fmt.Sprintf("the signed head (entry %d, sealed %s, key %s)", h.Seq, h.At.Format(time.RFC3339), h.KeyID)
+	}
+	if !rep.OK {
+		_, err := fmt.Fprintf(w, "audit verify FAILED: %d problems in %d entries checked against %s\n", len(rep.Problems), rep.Entries, head)
+		return err
+	}
+	_, err := fmt.Fprintf(w, "audit verify ok: %d entries, each chained to the one before; the ledger holds %s; %d entries since it was sealed\n",
+		rep.Entries, head, rep.Unsealed)
+	return err
 }
 
 func (m *Main) auditExportCommand() *cobra.Command {

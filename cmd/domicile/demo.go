@@ -20,6 +20,7 @@ import (
 	"github.com/domicile/domicile/internal/load"
 	"github.com/domicile/domicile/ledger"
 	"github.com/domicile/domicile/mover"
+	"github.com/domicile/domicile/report"
 	"github.com/domicile/domicile/router"
 	"github.com/domicile/domicile/verify"
 )
@@ -43,9 +44,12 @@ phases: overseas commerce data to us-east or ap-singapore (2026-01-01), then
 account, messaging and cloud data (2026-03-01), then Indian and Brazilian
 users on to in-mumbai and br-saopaulo (2026-06-01). It then checks that every
 read and write the load made is linearizable, that every acknowledged write
-is present, and every invariant (domicile verify). It exits non-zero if any
-check fails. The stores are left in --dir (default: a new temporary
-directory) for 'domicile --config DIR/domicile.yaml where u000001' and friends.
+is present, and every invariant (domicile verify); then it checks the ledger
+against its signed head (domicile audit verify) and prints the compliance
+report (domicile report), writing its HTML form to DIR/report.html. It exits
+non-zero if any check fails. The stores are left in --dir (default: a new
+temporary directory) for 'domicile --config DIR/domicile.yaml where u000001'
+and friends.
 
 --backend postgres runs the same scenario with every region's store and the
 control store on PostgreSQL: one throwaway cluster each, started on free
@@ -127,7 +131,9 @@ type demoReport struct {
 	OverseasCN  int64                     `json:"overseas_rows_in_cn_beijing"`
 	Receipts    int                       `json:"receipts"`
 	Verify      *verify.Report            `json:"verify"`
-	Audit       *ledger.Report            `json:"audit"` // the ledger against its signed head
+	Audit       *ledger.Report            `json:"audit"`       // the ledger against its signed head
+	Report      *report.Report            `json:"report"`      // the compliance report at the last phase's date
+	ReportFile  string                    `json:"report_file"` // where its HTML form was written
 	LedgerOK    bool                      `json:"ledger_ok"`
 	FirstErrors []string                  `json:"first_errors,omitempty"`
 	Router      router.Stats              `json:"router"`
@@ -360,7 +366,7 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 	if rep.Verify, err = a.verify(ctx, at); err != nil {
 		return err
 	}
-	// The ledger, sealed now, against its signed head.
+	// The ledger, sealed now, against its signed head: audit verify.
 	if _, err := a.seal(ctx); err != nil {
 		return err
 	}
@@ -373,6 +379,21 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 	}
 	rep.LedgerOK = rep.Audit.OK
 	rep.FirstErrors = append(rep.FirstErrors, rep.Audit.Problems[:min(len(rep.Audit.Problems), 5)]...)
+	// The compliance report, from those checks, in the demo's directory.
+	if rep.Report, err = a.complianceReport(ctx, at, rep.Verify, rep.Audit); err != nil {
+		return err
+	}
+	rep.ReportFile = filepath.Join(dir, "report.html")
+	if err := writeFileFrom(rep.ReportFile, 0o644, rep.Report.WriteHTML); err != nil {
+		return fmt.Errorf("the HTML report: %w", err)
+	}
+	reportOK := rep.Report.OK && rep.Report.Totals.Subjects == disc.Registered && rep.Report.Totals.Pending == 0 &&
+		rep.Report.Totals.Consent(demoPurpose) == report.ConsentCount{Granted: rep.Consent.Consented - rep.Consent.Withdrawn, Withdrawn: rep.Consent.Withdrawn}
+	if !reportOK {
+		rep.FirstErrors = append(rep.FirstErrors, fmt.Sprintf("the report counts %d subjects, %d pending, consents %+v; want %d, 0, %d granted and %d withdrawn",
+			rep.Report.Totals.Subjects, rep.Report.Totals.Pending, rep.Report.Totals.Consent(demoPurpose), disc.Registered,
+			rep.Consent.Consented-rep.Consent.Withdrawn, rep.Consent.Withdrawn))
+	}
 	moves, err := a.ctrl.ListMoves(ctx, domicile.MovePurged)
 	if err != nil {
 		return err
@@ -385,7 +406,7 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 	consentOK := rep.Consent.Errors == 0 && rep.Consent.Violations == 0 && rep.Consent.Stored > 0 &&
 		rep.Consent.Refused > 0 && rep.Router.ConsentRefusals == rep.Consent.Refused
 	rep.OK = rep.Errors == 0 && rep.Unknown == 0 && rep.LostWrites == 0 && rep.Nonlinear == 0 &&
-		rep.OverseasCN == 0 && rep.Verify.OK && rep.Verify.Pending == 0 && rep.LedgerOK && consentOK
+		rep.OverseasCN == 0 && rep.Verify.OK && rep.Verify.Pending == 0 && rep.LedgerOK && consentOK && reportOK
 	err = m.report(rep, func(w io.Writer) error {
 		fmt.Fprintf(w, "\nrouter: %d fence waits, %d redirects, %d fence timeouts\n", rep.Router.FenceWaits, rep.Router.Redirects, rep.Router.FenceTimeouts)
 		fmt.Fprintf(w, "clients: %d requests (%d reads, %d writes), %d errors, %d without answer\n", rep.Requests, rep.Reads, rep.Writes, rep.Errors, rep.Unknown)
@@ -395,6 +416,14 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 		fmt.Fprintf(w, "checks: %d keys not linearizable, %d acknowledged writes lost, %d overseas rows left in cn-beijing, ledger %s (%d entries, %s)\n",
 			rep.Nonlinear, rep.LostWrites, rep.OverseasCN, okText(rep.LedgerOK), rep.Audit.Entries, headText(rep.Audit.Head))
 		fmt.Fprintf(w, "verify at %s: %s, %d violations, %d pending; %d move receipts\n", demoPhases[2].at, okText(rep.Verify.OK), len(rep.Verify.Violations), rep.Verify.Pending, rep.Receipts)
+		if err := writeAuditVerify(w, rep.Audit); err != nil {
+			return err
+		}
+		fmt.Fprintln(w)
+		if err := rep.Report.WriteText(w); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "compliance report (HTML) written to %s\n\n", rep.ReportFile)
 		fmt.Fprintln(w, "subjects per region:")
 		for _, ds := range a.cfg.DatasetNames() {
 			fmt.Fprintf(w, "  %-10s", ds)

@@ -58,6 +58,26 @@ func TestDemo(t *testing.T) {
 		c.Erased > int64(c.Withdrawn)*2 || c.Errors != 0 || c.Violations != 0 || rep.Router.ConsentRefusals != c.Refused {
 		t.Fatalf("consent: %+v, router %+v", c, rep.Router)
 	}
+	// It ended with audit verify against its signed head, and the
+	// compliance report, whose HTML form it wrote beside the stores.
+	if a := rep.Audit; a == nil || !a.OK || a.Head == nil || a.Head.Seq != a.Entries || a.Entries == 0 {
+		t.Fatalf("audit verify: %+v", rep.Audit)
+	}
+	if r := rep.Report; r == nil || !r.OK || len(r.Violations) != 0 || r.Totals.Subjects != 400 || r.Totals.Pending != 0 ||
+		r.Ledger.Head.Seq != rep.Audit.Head.Seq || r.Totals.Consent(demoPurpose).Withdrawn != rep.Consent.Withdrawn {
+		t.Fatalf("report: %+v", rep.Report)
+	}
+	if rep.ReportFile != filepath.Join(dir, "report.html") {
+		t.Fatalf("report file %q", rep.ReportFile)
+	}
+	page, err := os.ReadFile(rep.ReportFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkHTML(t, string(page))
+	if !strings.Contains(string(page), "<strong>0 violations</strong>") || !strings.Contains(string(page), "Brazil (BR)") {
+		t.Fatalf("the demo's HTML report:\n%s", page)
+	}
 	// The stores are kept for the user to look at.
 	if _, err := os.Stat(filepath.Join(dir, "domicile.yaml")); err != nil {
 		t.Fatal(err)

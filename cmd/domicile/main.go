@@ -146,6 +146,7 @@ Start with 'domicile init', or run the reference scenario with 'domicile demo'.`
 		m.eraseCommand(),
 		m.auditCommand(),
 		m.attestCommand(),
+		m.reportCommand(),
 		m.serveCommand(),
 		m.workerCommand(),
 		m.demoCommand(),
