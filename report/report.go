@@ -56,6 +56,9 @@ type Report struct {
 	Violations []Violation `json:"violations"`
 	// InFlight counts the placements moves held when the plan was made.
 	InFlight int `json:"in_flight"`
+	// Deadlines is the progress against each deadline of the policy's
+	// rules and requirements, earliest first.
+	Deadlines []*mover.DeadlineProgress `json:"deadlines"`
 
 	Regions  []string `json:"regions"`
 	Datasets []string `json:"datasets"`
@@ -95,6 +98,9 @@ type Summary struct {
 	// at At still requires to move, and their rows.
 	Pending     int   `json:"pending"`
 	PendingRows int64 `json:"pending_rows"`
+	// Blocked is the pairs whose move waits for an approval of a transfer
+	// rule.
+	Blocked int `json:"blocked"`
 	// Consents are the current consents per purpose.
 	Consents map[string]*ConsentCount `json:"consents"`
 }
@@ -124,6 +130,8 @@ type Jurisdiction struct {
 	Violations []Violation `json:"violations"`
 	// Pending are the moves the policy at At requires of its subjects.
 	Pending []Route `json:"pending"`
+	// Blocked are those of the moves that wait for an approval.
+	Blocked []Route `json:"blocked"`
 }
 
 // Route is the part of one of the plan's routes that concerns one
@@ -135,6 +143,12 @@ type Route struct {
 	Rule     string `json:"rule"`
 	Subjects int    `json:"subjects"`
 	Rows     int64  `json:"rows"`
+	// Deadline is by when the moves must be done (zero: no deadline).
+	Deadline time.Time `json:"deadline,omitzero"`
+	// Transfer and Reason: for a blocked move, the transfer rule that
+	// needs an approval, and what would give it.
+	Transfer string `json:"transfer,omitempty"`
+	Reason   string `json:"reason,omitempty"`
 }
 
 func newSummary() Summary {
@@ -147,6 +161,7 @@ func (s *Summary) add(o *Summary) {
 	s.Violations += o.Violations
 	s.Pending += o.Pending
 	s.PendingRows += o.PendingRows
+	s.Blocked += o.Blocked
 	for ds, regions := range o.Homes {
 		for r, n := range regions {
 			s.home(ds, r, n)
@@ -239,7 +254,7 @@ func Build(ctx context.Context, in Input) (*Report, error) {
 		j := byCountry[code]
 		if j == nil {
 			j = &Jurisdiction{Country: code, Name: code, Group: unknownCountry, Summary: newSummary(),
-				Violations: []Violation{}, Pending: []Route{}}
+				Violations: []Violation{}, Pending: []Route{}, Blocked: []Route{}}
 			if c, ok := policy.LookupCountry(code); ok {
 				j.Name, j.Group = c.Name, cmp.Or(c.Region, "Antarctica")
 			}
@@ -287,6 +302,21 @@ func Build(ctx context.Context, in Input) (*Report, error) {
 			j.Summary.Pending += p.Subjects
 			j.Summary.PendingRows += p.Rows
 		}
+	}
+	blocked, err := byJurisdiction(ctx, in, in.Plan.Blocked, country)
+	if err != nil {
+		return nil, err
+	}
+	for code, routes := range blocked {
+		j := jur(code)
+		j.Blocked = routes
+		for _, p := range routes {
+			j.Summary.Blocked += p.Subjects
+		}
+	}
+	r.Deadlines = in.Plan.Deadlines
+	if r.Deadlines == nil {
+		r.Deadlines = []*mover.DeadlineProgress{}
 	}
 
 	// Consents: every subject's current consent per purpose.
@@ -353,7 +383,8 @@ func byJurisdiction(ctx context.Context, in Input, routes []*mover.Route, countr
 			return nil, fmt.Errorf("the plan names region %q or dataset %q, which the config lacks", route.From, route.Dataset)
 		}
 		for code, ids := range parts {
-			p := Route{Dataset: route.Dataset, From: route.From, To: route.To, Rule: route.Rule, Subjects: len(ids)}
+			p := Route{Dataset: route.Dataset, From: route.From, To: route.To, Rule: route.Rule, Subjects: len(ids),
+				Deadline: route.Deadline, Transfer: route.Transfer, Reason: route.Reason}
 			for chunk := range slices.Chunk(ids, 500) {
 				rows, _, err := src.MeasureSubjects(ctx, ds, chunk)
 				if err != nil {

@@ -36,7 +36,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	head := []string{"JURISDICTION", "SUBJECTS"}
 	head = append(head, r.Regions...)
-	head = append(head, "PENDING", "ROWS", "VIOLATIONS")
+	head = append(head, "PENDING", "ROWS", "BLOCKED", "VIOLATIONS")
 	for _, p := range r.Purposes {
 		head = append(head, strings.ToUpper(p))
 	}
@@ -46,7 +46,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		for _, region := range r.Regions {
 			cells = append(cells, fmt.Sprint(s.Placed(region)))
 		}
-		cells = append(cells, fmt.Sprint(s.Pending), fmt.Sprint(s.PendingRows), fmt.Sprint(s.Violations))
+		cells = append(cells, fmt.Sprint(s.Pending), fmt.Sprint(s.PendingRows), fmt.Sprint(s.Blocked), fmt.Sprint(s.Violations))
 		for _, p := range r.Purposes {
 			c := s.Consent(p)
 			cells = append(cells, fmt.Sprintf("%d/%d/%d", c.Granted, c.Withdrawn, c.ErasurePending))
@@ -63,12 +63,25 @@ func (r *Report) WriteText(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	legend := "region columns count (subject, dataset) placements; PENDING the pairs the policy still requires to move"
+	legend := "region columns count (subject, dataset) placements; PENDING the pairs the policy still requires to move; BLOCKED those waiting for an approval"
 	if len(r.Purposes) > 0 {
 		legend += "; consents: granted/withdrawn/erasure pending"
 	}
-	_, err := fmt.Fprintln(w, legend)
-	return err
+	if _, err := fmt.Fprintln(w, legend); err != nil {
+		return err
+	}
+	for _, d := range r.Deadlines {
+		state := "open"
+		switch {
+		case d.Overdue:
+			state = "OVERDUE"
+		case d.Placed == d.Total:
+			state = "done"
+		}
+		fmt.Fprintf(w, "deadline %s (%s): %d of %d placements placed, %d in flight, %d pending, %d blocked: %s\n",
+			d.Deadline.Format(time.DateOnly), d.Of, d.Placed, d.Total, d.InFlight, d.Pending, d.Blocked, state)
+	}
+	return nil
 }
 
 // auditText says how the ledger's check against its signed head went.

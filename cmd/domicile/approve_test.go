@@ -179,4 +179,34 @@ func TestTransferApprovals(t *testing.T) {
 	if r.err != nil || !strings.Contains(r.stdout, "OVERDUE") || !strings.Contains(r.stdout, "AT RISK: overseas-out") {
 		t.Errorf("status text: %v\n%s", r.err, r.stdout)
 	}
+
+	// The report shows the blocked moves per jurisdiction, with the reason,
+	// and the deadline.
+	var rep struct {
+		Totals        struct{ Blocked int }
+		Deadlines     []struct{ Of string }
+		Jurisdictions []struct {
+			Blocked []struct{ Transfer, Reason string }
+		}
+	}
+	html := filepath.Join(dir, "report.html")
+	runJSON(t, &rep, "--config", cfg, "report", "--at", "2026-03-01", "--html", html)
+	reasons := 0
+	for _, j := range rep.Jurisdictions {
+		for _, b := range j.Blocked {
+			if b.Transfer == "cn-export" && strings.Contains(b.Reason, "approve cn-export") {
+				reasons++
+			}
+		}
+	}
+	if rep.Totals.Blocked != other || len(rep.Deadlines) != 1 || rep.Deadlines[0].Of != "overseas-out" || reasons == 0 {
+		t.Errorf("report: %d blocked, deadlines %+v, %d blocked routes with their reason; want %d blocked and overseas-out", rep.Totals.Blocked, rep.Deadlines, reasons, other)
+	}
+	page, err := os.ReadFile(html)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(page), "Blocked move") || !strings.Contains(string(page), "overseas-out") {
+		t.Error("the HTML report lacks the blocked moves or the deadline")
+	}
 }
