@@ -225,7 +225,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !d.Allows(p.Region) {
+		switch {
+		case len(d.Regions) == 0:
+			rep.add(Violation{Kind: "no_allowed_region", Subject: k.subject, Dataset: k.dataset, Region: p.Region,
+				Message: fmt.Sprintf("no configured region is allowed by %s: the deployment has no lawful home for it", strings.Join(d.Requirements, ", "))})
+		case !d.Allows(p.Region):
 			rep.Pending++
 		}
 	}

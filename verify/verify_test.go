@@ -3,6 +3,7 @@ package verify_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -201,6 +202,29 @@ func TestPending(t *testing.T) {
 	if !rep.OK || rep.Pending != 2 {
 		t.Fatalf("report %+v, want ok with 2 pending", rep)
 	}
+}
+
+// TestNoAllowedRegion: a subject the law allows in no configured region is a
+// violation, not a pending move: no plan can place it.
+func TestNoAllowedRegion(t *testing.T) {
+	w := newWorld(t)
+	stores := map[string]domicile.Store{"a": w.stores["a"], "b": w.stores["b"]}
+	rep, err := verify.Run(context.Background(), verify.Config{
+		Control: w.ctrl, Stores: stores, Datasets: []*domicile.Dataset{w.ds}, Policy: nowhere{}, At: time.Now(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK || rep.Pending != 0 || len(rep.Violations) != 2 || rep.Violations[0].Kind != "no_allowed_region" ||
+		!strings.Contains(rep.Violations[0].Message, "ru-localisation") {
+		t.Fatalf("report %+v, want 2 no_allowed_region violations naming the requirement", rep)
+	}
+}
+
+type nowhere struct{}
+
+func (nowhere) Decide(domicile.Subject, string, time.Time) (domicile.Decision, error) {
+	return domicile.Decision{Rule: "ru-localisation", Index: -1, Regions: []string{}, Requirements: []string{"ru-localisation"}}, nil
 }
 
 type elsewhere struct{}
