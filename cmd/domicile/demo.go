@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,7 +43,11 @@ continent) all stored in cn-beijing. It starts the HTTP API in-process, keeps
 a load of reads and writes going through it, and carries out three policy
 phases: overseas commerce data to us-east or ap-singapore (2026-01-01), then
 account, messaging and cloud data (2026-03-01), then Indian and Brazilian
-users on to in-mumbai and br-saopaulo (2026-06-01). It then checks that every
+users on to in-mumbai and br-saopaulo (2026-06-01). Its policy includes the
+jurisdiction packs of the company's markets (docs/policies.md): before each
+phase it records, as the company's legal team would, an approval of each
+transfer rule that holds a planned move back (domicile approve). It then
+checks that every
 read and write the load made is linearizable, that every acknowledged write
 is present, and every invariant (domicile verify); then it checks the ledger
 against its signed head (domicile audit verify) and prints the compliance
@@ -138,6 +143,7 @@ type demoReport struct {
 	FirstErrors []string                  `json:"first_errors,omitempty"`
 	Router      router.Stats              `json:"router"`
 	Consent     demoConsent               `json:"consent"`
+	Law         *demoLaw                  `json:"law"`
 	OK          bool                      `json:"ok"`
 }
 
@@ -169,7 +175,7 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 	if err != nil {
 		return err
 	}
-	data := example.Config("", token)
+	data := withLaw(example.Config("", token))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -229,6 +235,8 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 		return err
 	}
 	say("  discovered %d users (%d country values unresolved)", disc.Registered, len(disc.Unresolved))
+	rep.Law = &demoLaw{Packs: demoPacks, Approvals: []domicile.Approval{}}
+	say("  law: packs %s; transfer rules hold moves back until an approval is recorded", strings.Join(demoPacks, ", "))
 
 	// The API, in-process, and a load through it on two tables that move in
 	// different phases.
@@ -310,6 +318,9 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 			go func() { devices.withdrawAll(ctx); close(withdrawn) }()
 		} else {
 			close(withdrawn)
+		}
+		if err := m.demoApprovals(ctx, a, at, rep.Law, say); err != nil {
+			return err
 		}
 		sum, err := mv.Migrate(ctx, func(ctx context.Context) (*mover.Plan, error) {
 			return a.plan(ctx, a.datasets, at, false)
@@ -406,7 +417,7 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 	consentOK := rep.Consent.Errors == 0 && rep.Consent.Violations == 0 && rep.Consent.Stored > 0 &&
 		rep.Consent.Refused > 0 && rep.Router.ConsentRefusals == rep.Consent.Refused
 	rep.OK = rep.Errors == 0 && rep.Unknown == 0 && rep.LostWrites == 0 && rep.Nonlinear == 0 &&
-		rep.OverseasCN == 0 && rep.Verify.OK && rep.Verify.Pending == 0 && rep.LedgerOK && consentOK && reportOK
+		rep.OverseasCN == 0 && rep.Law.Blocked > 0 && len(rep.Law.Approvals) > 0 && rep.Verify.OK && rep.Verify.Pending == 0 && rep.LedgerOK && consentOK && reportOK
 	err = m.report(rep, func(w io.Writer) error {
 		fmt.Fprintf(w, "\nrouter: %d fence waits, %d redirects, %d fence timeouts\n", rep.Router.FenceWaits, rep.Router.Redirects, rep.Router.FenceTimeouts)
 		fmt.Fprintf(w, "clients: %d requests (%d reads, %d writes), %d errors, %d without answer\n", rep.Requests, rep.Reads, rep.Writes, rep.Errors, rep.Unknown)
