@@ -34,7 +34,9 @@ func (s Step) String() string {
 }
 
 // Explain returns what each rule did in the decision Decide would make, in
-// order, ending with the rule that decided. If evaluating a rule fails, the
+// order, ending with the rule that decided, before requirements have their
+// say: a decision they change (Decision.Requirements) names the rule or
+// requirement that decided instead. If evaluating a rule fails, the
 // steps so far are returned with the error. Explain never uses the cache.
 func (e *Engine) Explain(s domicile.Subject, dataset string, at time.Time) ([]Step, error) {
 	var in input

@@ -19,24 +19,24 @@ import (
 // the first rule that matches and names a region every requirement in force
 // for the subject allows.
 type Requirement struct {
-	Name      string
-	Basis     string    // the law and article it rests on ("PIPL art. 40")
-	When      string    // CEL over subject and dataset: the subjects it covers
-	Where     string    // CEL over subject, dataset and region: the allowed regions
-	Datasets  []string  // empty: all datasets
-	Effective time.Time // zero: always in force
-	Deadline  time.Time // zero: none; otherwise the moves it calls for must be done by then
+	Name      string    `json:"name"`
+	Basis     string    `json:"basis,omitempty"`    // the law and article it rests on ("PIPL art. 40")
+	When      string    `json:"when"`               // CEL over subject and dataset: the subjects it covers
+	Where     string    `json:"where"`              // CEL over subject, dataset and region: the allowed regions
+	Datasets  []string  `json:"datasets,omitempty"` // empty: all datasets
+	Effective time.Time `json:"effective,omitzero"` // zero: always in force
+	Deadline  time.Time `json:"deadline,omitzero"`  // zero: none; otherwise the moves it calls for must be done by then
 }
 
 // Transfer is a route that needs an approval on record (a standard
 // contract, a security assessment) before a subject's data may be moved
 // along it.
 type Transfer struct {
-	Name      string
-	Basis     string
-	When      string   // CEL over subject, dataset, from and to (regions)
-	Requires  []string // kinds of approval, any one of which allows the transfer
-	Effective time.Time
+	Name      string    `json:"name"`
+	Basis     string    `json:"basis,omitempty"`
+	When      string    `json:"when"`     // CEL over subject, dataset, from and to (regions)
+	Requires  []string  `json:"requires"` // kinds of approval, any one of which allows the transfer
+	Effective time.Time `json:"effective,omitzero"`
 }
 
 // Law is the requirements and transfer rules of a policy, from the packs a

@@ -211,6 +211,22 @@ func TestVersionCoversTheLaw(t *testing.T) {
 	if a.Version() == plain.Version() || a.Version() == b.Version() || b.Version() == c.Version() {
 		t.Errorf("versions do not follow the law: %s %s %s %s", plain.Version(), a.Version(), b.Version(), c.Version())
 	}
+	// The order of the regions is the preference when the law alone
+	// decides: another order is another policy.
+	opts := lawOptions(Law{Requirements: []Requirement{req}})
+	opts.Regions = []string{"cn-beijing", "ap-singapore", "us-east", "in-mumbai", "br-saopaulo"}
+	reordered, err := New(rules, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reordered.Version() == b.Version() {
+		t.Error("reordering the regions kept the version")
+	}
+	// No datasets and an empty list of them are the same requirement.
+	req.Datasets = []string{}
+	if d := newLaw(t, rules, Law{Requirements: []Requirement{req}}); d.Version() != b.Version() {
+		t.Error("an empty datasets list changed the version")
+	}
 	got := c.Law()
 	if len(got.Requirements) != 1 || got.Requirements[0].Where != req.Where || len(got.Transfers) != 1 {
 		t.Errorf("Law() = %+v", got)

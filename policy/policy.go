@@ -300,18 +300,24 @@ func version(rules []rule, reqs []requirement, transfers []transfer, places []pl
 			canon
 			Requires []string `json:"requires"`
 		}
+		// Places are what the law's conditions see of the regions, in
+		// order: when the law alone decides, the order is the preference.
 		law := struct {
-			Rules        []canon           `json:"rules"`
-			Requirements []canonReq        `json:"requirements"`
-			Transfers    []canonTransfer   `json:"transfers"`
-			Places       map[string]string `json:"places"` // what the law's conditions see of the regions
-		}{Rules: cs, Places: map[string]string{}}
+			Rules        []canon         `json:"rules"`
+			Requirements []canonReq      `json:"requirements"`
+			Transfers    []canonTransfer `json:"transfers"`
+			Places       [][2]string     `json:"places"`
+		}{Rules: cs}
 		for _, r := range reqs {
-			law.Requirements = append(law.Requirements, canonReq{canon{Name: r.Name, When: r.When, Datasets: r.Datasets,
-				Effective: instant(r.Effective), Basis: r.Basis, Deadline: instant(r.Deadline)}, r.Where})
+			c := canonReq{canon{Name: r.Name, When: r.When, Datasets: r.Datasets,
+				Effective: instant(r.Effective), Basis: r.Basis, Deadline: instant(r.Deadline)}, r.Where}
+			if len(c.Datasets) == 0 {
+				c.Datasets = nil
+			}
+			law.Requirements = append(law.Requirements, c)
 		}
 		for _, p := range places {
-			law.Places[p.name] = m49[p.country].Alpha2
+			law.Places = append(law.Places, [2]string{p.name, m49[p.country].Alpha2})
 		}
 		for _, t := range transfers {
 			law.Transfers = append(law.Transfers, canonTransfer{canon{Name: t.Name, When: t.When,

@@ -155,12 +155,17 @@ func (a *app) recordPolicy(ctx context.Context) error {
 		Regions   []string `json:"regions"`
 		Datasets  []string `json:"datasets,omitempty"`
 		Effective string   `json:"effective,omitempty"`
+		Basis     string   `json:"basis,omitempty"`
+		Deadline  string   `json:"deadline,omitempty"`
 	}
 	var rules []ruleEntry
 	for _, r := range a.policy.Rules() {
-		e := ruleEntry{Name: r.Name, When: r.When, Regions: r.Regions, Datasets: r.Datasets}
+		e := ruleEntry{Name: r.Name, When: r.When, Regions: r.Regions, Datasets: r.Datasets, Basis: r.Basis}
 		if !r.Effective.IsZero() {
 			e.Effective = r.Effective.UTC().Format(time.RFC3339)
+		}
+		if !r.Deadline.IsZero() {
+			e.Deadline = r.Deadline.UTC().Format(time.RFC3339)
 		}
 		rules = append(rules, e)
 	}
@@ -330,14 +335,25 @@ func (a *app) router() *router.Router {
 		FenceWait: a.cfg.API.FenceWait, Now: a.now, Logger: a.log,
 		ConsentRules: a.cfg.ConsentRules(), Consents: a.ctrl, Eraser: a.ctrl,
 		Place: func(s domicile.Subject, dataset string) (string, error) {
-			d, err := a.policy.Decide(s, dataset, a.now())
-			if err != nil {
-				return "", err
-			}
-			return d.Regions[0], nil
+			return placeNew(a.policy, s, dataset, a.now())
 		},
 	})
 	return a.rt
+}
+
+// placeNew returns where a new subject's dataset goes: the preferred region
+// of the policy's decision at now. A subject the law allows in no configured
+// region is refused (forbidden), before anything is written.
+func placeNew(p domicile.Policy, s domicile.Subject, dataset string, now time.Time) (string, error) {
+	d, err := p.Decide(s, dataset, now)
+	if err != nil {
+		return "", err
+	}
+	if len(d.Regions) == 0 {
+		return "", domicile.Errorf(domicile.CodeForbidden, "no configured region may hold the %s data of a subject in %s: %s allow none of them",
+			dataset, s.Country, strings.Join(d.Requirements, ", "))
+	}
+	return d.Regions[0], nil
 }
 
 // verify checks every invariant with the policy at at.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -188,5 +189,25 @@ transfers:
 	_, err = ParseConfig(cfg, []byte(packsConfig("[cn, ./acme.yaml]")))
 	if err == nil || !strings.Contains(err.Error(), "acme.yaml:10: transfers[0]") || !strings.Contains(err.Error(), "already used") {
 		t.Errorf("a transfer rule named like one of another pack: %v", err)
+	}
+}
+
+// TestPlaceNewWithoutLawfulHome: a new subject the law allows in no
+// configured region is refused, forbidden, naming the requirement; others
+// are placed in the decision's first region.
+func TestPlaceNewWithoutLawfulHome(t *testing.T) {
+	cfg := strings.Replace(packsConfig("[ru, us]"), "  - {name: ru-moscow, country: RU, store: ru.db}\n", "", 1)
+	c, err := ParseConfig("/etc/domicile/domicile.yaml", []byte(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	_, err = placeNew(c.PolicyEngine(), domicile.Subject{ID: "ivan", Country: "RU"}, "account", now)
+	var de *domicile.Error
+	if !errors.As(err, &de) || de.Code != domicile.CodeForbidden || !strings.Contains(err.Error(), "ru-localisation") {
+		t.Errorf("placing a Russian subject with no region in Russia: %v; want forbidden, naming ru-localisation", err)
+	}
+	if region, err := placeNew(c.PolicyEngine(), domicile.Subject{ID: "amy", Country: "US"}, "account", now); err != nil || region != "us-east" {
+		t.Errorf("placing a US subject: %q, %v; want us-east", region, err)
 	}
 }
