@@ -17,14 +17,16 @@ type Route struct {
 	From          string    `json:"from"`
 	To            string    `json:"to"`
 	Rule          string    `json:"rule"`
-	Deadline      time.Time `json:"deadline,omitzero"` // by when the route's moves must be done (Decision.Deadline)
+	Deadline      time.Time `json:"deadline,omitzero"`     // by when the route's moves must be done (Decision.Deadline)
+	DeadlineOf    string    `json:"deadline_of,omitempty"` // the rule or requirement whose deadline it is
 	PolicyVersion string    `json:"-"`
 	Subjects      []string  `json:"-"`
 	Count         int       `json:"subjects"`
 	Rows          int64     `json:"rows"`
 	Bytes         int64     `json:"bytes"`
-	// Transfer and Reason are set on a blocked route: the transfer rule
-	// that needs an approval none on record gives, and what would give it.
+	// Transfer and Reason are set on a blocked route: the transfer rules
+	// (comma-separated) that need an approval none on record gives, and
+	// what would give it.
 	Transfer string `json:"transfer,omitempty"`
 	Reason   string `json:"reason,omitempty"`
 }
@@ -67,15 +69,34 @@ func (p *Plan) Subjects() int {
 
 // routeKey is what sets routes apart.
 type routeKey struct {
-	from, to, rule, transfer string
-	deadline                 time.Time
+	from, to, rule, transfer, deadlineOf string
+	deadline                             time.Time
+}
+
+// PlanOption changes how MakePlan plans.
+type PlanOption func(*planOptions)
+
+type planOptions struct {
+	approvedAt []time.Time
+}
+
+// ApprovedAlsoAt makes an approval count only if it also holds at t: a
+// plan to be carried out now is made at the policy's time (migrate --at)
+// but moves data now, which the approval must allow too.
+func ApprovedAlsoAt(t time.Time) PlanOption {
+	return func(o *planOptions) { o.approvedAt = append(o.approvedAt, t) }
 }
 
 // MakePlan compares every placement of the datasets with the policy at at.
 // A move along a route that a transfer rule covers goes into Blocked unless
 // an approval on record allows it. With measure set, it asks the source
 // stores how many rows and bytes each route carries.
-func MakePlan(ctx context.Context, ctrl domicile.Control, stores map[string]domicile.Store, datasets []*domicile.Dataset, policy domicile.Policy, at time.Time, measure bool) (*Plan, error) {
+func MakePlan(ctx context.Context, ctrl domicile.Control, stores map[string]domicile.Store, datasets []*domicile.Dataset, policy domicile.Policy, at time.Time, measure bool, opts ...PlanOption) (*Plan, error) {
+	var o planOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	approvedAt := append([]time.Time{at}, o.approvedAt...)
 	p := &Plan{At: at, Routes: []*Route{}, Blocked: []*Route{}, Deadlines: []*DeadlineProgress{}}
 	tp, _ := policy.(domicile.TransferPolicy)
 	var approvals []domicile.Approval
@@ -125,18 +146,24 @@ func MakePlan(ctx context.Context, ctrl domicile.Control, stores map[string]domi
 				}
 				return nil
 			}
-			key := routeKey{from: pl.Region, to: home, rule: d.Rule, deadline: d.Deadline}
+			key := routeKey{from: pl.Region, to: home, rule: d.Rule, deadline: d.Deadline, deadlineOf: d.DeadlineOf}
 			var reason string
 			if tp != nil {
 				ts, err := tp.Transfers(s, ds.Name, pl.Region, home, at)
 				if err != nil {
 					return fmt.Errorf("transfer rules for %s/%s: %w", s.ID, ds.Name, err)
 				}
+				var missing []domicile.TransferRule
 				for _, t := range ts {
-					if _, ok := domicile.Approved(approvals, t, home, at); !ok {
-						key.transfer, reason = t.Name, blockedReason(t, home)
-						break
+					for _, when := range approvedAt {
+						if _, ok := domicile.Approved(approvals, t, home, when); !ok {
+							missing = append(missing, t)
+							break
+						}
 					}
+				}
+				if len(missing) > 0 {
+					key.transfer, reason = blockedReason(missing, home, approvedAt)
 				}
 			}
 			if dp != nil {
@@ -148,7 +175,7 @@ func MakePlan(ctx context.Context, ctrl domicile.Control, stores map[string]domi
 			}
 			r := routes[key]
 			if r == nil {
-				r = &Route{Dataset: ds.Name, From: pl.Region, To: home, Rule: d.Rule, Deadline: d.Deadline,
+				r = &Route{Dataset: ds.Name, From: pl.Region, To: home, Rule: d.Rule, Deadline: d.Deadline, DeadlineOf: d.DeadlineOf,
 					PolicyVersion: d.Version, Transfer: key.transfer, Reason: reason}
 				routes[key] = r
 			}
@@ -195,14 +222,24 @@ func MakePlan(ctx context.Context, ctrl domicile.Control, stores map[string]domi
 	return p, nil
 }
 
-// blockedReason says why a move under transfer rule t to region to waits.
-func blockedReason(t domicile.TransferRule, to string) string {
-	basis := ""
-	if t.Basis != "" {
-		basis = " (" + t.Basis + ")"
+// blockedReason names the transfer rules that hold a move to region to
+// back, and says why and what would release it.
+func blockedReason(missing []domicile.TransferRule, to string, at []time.Time) (names, reason string) {
+	var ns, parts []string
+	for _, t := range missing {
+		basis := ""
+		if t.Basis != "" {
+			basis = " (" + t.Basis + ")"
+		}
+		ns = append(ns, t.Name)
+		parts = append(parts, fmt.Sprintf("transfer rule %s%s needs an approval of kind %s for %s: record one with 'domicile approve %s --kind %s --ref DOCUMENT --by WHO'",
+			t.Name, basis, strings.Join(t.Requires, " or "), to, t.Name, t.Requires[0]))
 	}
-	return fmt.Sprintf("transfer rule %s%s needs an approval on record for %s, of kind %s: record one with 'domicile approve %s'",
-		t.Name, basis, to, strings.Join(t.Requires, " or "), t.Name)
+	when := make([]string, len(at))
+	for i, t := range at {
+		when[i] = t.UTC().Format(time.RFC3339)
+	}
+	return strings.Join(ns, ", "), strings.Join(parts, "; ") + "; none on record holds at " + strings.Join(when, " and ")
 }
 
 func sortRoutes(routes []*Route) {

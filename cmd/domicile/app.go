@@ -242,6 +242,13 @@ func (a *app) plan(ctx context.Context, datasets []*domicile.Dataset, at time.Ti
 	return mover.MakePlan(ctx, a.ctrl, a.stores, datasets, a.policy, at, measure)
 }
 
+// planToMove is the plan migrate carries out: under the policy at at, with
+// the moves a transfer rule covers released only by an approval that holds
+// both at at and now, when the data moves.
+func (a *app) planToMove(ctx context.Context, datasets []*domicile.Dataset, at time.Time, measure bool) (*mover.Plan, error) {
+	return mover.MakePlan(ctx, a.ctrl, a.stores, datasets, a.policy, at, measure, mover.ApprovedAlsoAt(a.now()))
+}
+
 // mover returns a mover with the config's settings. The test-only
 // environment variable DOMICILE_CRASH_AFTER=STATE[:N] kills the process with
 // SIGKILL just after the N-th (default first) move records STATE.

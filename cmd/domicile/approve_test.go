@@ -75,10 +75,10 @@ func TestTransferApprovals(t *testing.T) {
 		}
 		blocked += r.Subjects
 	}
-	var mig struct{ Subjects int }
+	var mig struct{ Subjects, Blocked int }
 	runJSON(t, &mig, "--config", cfg, "migrate", "--at", "2026-03-01")
-	if mig.Subjects != 0 {
-		t.Fatalf("migrate moved %d placements while every move is blocked", mig.Subjects)
+	if mig.Subjects != 0 || mig.Blocked != blocked {
+		t.Fatalf("migrate moved %d placements and reports %d blocked; want none moved, %d blocked", mig.Subjects, mig.Blocked, blocked)
 	}
 	r := run(t, "--config", cfg, "plan", "--at", "2026-03-01")
 	if r.err != nil || !strings.Contains(r.stdout, "blocked, waiting for an approval") {
@@ -112,11 +112,25 @@ func TestTransferApprovals(t *testing.T) {
 		t.Fatalf("refused approvals were recorded: %+v", list)
 	}
 
+	// An approval that holds only from 2027 releases the moves in a plan
+	// made at 2027-02-01, but migrate moves data now (2026-02-01 on the
+	// tests' clock): it leaves them.
+	runJSON(t, nil, "--config", cfg, "approve", "cn-export", "--kind", "security_assessment", "--ref", "SA-2027", "--by", "legal", "--valid-from", "2027-01-01")
+	p = planOut{}
+	runJSON(t, &p, "--config", cfg, "plan", "--at", "2027-02-01")
+	if len(p.Blocked) != 0 || len(p.Moves) == 0 {
+		t.Fatalf("plan at 2027-02-01 with an assessment valid from 2027-01-01: %d moves, %d blocked; want none blocked", len(p.Moves), len(p.Blocked))
+	}
+	runJSON(t, &mig, "--config", cfg, "migrate", "--at", "2027-02-01")
+	if mig.Subjects != 0 || mig.Blocked == 0 {
+		t.Fatalf("migrate --at 2027-02-01 moved %d placements (%d blocked) on an approval that does not hold yet", mig.Subjects, mig.Blocked)
+	}
+
 	// A standard contract for us-east lets those moves go, and only those.
 	runJSON(t, nil, "--config", cfg, "approve", "cn-export", "--kind", "standard_contract", "--ref", "SC-2026-0042", "--by", "legal", "--to", "us-east")
 	runJSON(t, &list, "--config", cfg, "approvals", "--at", "2026-03-01")
-	if len(list.Approvals) != 1 || !list.Approvals[0].Holds {
-		t.Fatalf("approvals: %+v; want the one recorded, holding", list)
+	if len(list.Approvals) != 2 || list.Approvals[0].Holds || !list.Approvals[1].Holds {
+		t.Fatalf("approvals at 2026-03-01: %+v; want the assessment not yet holding, the contract holding", list)
 	}
 	exp := run(t, "--config", cfg, "audit", "export")
 	if exp.err != nil || !strings.Contains(exp.stdout, `"approval.recorded"`) || !strings.Contains(exp.stdout, "SC-2026-0042") {

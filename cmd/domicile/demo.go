@@ -323,7 +323,7 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 			return err
 		}
 		sum, err := mv.Migrate(ctx, func(ctx context.Context) (*mover.Plan, error) {
-			return a.plan(ctx, a.datasets, at, false)
+			return a.planToMove(ctx, a.datasets, at, false)
 		}, mover.MigrateOptions{Batch: a.cfg.Mover.Batch, Workers: a.cfg.Mover.Workers, RetryFor: a.cfg.Mover.RetryFor, Queue: q})
 		<-withdrawn
 		if err != nil {

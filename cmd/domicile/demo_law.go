@@ -39,7 +39,7 @@ type demoLaw struct {
 // for us-east needs cn-export's and eu-us'.)
 func (m *Main) demoApprovals(ctx context.Context, a *app, at time.Time, law *demoLaw, say func(string, ...any)) error {
 	for {
-		p, err := a.plan(ctx, a.datasets, at, false)
+		p, err := a.planToMove(ctx, a.datasets, at, false)
 		if err != nil {
 			return err
 		}

@@ -86,9 +86,17 @@ and run again, it resolves what was left and goes on; nothing is lost.
 			if bars != nil {
 				opts.Progress = bars.update
 			}
+			blocked := 0 // in the last plan made: moves waiting for an approval
 			sum, err := mv.Migrate(ctx, func(ctx context.Context) (*mover.Plan, error) {
 				// --rate needs each batch's rows: measure them then.
-				return a.plan(ctx, dss, when, opts.Rate > 0)
+				p, err := a.planToMove(ctx, dss, when, opts.Rate > 0)
+				if err == nil {
+					blocked = 0
+					for _, r := range p.Blocked {
+						blocked += r.Count
+					}
+				}
+				return p, err
 			}, opts)
 			if bars != nil {
 				bars.wait()
@@ -101,9 +109,13 @@ and run again, it resolves what was left and goes on; nothing is lost.
 				return err
 			}
 			rep := newMigrateReport(sum, purged)
+			rep.Blocked = blocked
 			err = m.report(rep, func(w io.Writer) error {
 				fmt.Fprintf(w, "moved %d placements (subject, dataset) (%d rows, %.1f MB) in %.2fs in %d batches; %d failed; %d open moves resolved; %d purges\n",
 					rep.Subjects, rep.Rows, float64(rep.Bytes)/1e6, rep.Seconds, rep.Moves, rep.Failed, rep.Resolved, rep.Purged)
+				if rep.Blocked > 0 {
+					fmt.Fprintf(w, "%d placements not moved: their moves wait for an approval of a transfer rule (see 'domicile plan')\n", rep.Blocked)
+				}
 				if rep.Moves > 0 {
 					fmt.Fprintf(w, "write-block per subject: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", rep.BlockP50, rep.BlockP99, rep.BlockMax)
 				}
@@ -141,6 +153,7 @@ type migrateReport struct {
 	Moves    int     `json:"moves"`
 	Resolved int     `json:"resolved"`
 	Purged   int     `json:"purged"`
+	Blocked  int     `json:"blocked"` // placements whose move waits for an approval
 	BlockP50 float64 `json:"block_p50_ms"`
 	BlockP99 float64 `json:"block_p99_ms"`
 	BlockMax float64 `json:"block_max_ms"`

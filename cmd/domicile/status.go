@@ -87,7 +87,7 @@ is at risk. It changes nothing.`,
 			for _, d := range p.Deadlines {
 				ds := &deadlineStatus{DeadlineProgress: d}
 				for _, r := range p.Routes {
-					if r.Deadline.Equal(d.Deadline) {
+					if r.Deadline.Equal(d.Deadline) && r.DeadlineOf == d.Of {
 						ds.Rows += r.Rows
 					}
 				}
