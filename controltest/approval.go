@@ -120,4 +120,43 @@ func testRecordApproval(t *testing.T, h Harness) {
 	if a, ok := domicile.Approved(list, rule, "ap-singapore", now); !ok || a.Seq != got2.Seq {
 		t.Errorf("approved to ap-singapore = %+v, %t; want approval %d", a, ok, got2.Seq)
 	}
+
+	// A revocation takes the approval it names out of use, whenever the
+	// plan is made; it is a record of its own, in the ledger.
+	n = f.ledger(t)
+	rev, err := f.c.RecordApproval(ctx, domicile.Approval{Revokes: got.Seq, By: "legal", Note: "contract withdrawn"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev.Seq <= got3.Seq || rev.Transfer != "cn-export" || rev.To != "us-east" || rev.Revokes != got.Seq {
+		t.Fatalf("revocation = %+v; want a new record of cn-export to us-east revoking %d", rev, got.Seq)
+	}
+	h.wantEntries(t, f, n+1, "cn-export", domicile.LedgerApprovalRevoked)
+	list, err = f.c.ListApprovals(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule.Requires = []string{"standard_contract"}
+	if a, ok := domicile.Approved(list, rule, "us-east", now); ok {
+		t.Errorf("a revoked approval still allows the transfer: %+v", a)
+	}
+	for _, bad := range []struct {
+		a    domicile.Approval
+		code domicile.Code
+	}{
+		{domicile.Approval{Revokes: got.Seq, By: "legal"}, domicile.CodeConflict},        // already revoked
+		{domicile.Approval{Revokes: rev.Seq, By: "legal"}, domicile.CodeConflict},        // a revocation
+		{domicile.Approval{Revokes: 9999, By: "legal"}, domicile.CodeNotFound},           // not on record
+		{domicile.Approval{Revokes: got2.Seq}, domicile.CodeInvalid},                     // by whom?
+		{domicile.Approval{Revokes: got2.Seq, By: "x", Kind: "k"}, domicile.CodeInvalid}, // a kind of its own
+	} {
+		_, err := f.c.RecordApproval(ctx, bad.a)
+		var de *domicile.Error
+		if !errors.As(err, &de) || de.Code != bad.code {
+			t.Errorf("RecordApproval(%+v) = %v; want code %s", bad.a, err, bad.code)
+		}
+	}
+	if m := f.ledger(t); m != n+1 {
+		t.Errorf("refused revocations appended %d ledger entries", m-n-1)
+	}
 }

@@ -63,7 +63,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	legend := "region columns count (subject, dataset) placements; PENDING the pairs the policy still requires to move; BLOCKED those waiting for an approval"
+	legend := "region columns count (subject, dataset) placements; PENDING the pairs the policy still requires to move; BLOCKED the pairs whose move waits for an approval"
 	if len(r.Purposes) > 0 {
 		legend += "; consents: granted/withdrawn/erasure pending"
 	}

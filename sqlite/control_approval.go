@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/domicile/domicile"
@@ -14,6 +15,7 @@ import (
 const approvalSchema = `
 CREATE TABLE IF NOT EXISTS approvals (
 	seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+	revokes     INTEGER NOT NULL DEFAULT 0, -- a revocation: the seq it revokes
 	transfer    TEXT NOT NULL,
 	dest        TEXT NOT NULL DEFAULT '',
 	kind        TEXT NOT NULL,
@@ -24,6 +26,7 @@ CREATE TABLE IF NOT EXISTS approvals (
 	valid_until INTEGER NOT NULL DEFAULT 0,
 	recorded    INTEGER NOT NULL
 );
+CREATE UNIQUE INDEX IF NOT EXISTS approvals_revokes ON approvals (revokes) WHERE revokes <> 0;
 `
 
 // RecordApproval records an approval and its ledger entry in one
@@ -33,23 +36,37 @@ func (c *Control) RecordApproval(ctx context.Context, a domicile.Approval) (domi
 		return a, err
 	}
 	err := c.update(ctx, func(tx *sql.Tx) error {
+		if a.Revokes != 0 {
+			var revokes, revoked int64
+			err := tx.QueryRowContext(ctx, `SELECT transfer, dest, revokes, (SELECT count(*) FROM approvals WHERE revokes = a.seq)
+				FROM approvals a WHERE seq = ?`, a.Revokes).Scan(&a.Transfer, &a.To, &revokes, &revoked)
+			if errors.Is(err, sql.ErrNoRows) {
+				return notFound(fmt.Sprintf("approval %d", a.Revokes))
+			} else if err != nil {
+				return err
+			}
+			if err := domicile.CheckRevocation(a.Revokes, revokes, revoked); err != nil {
+				return err
+			}
+		}
 		now := c.now()
 		a.Recorded = fromMillis(millis(now))
 		a.ValidFrom, a.ValidUntil = fromMillis(millis(a.ValidFrom)), fromMillis(millis(a.ValidUntil))
-		err := tx.QueryRowContext(ctx, `INSERT INTO approvals (transfer, dest, kind, ref, by_whom, note, valid_from, valid_until, recorded)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`, a.Transfer, a.To, a.Kind, a.Ref, a.By, a.Note,
+		err := tx.QueryRowContext(ctx, `INSERT INTO approvals (revokes, transfer, dest, kind, ref, by_whom, note, valid_from, valid_until, recorded)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`, a.Revokes, a.Transfer, a.To, a.Kind, a.Ref, a.By, a.Note,
 			millis(a.ValidFrom), millis(a.ValidUntil), millis(a.Recorded)).Scan(&a.Seq)
 		if err != nil {
 			return fmt.Errorf("record approval: %w", err)
 		}
-		return appendLedger(ctx, tx, now, domicile.LedgerApproval, a.Transfer, domicile.ApprovalEntry(a))
+		kind, body := domicile.ApprovalEntry(a)
+		return appendLedger(ctx, tx, now, kind, a.Transfer, body)
 	})
 	return a, err
 }
 
 // ListApprovals returns every approval, oldest first.
 func (c *Control) ListApprovals(ctx context.Context) ([]domicile.Approval, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT seq, transfer, dest, kind, ref, by_whom, note, valid_from, valid_until, recorded
+	rows, err := c.db.QueryContext(ctx, `SELECT seq, revokes, transfer, dest, kind, ref, by_whom, note, valid_from, valid_until, recorded
 		FROM approvals ORDER BY seq`)
 	if err != nil {
 		return nil, err
@@ -59,7 +76,7 @@ func (c *Control) ListApprovals(ctx context.Context) ([]domicile.Approval, error
 	for rows.Next() {
 		var a domicile.Approval
 		var from, until, recorded int64
-		if err := rows.Scan(&a.Seq, &a.Transfer, &a.To, &a.Kind, &a.Ref, &a.By, &a.Note, &from, &until, &recorded); err != nil {
+		if err := rows.Scan(&a.Seq, &a.Revokes, &a.Transfer, &a.To, &a.Kind, &a.Ref, &a.By, &a.Note, &from, &until, &recorded); err != nil {
 			return nil, err
 		}
 		a.ValidFrom, a.ValidUntil, a.Recorded = fromMillis(from), fromMillis(until), fromMillis(recorded)

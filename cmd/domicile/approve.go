@@ -16,8 +16,9 @@ import (
 
 func (m *Main) approveCommand() *cobra.Command {
 	var kind, ref, by, to, note, from, until string
+	var revoke int64
 	cmd := &cobra.Command{
-		Use:   "approve TRANSFER",
+		Use:   "approve TRANSFER | approve --revoke SEQ",
 		Short: "Record an approval of a transfer rule, so that the moves it held back may go",
 		Long: `approve records an approval of one of the policy's transfer rules (a
 standard contract filed, a security assessment passed): who records it (--by),
@@ -25,16 +26,28 @@ of what kind (--kind, one the rule requires), the document it rests on
 (--ref), and when it holds (--valid-from and --valid-until, default no bound:
 plans made at any time, past or future, see it). With --to it covers one destination region; without, every
 destination the rule covers. The approval is appended to the ledger in the
-same transaction; approvals are never changed, and one that no longer holds
-is left to lapse.
+same transaction; approvals are never changed.
+
+--revoke SEQ revokes approval SEQ (see 'domicile approvals'), with who
+revokes it (--by) and why (--note, --ref): from then on no plan counts it,
+whatever the time the plan is made at. The revocation is a record of its
+own, in the ledger.
 
 Moves the rule held back (plan lists them as blocked) are planned and
 carried out by the next migrate while the approval holds.`,
 		Example: `  domicile approve cn-export --kind standard_contract --ref CAC-SC-2026-0042 \
-      --by "Legal (Li Wei)" --to us-east --valid-until 2029-06-30`,
-		Args: cobra.ExactArgs(1),
+      --by "Legal (Li Wei)" --to us-east --valid-until 2029-07-01
+  domicile approve --revoke 3 --by "Legal (Li Wei)" --note "contract terminated"`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			ctx := cmd.Context()
+			if revoke != 0 {
+				return m.revokeApproval(cmd, args, domicile.Approval{Revokes: revoke, By: by, Ref: ref, Note: note},
+					kind != "" || to != "" || from != "" || until != "")
+			}
+			if len(args) != 1 {
+				return usageErrorf("approve needs the transfer rule it approves (or --revoke SEQ)")
+			}
 			ap := domicile.Approval{Transfer: args[0], To: to, Kind: kind, Ref: ref, By: by, Note: note}
 			for _, f := range []struct {
 				name string
@@ -71,7 +84,7 @@ carried out by the next migrate while the approval holds.`,
 			if !ap.ValidFrom.IsZero() && !ap.ValidUntil.IsZero() && !ap.ValidUntil.After(ap.ValidFrom) {
 				return usageErrorf("--valid-until must be after --valid-from")
 			}
-			if ap.ValidFrom.IsZero() && !ap.ValidUntil.IsZero() && !ap.ValidUntil.After(m.Now()) {
+			if !ap.ValidUntil.IsZero() && !ap.ValidUntil.After(m.Now()) {
 				return usageErrorf("--valid-until %s has passed: the approval would never hold", ap.ValidUntil.Format(time.RFC3339))
 			}
 			defer a.sealed(ctx, &err)
@@ -92,8 +105,38 @@ carried out by the next migrate while the approval holds.`,
 	f.StringVar(&to, "to", "", "the destination region it covers (default: every destination of the rule)")
 	f.StringVar(&note, "note", "", "a note kept with it")
 	f.StringVar(&from, "valid-from", "", "from when it holds, RFC 3339 (default: no bound)")
-	f.StringVar(&until, "valid-until", "", "until when it holds, exclusive, RFC 3339 (default: no end)")
+	f.StringVar(&until, "valid-until", "", "when it stops holding, exclusive, RFC 3339: a date is its first instant, so give the day after the last valid day (default: no end)")
+	f.Int64Var(&revoke, "revoke", 0, "revoke the approval with this seq instead (with --by, and --note or --ref for why)")
 	return cmd
+}
+
+// revokeApproval records a revocation.
+func (m *Main) revokeApproval(cmd *cobra.Command, args []string, rev domicile.Approval, approvalFlags bool) (err error) {
+	ctx := cmd.Context()
+	switch {
+	case len(args) > 0:
+		return usageErrorf("--revoke names the approval by its seq: give no transfer rule")
+	case approvalFlags:
+		return usageErrorf("--revoke takes --by, --ref and --note only")
+	case rev.Revokes < 0:
+		return usageErrorf("--revoke %d: want the seq of an approval ('domicile approvals' lists them)", rev.Revokes)
+	case rev.By == "":
+		return usageErrorf("--by is required: who revokes the approval")
+	}
+	a, err := m.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	defer a.sealed(ctx, &err)
+	rec, err := a.ctrl.RecordApproval(ctx, rev)
+	if err != nil {
+		return err
+	}
+	return m.report(rec, func(w io.Writer) error {
+		fmt.Fprintf(w, "approval %d of %s revoked (record %d), by %s\n", rec.Revokes, rec.Transfer, rec.Seq, rec.By)
+		return nil
+	})
 }
 
 // transferRule returns the policy's transfer rule called name.
@@ -152,15 +195,17 @@ func (m *Main) approvalsCommand() *cobra.Command {
 			}
 			type row struct {
 				domicile.Approval
-				Holds bool `json:"holds"` // at --at, for a kind the rule (still) requires
+				RevokedBy int64 `json:"revoked_by,omitempty"` // the revocation's seq
+				Holds     bool  `json:"holds"`                // at --at, not revoked, for a kind the rule (still) requires
 			}
 			law := a.policy.Law()
+			revoked := domicile.Revoked(list)
 			rows := make([]row, len(list))
 			for i, ap := range list {
-				rows[i].Approval = ap
+				rows[i].Approval, rows[i].RevokedBy = ap, revoked[ap.Seq]
 				for _, t := range law.Transfers {
 					rule := domicile.TransferRule{Name: t.Name, Requires: t.Requires}
-					if ap.Holds(rule, ap.To, when) {
+					if ap.Holds(rule, ap.To, when) && rows[i].RevokedBy == 0 {
 						rows[i].Holds = true
 					}
 				}
@@ -177,7 +222,14 @@ func (m *Main) approvalsCommand() *cobra.Command {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "SEQ\tTRANSFER\tKIND\tREF\tBY\tSCOPE\tHOLDS")
 				for _, r := range rows {
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%t\n", r.Seq, r.Transfer, r.Kind, r.Ref, r.By, approvalScope(r.Approval), r.Holds)
+					kind, scope, holds := r.Kind, approvalScope(r.Approval), fmt.Sprint(r.Holds)
+					switch {
+					case r.Revokes != 0:
+						kind, scope, holds = "revocation", fmt.Sprintf("revokes %d", r.Revokes), "-"
+					case r.RevokedBy != 0:
+						holds = fmt.Sprintf("revoked by %d", r.RevokedBy)
+					}
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Seq, r.Transfer, kind, r.Ref, r.By, scope, holds)
 				}
 				return tw.Flush()
 			})

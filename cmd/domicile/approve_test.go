@@ -3,8 +3,11 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/domicile/domicile/internal/example"
 )
 
 // lawPolicy is what TestTransferApprovals adds to the example's policy: a
@@ -34,9 +37,10 @@ type planOut struct {
 	Moves     []planRoute `json:"moves"`
 	Blocked   []planRoute `json:"blocked"`
 	Deadlines []struct {
-		Of                                        string
-		Total, Placed, Pending, Blocked, InFlight int
-		Overdue                                   bool
+		Of                              string
+		Total, Placed, Pending, Blocked int
+		InFlight                        int `json:"in_flight"`
+		Overdue                         bool
 	} `json:"deadlines"`
 }
 
@@ -159,14 +163,44 @@ func TestTransferApprovals(t *testing.T) {
 		t.Fatalf("migrate moved %d placements, want the %d approved", mig.Subjects, toUS)
 	}
 
+	// where says why: the rule, the requirement covering the subject, its
+	// deadline.
+	var us string
+	for i := 0; i < 60 && us == ""; i++ {
+		if example.Country(i) == "US" {
+			us = example.SubjectID(i)
+		}
+	}
+	var wh struct {
+		Datasets []struct {
+			Region string
+			Policy struct {
+				Rule         string
+				DeadlineOf   string `json:"deadline_of"`
+				Regions      []string
+				Requirements []string
+			}
+		}
+	}
+	runJSON(t, &wh, "--config", cfg, "where", us, "--at", "2026-03-01")
+	for _, d := range wh.Datasets {
+		if d.Region != "us-east" || !slices.Equal(d.Policy.Requirements, []string{"overseas-out"}) || d.Policy.DeadlineOf != "overseas-out" || !slices.Contains(d.Policy.Regions, "us-east") {
+			t.Errorf("where %s: %+v; want home us-east, allowed by a rule under overseas-out with its deadline", us, d)
+		}
+	}
+	if r := run(t, "--config", cfg, "where", us, "--at", "2026-03-01"); !strings.Contains(r.stdout, "law: overseas-out; by 2026-09-30 (overseas-out)") {
+		t.Errorf("where's text lacks the law: %s", r.stdout)
+	}
+
 	// Progress against the requirement's deadline. By 2026-10-01 the
 	// Brazilian users moved to us-east are due in br-saopaulo (a rule from
 	// 2026-06-01): pending, not blocked, since they no longer leave China.
 	type deadline struct {
-		Of                                        string
-		Total, Placed, Pending, Blocked, InFlight int
-		Overdue                                   bool
-		AtRisk                                    bool `json:"at_risk"`
+		Of                              string
+		Total, Placed, Pending, Blocked int
+		InFlight                        int `json:"in_flight"`
+		Overdue                         bool
+		AtRisk                          bool `json:"at_risk"`
 	}
 	var st struct {
 		Pending, Blocked int
@@ -222,5 +256,36 @@ func TestTransferApprovals(t *testing.T) {
 	}
 	if !strings.Contains(string(page), "Blocked move") || !strings.Contains(string(page), "overseas-out") {
 		t.Error("the HTML report lacks the blocked moves or the deadline")
+	}
+
+	// Revoking the 2027 assessment blocks again what it released, at any
+	// date; a second revocation of it is refused.
+	var before planOut
+	runJSON(t, &before, "--config", cfg, "plan", "--at", "2027-02-01")
+	runJSON(t, nil, "--config", cfg, "approve", "--revoke", "1", "--by", "legal", "--note", "assessment withdrawn")
+	p = planOut{}
+	runJSON(t, &p, "--config", cfg, "plan", "--at", "2027-02-01")
+	if len(before.Blocked) != 0 || len(p.Blocked) == 0 {
+		t.Errorf("plan at 2027-02-01: %d blocked before the revocation, %d after; want none, then some", len(before.Blocked), len(p.Blocked))
+	}
+	var listed struct {
+		Approvals []struct {
+			Seq       int64
+			Revokes   int64
+			RevokedBy int64 `json:"revoked_by"`
+			Holds     bool
+		}
+	}
+	runJSON(t, &listed, "--config", cfg, "approvals", "--at", "2027-02-01")
+	if len(listed.Approvals) != 3 || listed.Approvals[0].RevokedBy != 3 || listed.Approvals[0].Holds || listed.Approvals[2].Revokes != 1 {
+		t.Errorf("approvals after the revocation: %+v", listed.Approvals)
+	}
+	r = run(t, "--config", cfg, "approve", "--revoke", "1", "--by", "legal")
+	if r.err == nil || !strings.Contains(r.stderr+r.err.Error(), "already revoked") {
+		t.Errorf("revoking twice: %v %s", r.err, r.stderr)
+	}
+	exp = run(t, "--config", cfg, "audit", "export")
+	if !strings.Contains(exp.stdout, `"approval.revoked"`) {
+		t.Error("the ledger lacks the revocation")
 	}
 }

@@ -12,12 +12,22 @@ import (
 )
 
 func (m *Main) whereCommand() *cobra.Command {
-	return &cobra.Command{
+	var at string
+	cmd := &cobra.Command{
 		Use:   "where SUBJECT",
-		Short: "Show where a subject's data lives, and the receipts of its moves",
-		Args:  cobra.ExactArgs(1),
+		Short: "Show where a subject's data lives, why, and the receipts of its moves",
+		Long: `where shows, per dataset, a subject's home region, epoch and state, the rows
+each region holds of it, and the policy's decision at --at (default now):
+the regions allowed, the rule that chose them and its basis, the legal
+requirements that cover the subject, and any deadline; then the receipts
+of the subject's moves.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			when, err := parseAt(at, m.Now())
+			if err != nil {
+				return err
+			}
 			a, err := m.open(ctx, false)
 			if err != nil {
 				return err
@@ -41,6 +51,10 @@ func (m *Main) whereCommand() *cobra.Command {
 			type datasetWhere struct {
 				domicile.Placement
 				Regions []regionRows `json:"regions"`
+				// Policy is the decision of the policy in force now: the
+				// rule, its basis, the legal requirements that cover the
+				// subject, the allowed regions and any deadline.
+				Policy domicile.Decision `json:"policy"`
 			}
 			var rep struct {
 				Subject  domicile.Subject   `json:"subject"`
@@ -50,6 +64,9 @@ func (m *Main) whereCommand() *cobra.Command {
 			rep.Subject = s
 			for _, p := range placements {
 				dw := datasetWhere{Placement: p}
+				if dw.Policy, err = a.policy.Decide(s, p.Dataset, when); err != nil {
+					return err
+				}
 				for _, r := range a.cfg.Regions {
 					rows, err := a.stores[r.Name].CountRows(ctx, a.byName[p.Dataset], id)
 					if err != nil {
@@ -76,6 +93,7 @@ func (m *Main) whereCommand() *cobra.Command {
 				fmt.Fprintf(w, "subject %s (%s)\n", s.ID, s.Country)
 				for _, d := range rep.Datasets {
 					fmt.Fprintf(w, "  %-10s home %s, epoch %d, %s\n", d.Dataset, d.Region, d.Epoch, d.State)
+					fmt.Fprintf(w, "    policy: %s\n", decisionText(d.Policy))
 					for _, r := range d.Regions {
 						tables := make([]string, 0, len(r.Rows))
 						for t := range r.Rows {
@@ -101,4 +119,25 @@ func (m *Main) whereCommand() *cobra.Command {
 			})
 		},
 	}
+	cmd.Flags().StringVar(&at, "at", "", "the date the policy's decision is taken at (RFC 3339 date or date-time, UTC; default now)")
+	return cmd
+}
+
+// decisionText says in a line what a decision allows and why.
+func decisionText(d domicile.Decision) string {
+	allowed := "no configured region"
+	if len(d.Regions) > 0 {
+		allowed = strings.Join(d.Regions, " or ")
+	}
+	s := fmt.Sprintf("%s, by %s", allowed, d.Rule)
+	if d.Basis != "" {
+		s += " (" + d.Basis + ")"
+	}
+	if len(d.Requirements) > 0 {
+		s += "; law: " + strings.Join(d.Requirements, ", ")
+	}
+	if !d.Deadline.IsZero() {
+		s += fmt.Sprintf("; by %s (%s)", d.Deadline.Format("2006-01-02"), d.DeadlineOf)
+	}
+	return s
 }
