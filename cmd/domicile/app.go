@@ -194,19 +194,34 @@ func (m *Main) control(ctx context.Context, cfg *Config) (domicile.Control, erro
 }
 
 // openControl opens the control store ref names, on its engine.
+// It returns a nil interface on error, never a nil pointer in one.
 func openControl(ctx context.Context, ref StoreRef, now func() time.Time) (domicile.Control, error) {
 	if ref.Postgres() {
-		return postgres.OpenControl(ctx, ref.URL, now)
+		return nonNil[*postgres.Control, domicile.Control](postgres.OpenControl(ctx, ref.URL, now))
 	}
-	return sqlite.OpenControl(ref.Path, now)
+	return nonNil[*sqlite.Control, domicile.Control](sqlite.OpenControl(ref.Path, now))
+}
+
+// nonNil converts what an opener returns to interface I, nil on error: a
+// nil *T in an interface is not a nil interface, and closing it panics.
+func nonNil[T any, I any](v T, err error) (I, error) {
+	var zero I
+	if err != nil {
+		return zero, err
+	}
+	i, ok := any(v).(I)
+	if !ok {
+		return zero, fmt.Errorf("%T does not implement %T", v, &zero)
+	}
+	return i, nil
 }
 
 // openStore opens the store of region that ref names, on its engine.
 func openStore(ctx context.Context, ref StoreRef, region string) (domicile.Store, error) {
 	if ref.Postgres() {
-		return postgres.OpenStore(ctx, ref.URL, region)
+		return nonNil[*postgres.Store, domicile.Store](postgres.OpenStore(ctx, ref.URL, region))
 	}
-	return sqlite.OpenStore(ref.Path, region)
+	return nonNil[*sqlite.Store, domicile.Store](sqlite.OpenStore(ref.Path, region))
 }
 
 // Close closes every store.

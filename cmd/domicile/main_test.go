@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -113,6 +114,23 @@ func TestHelp(t *testing.T) {
 	for _, want := range []string{"init", "version", "--config", "--json"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("help lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}
+
+// TestControlStoreUnreadable: a control store that cannot be opened is an
+// error naming it, not a crash (a nil store in an interface, closed).
+func TestControlStoreUnreadable(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "domicile.yaml")
+	runJSON(t, nil, "init", "--dir", dir, "--subjects", "10")
+	if err := os.WriteFile(filepath.Join(dir, "control.db"), []byte("this is not a database, just forty bytes or more of text"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"plan", "status", "approvals", "verify"} {
+		r := run(t, "--config", cfg, cmd)
+		if r.err == nil || !strings.Contains(r.err.Error()+r.stderr, "control store") {
+			t.Errorf("%s with an unreadable control store: %v %s; want an error naming the control store", cmd, r.err, r.stderr)
 		}
 	}
 }
