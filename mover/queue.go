@@ -131,17 +131,45 @@ var errQueueStopped = errors.New("queue stopped")
 // the queue runs. Call Start to work jobs; a queue that is never started
 // only enqueues.
 func NewQueue(ctx context.Context, db *sql.DB, m *Mover, opts QueueOptions) (*Queue, error) {
-	return newQueue(ctx, riversqlite.New(db), m, opts)
+	return newQueue(ctx, riversqlite.New(db), m, opts, nil)
 }
 
 // NewPostgresQueue is NewQueue on a PostgreSQL control store, through
 // River's pgx driver on the control store's pool. River's tables go in the
 // pool's current schema, beside the control store's.
 func NewPostgresQueue(ctx context.Context, pool *pgxpool.Pool, m *Mover, opts QueueOptions) (*Queue, error) {
-	return newQueue(ctx, riverpgxv5.New(pool), m, opts)
+	return newQueue(ctx, riverpgxv5.New(pool), m, opts, func(ctx context.Context, fn func() error) error {
+		return withMigrationLock(ctx, pool, fn)
+	})
 }
 
-func newQueue[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], m *Mover, opts QueueOptions) (*Queue, error) {
+// migrationLock is the advisory lock the processes sharing a PostgreSQL
+// control store take in turn to bring River's schema up to date.
+const migrationLock = `hashtext('domicile: job queue schema')`
+
+// withMigrationLock runs fn holding migrationLock on a connection of its
+// own. River's migrations, run by several processes at once, can collide
+// on the catalog (two CREATE FUNCTION of one name: a unique violation in
+// pg_proc), which no retry of the whole migration reliably outlasts when
+// more than two processes start together.
+func withMigrationLock(ctx context.Context, pool *pgxpool.Pool, fn func() error) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("job queue schema: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(`+migrationLock+`)`); err != nil {
+		return fmt.Errorf("job queue schema: lock: %w", err)
+	}
+	defer func() {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+migrationLock+`)`); err != nil {
+			conn.Conn().Close(context.WithoutCancel(ctx)) // the session ends, and its lock with it
+		}
+	}()
+	return fn()
+}
+
+func newQueue[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], m *Mover, opts QueueOptions, serialize func(context.Context, func() error) error) (*Queue, error) {
 	if opts.Workers <= 0 {
 		opts.Workers = 2
 	}
@@ -157,7 +185,11 @@ func newQueue[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], m *M
 	if opts.Logger == nil {
 		opts.Logger = m.cfg.Logger
 	}
-	if err := migrateRiver(ctx, driver, opts.Logger); err != nil {
+	migrate := func() error { return migrateRiver(ctx, driver, opts.Logger) }
+	if serialize == nil {
+		serialize = func(_ context.Context, fn func() error) error { return fn() }
+	}
+	if err := serialize(ctx, migrate); err != nil {
 		return nil, err
 	}
 	q := &Queue{m: m, opts: opts, limiter: rate.NewLimiter(rate.Inf, 1), running: map[string]bool{}}

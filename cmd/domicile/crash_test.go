@@ -554,12 +554,15 @@ func (d *domicileBin) serveNamed(name string) *server {
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { s.done <- s.cmd.Wait() }()
+	ended := make(chan struct{})
+	go func() {
+		err := s.cmd.Wait()
+		s.done <- err
+		close(ended)
+	}()
 	t.Cleanup(func() {
-		if s.cmd.ProcessState == nil {
-			s.cmd.Process.Kill()
-			<-s.done
-		}
+		s.cmd.Process.Kill() // an error if it has ended: nothing to do
+		<-ended
 	})
 	re := regexp.MustCompile(`serving on (http://\S+)`)
 	deadline := time.Now().Add(30 * time.Second)

@@ -17,16 +17,17 @@ import (
 
 // proc is a background process of the built binary.
 type proc struct {
-	cmd  *exec.Cmd
-	log  string
-	done chan error
+	cmd   *exec.Cmd
+	log   string
+	done  chan error    // how it ended, once
+	ended chan struct{} // closed when it has ended
 }
 
 // start starts the binary with args and extra environment, its output in
 // the log file name.
 func (d *domicileBin) start(name string, env []string, args ...string) *proc {
 	d.t.Helper()
-	p := &proc{log: filepath.Join(d.logs, name+".log"), done: make(chan error, 1)}
+	p := &proc{log: filepath.Join(d.logs, name+".log"), done: make(chan error, 1), ended: make(chan struct{})}
 	logf, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		d.t.Fatal(err)
@@ -38,12 +39,14 @@ func (d *domicileBin) start(name string, env []string, args ...string) *proc {
 	if err := p.cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}
-	go func() { p.done <- p.cmd.Wait() }()
+	go func() {
+		err := p.cmd.Wait()
+		p.done <- err
+		close(p.ended)
+	}()
 	d.t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			p.cmd.Process.Kill()
-			<-p.done
-		}
+		p.cmd.Process.Kill() // an error if it has ended: nothing to do
+		<-p.ended
 	})
 	return p
 }
