@@ -58,6 +58,11 @@ type Placement struct {
 	// SourceKept is set while that move's source rows are kept for its
 	// rollback window (mover.purge_after), not yet purged.
 	SourceKept *SourceKept `json:"source_kept,omitempty"`
+	// Policy is why the data may live where it does: the decision of the
+	// policy in force when the attestation was issued (its rule and basis,
+	// the legal requirements covering the subject, the regions allowed).
+	// Set by the issuer; absent from attestations issued without it.
+	Policy *domicile.Decision `json:"policy,omitempty"`
 }
 
 // SourceKept is where a move's source rows are kept, and until when.

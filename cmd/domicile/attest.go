@@ -55,6 +55,15 @@ checks it with the public key alone. docs/audit.md describes the document.`,
 			if err != nil {
 				return err
 			}
+			// Why each dataset may be where it is, under the policy now.
+			now := m.Now().UTC()
+			for i := range doc.Datasets {
+				d, err := cfg.PolicyEngine().Decide(domicile.Subject{ID: doc.Subject, Country: doc.Country}, doc.Datasets[i].Dataset, now)
+				if err != nil {
+					return err
+				}
+				doc.Datasets[i].Policy = &d
+			}
 			// The head after the reads: every change the document reports
 			// is in the ledger up to it.
 			s, err := newSealer(cfg, ctrl, m.Logger, m.Now)

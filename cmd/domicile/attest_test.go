@@ -69,6 +69,9 @@ func TestAttest(t *testing.T) {
 		if p.Dataset != w.Dataset || p.Region != w.Region {
 			t.Errorf("dataset %s in %s; where says %s in %s", p.Dataset, p.Region, w.Dataset, w.Region)
 		}
+		if p.Policy == nil || p.Policy.Rule == "" || p.Policy.Version == "" || len(p.Policy.Regions) == 0 {
+			t.Errorf("dataset %s: policy %+v; want the decision that allows it there", p.Dataset, p.Policy)
+		}
 		switch p.Dataset {
 		case moved.Dataset: // commerce, moved to us-east or ap-singapore
 			if p.Region != moved.To || p.Move != moved.MoveID || p.Epoch != 2 || p.ResidentSince.Format(time.RFC3339Nano) != moved.Committed ||
