@@ -22,7 +22,12 @@ func (m *Main) planCommand() *cobra.Command {
 		Short: "Show the moves the policy requires",
 		Long: `plan compares every placement with the policy in force at --at (default now)
 and lists the moves it requires, per dataset, source, destination and rule,
-with the subjects, rows and bytes each would carry. It changes nothing.
+with the subjects, rows and bytes each would carry, and the deadline of the
+rule or requirement behind it. A move along a route that one of the
+policy's transfer rules covers is listed as blocked, with the reason,
+until an approval on record allows it (domicile approve); migrate leaves
+blocked moves alone. Last, the progress against each deadline. It changes
+nothing.
 
 With --policy FILE it plans under the policy in FILE instead (a YAML file
 with a policy section, as in the config, over the same regions and
