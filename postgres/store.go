@@ -22,6 +22,7 @@ type Store struct {
 	closeOnce sync.Once
 
 	mu       sync.Mutex
+	capture  string              // SetCapture's mode; "": CaptureAuto
 	tables   map[string]*pgTable // table → its columns as the database declares them
 	datasets map[string]string   // table → dataset, as installed
 }

@@ -28,14 +28,46 @@ func rowsOf(t *testing.T, s *Store, ds *domicile.Dataset, subject string) [][]an
 	return b.Tables[0].Rows
 }
 
+// captureModes are the captures the live tests run with.
+var captureModes = []string{CaptureTriggers, CaptureLogical}
+
+// onCaptures runs test once per capture mode, as a subtest, on a store
+// set to it.
+func onCaptures(t *testing.T, test func(t *testing.T, mode string)) {
+	for _, mode := range captureModes {
+		t.Run(mode, func(t *testing.T) { test(t, mode) })
+	}
+}
+
+// slots returns the names of the replication slots of s's database.
+func slots(t *testing.T, s *Store) []string {
+	t.Helper()
+	rows, err := s.Pool().Query(context.Background(), `SELECT slot_name::text FROM pg_replication_slots WHERE database = current_database() ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
 // TestCaptureRecordsKeys writes from a session whose settings differ from
 // the store's, and checks that the capture records exactly the keys of
 // the captured subject's changed rows, in order, as ReadSubjects reads
 // them, that ReadKeys reads the rows as ReadSubjects does, and that
-// EndCapture leaves nothing.
-func TestCaptureRecordsKeys(t *testing.T) {
+// EndCapture leaves nothing (no records, no slot). By logical replication,
+// an update of another subject's row that leaves its key alone carries no
+// old subject, and is recorded under the captured subject too.
+func TestCaptureRecordsKeys(t *testing.T) { onCaptures(t, testCaptureRecordsKeys) }
+
+func testCaptureRecordsKeys(t *testing.T, mode string) {
 	ctx := context.Background()
 	s, ds, app := triggerStore(t, liveTable)
+	if err := s.SetCapture(mode); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.SetOwnership(ctx, []domicile.Ownership{{Subject: "o2", Dataset: "ds", State: domicile.Owned}}); err != nil {
 		t.Fatal(err)
 	}
@@ -49,11 +81,18 @@ func TestCaptureRecordsKeys(t *testing.T) {
 	if _, err := app.Exec(ctx, ins, 1, "o"); err != nil { // before the capture: not recorded
 		t.Fatal(err)
 	}
-	if err := s.StartCapture(ctx, ds, "mv", []string{"o"}); err != nil {
+	if snap, err := s.StartCapture(ctx, ds, "mv", []string{"o"}); err != nil || snap.Capture() != mode {
+		t.Fatalf("start capture: %v %v", snap, err)
+	} else {
+		snap.Close()
+	}
+	snap, err := s.StartCapture(ctx, ds, "mv", []string{"o"}) // again: harmless
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.StartCapture(ctx, ds, "mv", []string{"o"}); err != nil { // again: harmless
-		t.Fatal(err)
+	// The snapshot sees the row written before, and nothing after.
+	if rows, err := snap.FindRows(ctx, ds.Tables[0], "o", domicile.RowQuery{}); err != nil || len(rows) != 1 {
+		t.Fatalf("snapshot rows before the writes: %v %v", rows, err)
 	}
 	for _, q := range []string{
 		`INSERT INTO t VALUES (2, '2026-03-04 05:06:07.25+02', 0.1, '\x00ff'::bytea, false, 'o', 'v')`,
@@ -68,18 +107,28 @@ func TestCaptureRecordsKeys(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
+	if rows, err := snap.FindRows(ctx, ds.Tables[0], "o", domicile.RowQuery{}); mode == CaptureLogical && (err != nil || len(rows) != 1) {
+		t.Fatalf("snapshot rows after the writes: %v %v", rows, err)
+	}
+	snap.Close()
 	changes, err := s.ReadChanges(ctx, ds, "mv", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var ids []any
 	for i, c := range changes {
-		if c.Table != "t" || c.Subject != "o" || len(c.Key) != 5 || (i > 0 && c.Seq <= changes[i-1].Seq) {
+		// By logical replication the changes of one transaction share
+		// its commit LSN.
+		if c.Table != "t" || c.Subject != "o" || len(c.Key) != 5 || (i > 0 && (c.Seq < changes[i-1].Seq || mode == CaptureTriggers && c.Seq == changes[i-1].Seq)) {
 			t.Fatalf("change %d: %+v", i, c)
 		}
 		ids = append(ids, c.Key[0])
 	}
-	if want := []any{int64(2), int64(1), int64(2), int64(4), int64(1), int64(5)}; !reflect.DeepEqual(ids, want) {
+	want := []any{int64(2), int64(1), int64(2), int64(4), int64(1), int64(5)}
+	if mode == CaptureLogical {
+		want = []any{int64(2), int64(1), int64(2), int64(4), int64(1), int64(3), int64(5)}
+	}
+	if !reflect.DeepEqual(ids, want) {
 		t.Fatalf("changed ids %v, want %v", ids, want)
 	}
 	// Each key is the key of the row as ReadSubjects reads it.
@@ -121,6 +170,9 @@ func TestCaptureRecordsKeys(t *testing.T) {
 	if more, err := s.ReadChanges(ctx, ds, "mv", changes[3].Seq, 1); err != nil || len(more) != 1 || more[0].Seq != changes[4].Seq {
 		t.Fatalf("changes after %d: %+v %v", changes[3].Seq, more, err)
 	}
+	if mode == CaptureLogical && len(slots(t, s)) != 1 {
+		t.Fatalf("slots while capturing: %v", slots(t, s))
+	}
 	if err := s.EndCapture(ctx, ds, "mv"); err != nil {
 		t.Fatal(err)
 	}
@@ -135,6 +187,9 @@ func TestCaptureRecordsKeys(t *testing.T) {
 		if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM `+tbl).Scan(&n); err != nil || n != 0 {
 			t.Fatalf("%s holds %d rows after EndCapture (%v)", tbl, n, err)
 		}
+	}
+	if left := slots(t, s); len(left) != 0 {
+		t.Fatalf("slots after EndCapture: %v", left)
 	}
 	// A missing capture trigger is a problem of the installation.
 	if _, err := s.Pool().Exec(ctx, `DROP TRIGGER `+quoteIdent(captureNames("t")[1])+` ON t`); err != nil {
@@ -200,9 +255,14 @@ func TestApplyRowsPrecondition(t *testing.T) {
 // follows the changes as the mover does, asking only for those after the
 // last it saw. The reader must see every change: none may become visible
 // below a number already passed.
-func TestCaptureOrderUnderConcurrency(t *testing.T) {
+func TestCaptureOrderUnderConcurrency(t *testing.T) { onCaptures(t, testCaptureOrderUnderConcurrency) }
+
+func testCaptureOrderUnderConcurrency(t *testing.T, mode string) {
 	ctx := context.Background()
 	s, ds, _ := triggerStore(t, "")
+	if err := s.SetCapture(mode); err != nil {
+		t.Fatal(err)
+	}
 	var owners []domicile.Ownership
 	var subjects []string
 	const writers, perWriter = 8, 60
@@ -214,9 +274,11 @@ func TestCaptureOrderUnderConcurrency(t *testing.T) {
 	if err := s.SetOwnership(ctx, owners); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.StartCapture(ctx, ds, "mv", subjects); err != nil {
+	snap, err := s.StartCapture(ctx, ds, "mv", subjects)
+	if err != nil {
 		t.Fatal(err)
 	}
+	snap.Close()
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
 	done := make(chan struct{})
@@ -241,6 +303,7 @@ func TestCaptureOrderUnderConcurrency(t *testing.T) {
 	}
 	go func() { wg.Wait(); close(done) }()
 	seen := map[int64]bool{}
+	keys := map[int64]int{}
 	var last int64
 	follow := func() {
 		changes, err := s.ReadChanges(ctx, ds, "mv", last, 0)
@@ -248,7 +311,11 @@ func TestCaptureOrderUnderConcurrency(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, c := range changes {
+			if c.Seq < last {
+				t.Fatalf("change %d after %d", c.Seq, last)
+			}
 			seen[c.Seq] = true
+			keys[c.Key[0].(int64)]++
 			last = c.Seq
 		}
 	}
@@ -264,6 +331,18 @@ func TestCaptureOrderUnderConcurrency(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+	if mode == CaptureLogical {
+		// Every insert exactly once: none missed, none read twice.
+		if len(keys) != writers*perWriter {
+			t.Fatalf("the reader saw %d of %d inserted rows", len(keys), writers*perWriter)
+		}
+		for k, n := range keys {
+			if n != 1 {
+				t.Fatalf("row %d read %d times", k, n)
+			}
+		}
+		return
 	}
 	rows, err := s.Pool().Query(ctx, `SELECT seq FROM domicile_changes WHERE move_id = 'mv'`)
 	if err != nil {
@@ -308,7 +387,7 @@ func TestLiveNotSupportedForPaths(t *testing.T) {
 	if problems, err := s.CheckInstall(ctx, []*domicile.Dataset{ds}); err != nil || len(problems) != 0 {
 		t.Fatalf("check install: %v %v", problems, err)
 	}
-	if err := s.StartCapture(ctx, ds, "mv", []string{"o"}); !errors.Is(err, domicile.ErrNotSupported) {
+	if _, err := s.StartCapture(ctx, ds, "mv", []string{"o"}); !errors.Is(err, domicile.ErrNotSupported) {
 		t.Fatalf("start capture of a dataset with a path table: %v", err)
 	}
 	if _, err := s.ReadChanges(ctx, ds, "mv", 0, 0); !errors.Is(err, domicile.ErrNotSupported) {
