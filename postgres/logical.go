@@ -93,8 +93,8 @@ func (s *Store) captureMode() string {
 }
 
 const (
-	slotPrefix = "domicile_"    // of every slot domicile creates
-	slotKey    = "slot:"        // domicile_settings key of a slot's record, before its name
+	slotPrefix = "domicile_"     // of every slot domicile creates
+	slotKey    = "slot:"         // domicile_settings key of a slot's record, before its name
 	markPrefix = "domicile.mark" // prefix of ReadChanges' markers
 )
 

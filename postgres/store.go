@@ -124,6 +124,7 @@ type pgTable struct {
 	columns []pgColumn
 	pk      []string
 	refs    []string
+	seqs    map[string]string // column → the sequence it is filled from (see sequence.go)
 }
 
 // pgColumn is a column as the database declares it.
@@ -192,6 +193,9 @@ func readTable(ctx context.Context, q querier, name string) (*pgTable, error) {
 	}
 	if t.refs, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 		return nil, fmt.Errorf("describe %s: foreign keys: %w", name, err)
+	}
+	if t.seqs, err = sequences(ctx, q, name); err != nil {
+		return nil, fmt.Errorf("describe %s: %w", name, err)
 	}
 	return t, nil
 }

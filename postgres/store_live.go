@@ -327,6 +327,7 @@ func (s *Store) ApplyRows(ctx context.Context, ds *domicile.Dataset, moveID stri
 		insert bool
 	}
 	var stmts []stmt
+	written := make(map[string][][]any) // table → rows inserted, for their sequences
 	for _, c := range changes {
 		i, ok := index[c.Table]
 		if !ok {
@@ -364,6 +365,7 @@ func (s *Store) ApplyRows(ctx context.Context, ds *domicile.Dataset, moveID stri
 			}
 		}
 		b.Queue("INSERT INTO "+quoteIdent(t.Name)+" ("+strings.Join(quoted, ", ")+") VALUES ("+strings.Join(marks, ", ")+")", vals...)
+		written[t.Name] = append(written[t.Name], c.Row)
 		stmts = append(stmts, stmt{table: t.Name, insert: true})
 	}
 	if len(changes) == 0 {
@@ -389,7 +391,17 @@ func (s *Store) ApplyRows(ctx context.Context, ds *domicile.Dataset, moveID stri
 				return fmt.Errorf("write %s: %w", st.table, err)
 			}
 		}
-		return br.Close()
+		if err := br.Close(); err != nil {
+			return err
+		}
+		for i, t := range tables {
+			if rows := written[t.Name]; len(rows) > 0 {
+				if err := advanceSequences(ctx, tx, t.Name, decls[i].seqs, t.ColumnNames(), rows); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("apply %d rows of %s in region %s: %w", len(changes), ds.Name, s.region, err)
