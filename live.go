@@ -91,6 +91,10 @@ const (
 // process that started them (PostgreSQL's replication slots, which hold WAL
 // until dropped).
 type CaptureSweeper interface {
+	// ListCaptures returns the ids of the moves whose captures the store
+	// holds (where the move is not known, the capture's name).
+	ListCaptures(ctx context.Context) ([]string, error)
+
 	// SweepCaptures ends the captures of the moves that live does not
 	// report as still running, and returns the ids (or, where the move id
 	// is not known, the names) of those it ended.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -423,5 +424,39 @@ func testLiveMoveRollback(t *testing.T, engineA, engineB string) {
 	}
 	if err := model.write(ctx, e.stores["a"], posts, rng, 1_000_000, 1_003_000); err != nil {
 		t.Fatalf("source not writable after the rollback: %v", err)
+	}
+}
+
+// TestLiveLeftoverCaptureSwept leaves a replication slot at the source for
+// a move the control store does not know (as a process that crashed after
+// its move was finished by another might): verify reports it, and the
+// next migrate drops it.
+func TestLiveLeftoverCaptureSwept(t *testing.T) {
+	ctx := context.Background()
+	e, _, _ := newLiveEnv(t, 10, "postgres", "postgres")
+	snap, err := e.pg["a"].StartCapture(ctx, e.ds, "ghost", []string{liveSubject})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.Close()
+	if snap.Capture() != domicile.CaptureLogical {
+		t.Fatalf("capture %s", snap.Capture())
+	}
+	rep := e.verify(t)
+	found := false
+	for _, v := range rep.Violations {
+		found = found || v.Kind == "leftover_capture" && v.Region == "a" && strings.Contains(v.Message, "ghost")
+	}
+	if !found || rep.OK {
+		t.Fatalf("verify with a leftover slot: %+v", rep)
+	}
+	if _, err := e.liveMover("m", nil).Migrate(ctx, e.plan, mover.MigrateOptions{Batch: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if left := e.query(t, "a", `SELECT slot_name::text FROM pg_replication_slots WHERE database = current_database()`); len(left) != 0 {
+		t.Fatalf("slots after migrate: %v", left)
+	}
+	if rep := e.verify(t); !rep.OK {
+		t.Fatalf("verify after migrate: %+v", rep)
 	}
 }

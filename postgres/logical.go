@@ -339,46 +339,71 @@ func (s *Store) dropSlot(ctx context.Context, slot string) error {
 // objectInUse is the SQLSTATE of a slot another session streams.
 const objectInUse = "55006"
 
-// SweepCaptures drops the slots (and records) of this database's captures
-// whose moves live does not report as running. It lists the slots before
-// asking about their moves: a move that starts a capture after the list
-// is running when live is asked.
-func (s *Store) SweepCaptures(ctx context.Context, live func(context.Context, []string) (map[string]bool, error)) ([]string, error) {
+// captures returns the slots of domicile's in this database, with the
+// move of each that has a record, and the records without a slot (a start
+// that failed after its record), in that order: the slots are listed
+// before the records, and a slot's record is written before it.
+func (s *Store) captures(ctx context.Context) (slots []string, owner map[string]string, orphans []string, err error) {
 	rows, err := s.pool.Query(ctx, `SELECT slot_name::text FROM pg_replication_slots
-		WHERE database = current_database() AND starts_with(slot_name::text, $1)`, slotPrefix)
+		WHERE database = current_database() AND starts_with(slot_name::text, $1) ORDER BY 1`, slotPrefix)
 	if err != nil {
-		return nil, s.reachable(err)
+		return nil, nil, nil, s.reachable(err)
 	}
-	slots, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if slots, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		return nil, nil, nil, s.reachable(err)
+	}
+	rows, err = s.pool.Query(ctx, `SELECT substr(key, length($1) + 1), value FROM domicile_settings WHERE starts_with(key, $1) ORDER BY 1`, slotKey)
 	if err != nil {
-		return nil, s.reachable(err)
+		return nil, nil, nil, s.reachable(err)
 	}
-	rows, err = s.pool.Query(ctx, `SELECT substr(key, length($1) + 1), value FROM domicile_settings WHERE starts_with(key, $1)`, slotKey)
-	if err != nil {
-		return nil, s.reachable(err)
-	}
-	owner := make(map[string]string) // slot → move
+	owner = make(map[string]string) // slot → move
 	for rows.Next() {
 		var slot, raw string
 		if err := rows.Scan(&slot, &raw); err != nil {
 			rows.Close()
-			return nil, err
+			return nil, nil, nil, err
 		}
 		var rec slotRecord
 		if json.Unmarshal([]byte(raw), &rec) == nil {
 			owner[slot] = rec.Move
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.reachable(err)
-	}
-	// Records without a slot (a start that failed after its record) go
-	// too, unless their move runs.
-	for slot := range owner {
 		if !slices.Contains(slots, slot) {
-			slots = append(slots, slot)
+			orphans = append(orphans, slot)
 		}
 	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, nil, s.reachable(err)
+	}
+	return slots, owner, orphans, nil
+}
+
+// ListCaptures returns the moves whose replication slots this database
+// holds (a slot without a record by its name).
+func (s *Store) ListCaptures(ctx context.Context) ([]string, error) {
+	slots, owner, _, err := s.captures(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list captures in region %s: %w", s.region, err)
+	}
+	out := make([]string, len(slots))
+	for i, slot := range slots {
+		out[i] = slot
+		if id, ok := owner[slot]; ok {
+			out[i] = id
+		}
+	}
+	return out, nil
+}
+
+// SweepCaptures drops the slots (and records) of this database's captures
+// whose moves live does not report as running. It lists the slots before
+// asking about their moves: a move that starts a capture after the list
+// is running when live is asked.
+func (s *Store) SweepCaptures(ctx context.Context, live func(context.Context, []string) (map[string]bool, error)) ([]string, error) {
+	slots, owner, orphans, err := s.captures(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sweep captures in region %s: %w", s.region, err)
+	}
+	slots = append(slots, orphans...)
 	var ids []string
 	for _, slot := range slots {
 		if id, ok := owner[slot]; ok {
@@ -396,7 +421,7 @@ func (s *Store) SweepCaptures(ctx context.Context, live func(context.Context, []
 			continue
 		}
 		if err := s.dropSlot(ctx, slot); err != nil {
-			return dropped, err
+			return dropped, fmt.Errorf("sweep captures in region %s: %w", s.region, err)
 		}
 		if !ok {
 			id = slot

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/domicile/domicile"
 	"github.com/jackc/pgx/v5"
@@ -448,5 +449,94 @@ func TestSequencesAdvancedPastCopiedKeys(t *testing.T) {
 				t.Fatalf("id %d after %d and a copy of a lower key", id, before)
 			}
 		})
+	}
+}
+
+// TestSweepCaptures starts captures by logical replication for two moves,
+// one of them still running, and checks that a sweep drops the slot of the
+// other and keeps the running one's, and that the running one's slot is
+// the same after its move starts its capture again.
+func TestSweepCaptures(t *testing.T) {
+	ctx := context.Background()
+	s, ds, _ := triggerStore(t, "")
+	if err := s.SetCapture(CaptureLogical); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"running", "gone", "running"} {
+		snap, err := s.StartCapture(ctx, ds, id, []string{"o"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap.Close()
+	}
+	if got := slots(t, s); len(got) != 2 || !slices.Contains(got, slotName("running")) {
+		t.Fatalf("slots %v", got)
+	}
+	ids, err := s.ListCaptures(ctx)
+	if err != nil || len(ids) != 2 {
+		t.Fatalf("list captures: %v %v", ids, err)
+	}
+	var asked []string
+	dropped, err := s.SweepCaptures(ctx, func(_ context.Context, ids []string) (map[string]bool, error) {
+		asked = ids
+		return map[string]bool{"running": true}, nil
+	})
+	slices.Sort(asked)
+	if err != nil || !reflect.DeepEqual(dropped, []string{"gone"}) || !reflect.DeepEqual(asked, []string{"gone", "running"}) {
+		t.Fatalf("sweep: dropped %v, asked %v, %v", dropped, asked, err)
+	}
+	if got := slots(t, s); !reflect.DeepEqual(got, []string{slotName("running")}) {
+		t.Fatalf("slots after the sweep: %v", got)
+	}
+	if err := s.EndCapture(ctx, ds, "running"); err != nil {
+		t.Fatal(err)
+	}
+	if got := slots(t, s); len(got) != 0 {
+		t.Fatalf("slots after EndCapture: %v", got)
+	}
+	var n int
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM domicile_settings WHERE key LIKE 'slot:%'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("slot records left: %d %v", n, err)
+	}
+}
+
+// TestCaptureFallsBack checks that a store whose cluster does not allow
+// logical replication (here: a role without the REPLICATION attribute)
+// captures by triggers in auto mode, and refuses in logical mode.
+func TestCaptureFallsBack(t *testing.T) {
+	ctx := context.Background()
+	s, ds, _ := triggerStore(t, "")
+	role := fmt.Sprintf("plain_%d", time.Now().UnixNano())
+	if _, err := s.Pool().Exec(ctx, `CREATE ROLE `+role+` LOGIN NOREPLICATION NOSUPERUSER;
+		GRANT ALL ON ALL TABLES IN SCHEMA public TO `+role+`; GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO `+role+`;
+		GRANT ALL ON SCHEMA public TO `+role); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.Pool().Exec(context.Background(), `DROP OWNED BY `+role+`; DROP ROLE `+role)
+	})
+	cfg := s.Pool().Config().ConnConfig
+	url := fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", role, cfg.Host, cfg.Port, cfg.Database)
+	plain, err := OpenStore(ctx, url, "us-east")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	snap, err := plain.StartCapture(ctx, ds, "mv", []string{"o"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.Close()
+	if snap.Capture() != domicile.CaptureTriggers {
+		t.Fatalf("auto capture without the replication privilege: %s", snap.Capture())
+	}
+	if err := plain.EndCapture(ctx, ds, "mv"); err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.SetCapture(CaptureLogical); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.StartCapture(ctx, ds, "mv", []string{"o"}); !errors.Is(err, domicile.ErrNotSupported) {
+		t.Fatalf("logical capture without the replication privilege: %v", err)
 	}
 }
