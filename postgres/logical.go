@@ -310,6 +310,17 @@ func (p *slotSnapshot) Close() error {
 // that streams it, if any (a process that died may leave one until the
 // server notices).
 func (s *Store) dropSlot(ctx context.Context, slot string) error {
+	s.mu.Lock()
+	var open []string
+	for id := range s.streams {
+		if slotName(id) == slot {
+			open = append(open, id)
+		}
+	}
+	s.mu.Unlock()
+	for _, id := range open {
+		s.closeStream(id)
+	}
 	for attempt := 0; ; attempt++ {
 		_, err := s.pool.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
 			WHERE slot_name = $1 AND active_pid IS NOT NULL AND active_pid <> pg_backend_pid()`, slot)
@@ -441,9 +452,129 @@ type streamTable struct {
 	ident bool // the subject column is part of the replica identity
 }
 
+// slotStream is a session streaming a move's slot, kept open between calls
+// of ReadChanges, so that each call decodes only the WAL written since the
+// last: a new session decodes again from the slot's restart point, which
+// PostgreSQL moves on only every so often (at a snapshot of the running
+// transactions, logged every 15 s), and in a busy cluster that can be much
+// WAL to read inside a fence.
+type slotStream struct {
+	mu   sync.Mutex
+	conn *pgconn.PgConn
+	rels map[uint32]*streamTable
+	// pos: the session has returned every change with a sequence number
+	// above the after of its first call and at most pos, and nothing
+	// above pos.
+	pos int64
+	// The transaction being received, and its commit LSN.
+	txn []domicile.Change
+	lsn int64
+}
+
+// stream returns the move's open session, or nil.
+func (s *Store) stream(moveID string) *slotStream {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.streams[moveID]
+}
+
+// closeStream ends the move's session, if it has one.
+func (s *Store) closeStream(moveID string) {
+	s.mu.Lock()
+	st := s.streams[moveID]
+	delete(s.streams, moveID)
+	s.mu.Unlock()
+	if st != nil {
+		st.mu.Lock()
+		st.conn.Close(context.Background())
+		st.mu.Unlock()
+	}
+}
+
+// openStream starts a session streaming the move's slot from its confirmed
+// point. Another session on the slot, of a run of the move that has lost
+// its lease (or died without the server noticing yet), is ended.
+func (s *Store) openStream(ctx context.Context, ds *domicile.Dataset, moveID string, after int64) (*slotStream, error) {
+	conn, err := s.replicationConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	slot := slotName(moveID)
+	args := []string{"proto_version '1'", "publication_names " + quoteString(publicationName(ds.Name)), "messages 'true'"}
+	for attempt := 0; ; attempt++ {
+		err = pglogrepl.StartReplication(ctx, conn, slot, 0, pglogrepl.StartReplicationOptions{Mode: pglogrepl.LogicalReplication, PluginArgs: args})
+		if pgCode(err) != objectInUse || attempt >= 50 {
+			break
+		}
+		if attempt == 10 {
+			if _, err := s.pool.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
+				WHERE slot_name = $1 AND active_pid IS NOT NULL`, slot); err != nil {
+				conn.Close(context.WithoutCancel(ctx))
+				return nil, s.reachable(err)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("stream replication slot %s: %w", slot, s.reachable(err))
+	}
+	return &slotStream{conn: conn, rels: make(map[uint32]*streamTable), pos: after}, nil
+}
+
 // readSlot returns the changes of the move's slot committed after after,
-// up to a marker committed now (see the top of this file).
+// up to a marker committed now (see the top of this file), on the move's
+// open session if it has read exactly up to after, else on a new one.
 func (s *Store) readSlot(ctx context.Context, ds *domicile.Dataset, moveID string, rec *slotRecord, after int64, limit int) ([]domicile.Change, error) {
+	var b [12]byte
+	rand.Read(b[:])
+	nonce := moveID + "/" + hex.EncodeToString(b[:])
+	err := s.update(ctx, func(tx pgx.Tx) error {
+		// synchronous_commit on: the commit flushes the WAL up to it, and
+		// the slot streams only flushed WAL.
+		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = on`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `SELECT pg_logical_emit_message(true, $1, $2)`, markPrefix, nonce)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mark the stream: %w", err)
+	}
+	for fresh := false; ; fresh = true {
+		st := s.stream(moveID)
+		if st != nil && (fresh || after < st.pos) {
+			s.closeStream(moveID) // it is past after, or failed: start again
+			st = nil
+		}
+		if st == nil {
+			if st, err = s.openStream(ctx, ds, moveID, after); err != nil {
+				return nil, err
+			}
+			s.mu.Lock()
+			if s.streams == nil {
+				s.streams = make(map[string]*slotStream)
+			}
+			s.streams[moveID] = st
+			s.mu.Unlock()
+		}
+		out, err := s.receive(ctx, st, ds, rec, nonce, after, limit)
+		if err == nil || fresh || ctx.Err() != nil {
+			if err != nil {
+				s.closeStream(moveID)
+			}
+			return out, err
+		}
+		// The session may have been ended by the server (an idle one
+		// times out): once more on a new one.
+	}
+}
+
+// receive reads the session up to the marker nonce, or to the end of the
+// transaction at which limit changes were read.
+func (s *Store) receive(ctx context.Context, st *slotStream, ds *domicile.Dataset, rec *slotRecord, nonce string, after int64, limit int) ([]domicile.Change, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	tables, decls, err := s.describedDataset(ctx, ds)
 	if err != nil {
 		return nil, err
@@ -456,40 +587,7 @@ func (s *Store) readSlot(ctx context.Context, ds *domicile.Dataset, moveID strin
 	for _, id := range rec.Subjects {
 		captured[id] = true
 	}
-	var b [12]byte
-	rand.Read(b[:])
-	nonce := moveID + "/" + hex.EncodeToString(b[:])
-	err = s.update(ctx, func(tx pgx.Tx) error {
-		// synchronous_commit on: the commit flushes the WAL up to it, and
-		// the slot streams only flushed WAL.
-		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = on`); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, `SELECT pg_logical_emit_message(true, $1, $2)`, markPrefix, nonce)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("mark the stream: %w", err)
-	}
-
-	conn, err := s.replicationConn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	slot := slotName(moveID)
-	args := []string{"proto_version '1'", "publication_names " + quoteString(publicationName(ds.Name)), "messages 'true'"}
-	for attempt := 0; ; attempt++ {
-		// The session of an earlier call may not have ended yet.
-		err = pglogrepl.StartReplication(ctx, conn, slot, 0, pglogrepl.StartReplicationOptions{Mode: pglogrepl.LogicalReplication, PluginArgs: args})
-		if pgCode(err) != objectInUse || attempt >= 50 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("stream replication slot %s: %w", slot, s.reachable(err))
-	}
+	conn := st.conn
 	// Everything up to after is recorded by the caller: the slot may let
 	// go of it. A transaction whose commit record starts at or below after
 	// is not sent again.
@@ -506,22 +604,18 @@ func (s *Store) readSlot(ctx context.Context, ds *domicile.Dataset, moveID strin
 	if err := status(); err != nil {
 		return nil, err
 	}
-
-	rels := make(map[uint32]*streamTable)
 	var out []domicile.Change
-	var txn []domicile.Change
-	var lsn int64
 	for {
 		msg, err := conn.ReceiveMessage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("stream replication slot %s: %w", slot, s.reachable(err))
+			return nil, s.reachable(err)
 		}
 		var data []byte
 		switch m := msg.(type) {
 		case *pgproto3.CopyData:
 			data = m.Data
 		case *pgproto3.ErrorResponse:
-			return nil, fmt.Errorf("stream replication slot %s: %w", slot, pgconn.ErrorResponseToPgError(m))
+			return nil, pgconn.ErrorResponseToPgError(m)
 		default:
 			continue
 		}
@@ -550,7 +644,7 @@ func (s *Store) readSlot(ctx context.Context, ds *domicile.Dataset, moveID strin
 		}
 		lm, err := pglogrepl.Parse(x.WALData)
 		if err != nil {
-			return nil, fmt.Errorf("decode the stream of slot %s: %w", slot, err)
+			return nil, fmt.Errorf("decode: %w", err)
 		}
 		switch m := lm.(type) {
 		case *pglogrepl.RelationMessage:
@@ -558,51 +652,54 @@ func (s *Store) readSlot(ctx context.Context, ds *domicile.Dataset, moveID strin
 			if !ok {
 				continue
 			}
-			st, err := newStreamTable(tables[i], decls[i], m)
+			t, err := newStreamTable(tables[i], decls[i], m)
 			if err != nil {
-				return nil, fmt.Errorf("stream of slot %s: %w", slot, err)
+				return nil, err
 			}
-			rels[m.RelationID] = st
+			st.rels[m.RelationID] = t
 		case *pglogrepl.BeginMessage:
-			txn, lsn = txn[:0], int64(m.FinalLSN)
+			st.txn, st.lsn = st.txn[:0], int64(m.FinalLSN)
 		case *pglogrepl.InsertMessage:
-			if st := rels[m.RelationID]; st != nil {
-				txn, err = st.changes(txn, nil, m.Tuple, captured, rec.Subjects)
+			if t := st.rels[m.RelationID]; t != nil {
+				st.txn, err = t.changes(st.txn, nil, m.Tuple, captured, rec.Subjects)
 			}
 		case *pglogrepl.UpdateMessage:
-			if st := rels[m.RelationID]; st != nil {
+			if t := st.rels[m.RelationID]; t != nil {
 				old := m.OldTuple
-				if old != nil && m.OldTupleType == pglogrepl.UpdateMessageTupleTypeKey && !st.ident {
-					old = st.keyOnly(old)
+				if old != nil && m.OldTupleType == pglogrepl.UpdateMessageTupleTypeKey && !t.ident {
+					old = t.keyOnly(old)
 				}
-				txn, err = st.changes(txn, orKey(old, m.NewTuple, st), m.NewTuple, captured, rec.Subjects)
+				st.txn, err = t.changes(st.txn, orKey(old, m.NewTuple, t), m.NewTuple, captured, rec.Subjects)
 			}
 		case *pglogrepl.DeleteMessage:
-			if st := rels[m.RelationID]; st != nil && m.OldTuple != nil {
+			if t := st.rels[m.RelationID]; t != nil && m.OldTuple != nil {
 				old := m.OldTuple
-				if m.OldTupleType == pglogrepl.DeleteMessageTupleTypeKey && !st.ident {
-					old = st.keyOnly(old)
+				if m.OldTupleType == pglogrepl.DeleteMessageTupleTypeKey && !t.ident {
+					old = t.keyOnly(old)
 				}
-				txn, err = st.changes(txn, old, nil, captured, rec.Subjects)
+				st.txn, err = t.changes(st.txn, old, nil, captured, rec.Subjects)
 			}
 		case *pglogrepl.LogicalDecodingMessage:
 			if m.Prefix == markPrefix && string(m.Content) == nonce {
+				// Every transaction committed before the marker was
+				// sent before it, and nothing above pos was returned.
 				return out, nil
 			}
 		case *pglogrepl.CommitMessage:
-			if lsn > after {
-				for _, c := range txn {
-					c.Seq = lsn
+			if st.lsn > after && st.lsn > st.pos {
+				for _, c := range st.txn {
+					c.Seq = st.lsn
 					out = append(out, c)
 				}
+				st.pos = st.lsn
 			}
-			txn = txn[:0]
+			st.txn = st.txn[:0]
 			if limit > 0 && len(out) >= limit {
 				return out, nil
 			}
 		}
 		if err != nil {
-			return nil, fmt.Errorf("stream of slot %s: %w", slot, err)
+			return nil, err
 		}
 	}
 }

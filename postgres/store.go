@@ -22,9 +22,10 @@ type Store struct {
 	closeOnce sync.Once
 
 	mu       sync.Mutex
-	capture  string              // SetCapture's mode; "": CaptureAuto
-	tables   map[string]*pgTable // table → its columns as the database declares them
-	datasets map[string]string   // table → dataset, as installed
+	capture  string                 // SetCapture's mode; "": CaptureAuto
+	streams  map[string]*slotStream // move → its open replication session (logical.go)
+	tables   map[string]*pgTable    // table → its columns as the database declares them
+	datasets map[string]string      // table → dataset, as installed
 }
 
 var _ domicile.Store = (*Store)(nil)
@@ -47,7 +48,18 @@ func (s *Store) Region() string { return s.region }
 
 // Close closes the store's connections. It is idempotent.
 func (s *Store) Close() error {
-	s.closeOnce.Do(s.pool.Close)
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		var ids []string
+		for id := range s.streams {
+			ids = append(ids, id)
+		}
+		s.mu.Unlock()
+		for _, id := range ids {
+			s.closeStream(id)
+		}
+		s.pool.Close()
+	})
 	return nil
 }
 
