@@ -540,3 +540,94 @@ func TestCaptureFallsBack(t *testing.T) {
 		t.Fatalf("logical capture without the replication privilege: %v", err)
 	}
 }
+
+// TestSlotSnapshotPartition inserts rows of a captured subject without
+// pause while its capture by logical replication starts, and checks that
+// every row is either in the snapshot the slot exported or among the
+// changes, never in both, never in neither. A snapshot taken just before
+// the slot (as a bulk copy that did not read in the slot's snapshot might
+// take) loses a row written between the two: it is in neither.
+func TestSlotSnapshotPartition(t *testing.T) {
+	ctx := context.Background()
+	s, ds, app := triggerStore(t, "")
+	if err := s.SetCapture(CaptureLogical); err != nil {
+		t.Fatal(err)
+	}
+	pre, err := s.Pool().BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pre.Rollback(ctx)
+	if _, err := pre.Exec(ctx, `SELECT count(*) FROM t`); err != nil { // the snapshot is taken
+		t.Fatal(err)
+	}
+	if _, err := app.Exec(ctx, `INSERT INTO t VALUES (1, 'o', 'between')`); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan []int64)
+	go func() {
+		var acked []int64
+		for id := int64(100); ; id++ {
+			select {
+			case <-stop:
+				done <- acked
+				return
+			default:
+			}
+			if _, err := s.Pool().Exec(ctx, `INSERT INTO t VALUES ($1, 'o', 'w')`, id); err != nil {
+				t.Error(err)
+				done <- acked
+				return
+			}
+			acked = append(acked, id)
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	snap, err := s.StartCapture(ctx, ds, "mv", []string{"o"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	acked := append(<-done, 1)
+	inSnap := map[int64]bool{}
+	var after []any
+	for {
+		rows, err := snap.FindRows(ctx, ds.Tables[0], "o", domicile.RowQuery{After: after, Limit: 500})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			inSnap[r[0].(int64)] = true
+		}
+		if len(rows) < 500 {
+			break
+		}
+		after = rows[len(rows)-1][:1]
+	}
+	changes, err := s.ReadChanges(ctx, ds, "mv", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inChanges := map[int64]bool{}
+	for _, c := range changes {
+		inChanges[c.Key[0].(int64)] = true
+	}
+	if len(inSnap) < 2 || len(inChanges) == 0 {
+		t.Fatalf("the capture began before or after every write: %d in the snapshot, %d changed", len(inSnap), len(inChanges))
+	}
+	for _, id := range acked {
+		if inSnap[id] == inChanges[id] {
+			t.Fatalf("row %d: in the snapshot %v, among the changes %v", id, inSnap[id], inChanges[id])
+		}
+	}
+	var n int
+	if err := pre.QueryRow(ctx, `SELECT count(*) FROM t WHERE id = 1`).Scan(&n); err != nil || n != 0 || inChanges[1] {
+		t.Fatalf("a snapshot before the slot: row 1 seen %d times (%v), among the changes %v", n, err, inChanges[1])
+	}
+	if err := s.EndCapture(ctx, ds, "mv"); err != nil {
+		t.Fatal(err)
+	}
+}
