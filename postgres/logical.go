@@ -463,9 +463,12 @@ type slotStream struct {
 	conn *pgconn.PgConn
 	rels map[uint32]*streamTable
 	// pos: the session has returned every change with a sequence number
-	// above the after of its first call and at most pos, and nothing
-	// above pos.
-	pos int64
+	// above base and at most pos, and nothing above pos; buf holds those
+	// changes, so that a call may ask again from any point from base on
+	// (the full comparison reads the changes after the verified point
+	// without moving it, and the next round asks for them again).
+	base, pos int64
+	buf       []domicile.Change
 	// The transaction being received, and its commit LSN.
 	txn []domicile.Change
 	lsn int64
@@ -519,7 +522,7 @@ func (s *Store) openStream(ctx context.Context, ds *domicile.Dataset, moveID str
 		conn.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("stream replication slot %s: %w", slot, s.reachable(err))
 	}
-	return &slotStream{conn: conn, rels: make(map[uint32]*streamTable), pos: after}, nil
+	return &slotStream{conn: conn, rels: make(map[uint32]*streamTable), base: after, pos: after}, nil
 }
 
 // readSlot returns the changes of the move's slot committed after after,
@@ -543,8 +546,8 @@ func (s *Store) readSlot(ctx context.Context, ds *domicile.Dataset, moveID strin
 	}
 	for fresh := false; ; fresh = true {
 		st := s.stream(moveID)
-		if st != nil && (fresh || after < st.pos) {
-			s.closeStream(moveID) // it is past after, or failed: start again
+		if st != nil && (fresh || after < st.base) {
+			s.closeStream(moveID) // it let go of changes after after, or failed: start again
 			st = nil
 		}
 		if st == nil {
@@ -604,7 +607,21 @@ func (s *Store) receive(ctx context.Context, st *slotStream, ds *domicile.Datase
 	if err := status(); err != nil {
 		return nil, err
 	}
+	// What the caller has recorded goes; what it has not is returned
+	// again.
+	keep := 0
+	for keep < len(st.buf) && st.buf[keep].Seq <= after {
+		keep++
+	}
+	st.buf = st.buf[keep:]
+	st.base = max(st.base, after)
 	var out []domicile.Change
+	for i, c := range st.buf {
+		if limit > 0 && len(out) >= limit && c.Seq != st.buf[i-1].Seq {
+			return out, nil // whole transactions only
+		}
+		out = append(out, c)
+	}
 	for {
 		msg, err := conn.ReceiveMessage(ctx)
 		if err != nil {
@@ -690,6 +707,7 @@ func (s *Store) receive(ctx context.Context, st *slotStream, ds *domicile.Datase
 				for _, c := range st.txn {
 					c.Seq = st.lsn
 					out = append(out, c)
+					st.buf = append(st.buf, c)
 				}
 				st.pos = st.lsn
 			}
