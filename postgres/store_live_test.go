@@ -631,3 +631,57 @@ func TestSlotSnapshotPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSlotTakenOver has a second store on the same database (as another
+// process resuming a move whose runner lost its lease, its replication
+// session still open) read the move's changes: it ends the first one's
+// session and reads every change not yet confirmed; the first store, read
+// again, takes the slot back; EndCapture from the second drops the slot.
+func TestSlotTakenOver(t *testing.T) {
+	ctx := context.Background()
+	s1, ds, app := triggerStore(t, "")
+	cfg := s1.Pool().Config().ConnConfig
+	s2, err := OpenStore(ctx, fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, cfg.Database), "us-east")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	snap, err := s1.StartCapture(ctx, ds, "mv", []string{"o"})
+	if err != nil || snap.Capture() != domicile.CaptureLogical {
+		t.Fatalf("start: %v %v", snap, err)
+	}
+	snap.Close()
+	insert := func(id int) {
+		if _, err := app.Exec(ctx, `INSERT INTO t VALUES ($1, 'o', 'v')`, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := func(cs []domicile.Change) []int64 {
+		var out []int64
+		for _, c := range cs {
+			out = append(out, c.Key[0].(int64))
+		}
+		return out
+	}
+	insert(1)
+	first, err := s1.ReadChanges(ctx, ds, "mv", 0, 0)
+	if err != nil || !reflect.DeepEqual(ids(first), []int64{1}) {
+		t.Fatalf("first read: %v %v", first, err)
+	}
+	insert(2)
+	got, err := s2.ReadChanges(ctx, ds, "mv", 0, 0) // s1's session is still open
+	if err != nil || !reflect.DeepEqual(ids(got), []int64{1, 2}) {
+		t.Fatalf("read by the second store: %v %v", got, err)
+	}
+	insert(3)
+	got, err = s1.ReadChanges(ctx, ds, "mv", got[0].Seq, 0) // its session was ended: a new one
+	if err != nil || !reflect.DeepEqual(ids(got), []int64{2, 3}) {
+		t.Fatalf("read by the first store again: %v %v", got, err)
+	}
+	if err := s2.EndCapture(ctx, ds, "mv"); err != nil {
+		t.Fatal(err)
+	}
+	if left := slots(t, s1); len(left) != 0 {
+		t.Fatalf("slots after EndCapture: %v", left)
+	}
+}
