@@ -137,17 +137,19 @@ func (r *run) liveCopy(ctx context.Context, src, dst domicile.LiveCopier) error 
 	if err := r.dst.WriteSubjects(ctx, r.ds, mv.Subjects, &domicile.Batch{MoveID: mv.ID}); err != nil {
 		return fmt.Errorf("clear %s: %w", mv.To, err)
 	}
-	if err := src.StartCapture(ctx, r.ds, mv.ID, mv.Subjects); err != nil {
+	snap, err := src.StartCapture(ctx, r.ds, mv.ID, mv.Subjects)
+	if err != nil {
 		return fmt.Errorf("start capture at %s: %w", mv.From, err)
 	}
-	for _, t := range r.ds.Tables {
-		for _, s := range mv.Subjects {
-			n, err := r.bulk(ctx, dst, t, s)
-			lv.Bulk += n
-			if err != nil {
-				return err
-			}
-		}
+	defer snap.Close() // also when the run stops in the bulk copy
+	lv.Capture = snap.Capture()
+	r.m.cfg.Logger.Info("live copy", "move", mv.ID, "capture", lv.Capture, "from", mv.From, "to", mv.To)
+	err = r.bulkAll(ctx, snap, dst)
+	if cerr := snap.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close the snapshot at %s: %w", mv.From, cerr)
+	}
+	if err != nil {
+		return err
 	}
 	if err := r.liveRounds(ctx, src, dst, true); err != nil {
 		return err
@@ -159,9 +161,26 @@ func (r *run) liveCopy(ctx context.Context, src, dst domicile.LiveCopier) error 
 	return r.save(ctx)
 }
 
-// bulk copies a subject's rows of t page by page, each page read at the
-// source and written at the destination in short transactions of their own.
-func (r *run) bulk(ctx context.Context, dst domicile.LiveCopier, t *domicile.Table, subject string) (int64, error) {
+// bulkAll copies the subjects' rows of every table, reading in the
+// capture's snapshot.
+func (r *run) bulkAll(ctx context.Context, snap domicile.Snapshot, dst domicile.LiveCopier) error {
+	lv := r.mv.Receipt.Live
+	for _, t := range r.ds.Tables {
+		for _, s := range r.mv.Subjects {
+			n, err := r.bulk(ctx, snap, dst, t, s)
+			lv.Bulk += n
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// bulk copies a subject's rows of t page by page, each page read in the
+// capture's snapshot at the source and written at the destination in a
+// short transaction of its own.
+func (r *run) bulk(ctx context.Context, snap domicile.Snapshot, dst domicile.LiveCopier, t *domicile.Table, subject string) (int64, error) {
 	pk, err := keyColumns(t)
 	if err != nil {
 		return 0, err
@@ -177,7 +196,7 @@ func (r *run) bulk(ctx context.Context, dst domicile.LiveCopier, t *domicile.Tab
 		if err := r.m.throttle.wait(ctx, r.mv.From, r.src); err != nil {
 			return n, err
 		}
-		rows, err := r.src.FindRows(ctx, t, subject, domicile.RowQuery{After: after, Limit: livePage})
+		rows, err := snap.FindRows(ctx, t, subject, domicile.RowQuery{After: after, Limit: livePage})
 		if err != nil {
 			return n, fmt.Errorf("read %s at %s: %w", t.Name, r.mv.From, err)
 		}
@@ -355,31 +374,31 @@ type rowKey struct {
 
 // changesAfter reads every change recorded after seq and returns them
 // without repeats, in the order of their first change, and the last seq.
+// It reads them in one call: seq is always a number the move has recorded
+// (or 0), and a store may let go of the changes up to the one it is given
+// (a replication slot confirms them), so a later number, not yet recorded,
+// must never be passed.
 func (r *run) changesAfter(ctx context.Context, src domicile.LiveCopier, seq int64) ([]domicile.Change, int64, error) {
 	var out []domicile.Change
 	seen := make(map[rowKey]bool)
 	last := seq
-	for {
-		batch, err := src.ReadChanges(ctx, r.ds, r.mv.ID, last, 10000)
-		if err != nil {
-			return nil, 0, fmt.Errorf("read changes at %s: %w", r.mv.From, err)
-		}
-		for _, c := range batch {
-			k, err := encodeKey(c.Key)
-			if err != nil {
-				return nil, 0, err
-			}
-			rk := rowKey{c.Table, c.Subject, k}
-			if !seen[rk] {
-				seen[rk] = true
-				out = append(out, c)
-			}
-			last = c.Seq
-		}
-		if len(batch) < 10000 {
-			return out, last, nil
-		}
+	batch, err := src.ReadChanges(ctx, r.ds, r.mv.ID, seq, 0)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read changes at %s: %w", r.mv.From, err)
 	}
+	for _, c := range batch {
+		k, err := encodeKey(c.Key)
+		if err != nil {
+			return nil, 0, err
+		}
+		rk := rowKey{c.Table, c.Subject, k}
+		if !seen[rk] {
+			seen[rk] = true
+			out = append(out, c)
+		}
+		last = c.Seq
+	}
+	return out, last, nil
 }
 
 // applyChanges reads the changed rows at the source, writes or deletes them

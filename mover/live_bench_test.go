@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/domicile/domicile"
+	"github.com/domicile/domicile/internal/pgtest"
 	"github.com/domicile/domicile/mover"
+	"github.com/domicile/domicile/postgres"
 	"github.com/domicile/domicile/sqlite"
 )
 
@@ -44,12 +47,28 @@ func BenchmarkLargeSubjectMove(b *testing.B) {
 		liveRows int64
 	}{{"live", mover.DefaultLiveRows}, {"fenced", -1}} {
 		b.Run(mode.name, func(b *testing.B) {
-			benchLargeMove(b, mode.liveRows, 100_000)
+			benchLargeMove(b, "sqlite", mode.liveRows, 100_000)
 		})
 	}
 }
 
-func benchLargeMove(b *testing.B, liveRows int64, rows int) {
+// BenchmarkLargeSubjectMovePostgres is BenchmarkLargeSubjectMove between
+// two PostgreSQL stores (databases of the test cluster, which runs with
+// wal_level = logical), the changes captured by logical replication or by
+// triggers, in the same run:
+//
+//	go test -run '^$' -bench LargeSubjectMovePostgres -benchtime 5x ./mover/
+func BenchmarkLargeSubjectMovePostgres(b *testing.B) {
+	for _, engine := range []string{"postgres", "pgtrig"} {
+		b.Run(captureOf(engine), func(b *testing.B) {
+			benchLargeMove(b, engine, mover.DefaultLiveRows, 100_000)
+		})
+	}
+}
+
+// benchLargeMove runs the benchmark between two stores of engine ("sqlite",
+// or "postgres" or "pgtrig" as in newEnvOn).
+func benchLargeMove(b *testing.B, engine string, liveRows int64, rows int) {
 	ctx := context.Background()
 	dir := b.TempDir()
 	ctrl, err := sqlite.OpenControl(filepath.Join(dir, "control.db"), time.Now)
@@ -59,19 +78,40 @@ func benchLargeMove(b *testing.B, liveRows int64, rows int) {
 	defer ctrl.Close()
 	stores := map[string]domicile.Store{}
 	sq := map[string]*sqlite.Store{}
+	pg := map[string]*postgres.Store{}
 	for _, r := range []string{"a", "b"} {
-		s, err := sqlite.OpenStore(filepath.Join(dir, r+".db"), r)
+		if engine == "sqlite" {
+			s, err := sqlite.OpenStore(filepath.Join(dir, r+".db"), r)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			stores[r], sq[r] = s, s
+			continue
+		}
+		s, err := postgres.OpenStore(ctx, pgtest.NewDatabase(b), r)
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer s.Close()
-		stores[r], sq[r] = s, s
+		if engine == "pgtrig" {
+			if err := s.SetCapture(postgres.CaptureTriggers); err != nil {
+				b.Fatal(err)
+			}
+		}
+		stores[r], pg[r] = s, s
 	}
-	if _, err := sq["a"].DB().Exec(`CREATE TABLE posts (post_id INTEGER PRIMARY KEY, user_id TEXT NOT NULL, body TEXT, n INTEGER);
-		CREATE INDEX posts_user ON posts (user_id)`); err != nil {
+	ddl := `CREATE TABLE posts (post_id INTEGER PRIMARY KEY, user_id TEXT NOT NULL, body TEXT, n INTEGER);
+		CREATE INDEX posts_user ON posts (user_id)`
+	if engine == "sqlite" {
+		_, err = sq["a"].DB().Exec(ddl)
+	} else {
+		_, err = pg["a"].Pool().Exec(ctx, strings.ReplaceAll(ddl, "INTEGER", "bigint"))
+	}
+	if err != nil {
 		b.Fatal(err)
 	}
-	tb, err := sq["a"].DescribeTable(ctx, "posts")
+	tb, err := stores["a"].DescribeTable(ctx, "posts")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -102,18 +142,25 @@ func benchLargeMove(b *testing.B, liveRows int64, rows int) {
 			[]domicile.Placement{{Subject: id, Dataset: "social", Region: "a", Epoch: 1, State: domicile.Active}}); err != nil {
 			b.Fatal(err)
 		}
-		tx, err := sq["a"].DB().Begin()
-		if err != nil {
-			b.Fatal(err)
-		}
 		base := int64(i) * 10_000_000
-		for j := range rows {
-			if _, err := tx.Exec(`INSERT INTO posts VALUES (?, ?, ?, ?)`, base+int64(j), id, fmt.Sprintf("post %d of %s", j, id), j); err != nil {
+		if engine == "sqlite" {
+			tx, err := sq["a"].DB().Begin()
+			if err != nil {
 				b.Fatal(err)
 			}
-		}
-		if err := tx.Commit(); err != nil {
-			b.Fatal(err)
+			for j := range rows {
+				if _, err := tx.Exec(`INSERT INTO posts VALUES (?, ?, ?, ?)`, base+int64(j), id, fmt.Sprintf("post %d of %s", j, id), j); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := tx.Commit(); err != nil {
+				b.Fatal(err)
+			}
+		} else {
+			if _, err := pg["a"].Pool().Exec(ctx, `INSERT INTO posts SELECT $1 + g, $2, 'post ' || g || ' of ' || $2, g
+				FROM generate_series(0, $3 - 1) g`, base, id, rows); err != nil {
+				b.Fatal(err)
+			}
 		}
 		policy.mu.Lock()
 		policy.ids[id] = true

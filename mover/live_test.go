@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -43,8 +44,18 @@ type liveStore interface {
 }
 
 // engines are the pairs of engines (region a, region b) the live tests
-// run on.
-var engines = [][2]string{{"sqlite", "sqlite"}, {"postgres", "postgres"}, {"sqlite", "postgres"}}
+// run on. A PostgreSQL source captures by logical replication ("postgres":
+// the test clusters run with wal_level = logical) or by triggers
+// ("pgtrig").
+var engines = [][2]string{{"sqlite", "sqlite"}, {"postgres", "postgres"}, {"sqlite", "postgres"}, {"postgres", "sqlite"}, {"pgtrig", "postgres"}}
+
+// captureOf is how a live copy from a store of engine captures changes.
+func captureOf(engine string) string {
+	if engine == "postgres" {
+		return domicile.CaptureLogical
+	}
+	return domicile.CaptureTriggers
+}
 
 // onEngines runs test once per pair of engines, as a subtest.
 func onEngines(t *testing.T, test func(t *testing.T, engineA, engineB string)) {
@@ -174,6 +185,11 @@ func (m *liveModel) check(t *testing.T, e *env, region string) {
 				t.Errorf("%s: %s holds %d rows after the move", r, tbl, n)
 			}
 		}
+		if e.pg[r] != nil {
+			if left := e.query(t, r, `SELECT slot_name::text FROM pg_replication_slots WHERE database = current_database()`); len(left) != 0 {
+				t.Errorf("%s: replication slots left after the move: %v", r, left)
+			}
+		}
 	}
 }
 
@@ -264,7 +280,8 @@ func testLiveMoveWhileWriting(t *testing.T, engineA, engineB string) {
 		t.Fatalf("receipts %v %v", rs, err)
 	}
 	r := rs[0]
-	if r.Live == nil || r.Copy != domicile.CopyLive || r.Live.Bulk < 5000 || r.Live.Applied == 0 || !r.Live.Digested || !r.Live.Ended || r.Digest == "" || r.Subjects != 1 {
+	if r.Live == nil || r.Copy != domicile.CopyLive || r.Live.Bulk < 5000 || r.Live.Applied == 0 || !r.Live.Digested || !r.Live.Ended || r.Digest == "" || r.Subjects != 1 ||
+		r.Live.Capture != captureOf(engineA) {
 		t.Fatalf("receipt of a live move: %+v live %+v", r, r.Live)
 	}
 	var postRows int64
@@ -388,8 +405,13 @@ func testLiveMoveRollback(t *testing.T, engineA, engineB string) {
 	if id == "" {
 		t.Fatal("the live move never fenced")
 	}
-	if captured := postInt(t, e.query(t, "a", `SELECT count(*) FROM domicile_capture`)[0][0]); captured != 1 {
-		t.Fatalf("capture rows while the move is open: %d", captured)
+	// The capture is open: a slot, or the capture's row.
+	open := `SELECT count(*) FROM domicile_capture`
+	if captureOf(engineA) == domicile.CaptureLogical {
+		open = `SELECT count(*) FROM pg_replication_slots WHERE database = current_database()`
+	}
+	if captured := postInt(t, e.query(t, "a", open)[0][0]); captured != 1 {
+		t.Fatalf("captures while the move is open: %d", captured)
 	}
 	e.clock.Add(10 * time.Second)
 	res, err := e.liveMover("admin", nil).Abort(ctx, id, "test")
@@ -402,5 +424,39 @@ func testLiveMoveRollback(t *testing.T, engineA, engineB string) {
 	}
 	if err := model.write(ctx, e.stores["a"], posts, rng, 1_000_000, 1_003_000); err != nil {
 		t.Fatalf("source not writable after the rollback: %v", err)
+	}
+}
+
+// TestLiveLeftoverCaptureSwept leaves a replication slot at the source for
+// a move the control store does not know (as a process that crashed after
+// its move was finished by another might): verify reports it, and the
+// next migrate drops it.
+func TestLiveLeftoverCaptureSwept(t *testing.T) {
+	ctx := context.Background()
+	e, _, _ := newLiveEnv(t, 10, "postgres", "postgres")
+	snap, err := e.pg["a"].StartCapture(ctx, e.ds, "ghost", []string{liveSubject})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.Close()
+	if snap.Capture() != domicile.CaptureLogical {
+		t.Fatalf("capture %s", snap.Capture())
+	}
+	rep := e.verify(t)
+	found := false
+	for _, v := range rep.Violations {
+		found = found || v.Kind == "leftover_capture" && v.Region == "a" && strings.Contains(v.Message, "ghost")
+	}
+	if !found || rep.OK {
+		t.Fatalf("verify with a leftover slot: %+v", rep)
+	}
+	if _, err := e.liveMover("m", nil).Migrate(ctx, e.plan, mover.MigrateOptions{Batch: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if left := e.query(t, "a", `SELECT slot_name::text FROM pg_replication_slots WHERE database = current_database()`); len(left) != 0 {
+		t.Fatalf("slots after migrate: %v", left)
+	}
+	if rep := e.verify(t); !rep.OK {
+		t.Fatalf("verify after migrate: %+v", rep)
 	}
 }

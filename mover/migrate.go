@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -125,6 +126,15 @@ func (m *Mover) Migrate(ctx context.Context, plan func(context.Context) (*Plan, 
 	sum.Resolved = resolved
 	if err != nil {
 		return sum, err
+	}
+	// With the open moves resolved, a capture left by a move that is no
+	// longer running (a replication slot holding WAL) is dropped. A store
+	// out of reach is swept by a later run; its moves wait for it anyway.
+	if _, err := m.SweepCaptures(ctx); err != nil {
+		if ctx.Err() != nil {
+			return sum, err
+		}
+		m.cfg.Logger.Warn("sweeping leftover captures", "err", err)
 	}
 	var limiter *rate.Limiter
 	if opts.Rate > 0 {
@@ -457,6 +467,47 @@ func (m *Mover) Resolve(ctx context.Context) (int, error) {
 		case <-time.After(m.cfg.Lease / 4):
 		}
 	}
+}
+
+// SweepCaptures ends, in every store that keeps captures beyond the process
+// that started them (domicile.CaptureSweeper: PostgreSQL's replication
+// slots), the captures of moves that are finished, rolled back or unknown,
+// and returns them by region. A move that is open keeps its capture,
+// whoever runs it. A store that fails does not stop the others.
+func (m *Mover) SweepCaptures(ctx context.Context) (map[string][]string, error) {
+	live := func(ctx context.Context, ids []string) (map[string]bool, error) {
+		out := make(map[string]bool, len(ids))
+		for _, id := range ids {
+			mv, err := m.cfg.Control.FindMove(ctx, id)
+			if errors.Is(err, domicile.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			out[id] = slices.Contains(openStates, mv.State)
+		}
+		return out, nil
+	}
+	swept := make(map[string][]string)
+	regions := slices.Sorted(maps.Keys(m.cfg.Stores))
+	var errs []error
+	for _, region := range regions {
+		sw, ok := m.cfg.Stores[region].(domicile.CaptureSweeper)
+		if !ok {
+			continue
+		}
+		ids, err := sw.SweepCaptures(ctx, live)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("sweep captures in region %s: %w", region, err))
+			continue
+		}
+		if len(ids) > 0 {
+			m.cfg.Logger.Warn("dropped the captures of moves no longer running", "region", region, "moves", ids)
+			swept[region] = ids
+		}
+	}
+	return swept, errors.Join(errs...)
 }
 
 // ResolveExpired is one pass of Resolve that does not wait for live leases:

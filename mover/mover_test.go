@@ -92,7 +92,9 @@ CREATE INDEX posts_user ON posts (user_id);
 `
 
 // newEnvOn is newEnv with regions a and b on the engines named ("sqlite"
-// or "postgres", the latter in a fresh database each).
+// or "postgres", the latter in a fresh database each; "pgtrig" is
+// "postgres" capturing live copies by triggers rather than by logical
+// replication).
 func newEnvOn(t *testing.T, n int, engineA, engineB string) *env {
 	t.Helper()
 	ctx := context.Background()
@@ -114,10 +116,15 @@ func newEnvOn(t *testing.T, n int, engineA, engineB string) *env {
 			}
 			t.Cleanup(func() { s.Close() })
 			e.stores[r], e.sq[r] = s, s
-		case "postgres":
+		case "postgres", "pgtrig":
 			s, err := postgres.OpenStore(ctx, pgtest.NewDatabase(t), r)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if engine == "pgtrig" { // live copies captured by triggers
+				if err := s.SetCapture(postgres.CaptureTriggers); err != nil {
+					t.Fatal(err)
+				}
 			}
 			t.Cleanup(func() { s.Close() })
 			e.stores[r], e.pg[r] = s, s

@@ -22,8 +22,10 @@ type Store struct {
 	closeOnce sync.Once
 
 	mu       sync.Mutex
-	tables   map[string]*pgTable // table → its columns as the database declares them
-	datasets map[string]string   // table → dataset, as installed
+	capture  string                 // SetCapture's mode; "": CaptureAuto
+	streams  map[string]*slotStream // move → its open replication session (logical.go)
+	tables   map[string]*pgTable    // table → its columns as the database declares them
+	datasets map[string]string      // table → dataset, as installed
 }
 
 var _ domicile.Store = (*Store)(nil)
@@ -46,7 +48,18 @@ func (s *Store) Region() string { return s.region }
 
 // Close closes the store's connections. It is idempotent.
 func (s *Store) Close() error {
-	s.closeOnce.Do(s.pool.Close)
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		var ids []string
+		for id := range s.streams {
+			ids = append(ids, id)
+		}
+		s.mu.Unlock()
+		for _, id := range ids {
+			s.closeStream(id)
+		}
+		s.pool.Close()
+	})
 	return nil
 }
 
@@ -123,6 +136,7 @@ type pgTable struct {
 	columns []pgColumn
 	pk      []string
 	refs    []string
+	seqs    map[string]string // column → the sequence it is filled from (see sequence.go)
 }
 
 // pgColumn is a column as the database declares it.
@@ -191,6 +205,9 @@ func readTable(ctx context.Context, q querier, name string) (*pgTable, error) {
 	}
 	if t.refs, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 		return nil, fmt.Errorf("describe %s: foreign keys: %w", name, err)
+	}
+	if t.seqs, err = sequences(ctx, q, name); err != nil {
+		return nil, fmt.Errorf("describe %s: %w", name, err)
 	}
 	return t, nil
 }

@@ -164,6 +164,9 @@ func (s *Store) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subject
 				}
 				return fmt.Errorf("copy into %s: %w", p.t.Name, err)
 			}
+			if err := advanceSequences(ctx, tx, p.t.Name, p.decl.seqs, p.rows.Columns, p.rows.Rows); err != nil {
+				return err
+			}
 		}
 		// The rows of a path table must reach the batch's subjects.
 		for _, p := range plans {

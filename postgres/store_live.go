@@ -14,10 +14,10 @@ import (
 var _ domicile.LiveCopier = (*Store)(nil)
 
 // liveTables returns the dataset's tables described, with their
-// declarations, or ErrNotSupported if a table's changes are not captured
-// here: it reaches its subject through a path, or the store's installation
-// predates capture (see capture.go).
-func (s *Store) liveTables(ctx context.Context, ds *domicile.Dataset) ([]*domicile.Table, []*pgTable, error) {
+// declarations, or ErrNotSupported if a table's changes cannot be captured
+// here: it reaches its subject through a path, or (with triggers) the
+// store's installation predates capture (see capture.go).
+func (s *Store) liveTables(ctx context.Context, ds *domicile.Dataset, triggers bool) ([]*domicile.Table, []*pgTable, error) {
 	for _, t := range ds.Tables {
 		if t.Via != nil {
 			return nil, nil, fmt.Errorf("live copy of dataset %s: table %s reaches its subject through a path: %w", ds.Name, t.Name, domicile.ErrNotSupported)
@@ -27,7 +27,13 @@ func (s *Store) liveTables(ctx context.Context, ds *domicile.Dataset) ([]*domici
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, t := range tables {
+	for i, t := range tables {
+		if len(decls[i].pk) == 0 {
+			return nil, nil, fmt.Errorf("live copy of %s in region %s: no primary key: %w", t.Name, s.region, domicile.ErrNotSupported)
+		}
+		if !triggers {
+			continue
+		}
 		var ok bool
 		err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2)`,
 			quoteIdent(t.Name), captureNames(t.Name)[0]).Scan(&ok)
@@ -41,26 +47,54 @@ func (s *Store) liveTables(ctx context.Context, ds *domicile.Dataset) ([]*domici
 	return tables, decls, nil
 }
 
-// StartCapture begins recording the changes to the subjects' rows: from the
-// commit of its transaction on, every write of theirs also records its key
-// in domicile_changes, in the write's transaction.
+// StartCapture begins recording the changes to the subjects' rows, by
+// logical replication where the store's capture mode and the cluster allow
+// it (see logical.go), else with triggers: from the commit of its
+// transaction on, every write of theirs also records its key in
+// domicile_changes, in the write's transaction. An earlier capture under
+// moveID, of either kind, is ended first.
 //
-// A write whose transaction began before and commits after would escape
-// the capture if its trigger had looked before the commit. So the
-// transaction also updates the subjects' ownership rows, which every write
-// locks FOR SHARE in its guard trigger: the update waits for the writes in
-// flight to end, and a write that comes after waits for the commit and then
-// finds the capture (READ COMMITTED: the capture trigger's query takes a
-// new snapshot), or, in a REPEATABLE READ or SERIALIZABLE transaction that
-// took its snapshot before, fails with a serialization error.
-func (s *Store) StartCapture(ctx context.Context, ds *domicile.Dataset, moveID string, subjects []string) error {
+// With triggers, a write whose transaction began before and commits after
+// would escape the capture if its trigger had looked before the commit. So
+// the transaction also updates the subjects' ownership rows, which every
+// write locks FOR SHARE in its guard trigger: the update waits for the
+// writes in flight to end, and a write that comes after waits for the
+// commit and then finds the capture (READ COMMITTED: the capture trigger's
+// query takes a new snapshot), or, in a REPEATABLE READ or SERIALIZABLE
+// transaction that took its snapshot before, fails with a serialization
+// error.
+func (s *Store) StartCapture(ctx context.Context, ds *domicile.Dataset, moveID string, subjects []string) (domicile.Snapshot, error) {
 	if moveID == "" {
-		return domicile.Errorf(domicile.CodeInvalid, "a capture needs a move id")
+		return nil, domicile.Errorf(domicile.CodeInvalid, "a capture needs a move id")
 	}
-	if _, _, err := s.liveTables(ctx, ds); err != nil {
-		return err
+	mode := s.captureMode()
+	tables, _, err := s.liveTables(ctx, ds, mode == CaptureTriggers)
+	if err != nil {
+		return nil, err
 	}
-	err := s.update(ctx, func(tx pgx.Tx) error {
+	if err := s.EndCapture(ctx, ds, moveID); err != nil {
+		return nil, err
+	}
+	if mode != CaptureTriggers {
+		why, err := s.logicalUnavailable(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if why == "" {
+			snap, err := s.startLogical(ctx, ds, tables, moveID, subjects)
+			if err != nil {
+				return nil, fmt.Errorf("start capture of %d subjects of %s in region %s: %w", len(subjects), ds.Name, s.region, err)
+			}
+			return snap, nil
+		}
+		if mode == CaptureLogical {
+			return nil, fmt.Errorf("capture by logical replication in region %s: %s: %w", s.region, why, domicile.ErrNotSupported)
+		}
+		if _, _, err := s.liveTables(ctx, ds, true); err != nil {
+			return nil, err
+		}
+	}
+	err = s.update(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO domicile_capture (subject, dataset, move_id)
 			SELECT unnest($1::text[]), $2, $3 ON CONFLICT DO NOTHING`, subjects, ds.Name, moveID); err != nil {
 			return err
@@ -69,16 +103,31 @@ func (s *Store) StartCapture(ctx context.Context, ds *domicile.Dataset, moveID s
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("start capture of %d subjects of %s in region %s: %w", len(subjects), ds.Name, s.region, err)
+		return nil, fmt.Errorf("start capture of %d subjects of %s in region %s: %w", len(subjects), ds.Name, s.region, err)
 	}
-	return nil
+	return domicile.CurrentRows(s), nil
 }
 
 // ReadChanges returns the changes recorded under moveID after the sequence
 // number after, in the order of their numbers, which is the order their
-// transactions committed in (see captureLock).
+// transactions committed in: with triggers, see captureLock; by logical
+// replication, the commit LSNs (see logical.go). limit 0 is no limit.
 func (s *Store) ReadChanges(ctx context.Context, ds *domicile.Dataset, moveID string, after int64, limit int) ([]domicile.Change, error) {
-	tables, decls, err := s.liveTables(ctx, ds)
+	if _, _, err := s.liveTables(ctx, ds, false); err != nil {
+		return nil, err
+	}
+	rec, err := s.findSlot(ctx, moveID)
+	if err != nil {
+		return nil, fmt.Errorf("read changes in region %s: %w", s.region, err)
+	}
+	if rec != nil {
+		out, err := s.readSlot(ctx, ds, moveID, rec, after, limit)
+		if err != nil {
+			return nil, fmt.Errorf("read changes in region %s: %w", s.region, err)
+		}
+		return out, nil
+	}
+	tables, decls, err := s.liveTables(ctx, ds, true)
 	if err != nil {
 		return nil, err
 	}
@@ -86,11 +135,12 @@ func (s *Store) ReadChanges(ctx context.Context, ds *domicile.Dataset, moveID st
 	for i, t := range tables {
 		index[t.Name] = i
 	}
-	if limit <= 0 {
-		limit = 10000
+	var lim *int
+	if limit > 0 {
+		lim = &limit
 	}
 	rows, err := s.pool.Query(ctx, `SELECT seq, tbl, subject, key FROM domicile_changes
-		WHERE move_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, moveID, after, limit)
+		WHERE move_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, moveID, after, lim)
 	if err != nil {
 		return nil, fmt.Errorf("read changes in region %s: %w", s.region, s.reachable(err))
 	}
@@ -149,8 +199,12 @@ func decodeKey(decl *pgTable, pk []string, text []string) ([]any, error) {
 	return out, nil
 }
 
-// EndCapture stops recording under moveID and deletes its records.
+// EndCapture stops recording under moveID and deletes its records: drops
+// its replication slot, if it has one, and its trigger records.
 func (s *Store) EndCapture(ctx context.Context, ds *domicile.Dataset, moveID string) error {
+	if err := s.dropSlot(ctx, slotName(moveID)); err != nil {
+		return fmt.Errorf("end capture of move %s in region %s: %w", moveID, s.region, err)
+	}
 	err := s.update(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM domicile_capture WHERE move_id = $1 AND dataset = $2`, moveID, ds.Name); err != nil {
 			return err
@@ -273,6 +327,7 @@ func (s *Store) ApplyRows(ctx context.Context, ds *domicile.Dataset, moveID stri
 		insert bool
 	}
 	var stmts []stmt
+	written := make(map[string][][]any) // table → rows inserted, for their sequences
 	for _, c := range changes {
 		i, ok := index[c.Table]
 		if !ok {
@@ -310,6 +365,7 @@ func (s *Store) ApplyRows(ctx context.Context, ds *domicile.Dataset, moveID stri
 			}
 		}
 		b.Queue("INSERT INTO "+quoteIdent(t.Name)+" ("+strings.Join(quoted, ", ")+") VALUES ("+strings.Join(marks, ", ")+")", vals...)
+		written[t.Name] = append(written[t.Name], c.Row)
 		stmts = append(stmts, stmt{table: t.Name, insert: true})
 	}
 	if len(changes) == 0 {
@@ -335,7 +391,17 @@ func (s *Store) ApplyRows(ctx context.Context, ds *domicile.Dataset, moveID stri
 				return fmt.Errorf("write %s: %w", st.table, err)
 			}
 		}
-		return br.Close()
+		if err := br.Close(); err != nil {
+			return err
+		}
+		for i, t := range tables {
+			if rows := written[t.Name]; len(rows) > 0 {
+				if err := advanceSequences(ctx, tx, t.Name, decls[i].seqs, t.ColumnNames(), rows); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("apply %d rows of %s in region %s: %w", len(changes), ds.Name, s.region, err)

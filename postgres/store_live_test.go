@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/domicile/domicile"
 	"github.com/jackc/pgx/v5"
@@ -28,14 +29,46 @@ func rowsOf(t *testing.T, s *Store, ds *domicile.Dataset, subject string) [][]an
 	return b.Tables[0].Rows
 }
 
+// captureModes are the captures the live tests run with.
+var captureModes = []string{CaptureTriggers, CaptureLogical}
+
+// onCaptures runs test once per capture mode, as a subtest, on a store
+// set to it.
+func onCaptures(t *testing.T, test func(t *testing.T, mode string)) {
+	for _, mode := range captureModes {
+		t.Run(mode, func(t *testing.T) { test(t, mode) })
+	}
+}
+
+// slots returns the names of the replication slots of s's database.
+func slots(t *testing.T, s *Store) []string {
+	t.Helper()
+	rows, err := s.Pool().Query(context.Background(), `SELECT slot_name::text FROM pg_replication_slots WHERE database = current_database() ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
 // TestCaptureRecordsKeys writes from a session whose settings differ from
 // the store's, and checks that the capture records exactly the keys of
 // the captured subject's changed rows, in order, as ReadSubjects reads
 // them, that ReadKeys reads the rows as ReadSubjects does, and that
-// EndCapture leaves nothing.
-func TestCaptureRecordsKeys(t *testing.T) {
+// EndCapture leaves nothing (no records, no slot). By logical replication,
+// an update of another subject's row that leaves its key alone carries no
+// old subject, and is recorded under the captured subject too.
+func TestCaptureRecordsKeys(t *testing.T) { onCaptures(t, testCaptureRecordsKeys) }
+
+func testCaptureRecordsKeys(t *testing.T, mode string) {
 	ctx := context.Background()
 	s, ds, app := triggerStore(t, liveTable)
+	if err := s.SetCapture(mode); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.SetOwnership(ctx, []domicile.Ownership{{Subject: "o2", Dataset: "ds", State: domicile.Owned}}); err != nil {
 		t.Fatal(err)
 	}
@@ -49,11 +82,18 @@ func TestCaptureRecordsKeys(t *testing.T) {
 	if _, err := app.Exec(ctx, ins, 1, "o"); err != nil { // before the capture: not recorded
 		t.Fatal(err)
 	}
-	if err := s.StartCapture(ctx, ds, "mv", []string{"o"}); err != nil {
+	if snap, err := s.StartCapture(ctx, ds, "mv", []string{"o"}); err != nil || snap.Capture() != mode {
+		t.Fatalf("start capture: %v %v", snap, err)
+	} else {
+		snap.Close()
+	}
+	snap, err := s.StartCapture(ctx, ds, "mv", []string{"o"}) // again: harmless
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.StartCapture(ctx, ds, "mv", []string{"o"}); err != nil { // again: harmless
-		t.Fatal(err)
+	// The snapshot sees the row written before, and nothing after.
+	if rows, err := snap.FindRows(ctx, ds.Tables[0], "o", domicile.RowQuery{}); err != nil || len(rows) != 1 {
+		t.Fatalf("snapshot rows before the writes: %v %v", rows, err)
 	}
 	for _, q := range []string{
 		`INSERT INTO t VALUES (2, '2026-03-04 05:06:07.25+02', 0.1, '\x00ff'::bytea, false, 'o', 'v')`,
@@ -68,18 +108,28 @@ func TestCaptureRecordsKeys(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
+	if rows, err := snap.FindRows(ctx, ds.Tables[0], "o", domicile.RowQuery{}); mode == CaptureLogical && (err != nil || len(rows) != 1) {
+		t.Fatalf("snapshot rows after the writes: %v %v", rows, err)
+	}
+	snap.Close()
 	changes, err := s.ReadChanges(ctx, ds, "mv", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var ids []any
 	for i, c := range changes {
-		if c.Table != "t" || c.Subject != "o" || len(c.Key) != 5 || (i > 0 && c.Seq <= changes[i-1].Seq) {
+		// By logical replication the changes of one transaction share
+		// its commit LSN.
+		if c.Table != "t" || c.Subject != "o" || len(c.Key) != 5 || (i > 0 && (c.Seq < changes[i-1].Seq || mode == CaptureTriggers && c.Seq == changes[i-1].Seq)) {
 			t.Fatalf("change %d: %+v", i, c)
 		}
 		ids = append(ids, c.Key[0])
 	}
-	if want := []any{int64(2), int64(1), int64(2), int64(4), int64(1), int64(5)}; !reflect.DeepEqual(ids, want) {
+	want := []any{int64(2), int64(1), int64(2), int64(4), int64(1), int64(5)}
+	if mode == CaptureLogical {
+		want = []any{int64(2), int64(1), int64(2), int64(4), int64(1), int64(3), int64(5)}
+	}
+	if !reflect.DeepEqual(ids, want) {
 		t.Fatalf("changed ids %v, want %v", ids, want)
 	}
 	// Each key is the key of the row as ReadSubjects reads it.
@@ -121,6 +171,9 @@ func TestCaptureRecordsKeys(t *testing.T) {
 	if more, err := s.ReadChanges(ctx, ds, "mv", changes[3].Seq, 1); err != nil || len(more) != 1 || more[0].Seq != changes[4].Seq {
 		t.Fatalf("changes after %d: %+v %v", changes[3].Seq, more, err)
 	}
+	if mode == CaptureLogical && len(slots(t, s)) != 1 {
+		t.Fatalf("slots while capturing: %v", slots(t, s))
+	}
 	if err := s.EndCapture(ctx, ds, "mv"); err != nil {
 		t.Fatal(err)
 	}
@@ -135,6 +188,9 @@ func TestCaptureRecordsKeys(t *testing.T) {
 		if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM `+tbl).Scan(&n); err != nil || n != 0 {
 			t.Fatalf("%s holds %d rows after EndCapture (%v)", tbl, n, err)
 		}
+	}
+	if left := slots(t, s); len(left) != 0 {
+		t.Fatalf("slots after EndCapture: %v", left)
 	}
 	// A missing capture trigger is a problem of the installation.
 	if _, err := s.Pool().Exec(ctx, `DROP TRIGGER `+quoteIdent(captureNames("t")[1])+` ON t`); err != nil {
@@ -200,9 +256,14 @@ func TestApplyRowsPrecondition(t *testing.T) {
 // follows the changes as the mover does, asking only for those after the
 // last it saw. The reader must see every change: none may become visible
 // below a number already passed.
-func TestCaptureOrderUnderConcurrency(t *testing.T) {
+func TestCaptureOrderUnderConcurrency(t *testing.T) { onCaptures(t, testCaptureOrderUnderConcurrency) }
+
+func testCaptureOrderUnderConcurrency(t *testing.T, mode string) {
 	ctx := context.Background()
 	s, ds, _ := triggerStore(t, "")
+	if err := s.SetCapture(mode); err != nil {
+		t.Fatal(err)
+	}
 	var owners []domicile.Ownership
 	var subjects []string
 	const writers, perWriter = 8, 60
@@ -214,9 +275,11 @@ func TestCaptureOrderUnderConcurrency(t *testing.T) {
 	if err := s.SetOwnership(ctx, owners); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.StartCapture(ctx, ds, "mv", subjects); err != nil {
+	snap, err := s.StartCapture(ctx, ds, "mv", subjects)
+	if err != nil {
 		t.Fatal(err)
 	}
+	snap.Close()
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
 	done := make(chan struct{})
@@ -241,6 +304,7 @@ func TestCaptureOrderUnderConcurrency(t *testing.T) {
 	}
 	go func() { wg.Wait(); close(done) }()
 	seen := map[int64]bool{}
+	keys := map[int64]int{}
 	var last int64
 	follow := func() {
 		changes, err := s.ReadChanges(ctx, ds, "mv", last, 0)
@@ -248,7 +312,11 @@ func TestCaptureOrderUnderConcurrency(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, c := range changes {
+			if c.Seq < last {
+				t.Fatalf("change %d after %d", c.Seq, last)
+			}
 			seen[c.Seq] = true
+			keys[c.Key[0].(int64)]++
 			last = c.Seq
 		}
 	}
@@ -264,6 +332,18 @@ func TestCaptureOrderUnderConcurrency(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+	if mode == CaptureLogical {
+		// Every insert exactly once: none missed, none read twice.
+		if len(keys) != writers*perWriter {
+			t.Fatalf("the reader saw %d of %d inserted rows", len(keys), writers*perWriter)
+		}
+		for k, n := range keys {
+			if n != 1 {
+				t.Fatalf("row %d read %d times", k, n)
+			}
+		}
+		return
 	}
 	rows, err := s.Pool().Query(ctx, `SELECT seq FROM domicile_changes WHERE move_id = 'mv'`)
 	if err != nil {
@@ -308,7 +388,7 @@ func TestLiveNotSupportedForPaths(t *testing.T) {
 	if problems, err := s.CheckInstall(ctx, []*domicile.Dataset{ds}); err != nil || len(problems) != 0 {
 		t.Fatalf("check install: %v %v", problems, err)
 	}
-	if err := s.StartCapture(ctx, ds, "mv", []string{"o"}); !errors.Is(err, domicile.ErrNotSupported) {
+	if _, err := s.StartCapture(ctx, ds, "mv", []string{"o"}); !errors.Is(err, domicile.ErrNotSupported) {
 		t.Fatalf("start capture of a dataset with a path table: %v", err)
 	}
 	if _, err := s.ReadChanges(ctx, ds, "mv", 0, 0); !errors.Is(err, domicile.ErrNotSupported) {
@@ -317,5 +397,291 @@ func TestLiveNotSupportedForPaths(t *testing.T) {
 	var n int
 	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_trigger WHERE tgrelid = 'c'::regclass AND tgname LIKE '%cap%'`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("capture triggers on the path table: %d %v", n, err)
+	}
+}
+
+// TestSequencesAdvancedPastCopiedKeys writes copied rows with ApplyRows
+// (a live copy) and WriteSubjects (a fenced copy) into tables whose key
+// comes from a sequence, and checks that the next number the table hands
+// out is above every copied key, for serial and identity columns.
+func TestSequencesAdvancedPastCopiedKeys(t *testing.T) {
+	for name, ddl := range map[string]string{
+		"serial":   `CREATE TABLE t (id bigserial PRIMARY KEY, user_id text NOT NULL, v text)`,
+		"identity": `CREATE TABLE t (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, user_id text NOT NULL, v text)`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			s, ds, _ := triggerStore(t, ddl)
+			next := func() int64 {
+				t.Helper()
+				var id int64
+				if err := s.Pool().QueryRow(ctx, `INSERT INTO t (user_id, v) VALUES ('o', 'new') RETURNING id`).Scan(&id); err != nil {
+					t.Fatal(err)
+				}
+				return id
+			}
+			if id := next(); id != 1 {
+				t.Fatalf("first id %d", id)
+			}
+			if err := s.ApplyRows(ctx, ds, "m", []domicile.RowChange{
+				{Table: "t", Subject: "i", Key: []any{int64(500)}, Row: []any{int64(500), "i", "copied"}},
+				{Table: "t", Subject: "i", Key: []any{int64(20)}, Row: []any{int64(20), "i", "copied"}},
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if id := next(); id <= 500 {
+				t.Fatalf("id %d handed out after a live copy wrote 500", id)
+			}
+			b := &domicile.Batch{MoveID: "m", Tables: []domicile.TableRows{{Table: "t", Columns: []string{"id", "user_id", "v"},
+				Rows: [][]any{{int64(900), "i", "copied"}, {int64(30), "i", "copied"}}}}}
+			if err := s.WriteSubjects(ctx, ds, []string{"i"}, b); err != nil {
+				t.Fatal(err)
+			}
+			if id := next(); id <= 900 {
+				t.Fatalf("id %d handed out after a copy wrote 900", id)
+			}
+			// Lower keys leave the sequence where it is.
+			before := next()
+			if err := s.ApplyRows(ctx, ds, "m", []domicile.RowChange{{Table: "t", Subject: "i", Key: []any{int64(40)}, Row: []any{int64(40), "i", "copied"}}}); err != nil {
+				t.Fatal(err)
+			}
+			if id := next(); id <= before || id > before+2 {
+				t.Fatalf("id %d after %d and a copy of a lower key", id, before)
+			}
+		})
+	}
+}
+
+// TestSweepCaptures starts captures by logical replication for two moves,
+// one of them still running, and checks that a sweep drops the slot of the
+// other and keeps the running one's, and that the running one's slot is
+// the same after its move starts its capture again.
+func TestSweepCaptures(t *testing.T) {
+	ctx := context.Background()
+	s, ds, _ := triggerStore(t, "")
+	if err := s.SetCapture(CaptureLogical); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"running", "gone", "running"} {
+		snap, err := s.StartCapture(ctx, ds, id, []string{"o"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap.Close()
+	}
+	if got := slots(t, s); len(got) != 2 || !slices.Contains(got, slotName("running")) {
+		t.Fatalf("slots %v", got)
+	}
+	ids, err := s.ListCaptures(ctx)
+	if err != nil || len(ids) != 2 {
+		t.Fatalf("list captures: %v %v", ids, err)
+	}
+	var asked []string
+	dropped, err := s.SweepCaptures(ctx, func(_ context.Context, ids []string) (map[string]bool, error) {
+		asked = ids
+		return map[string]bool{"running": true}, nil
+	})
+	slices.Sort(asked)
+	if err != nil || !reflect.DeepEqual(dropped, []string{"gone"}) || !reflect.DeepEqual(asked, []string{"gone", "running"}) {
+		t.Fatalf("sweep: dropped %v, asked %v, %v", dropped, asked, err)
+	}
+	if got := slots(t, s); !reflect.DeepEqual(got, []string{slotName("running")}) {
+		t.Fatalf("slots after the sweep: %v", got)
+	}
+	if err := s.EndCapture(ctx, ds, "running"); err != nil {
+		t.Fatal(err)
+	}
+	if got := slots(t, s); len(got) != 0 {
+		t.Fatalf("slots after EndCapture: %v", got)
+	}
+	var n int
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM domicile_settings WHERE key LIKE 'slot:%'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("slot records left: %d %v", n, err)
+	}
+}
+
+// TestCaptureFallsBack checks that a store whose cluster does not allow
+// logical replication (here: a role without the REPLICATION attribute)
+// captures by triggers in auto mode, and refuses in logical mode.
+func TestCaptureFallsBack(t *testing.T) {
+	ctx := context.Background()
+	s, ds, _ := triggerStore(t, "")
+	role := fmt.Sprintf("plain_%d", time.Now().UnixNano())
+	if _, err := s.Pool().Exec(ctx, `CREATE ROLE `+role+` LOGIN NOREPLICATION NOSUPERUSER;
+		GRANT ALL ON ALL TABLES IN SCHEMA public TO `+role+`; GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO `+role+`;
+		GRANT ALL ON SCHEMA public TO `+role); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.Pool().Exec(context.Background(), `DROP OWNED BY `+role+`; DROP ROLE `+role)
+	})
+	cfg := s.Pool().Config().ConnConfig
+	url := fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", role, cfg.Host, cfg.Port, cfg.Database)
+	plain, err := OpenStore(ctx, url, "us-east")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	snap, err := plain.StartCapture(ctx, ds, "mv", []string{"o"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.Close()
+	if snap.Capture() != domicile.CaptureTriggers {
+		t.Fatalf("auto capture without the replication privilege: %s", snap.Capture())
+	}
+	if err := plain.EndCapture(ctx, ds, "mv"); err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.SetCapture(CaptureLogical); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.StartCapture(ctx, ds, "mv", []string{"o"}); !errors.Is(err, domicile.ErrNotSupported) {
+		t.Fatalf("logical capture without the replication privilege: %v", err)
+	}
+}
+
+// TestSlotSnapshotPartition inserts rows of a captured subject without
+// pause while its capture by logical replication starts, and checks that
+// every row is either in the snapshot the slot exported or among the
+// changes, never in both, never in neither. A snapshot taken just before
+// the slot (as a bulk copy that did not read in the slot's snapshot might
+// take) loses a row written between the two: it is in neither.
+func TestSlotSnapshotPartition(t *testing.T) {
+	ctx := context.Background()
+	s, ds, app := triggerStore(t, "")
+	if err := s.SetCapture(CaptureLogical); err != nil {
+		t.Fatal(err)
+	}
+	pre, err := s.Pool().BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pre.Rollback(ctx)
+	if _, err := pre.Exec(ctx, `SELECT count(*) FROM t`); err != nil { // the snapshot is taken
+		t.Fatal(err)
+	}
+	if _, err := app.Exec(ctx, `INSERT INTO t VALUES (1, 'o', 'between')`); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan []int64)
+	go func() {
+		var acked []int64
+		for id := int64(100); ; id++ {
+			select {
+			case <-stop:
+				done <- acked
+				return
+			default:
+			}
+			if _, err := s.Pool().Exec(ctx, `INSERT INTO t VALUES ($1, 'o', 'w')`, id); err != nil {
+				t.Error(err)
+				done <- acked
+				return
+			}
+			acked = append(acked, id)
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	snap, err := s.StartCapture(ctx, ds, "mv", []string{"o"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	acked := append(<-done, 1)
+	inSnap := map[int64]bool{}
+	var after []any
+	for {
+		rows, err := snap.FindRows(ctx, ds.Tables[0], "o", domicile.RowQuery{After: after, Limit: 500})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			inSnap[r[0].(int64)] = true
+		}
+		if len(rows) < 500 {
+			break
+		}
+		after = rows[len(rows)-1][:1]
+	}
+	changes, err := s.ReadChanges(ctx, ds, "mv", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inChanges := map[int64]bool{}
+	for _, c := range changes {
+		inChanges[c.Key[0].(int64)] = true
+	}
+	if len(inSnap) < 2 || len(inChanges) == 0 {
+		t.Fatalf("the capture began before or after every write: %d in the snapshot, %d changed", len(inSnap), len(inChanges))
+	}
+	for _, id := range acked {
+		if inSnap[id] == inChanges[id] {
+			t.Fatalf("row %d: in the snapshot %v, among the changes %v", id, inSnap[id], inChanges[id])
+		}
+	}
+	var n int
+	if err := pre.QueryRow(ctx, `SELECT count(*) FROM t WHERE id = 1`).Scan(&n); err != nil || n != 0 || inChanges[1] {
+		t.Fatalf("a snapshot before the slot: row 1 seen %d times (%v), among the changes %v", n, err, inChanges[1])
+	}
+	if err := s.EndCapture(ctx, ds, "mv"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSlotTakenOver has a second store on the same database (as another
+// process resuming a move whose runner lost its lease, its replication
+// session still open) read the move's changes: it ends the first one's
+// session and reads every change not yet confirmed; the first store, read
+// again, takes the slot back; EndCapture from the second drops the slot.
+func TestSlotTakenOver(t *testing.T) {
+	ctx := context.Background()
+	s1, ds, app := triggerStore(t, "")
+	cfg := s1.Pool().Config().ConnConfig
+	s2, err := OpenStore(ctx, fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, cfg.Database), "us-east")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	snap, err := s1.StartCapture(ctx, ds, "mv", []string{"o"})
+	if err != nil || snap.Capture() != domicile.CaptureLogical {
+		t.Fatalf("start: %v %v", snap, err)
+	}
+	snap.Close()
+	insert := func(id int) {
+		if _, err := app.Exec(ctx, `INSERT INTO t VALUES ($1, 'o', 'v')`, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := func(cs []domicile.Change) []int64 {
+		var out []int64
+		for _, c := range cs {
+			out = append(out, c.Key[0].(int64))
+		}
+		return out
+	}
+	insert(1)
+	first, err := s1.ReadChanges(ctx, ds, "mv", 0, 0)
+	if err != nil || !reflect.DeepEqual(ids(first), []int64{1}) {
+		t.Fatalf("first read: %v %v", first, err)
+	}
+	insert(2)
+	got, err := s2.ReadChanges(ctx, ds, "mv", 0, 0) // s1's session is still open
+	if err != nil || !reflect.DeepEqual(ids(got), []int64{1, 2}) {
+		t.Fatalf("read by the second store: %v %v", got, err)
+	}
+	insert(3)
+	got, err = s1.ReadChanges(ctx, ds, "mv", got[0].Seq, 0) // its session was ended: a new one
+	if err != nil || !reflect.DeepEqual(ids(got), []int64{2, 3}) {
+		t.Fatalf("read by the first store again: %v %v", got, err)
+	}
+	if err := s2.EndCapture(ctx, ds, "mv"); err != nil {
+		t.Fatal(err)
+	}
+	if left := slots(t, s1); len(left) != 0 {
+		t.Fatalf("slots after EndCapture: %v", left)
 	}
 }

@@ -121,26 +121,47 @@ func (s *Store) PutRow(ctx context.Context, t *domicile.Table, subject string, c
 // FindRows returns a subject's rows of a table in primary-key order, after
 // checking on the same snapshot that the store holds the subject.
 func (s *Store) FindRows(ctx context.Context, t *domicile.Table, subject string, q domicile.RowQuery) ([][]any, error) {
-	t, pt, err := s.described(ctx, t)
+	t, query, args, err := s.rowsQuery(ctx, t, subject, q)
 	if err != nil {
 		return nil, err
+	}
+	var out [][]any
+	err = s.view(ctx, func(tx pgx.Tx) error {
+		ds, err := s.datasetOf(ctx, tx, t.Name)
+		if err != nil {
+			return err
+		}
+		if err := s.checkRead(ctx, tx, ds, subject); err != nil {
+			return err
+		}
+		out, err = queryRows(ctx, tx, query, args, nil)
+		return err
+	})
+	return out, err
+}
+
+// rowsQuery returns the query of FindRows and its arguments.
+func (s *Store) rowsQuery(ctx context.Context, t *domicile.Table, subject string, q domicile.RowQuery) (*domicile.Table, string, []any, error) {
+	t, pt, err := s.described(ctx, t)
+	if err != nil {
+		return nil, "", nil, err
 	}
 	limit := q.Limit
 	switch {
 	case limit < 0:
-		return nil, domicile.Errorf(domicile.CodeInvalid, "limit %d is negative", limit)
+		return nil, "", nil, domicile.Errorf(domicile.CodeInvalid, "limit %d is negative", limit)
 	case limit == 0:
 		limit = defaultLimit
 	case limit > maxLimit:
 		limit = maxLimit
 	}
 	if q.After != nil && len(q.After) != len(t.PrimaryKey) {
-		return nil, domicile.Errorf(domicile.CodeInvalid, "after needs %d key values", len(t.PrimaryKey))
+		return nil, "", nil, domicile.Errorf(domicile.CodeInvalid, "after needs %d key values", len(t.PrimaryKey))
 	}
 	filters := make([]string, 0, len(q.Filter))
 	for c := range q.Filter {
 		if !slices.Contains(t.PrimaryKey, c) {
-			return nil, domicile.Errorf(domicile.CodeInvalid, "filter on %q: only primary-key columns can be filtered", c)
+			return nil, "", nil, domicile.Errorf(domicile.CodeInvalid, "filter on %q: only primary-key columns can be filtered", c)
 		}
 		filters = append(filters, c)
 	}
@@ -148,7 +169,7 @@ func (s *Store) FindRows(ctx context.Context, t *domicile.Table, subject string,
 
 	cond, err := s.subjectWhere(ctx, t, 1, false)
 	if err != nil {
-		return nil, err
+		return nil, "", nil, err
 	}
 	var b strings.Builder
 	b.WriteString("SELECT " + selectList(pt, t.ColumnNames()) + " FROM " + quoteIdent(t.Name) + " WHERE " + cond)
@@ -164,7 +185,7 @@ func (s *Store) FindRows(ctx context.Context, t *domicile.Table, subject string,
 	for _, c := range filters {
 		p, err := bind(c, q.Filter[c])
 		if err != nil {
-			return nil, err
+			return nil, "", nil, err
 		}
 		b.WriteString(" AND " + quoteIdent(c) + " = " + p)
 	}
@@ -176,26 +197,14 @@ func (s *Store) FindRows(ctx context.Context, t *domicile.Table, subject string,
 		ps := make([]string, len(q.After))
 		for i, v := range q.After {
 			if ps[i], err = bind(t.PrimaryKey[i], v); err != nil {
-				return nil, err
+				return nil, "", nil, err
 			}
 		}
 		b.WriteString(" AND (" + strings.Join(keys, ", ") + ") > (" + strings.Join(ps, ", ") + ")")
 	}
 	args = append(args, limit)
 	fmt.Fprintf(&b, " ORDER BY %s LIMIT $%d", strings.Join(keys, ", "), len(args))
-	var out [][]any
-	err = s.view(ctx, func(tx pgx.Tx) error {
-		ds, err := s.datasetOf(ctx, tx, t.Name)
-		if err != nil {
-			return err
-		}
-		if err := s.checkRead(ctx, tx, ds, subject); err != nil {
-			return err
-		}
-		out, err = queryRows(ctx, tx, b.String(), args, nil)
-		return err
-	})
-	return out, err
+	return t, b.String(), args, nil
 }
 
 // queryRows runs a query and appends its rows to out.

@@ -183,14 +183,18 @@ func (s *Store) liveTables(ctx context.Context, ds *domicile.Dataset) ([]*domici
 // StartCapture begins recording the changes to the subjects' rows: from the
 // commit of its transaction on, every write of theirs also records its key
 // in domicile_changes, in the write's transaction.
-func (s *Store) StartCapture(ctx context.Context, ds *domicile.Dataset, moveID string, subjects []string) error {
+func (s *Store) StartCapture(ctx context.Context, ds *domicile.Dataset, moveID string, subjects []string) (domicile.Snapshot, error) {
 	if moveID == "" {
-		return domicile.Errorf(domicile.CodeInvalid, "a capture needs a move id")
+		return nil, domicile.Errorf(domicile.CodeInvalid, "a capture needs a move id")
 	}
 	if _, err := s.liveTables(ctx, ds); err != nil {
-		return err
+		return nil, err
 	}
 	err := s.update(ctx, func(tx *sql.Tx) error {
+		// An earlier start's records go first.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM domicile_changes WHERE move_id = ?`, moveID); err != nil {
+			return err
+		}
 		for _, id := range subjects {
 			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO domicile_capture (subject, dataset, move_id) VALUES (?, ?, ?)`, id, ds.Name, moveID); err != nil {
 				return err
@@ -199,9 +203,9 @@ func (s *Store) StartCapture(ctx context.Context, ds *domicile.Dataset, moveID s
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("start capture of %d subjects of %s in region %s: %w", len(subjects), ds.Name, s.region, err)
+		return nil, fmt.Errorf("start capture of %d subjects of %s in region %s: %w", len(subjects), ds.Name, s.region, err)
 	}
-	return nil
+	return domicile.CurrentRows(s), nil
 }
 
 // ReadChanges returns the changes recorded under moveID after the sequence
@@ -217,7 +221,7 @@ func (s *Store) ReadChanges(ctx context.Context, ds *domicile.Dataset, moveID st
 		keyLen[t.Name] = len(t.PrimaryKey)
 	}
 	if limit <= 0 {
-		limit = 10000
+		limit = -1 // no limit
 	}
 	rows, err := s.rdb.QueryContext(ctx, `SELECT seq, tbl, subject, k0, k1, k2, k3 FROM domicile_changes
 		WHERE move_id = ? AND seq > ? ORDER BY seq LIMIT ?`, moveID, after, limit)

@@ -111,7 +111,7 @@ func TestCaptureInstalled(t *testing.T) {
 	if problems, err := s.CheckInstall(ctx, []*domicile.Dataset{ds}); err != nil || len(problems) != 0 {
 		t.Fatalf("check after install: %v %v", problems, err)
 	}
-	if err := s.StartCapture(ctx, ds, "m1", []string{"u1"}); err != nil {
+	if _, err := s.StartCapture(ctx, ds, "m1", []string{"u1"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range []string{

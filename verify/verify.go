@@ -8,6 +8,7 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -130,6 +131,26 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		if len(problems) > 0 {
 			continue
+		}
+		// A capture (a replication slot, holding WAL) outlives only an
+		// open move. A move begun since the listing above is looked up.
+		if sw, ok := st.(domicile.CaptureSweeper); ok {
+			ids, err := sw.ListCaptures(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", region, err)
+			}
+			for _, id := range ids {
+				if live[id] != nil {
+					continue
+				}
+				if mv, err := cfg.Control.FindMove(ctx, id); err == nil && slices.Contains(domicile.OpenMoveStates, mv.State) {
+					continue
+				} else if err != nil && !errors.Is(err, domicile.ErrNotFound) {
+					return nil, err
+				}
+				rep.add(Violation{Kind: "leftover_capture", Region: region,
+					Message: fmt.Sprintf("the capture of move %s is left in region %s, holding WAL: run migrate to drop it", id, region)})
+			}
 		}
 		for _, ds := range cfg.Datasets {
 			// Ownership rows: exactly the home owns, at the directory's epoch.

@@ -67,6 +67,11 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time
 			return nil, fmt.Errorf("region %s: %w", r.Name, err)
 		}
 		a.stores[r.Name] = st
+		if ps, ok := st.(*postgres.Store); ok {
+			if err := ps.SetCapture(cfg.Mover.Capture); err != nil {
+				return nil, fmt.Errorf("region %s: %w", r.Name, err)
+			}
+		}
 	}
 	// Describe every table from the first region that has it; the others
 	// get it from that description when installed.

@@ -228,6 +228,10 @@ type MoverConfig struct {
 	// LiveRows is the size, in rows, above which a subject is copied live
 	// and fenced only for the last delta; 0 is never; default 20000.
 	LiveRows int64 `yaml:"live_rows"`
+	// Capture is how a PostgreSQL source captures a live copy's changes:
+	// "auto" (logical replication where the cluster allows it, else
+	// triggers), "logical" or "triggers"; default auto.
+	Capture string `yaml:"capture"`
 }
 
 // AuditConfig places the evidence kept outside the control store. Relative
@@ -276,6 +280,7 @@ func defaultConfig() *Config {
 			Lease:    3 * time.Second,
 			RetryFor: 5 * time.Minute,
 			LiveRows: mover.DefaultLiveRows,
+			Capture:  "auto",
 		},
 		Audit: AuditConfig{
 			SigningKey: "./audit.key",
@@ -643,6 +648,11 @@ func (v *validator) validate() {
 	}
 	if m.LiveRows < 0 {
 		v.errorf("mover.live_rows", "must not be negative (0 turns live copy off), got %d", m.LiveRows)
+	}
+	switch m.Capture {
+	case "auto", "logical", "triggers":
+	default:
+		v.errorf("mover.capture", "must be auto, logical or triggers, got %q", m.Capture)
 	}
 
 	v.policy(regions, datasets)

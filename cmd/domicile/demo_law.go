@@ -47,6 +47,7 @@ func (m *Main) demoApprovals(ctx context.Context, a *app, at time.Time, law *dem
 		blocked := 0
 		for _, r := range p.Blocked {
 			blocked += r.Count
+			// A route names every rule it waits for, comma-separated.
 			for _, name := range strings.Split(r.Transfer, ", ") {
 				if !slices.Contains(rules, name) {
 					rules = append(rules, name)
