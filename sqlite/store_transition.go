@@ -3,8 +3,8 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/domicile/domicile"
 )
@@ -34,34 +34,28 @@ func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 	return nil
 }
 
-// upsertOwnership writes ownership rows: one statement per row on the
-// mover's connection, where it is prepared once (cachedTx), and otherwise
-// with multi-row statements, each prepared for the one transaction.
+// upsertOwnership writes ownership rows, set-based: one statement for each
+// run of consecutive rows that differ only in their subject (a
+// transition's rows are usually one such run), with the subjects bound as
+// one JSON array, so that the statement's text is the same for any number
+// of them and the mover's connection prepares it once (cachedTx).
 func upsertOwnership(ctx context.Context, tx querierCtx, rows []domicile.Ownership) error {
-	if c, ok := tx.(cachedTx); ok {
-		st, err := c.s.moverStmt(ctx, c.tx, upsertOwner)
+	for len(rows) > 0 {
+		o := rows[0]
+		n := 1
+		for n < len(rows) && rows[n].Dataset == o.Dataset && rows[n].State == o.State &&
+			rows[n].Region == o.Region && rows[n].Epoch == o.Epoch && rows[n].MoveID == o.MoveID {
+			n++
+		}
+		subjects := make([]string, n)
+		for i, r := range rows[:n] {
+			subjects[i] = r.Subject
+		}
+		list, err := json.Marshal(subjects)
 		if err != nil {
 			return err
 		}
-		for _, o := range rows {
-			if _, err := st.ExecContext(ctx, o.Subject, o.Dataset, string(o.State), o.Region, o.Epoch, o.MoveID); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	const perRow = 6
-	const per = maxInsertArgs / perRow
-	args := make([]any, 0, min(per, len(rows))*perRow)
-	for len(rows) > 0 {
-		n := min(per, len(rows))
-		args = args[:0]
-		for _, o := range rows[:n] {
-			args = append(args, o.Subject, o.Dataset, string(o.State), o.Region, o.Epoch, o.MoveID)
-		}
-		q := `INSERT INTO domicile_owner (` + ownerColumns + `) VALUES ` +
-			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?), ", n), ", ") + upsertOwnerSet
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		if _, err := tx.ExecContext(ctx, upsertOwners, string(list), o.Dataset, string(o.State), o.Region, o.Epoch, o.MoveID); err != nil {
 			return err
 		}
 		rows = rows[n:]
@@ -69,9 +63,10 @@ func upsertOwnership(ctx context.Context, tx querierCtx, rows []domicile.Ownersh
 	return nil
 }
 
-// upsertOwnerSet is the conflict clause of an ownership row's upsert.
-const upsertOwnerSet = ` ON CONFLICT (subject, dataset) DO UPDATE SET state = excluded.state, region = excluded.region,
+// upsertOwners upserts the ownership rows of the subjects of a JSON array
+// with one dataset, state, region, epoch and move. (WHERE true tells the
+// parser that ON CONFLICT is not a join's.)
+const upsertOwners = `INSERT INTO domicile_owner (` + ownerColumns + `)
+	SELECT j.value, ?2, ?3, ?4, ?5, ?6 FROM json_each(?1) AS j WHERE true
+	ON CONFLICT (subject, dataset) DO UPDATE SET state = excluded.state, region = excluded.region,
 	epoch = excluded.epoch, move_id = excluded.move_id`
-
-// upsertOwner upserts one ownership row.
-const upsertOwner = `INSERT INTO domicile_owner (` + ownerColumns + `) VALUES (?, ?, ?, ?, ?, ?)` + upsertOwnerSet
