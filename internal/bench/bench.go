@@ -372,7 +372,14 @@ func migrate(ctx context.Context, opts Options, ctrl domicile.Control, stores ma
 		return err
 	}
 	if sum.Failed > 0 {
-		return fmt.Errorf("%d subjects rolled back", sum.Failed)
+		// Why, from the records: max_block under load, or a fault.
+		var reasons []string
+		if rolled, err := ctrl.ListMoves(ctx, domicile.MoveRolledBack); err == nil {
+			for _, mv := range rolled {
+				reasons = append(reasons, fmt.Sprintf("move %s of %s: %s", mv.ID, mv.Dataset, mv.Error))
+			}
+		}
+		return fmt.Errorf("%d subjects rolled back: %s", sum.Failed, strings.Join(reasons, "; "))
 	}
 	moves, err := ctrl.ListMoves(ctx, domicile.MovePurged)
 	if err != nil {
