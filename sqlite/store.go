@@ -41,6 +41,7 @@ type Store struct {
 	stmts    map[stmtKey]*sql.Stmt
 	mstmts   map[string]*sql.Stmt    // prepared on mdb
 	foreign  bool                    // the last moverTx found triggers not domicile's own
+	fkeys    bool                    // and foreign keys
 	datasets map[string]string       // table → dataset, as installed
 	attached map[string]attachedFile // schema → source file attached to the write connection
 }

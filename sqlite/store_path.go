@@ -203,7 +203,14 @@ func ensurePathIndexes(ctx context.Context, tx *sql.Tx, t *domicile.Table) error
 // deferKeys defers the checks of foreign keys to the commit of tx: a
 // dataset's rows are deleted in the order their paths need (an address
 // before the customer row that leads to it) and inserted in any order.
+//
+// The pragma expires every statement prepared on the connection, which the
+// mover's connection keeps (moverStmt): there it is left out when the
+// database has no foreign key, which it then could not change.
 func deferKeys(ctx context.Context, tx querierCtx) error {
+	if c, ok := tx.(cachedTx); ok && !c.s.keys() {
+		return nil
+	}
 	_, err := tx.ExecContext(ctx, `PRAGMA defer_foreign_keys = ON`)
 	return err
 }

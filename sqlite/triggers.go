@@ -78,6 +78,11 @@ func triggersSwitch(dc any, on bool) (ok bool, err error) {
 const foreignTriggers = `SELECT count(*) FROM main.sqlite_schema
 	WHERE type = 'trigger' AND name NOT LIKE 'domicile\_%' ESCAPE '\'`
 
+// schemaFacts counts, in the main schema, the triggers that are not
+// domicile's own and the foreign keys.
+const schemaFacts = `SELECT (` + foreignTriggers + `),
+	(SELECT count(*) FROM main.sqlite_schema AS s, pragma_foreign_key_list(s.name) WHERE s.type = 'table')`
+
 // errForeignTriggers ends a moverTx attempt made with triggers off that
 // found triggers of the application's: it is made again with them on.
 var errForeignTriggers = errors.New("the database has triggers of its own")
@@ -116,12 +121,12 @@ func (s *Store) moverTxOnce(ctx context.Context, conn *sql.Conn, on bool, fn fun
 	}
 	off := switched && !on
 	return updateOn(ctx, conn, func(tx *sql.Tx) error {
-		var foreign int
-		if err := s.cached(tx).QueryRowContext(ctx, foreignTriggers).Scan(&foreign); err != nil {
+		var foreign, keys int
+		if err := s.cached(tx).QueryRowContext(ctx, schemaFacts).Scan(&foreign, &keys); err != nil {
 			return fmt.Errorf("bypass: %w", err)
 		}
 		s.mu.Lock()
-		s.foreign = foreign > 0
+		s.foreign, s.fkeys = foreign > 0, keys > 0
 		s.mu.Unlock()
 		if off {
 			if foreign > 0 {
@@ -138,6 +143,15 @@ func (s *Store) moverTxOnce(ctx context.Context, conn *sql.Conn, on bool, fn fun
 		_, err := tx.ExecContext(ctx, `DELETE FROM domicile_bypass`)
 		return err
 	})
+}
+
+// keys reports whether the database had foreign keys when the mover's
+// transaction in progress began (moverTx); no one else can add one before
+// it ends.
+func (s *Store) keys() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fkeys
 }
 
 // maxMoverStmts bounds the statements the mover's pool keeps prepared.
