@@ -113,9 +113,11 @@ func OpenStore(path, region string) (*Store, error) {
 	}, nil
 }
 
-// DB returns the store's write pool (one connection), for tests and for
-// tooling. Holding a transaction or open rows on it blocks the store's
-// writes until they end.
+// DB returns the store's write pool (one connection, with domicile's
+// triggers), for tests and for tooling. Holding a transaction or open rows
+// on it blocks the store's writes until they end; the mover's, on a
+// connection of their own, wait for its write lock in SQLite's busy
+// handler (busy_timeout).
 func (s *Store) DB() *sql.DB { return s.db }
 
 // Region names the region the store belongs to.
