@@ -603,11 +603,23 @@ type batch struct {
 	copy     string
 }
 
+// DefaultBatchRows is the rows per move that the command line and the
+// config use by default (MigrateOptions.BatchRows): about what 50 users of
+// the example's messaging dataset hold.
+const DefaultBatchRows = 1250
+
+// batchSpread bounds the subjects of a move sized by rows, as a multiple of
+// MigrateOptions.Batch: a subject with few rows still costs its ownership
+// rows at both ends and its placement in the directory.
+const batchSpread = 4
+
 // batches splits a route's subjects into moves of at most size subjects,
 // giving each subject with more than LiveRows rows a move of its own, to be
 // copied live. If the rows cannot be counted, the subjects go in ordinary
-// batches, and each move counts them when it runs.
-func (m *Mover) batches(ctx context.Context, r *Route, size int) []batch {
+// batches, and each move counts them when it runs. With rows positive and
+// the rows counted, a move takes subjects while their rows stay within
+// rows (a subject with more goes alone), up to batchSpread × size subjects.
+func (m *Mover) batches(ctx context.Context, r *Route, size int, rows int64) []batch {
 	plain := func(subjects []string, copy string) []batch {
 		var out []batch
 		for c := range slices.Chunk(subjects, size) {
@@ -615,7 +627,8 @@ func (m *Mover) batches(ctx context.Context, r *Route, size int) []batch {
 		}
 		return out
 	}
-	if m.cfg.LiveRows <= 0 || r.Count > 0 && r.Rows > 0 && r.Rows <= m.cfg.LiveRows {
+	byRows := rows > 0
+	if !byRows && (m.cfg.LiveRows <= 0 || r.Count > 0 && r.Rows > 0 && r.Rows <= m.cfg.LiveRows) {
 		return plain(r.Subjects, domicile.CopyFenced) // no subject can be that large
 	}
 	src, ok1 := m.cfg.Stores[r.From].(domicile.LiveCopier)
@@ -624,19 +637,42 @@ func (m *Mover) batches(ctx context.Context, r *Route, size int) []batch {
 	if !ok1 || !ok2 || ds == nil {
 		return plain(r.Subjects, domicile.CopyFenced)
 	}
-	large, err := src.CountSubjects(ctx, ds, r.Subjects, m.cfg.LiveRows)
+	// Every subject's rows when the moves are sized by them; otherwise
+	// only those of the subjects large enough to be copied live.
+	least := int64(0)
+	if !byRows {
+		least = m.cfg.LiveRows
+	}
+	counts, err := src.CountSubjects(ctx, ds, r.Subjects, least)
 	if err != nil {
 		m.cfg.Logger.Warn("counting rows to find subjects to copy live", "dataset", r.Dataset, "from", r.From, "err", err)
 		return plain(r.Subjects, "") // the mover counts them
 	}
 	var out []batch
-	rest := make([]string, 0, len(r.Subjects)-len(large))
+	rest := make([]string, 0, len(r.Subjects))
 	for _, s := range r.Subjects {
-		if _, ok := large[s]; ok {
+		if n, ok := counts[s]; ok && m.cfg.LiveRows > 0 && n > m.cfg.LiveRows {
 			out = append(out, batch{subjects: []string{s}, copy: domicile.CopyLive})
 		} else {
 			rest = append(rest, s)
 		}
 	}
-	return append(out, plain(rest, domicile.CopyFenced)...)
+	if !byRows {
+		return append(out, plain(rest, domicile.CopyFenced)...)
+	}
+	most := size * batchSpread
+	var cur []string
+	var n int64
+	for _, s := range rest {
+		if len(cur) > 0 && (n+counts[s] > rows || len(cur) >= most) {
+			out = append(out, batch{subjects: cur, copy: domicile.CopyFenced})
+			cur, n = nil, 0
+		}
+		cur = append(cur, s)
+		n += counts[s]
+	}
+	if len(cur) > 0 {
+		out = append(out, batch{subjects: cur, copy: domicile.CopyFenced})
+	}
+	return out
 }

@@ -25,6 +25,16 @@ type MigrateOptions struct {
 	Rate    float64 // rows per second, applied between batches; 0: unlimited
 	Passes  int     // plans carried out before giving up on rolled-back batches; default 3
 
+	// BatchRows, if positive, sizes moves by rows where the source store
+	// can count each subject's rows (domicile.LiveCopier): a move takes
+	// subjects while their rows stay within BatchRows, and at most
+	// batchSpread (4) × Batch of them, since a subject with few rows still
+	// costs its ownership rows and its placement. A dataset with few rows
+	// per subject then moves in fewer, larger batches, one with many in
+	// smaller ones, and the write-block follows the rows. 0: Batch
+	// subjects per move.
+	BatchRows int64
+
 	// RetryFor is how long a move that cannot reach a store (an error
 	// wrapping domicile.ErrUnavailable) is tried again, with backoff, while
 	// the other moves go on; default DefaultRetryFor. After that it counts
@@ -210,7 +220,7 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 	var jobs []job
 	total := 0
 	for _, r := range p.Routes {
-		for _, b := range m.batches(ctx, r, opts.Batch) {
+		for _, b := range m.batches(ctx, r, opts.Batch, opts.BatchRows) {
 			// Created leased to this process, which renews the lease until
 			// a worker claims the move: nobody else starts it meanwhile.
 			mv := &domicile.Move{

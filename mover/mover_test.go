@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -845,6 +846,70 @@ func TestCrashInsideTheFenceWithDefaults(t *testing.T) {
 			e.checkMoved(t)
 			if rep := e.verify(t); !rep.OK || rep.Pending != 0 {
 				t.Fatalf("verify: %+v", rep)
+			}
+		})
+	}
+}
+
+// TestMigrateSizesBatchesByRows: with BatchRows, a move takes subjects
+// while their rows stay within it (a larger subject goes alone), and at
+// most four times Batch of them.
+func TestMigrateSizesBatchesByRows(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name      string
+		rows      int64
+		wantMoves []int // subjects per move, sorted
+	}{
+		// 6 rows a subject, u0003 46: three subjects make 18 rows.
+		{"rows", 20, []int{1, 1, 3, 3, 3, 3, 3, 3}}, // u0000 (before u0003), u0003
+		// Four times Batch subjects at most.
+		{"spread", 1000, []int{4, 8, 8}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, 60)
+			var posts [][]any
+			for j := range 40 {
+				posts = append(posts, []any{int64(900000 + j), "u0003", "more", nil})
+			}
+			e.insert(t, "a", `INSERT INTO posts VALUES (?, ?, ?, ?)`, posts)
+			sum, err := e.mover("m", nil).Migrate(ctx, e.plan, mover.MigrateOptions{Batch: 2, BatchRows: c.rows, Workers: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum.Subjects != 20 || sum.Rows != 160 || sum.Failed != 0 {
+				t.Fatalf("summary %+v", sum)
+			}
+			moves, err := e.ctrl.ListMoves(ctx, domicile.MovePurged)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []int
+			for _, mv := range moves {
+				got = append(got, mv.Receipt.Subjects)
+				var rows int64
+				for _, tr := range mv.Receipt.Tables {
+					rows += tr.SourceRows
+				}
+				if rows > c.rows && mv.Receipt.Subjects > 1 {
+					t.Errorf("move %s: %d subjects, %d rows, more than %d", mv.ID, mv.Receipt.Subjects, rows, c.rows)
+				}
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, c.wantMoves) {
+				t.Fatalf("subjects per move %v, want %v", got, c.wantMoves)
+			}
+			for _, s := range e.subjects {
+				want := map[string]int64{"a": 6}
+				if s.Country == "BR" {
+					want = map[string]int64{"b": 6}
+					if s.ID == "u0003" {
+						want["b"] = 46
+					}
+				}
+				if rows := e.countRows(t, s.ID); rows["a"] != want["a"] || rows["b"] != want["b"] {
+					t.Fatalf("%s: rows per region %v, want %v", s.ID, rows, want)
+				}
 			}
 		})
 	}

@@ -26,6 +26,9 @@ type Control struct {
 	w    *sql.DB // this store's writes: one connection, which never checkpoints
 	ckpt *checkpointer
 	now  func() time.Time
+	// kept holds the statements every move's records run, prepared on w
+	// once (see recordStmts); read-only after OpenControl.
+	kept map[string]*sql.Stmt
 
 	closeOnce sync.Once
 	closeErr  error
@@ -121,7 +124,61 @@ func OpenControl(path string, now func() time.Time) (*Control, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Control{db: db, w: w, ckpt: ckpt, now: now}, nil
+	c := &Control{db: db, w: w, ckpt: ckpt, now: now, kept: make(map[string]*sql.Stmt, len(recordStmts))}
+	for _, q := range recordStmts {
+		st, err := w.Prepare(q)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("prepare %q in %s: %w", q, path, err), c.Close())
+		}
+		c.kept[q] = st
+	}
+	return c, nil
+}
+
+// Statements of every move's records, prepared once on the write
+// connection (recordStmts): preparing them for each record cost as much as
+// running them.
+const (
+	moveStateQuery     = `SELECT state FROM moves WHERE id = ? AND attempt = ?`
+	moveAdvance        = `UPDATE moves SET state = ?, fenced_at = ?, purge_after = ?, receipt = ?, error = ?, owner = owner, lease_expires = max(lease_expires, ?) WHERE id = ?`
+	moveFinish         = `UPDATE moves SET state = ?, fenced_at = ?, purge_after = ?, receipt = ?, error = ?, owner = '', lease_expires = ? WHERE id = ?`
+	moveCommitFlip     = `UPDATE placements SET region = ?, epoch = epoch + 1, state = ?, move_id = ? WHERE move_id = ? AND state = ? AND dataset = ?`
+	moveRollbackReturn = `UPDATE placements SET state = ?, move_id = '' WHERE move_id = ? AND state = ? AND dataset = ?`
+	moveRenewLease     = `UPDATE moves SET lease_expires = ? WHERE id = ? AND attempt = ? AND owner != ''`
+	ledgerLast         = `SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1`
+	ledgerInsert       = `INSERT INTO ledger (seq, at, kind, ref, body, prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?)`
+)
+
+var recordStmts = []string{moveStateQuery, moveAdvance, moveFinish, moveCommitFlip, moveRollbackReturn, moveRenewLease, ledgerLast, ledgerInsert}
+
+// kepts returns tx running the statements kept prepared (Control.kept) from
+// them, and any other statement as tx would.
+func (c *Control) kepts(tx *sql.Tx) querierCtx { return keptTx{tx, c.kept} }
+
+type keptTx struct {
+	tx   *sql.Tx
+	kept map[string]*sql.Stmt
+}
+
+func (k keptTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st, ok := k.kept[query]; ok {
+		return k.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return k.tx.ExecContext(ctx, query, args...)
+}
+
+func (k keptTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st, ok := k.kept[query]; ok {
+		return k.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	}
+	return k.tx.QueryContext(ctx, query, args...)
+}
+
+func (k keptTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st, ok := k.kept[query]; ok {
+		return k.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return k.tx.QueryRowContext(ctx, query, args...)
 }
 
 // addSubjectsCreated adds subjects.created to a control store made before
@@ -141,7 +198,13 @@ func (c *Control) DB() *sql.DB { return c.db }
 // Close stops the checkpointer and closes the database. Calling it again
 // returns the first call's result.
 func (c *Control) Close() error {
-	c.closeOnce.Do(func() { c.closeErr = errors.Join(c.ckpt.stop(), c.db.Close(), c.w.Close()) })
+	c.closeOnce.Do(func() {
+		errs := []error{c.ckpt.stop()}
+		for _, st := range c.kept {
+			errs = append(errs, st.Close())
+		}
+		c.closeErr = errors.Join(append(errs, c.db.Close(), c.w.Close())...)
+	})
 	return c.closeErr
 }
 
@@ -536,8 +599,7 @@ func (c *Control) ClaimMove(ctx context.Context, id, owner string, lease time.Du
 
 // RenewLease extends the lease of the holder of token.
 func (c *Control) RenewLease(ctx context.Context, id string, token int64, lease time.Duration) error {
-	res, err := c.w.ExecContext(ctx, `UPDATE moves SET lease_expires = ? WHERE id = ? AND attempt = ? AND owner != ''`,
-		millis(c.now().Add(lease)), id, token)
+	res, err := c.kept[moveRenewLease].ExecContext(ctx, millis(c.now().Add(lease)), id, token)
 	if err != nil {
 		return err
 	}
@@ -577,9 +639,10 @@ func (c *Control) ReleaseMove(ctx context.Context, id string, token int64) error
 
 // AdvanceMove records that the move reached state, after checking token.
 func (c *Control) AdvanceMove(ctx context.Context, m *domicile.Move, token int64, state domicile.MoveState) error {
-	return c.update(ctx, func(tx *sql.Tx) error {
+	return c.update(ctx, func(tx0 *sql.Tx) error {
+		tx := c.kepts(tx0)
 		var cur domicile.MoveState
-		err := tx.QueryRowContext(ctx, `SELECT state FROM moves WHERE id = ? AND attempt = ?`, m.ID, token).Scan(&cur)
+		err := tx.QueryRowContext(ctx, moveStateQuery, m.ID, token).Scan(&cur)
 		if errors.Is(err, sql.ErrNoRows) {
 			return leaseLost(m.ID)
 		} else if err != nil {
@@ -600,13 +663,12 @@ func (c *Control) AdvanceMove(ctx context.Context, m *domicile.Move, token int64
 		}
 		// The lease ends with the move, and is extended to m.LeaseExpires
 		// by every other step.
-		owner, lease := "owner", "max(lease_expires, ?)"
+		q := moveAdvance
 		if state.Done() {
-			owner, lease = "''", "?"
+			q = moveFinish
 			m.LeaseExpires = time.Time{}
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE moves SET state = ?, fenced_at = ?, purge_after = ?, receipt = ?, error = ?,
-			owner = `+owner+`, lease_expires = `+lease+` WHERE id = ?`,
+		if _, err := tx.ExecContext(ctx, q,
 			state, millis(m.FencedAt), millis(m.PurgeAfter), string(receipt), m.Error, millis(m.LeaseExpires), m.ID); err != nil {
 			return err
 		}
@@ -614,8 +676,7 @@ func (c *Control) AdvanceMove(ctx context.Context, m *domicile.Move, token int64
 		case state == domicile.MoveCommitted && cur != domicile.MoveCommitted:
 			// The point of no return: every subject's placement flips to the
 			// destination with the next epoch, in this one transaction.
-			res, err := tx.ExecContext(ctx, `UPDATE placements SET region = ?, epoch = epoch + 1, state = ?, move_id = ?
-				WHERE move_id = ? AND state = ? AND dataset = ?`,
+			res, err := tx.ExecContext(ctx, moveCommitFlip,
 				m.To, domicile.Active, m.ID, m.ID, domicile.Moving, m.Dataset)
 			if err != nil {
 				return err
@@ -624,8 +685,7 @@ func (c *Control) AdvanceMove(ctx context.Context, m *domicile.Move, token int64
 				return fmt.Errorf("commit move %s: %d placements flipped, want %d", m.ID, n, len(m.Subjects))
 			}
 		case state == domicile.MoveRolledBack:
-			if _, err := tx.ExecContext(ctx, `UPDATE placements SET state = ?, move_id = ''
-				WHERE move_id = ? AND state = ? AND dataset = ?`,
+			if _, err := tx.ExecContext(ctx, moveRollbackReturn,
 				domicile.Active, m.ID, domicile.Moving, m.Dataset); err != nil {
 				return err
 			}
@@ -698,20 +758,19 @@ func (c *Control) FindReceipts(ctx context.Context, subject string) ([]domicile.
 
 // appendLedger appends an entry inside the caller's transaction, so that the
 // record commits with the change it describes.
-func appendLedger(ctx context.Context, tx *sql.Tx, at time.Time, kind, ref string, body any) error {
+func appendLedger(ctx context.Context, tx querierCtx, at time.Time, kind, ref string, body any) error {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return err
 	}
 	e := domicile.LedgerEntry{At: at, Kind: kind, Ref: ref, Body: b}
-	err = tx.QueryRowContext(ctx, `SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1`).Scan(&e.Seq, &e.Prev)
+	err = tx.QueryRowContext(ctx, ledgerLast).Scan(&e.Seq, &e.Prev)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
 	e.Seq++
 	e.Hash = e.ChainHash()
-	_, err = tx.ExecContext(ctx, `INSERT INTO ledger (seq, at, kind, ref, body, prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		e.Seq, millis(at), e.Kind, e.Ref, string(e.Body), e.Prev, e.Hash)
+	_, err = tx.ExecContext(ctx, ledgerInsert, e.Seq, millis(at), e.Kind, e.Ref, string(e.Body), e.Prev, e.Hash)
 	return err
 }
 

@@ -15,16 +15,21 @@ import (
 
 // Store is a region's store in one SQLite file.
 //
-// It keeps two connection pools on the file. Writes go through a pool of one
-// connection: SQLite admits one writer at a time anyway, and queueing
+// It keeps three connection pools on the file. Writes go through a pool of
+// one connection, with domicile's triggers, or, for the mover's own writes
+// (ownership transitions, copies, purges), through the mover's connection,
+// whose triggers are off (see moverTx); a semaphore lets one of the two
+// write at a time: SQLite admits one writer at a time anyway, and queueing
 // writers in Go is fairer and much faster than letting them spin in SQLite's
 // busy handler, which sleeps in steps of milliseconds. Reads use a pool of
 // their own, in DEFERRED transactions, and run in parallel with the writer
 // (WAL). Other processes writing the file wait for the lock under
 // busy_timeout.
 type Store struct {
-	db     *sql.DB // writes: one connection
-	rdb    *sql.DB // reads
+	db     *sql.DB       // writes: one connection
+	mdb    *sql.DB       // the mover's writes: one connection at a time (see moverStmt)
+	wsem   chan struct{} // one writer at a time, on db or mdb
+	rdb    *sql.DB       // reads
 	region string
 	path   string // absolute path of the file, for ATTACH by another store
 	ckpt   *checkpointer
@@ -34,6 +39,9 @@ type Store struct {
 
 	mu       sync.Mutex
 	stmts    map[stmtKey]*sql.Stmt
+	mstmts   map[string]*sql.Stmt    // prepared on mdb
+	foreign  bool                    // the last moverTx found triggers not domicile's own
+	fkeys    bool                    // and foreign keys
 	datasets map[string]string       // table → dataset, as installed
 	attached map[string]attachedFile // schema → source file attached to the write connection
 }
@@ -62,8 +70,21 @@ func OpenStore(path, region string) (*Store, error) {
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
+	// The mover's pool: its transactions run one at a time (wsem), on a
+	// connection of their own; a second one is opened only to prepare the
+	// statements that moverStmt keeps (see there).
+	mdb, err := openPool(path, noAutoCheckpoint)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	mdb.SetMaxOpenConns(2)
+	mdb.SetMaxIdleConns(2)
+	mdb.SetConnMaxLifetime(0)
+	mdb.SetConnMaxIdleTime(0)
 	rdb, err := openPool(path, "_pragma=query_only(1)")
 	if err != nil {
+		mdb.Close()
 		db.Close()
 		return nil, err
 	}
@@ -73,24 +94,30 @@ func OpenStore(path, region string) (*Store, error) {
 	ckpt, err := startCheckpointer(path, slog.Default())
 	if err != nil {
 		rdb.Close()
+		mdb.Close()
 		db.Close()
 		return nil, err
 	}
 	return &Store{
 		db:       db,
+		mdb:      mdb,
+		wsem:     make(chan struct{}, 1),
 		rdb:      rdb,
 		ckpt:     ckpt,
 		region:   region,
 		path:     abs,
 		stmts:    make(map[stmtKey]*sql.Stmt),
+		mstmts:   make(map[string]*sql.Stmt),
 		datasets: make(map[string]string),
 		attached: make(map[string]attachedFile),
 	}, nil
 }
 
-// DB returns the store's write pool (one connection), for tests and for
-// tooling. Holding a transaction or open rows on it blocks the store's
-// writes until they end.
+// DB returns the store's write pool (one connection, with domicile's
+// triggers), for tests and for tooling. Holding a transaction or open rows
+// on it blocks the store's writes until they end; the mover's, on a
+// connection of their own, wait for its write lock in SQLite's busy
+// handler (busy_timeout).
 func (s *Store) DB() *sql.DB { return s.db }
 
 // Region names the region the store belongs to.
@@ -106,14 +133,17 @@ func (s *Store) Close() error {
 func (s *Store) close() error {
 	ckptErr := s.ckpt.stop()
 	s.mu.Lock()
-	stmts := s.stmts
-	s.stmts = make(map[stmtKey]*sql.Stmt)
+	stmts, mstmts := s.stmts, s.mstmts
+	s.stmts, s.mstmts = make(map[stmtKey]*sql.Stmt), make(map[string]*sql.Stmt)
 	s.mu.Unlock()
 	var errs []error
 	for _, st := range stmts {
 		errs = append(errs, st.Close())
 	}
-	errs = append(errs, ckptErr, s.rdb.Close(), s.db.Close())
+	for _, st := range mstmts {
+		errs = append(errs, st.Close())
+	}
+	errs = append(errs, ckptErr, s.rdb.Close(), s.mdb.Close(), s.db.Close())
 	return errors.Join(errs...)
 }
 
@@ -153,7 +183,24 @@ type beginner interface {
 // update runs fn in a write transaction (BEGIN IMMEDIATE), rolling back on
 // error or panic.
 func (s *Store) update(ctx context.Context, fn func(*sql.Tx) error) error {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	return updateOn(ctx, s.db, fn)
+}
+
+// lockWrites waits for the store's turn to write, on the write connection
+// or the mover's, and returns the function that ends it. Take it before a
+// connection of either pool, never while holding one.
+func (s *Store) lockWrites(ctx context.Context) (unlock func(), err error) {
+	select {
+	case s.wsem <- struct{}{}:
+		return func() { <-s.wsem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // updateOn runs fn in a write transaction begun on db.
@@ -177,10 +224,20 @@ func updateOn(ctx context.Context, db beginner, fn func(*sql.Tx) error) (err err
 	return tx.Commit()
 }
 
-// bypass runs fn in a write transaction that passes domicile's triggers (see
-// bypassOn).
+// bypass runs fn in a write transaction on the mover's connection, which
+// passes domicile's triggers (see moverTx).
 func (s *Store) bypass(ctx context.Context, fn func(*sql.Tx) error) error {
-	return bypassOn(ctx, s.db, fn)
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	conn, err := s.mdb.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return s.moverTx(ctx, conn, fn)
 }
 
 // view runs fn in a read transaction.
@@ -339,10 +396,22 @@ func (s *Store) DeleteOwnership(ctx context.Context, dataset string, subjects []
 // chunkSize bounds the subjects bound into one IN list.
 const chunkSize = 500
 
+// paddedLen is n rounded up to a power of two, at most chunkSize.
+func paddedLen(n int) int {
+	p := 1
+	for p < n {
+		p *= 2
+	}
+	return min(p, max(n, chunkSize))
+}
+
 // inChunks calls fn with the subjects in chunks of at most chunkSize: n
-// subjects, bound after the lead arguments in args.
+// subjects, bound after the lead arguments in args. n is padded to a power
+// of two (or chunkSize) by repeating the chunk's last subject, which an IN
+// list ignores: the statements then have a few texts, which the mover's
+// connection prepares once each (moverStmt).
 func inChunks(lead []any, subjects []string, fn func(n int, args []any) error) error {
-	args := make([]any, 0, len(lead)+min(len(subjects), chunkSize))
+	args := make([]any, 0, len(lead)+paddedLen(min(len(subjects), chunkSize)))
 	args = append(args, lead...)
 	for len(subjects) > 0 {
 		n := min(len(subjects), chunkSize)
@@ -350,7 +419,10 @@ func inChunks(lead []any, subjects []string, fn func(n int, args []any) error) e
 		for _, s := range subjects[:n] {
 			args = append(args, s)
 		}
-		if err := fn(n, args); err != nil {
+		for range paddedLen(n) - n {
+			args = append(args, subjects[n-1])
+		}
+		if err := fn(len(args)-len(lead), args); err != nil {
 			return err
 		}
 		subjects = subjects[n:]

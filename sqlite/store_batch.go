@@ -213,7 +213,7 @@ func insertRows(ctx context.Context, tx *sql.Tx, table string, cols []string, ro
 }
 
 // deleteSubjects deletes the subjects' rows of a table and counts them.
-func deleteSubjects(ctx context.Context, tx *sql.Tx, t *domicile.Table, subjects []string) (int64, error) {
+func deleteSubjects(ctx context.Context, tx querierCtx, t *domicile.Table, subjects []string) (int64, error) {
 	return execSubjects(ctx, tx, func(n int) string {
 		return "DELETE FROM " + quoteIdent(t.Name) + " WHERE " + subjectIn(t, "", n)
 	}, subjects)
@@ -221,7 +221,7 @@ func deleteSubjects(ctx context.Context, tx *sql.Tx, t *domicile.Table, subjects
 
 // execSubjects runs the statement that query returns for n subjects, for
 // the subjects in chunks, and returns the rows it affected.
-func execSubjects(ctx context.Context, tx *sql.Tx, query func(n int) string, subjects []string) (int64, error) {
+func execSubjects(ctx context.Context, tx querierCtx, query func(n int) string, subjects []string) (int64, error) {
 	var total int64
 	err := inChunks(nil, subjects, func(n int, args []any) error {
 		res, err := tx.ExecContext(ctx, query(n), args...)
@@ -260,14 +260,15 @@ func (s *Store) PurgeMoved(ctx context.Context, ds *domicile.Dataset, moveID str
 	var total int64
 	err := s.bypass(ctx, func(tx *sql.Tx) error {
 		total = 0
-		moved, err := subjectsIn(ctx, tx, ds.Name, moveID, domicile.Moved, subjects)
+		q := s.cached(tx)
+		moved, err := subjectsIn(ctx, q, ds.Name, moveID, domicile.Moved, subjects)
 		if err != nil || len(moved) == 0 {
 			return err
 		}
-		if err := deferKeys(ctx, tx); err != nil {
+		if err := deferKeys(ctx, q); err != nil {
 			return err
 		}
-		total, err = deleteDataset(ctx, tx, ds, ds.Tables, moved)
+		total, err = deleteDataset(ctx, q, ds, ds.Tables, moved)
 		return err
 	})
 	if err != nil {

@@ -82,33 +82,40 @@ func (s *Store) copySubjects(ctx context.Context, src domicile.Store, ds *domici
 		}
 		return 0, nil, nil
 	}
-	// ATTACH is refused inside a transaction: take the write connection,
-	// attach (once per connection), then begin on it.
-	conn, err := s.db.Conn(ctx)
+	// ATTACH is refused inside a transaction: take the mover's
+	// connection, attach (once per connection), then begin on it.
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer unlock()
+	conn, err := s.mdb.Conn(ctx)
 	if err != nil {
 		return 0, nil, err
 	}
 	defer conn.Close()
-	if digest {
-		// The application's own triggers fire on the copy (see bypassOn)
-		// and may change the rows after the insert returned them: then
-		// only reading them back tells what the store holds.
-		var foreign int
-		if err := conn.QueryRowContext(ctx, foreignTriggers).Scan(&foreign); err != nil {
-			return 0, nil, err
-		}
-		if foreign > 0 {
-			return 0, nil, fmt.Errorf("copy and digest into region %s, whose database has triggers of its own: %w", s.region, domicile.ErrNotSupported)
-		}
-	}
 	schema, err := s.attach(ctx, conn, from.path, srcInfo)
 	if err != nil {
 		return 0, nil, fmt.Errorf("copy into region %s: attach %s: %v: %w", s.region, from.path, err, domicile.ErrNotSupported)
 	}
 	var total int64
-	err = bypassOn(ctx, conn, func(tx *sql.Tx) error {
+	err = s.moverTx(ctx, conn, func(tx *sql.Tx) error {
 		total = 0
-		in, err := subjectsIn(ctx, tx, ds.Name, moveID, domicile.Incoming, subjects)
+		if digest {
+			// The application's own triggers fire on the copy (see
+			// moverTx) and may change the rows after the insert returned
+			// them: then only reading them back tells what the store
+			// holds.
+			var foreign int
+			if err := s.cached(tx).QueryRowContext(ctx, foreignTriggers).Scan(&foreign); err != nil {
+				return err
+			}
+			if foreign > 0 {
+				return fmt.Errorf("copy and digest into region %s, whose database has triggers of its own: %w", s.region, domicile.ErrNotSupported)
+			}
+		}
+		q := s.cached(tx)
+		in, err := subjectsIn(ctx, q, ds.Name, moveID, domicile.Incoming, subjects)
 		if err != nil {
 			return err
 		}
@@ -116,11 +123,11 @@ func (s *Store) copySubjects(ctx context.Context, src domicile.Store, ds *domici
 			return &domicile.Error{Code: domicile.CodeConflict, Err: domicile.ErrPrecondition,
 				Message: fmt.Sprintf("%d of %d subjects are not incoming under move %s", len(subjects)-len(in), len(subjects), moveID)}
 		}
-		if err := deferKeys(ctx, tx); err != nil {
+		if err := deferKeys(ctx, q); err != nil {
 			return err
 		}
 		described := &domicile.Dataset{Name: ds.Name, Tables: tables}
-		if _, err := deleteDataset(ctx, tx, ds, tables, subjects); err != nil {
+		if _, err := deleteDataset(ctx, q, ds, tables, subjects); err != nil {
 			return fmt.Errorf("clear: %w", err)
 		}
 		for _, t := range described.InsertOrder(nil) {

@@ -203,7 +203,14 @@ func ensurePathIndexes(ctx context.Context, tx *sql.Tx, t *domicile.Table) error
 // deferKeys defers the checks of foreign keys to the commit of tx: a
 // dataset's rows are deleted in the order their paths need (an address
 // before the customer row that leads to it) and inserted in any order.
-func deferKeys(ctx context.Context, tx *sql.Tx) error {
+//
+// The pragma expires every statement prepared on the connection, which the
+// mover's connection keeps (moverStmt): there it is left out when the
+// database has no foreign key, which it then could not change.
+func deferKeys(ctx context.Context, tx querierCtx) error {
+	if c, ok := tx.(cachedTx); ok && !c.s.keys() {
+		return nil
+	}
 	_, err := tx.ExecContext(ctx, `PRAGMA defer_foreign_keys = ON`)
 	return err
 }
@@ -211,7 +218,7 @@ func deferKeys(ctx context.Context, tx *sql.Tx) error {
 // deleteDataset deletes the subjects' rows of every table of ds, in
 // tables' delete order, and counts them. The caller has deferred key
 // checks.
-func deleteDataset(ctx context.Context, tx *sql.Tx, ds *domicile.Dataset, tables []*domicile.Table, subjects []string) (int64, error) {
+func deleteDataset(ctx context.Context, tx querierCtx, ds *domicile.Dataset, tables []*domicile.Table, subjects []string) (int64, error) {
 	described := &domicile.Dataset{Name: ds.Name, Tables: tables}
 	var total int64
 	for _, t := range described.DeleteOrder() {

@@ -3,20 +3,22 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/domicile/domicile"
 )
 
 // Transition changes the ownership rows of a move's subjects in one
-// transaction, under the precondition domicile.Transition describes.
+// transaction, under the precondition domicile.Transition describes. It
+// runs on the mover's connection, with the statements it keeps.
 func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 	if err := tr.Validate(); err != nil {
 		return err
 	}
-	err := s.update(ctx, func(tx *sql.Tx) error {
-		have, err := ownershipOf(ctx, tx, tr.Dataset, tr.Subjects)
+	err := s.bypass(ctx, func(tx *sql.Tx) error {
+		q := s.cached(tx)
+		have, err := ownershipOf(ctx, q, tr.Dataset, tr.Subjects)
 		if err != nil {
 			return err
 		}
@@ -24,7 +26,7 @@ func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 		if err != nil {
 			return err
 		}
-		return upsertOwnership(ctx, tx, writes)
+		return upsertOwnership(ctx, q, writes)
 	})
 	if err != nil {
 		return fmt.Errorf("transition of %d subjects of %s to %s in region %s: %w", len(tr.Subjects), tr.Dataset, tr.To, s.region, err)
@@ -32,25 +34,39 @@ func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 	return nil
 }
 
-// upsertOwnership writes ownership rows with multi-row statements.
-func upsertOwnership(ctx context.Context, tx *sql.Tx, rows []domicile.Ownership) error {
-	const perRow = 6
-	const per = maxInsertArgs / perRow
-	args := make([]any, 0, min(per, len(rows))*perRow)
+// upsertOwnership writes ownership rows, set-based: one statement for each
+// run of consecutive rows that differ only in their subject (a
+// transition's rows are usually one such run), with the subjects bound as
+// one JSON array, so that the statement's text is the same for any number
+// of them and the mover's connection prepares it once (cachedTx).
+func upsertOwnership(ctx context.Context, tx querierCtx, rows []domicile.Ownership) error {
 	for len(rows) > 0 {
-		n := min(per, len(rows))
-		args = args[:0]
-		for _, o := range rows[:n] {
-			args = append(args, o.Subject, o.Dataset, string(o.State), o.Region, o.Epoch, o.MoveID)
+		o := rows[0]
+		n := 1
+		for n < len(rows) && rows[n].Dataset == o.Dataset && rows[n].State == o.State &&
+			rows[n].Region == o.Region && rows[n].Epoch == o.Epoch && rows[n].MoveID == o.MoveID {
+			n++
 		}
-		q := `INSERT INTO domicile_owner (` + ownerColumns + `) VALUES ` +
-			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?), ", n), ", ") +
-			` ON CONFLICT (subject, dataset) DO UPDATE SET state = excluded.state, region = excluded.region,
-			epoch = excluded.epoch, move_id = excluded.move_id`
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		subjects := make([]string, n)
+		for i, r := range rows[:n] {
+			subjects[i] = r.Subject
+		}
+		list, err := json.Marshal(subjects)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, upsertOwners, string(list), o.Dataset, string(o.State), o.Region, o.Epoch, o.MoveID); err != nil {
 			return err
 		}
 		rows = rows[n:]
 	}
 	return nil
 }
+
+// upsertOwners upserts the ownership rows of the subjects of a JSON array
+// with one dataset, state, region, epoch and move. (WHERE true tells the
+// parser that ON CONFLICT is not a join's.)
+const upsertOwners = `INSERT INTO domicile_owner (` + ownerColumns + `)
+	SELECT j.value, ?2, ?3, ?4, ?5, ?6 FROM json_each(?1) AS j WHERE true
+	ON CONFLICT (subject, dataset) DO UPDATE SET state = excluded.state, region = excluded.region,
+	epoch = excluded.epoch, move_id = excluded.move_id`

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"reflect"
 	"unsafe"
@@ -14,19 +15,22 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// The mover's own writes must pass domicile's triggers. The fast way, when
-// every trigger in the database is domicile's own, is to switch triggers
-// off on the mover's connection for the length of its transaction
-// (SQLITE_DBCONFIG_ENABLE_TRIGGER): a statement prepared then
-// has no trigger program at all, where a bypass row still runs every
-// trigger once per row to find the row and skip the check. No other
-// connection is affected, and the store's single write connection is
-// switched back on before anyone else gets it; if that fails, the connection
-// is discarded.
+// The mover's own writes must pass domicile's triggers. They run on a
+// connection of their own, the mover's (Store.mdb), whose triggers are
+// switched off (SQLITE_DBCONFIG_ENABLE_TRIGGER) when every trigger in the
+// database is domicile's own: a statement prepared there has no trigger
+// program at all, where a bypass row still runs every trigger once per row
+// to find the row and skip the check. The flag belongs to that connection
+// alone: every other connection, the store's own write connection and any
+// other process's, keeps its triggers, and a fence refuses their writes.
+// The mover's connection is never switched back: switching expires every
+// statement prepared on the connection, and the mover keeps its statements
+// (moverStmt). Nothing but the mover's writes (Store.bypass, Transition,
+// the copy) ever runs on it.
 //
 // The driver does not export sqlite3_db_config, so triggersSwitch reaches the
 // connection's handle by reflection. If a driver upgrade changes the
-// connection's shape, the switch reports unsupported and bypassOn falls back
+// connection's shape, the switch reports unsupported and moverTx falls back
 // to the bypass row, which every SQLite writer understands
 // (TestTriggersSwitch fails loudly in that case, so it is noticed).
 
@@ -69,81 +73,153 @@ func triggersSwitch(dc any, on bool) (ok bool, err error) {
 	return true, nil
 }
 
-// withTriggersOff runs fn on conn with its triggers switched off, if the
-// driver allows it; off reports whether it did. The triggers are switched on
-// again after fn; if that fails, the connection is discarded.
-func withTriggersOff(conn *sql.Conn, fn func(off bool) error) error {
-	var off bool
+// foreignTriggers counts the triggers in the main schema that are not
+// domicile's own.
+const foreignTriggers = `SELECT count(*) FROM main.sqlite_schema
+	WHERE type = 'trigger' AND name NOT LIKE 'domicile\_%' ESCAPE '\'`
+
+// schemaFacts counts, in the main schema, the triggers that are not
+// domicile's own and the foreign keys.
+const schemaFacts = `SELECT (` + foreignTriggers + `),
+	(SELECT count(*) FROM main.sqlite_schema AS s, pragma_foreign_key_list(s.name) WHERE s.type = 'table')`
+
+// errForeignTriggers ends a moverTx attempt made with triggers off that
+// found triggers of the application's: it is made again with them on.
+var errForeignTriggers = errors.New("the database has triggers of its own")
+
+// moverTx runs fn in a write transaction on conn, the mover's connection,
+// that passes domicile's triggers: with the connection's triggers off, or,
+// when the database has triggers that are not domicile's own (an audit
+// table, a full-text index that the purge must clean), with them on and a
+// bypass row, inserted first and deleted before the commit, so that those
+// fire for the mover's writes as for anyone's and no other transaction
+// ever sees the row. Which triggers there are is read inside the
+// transaction, where no one can change them; the caller holds lockWrites.
+func (s *Store) moverTx(ctx context.Context, conn *sql.Conn, fn func(*sql.Tx) error) error {
+	s.mu.Lock()
+	on := s.foreign
+	s.mu.Unlock()
+	err := s.moverTxOnce(ctx, conn, on, fn)
+	if errors.Is(err, errForeignTriggers) {
+		err = s.moverTxOnce(ctx, conn, true, fn)
+	}
+	return err
+}
+
+func (s *Store) moverTxOnce(ctx context.Context, conn *sql.Conn, on bool, fn func(*sql.Tx) error) error {
+	var switched bool
 	if err := conn.Raw(func(dc any) (err error) {
-		off, err = triggersSwitch(dc, false)
+		// A no-op, expiring nothing, when the flag is already so.
+		switched, err = triggersSwitch(dc, on)
 		if err != nil {
 			// Leave no doubt about the connection's state.
 			return driver.ErrBadConn
 		}
 		return nil
 	}); err != nil {
-		return fmt.Errorf("switch triggers off: %w", err)
+		return fmt.Errorf("switch triggers: %w", err)
 	}
-	if !off {
-		return fn(false)
-	}
-	defer conn.Raw(func(dc any) error {
-		if ok, err := triggersSwitch(dc, true); !ok || err != nil {
-			return driver.ErrBadConn // discarded: never handed out with triggers off
+	off := switched && !on
+	return updateOn(ctx, conn, func(tx *sql.Tx) error {
+		var foreign, keys int
+		if err := s.cached(tx).QueryRowContext(ctx, schemaFacts).Scan(&foreign, &keys); err != nil {
+			return fmt.Errorf("bypass: %w", err)
 		}
-		return nil
+		s.mu.Lock()
+		s.foreign, s.fkeys = foreign > 0, keys > 0
+		s.mu.Unlock()
+		if off {
+			if foreign > 0 {
+				return errForeignTriggers
+			}
+			return fn(tx)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO domicile_bypass (id) VALUES (NULL)`); err != nil {
+			return fmt.Errorf("bypass: %w", err)
+		}
+		if err := fn(tx); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM domicile_bypass`)
+		return err
 	})
-	return fn(true)
 }
 
-// foreignTriggers counts the triggers in the main schema that are not
-// domicile's own.
-const foreignTriggers = `SELECT count(*) FROM main.sqlite_schema
-	WHERE type = 'trigger' AND name NOT LIKE 'domicile\_%' ESCAPE '\'`
+// keys reports whether the database had foreign keys when the mover's
+// transaction in progress began (moverTx); no one else can add one before
+// it ends.
+func (s *Store) keys() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fkeys
+}
 
-// bypassOn runs fn in a write transaction begun on db that passes
-// domicile's triggers: with the triggers switched off on its connection, or
-// else with a bypass row, inserted first and deleted before the commit, so
-// that no other transaction ever sees it.
-func bypassOn(ctx context.Context, db beginner, fn func(*sql.Tx) error) error {
-	conn, ok := db.(*sql.Conn)
+// maxMoverStmts bounds the statements the mover's pool keeps prepared.
+const maxMoverStmts = 256
+
+// cached returns tx, a transaction on the mover's connection, with its
+// statements prepared once and kept (moverStmt).
+func (s *Store) cached(tx *sql.Tx) querierCtx { return cachedTx{tx, s} }
+
+// cachedTx runs statements of a transaction on the mover's connection with
+// the statements moverStmt keeps.
+type cachedTx struct {
+	tx *sql.Tx
+	s  *Store
+}
+
+func (c cachedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, err := c.s.moverStmt(ctx, c.tx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (c cachedTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := c.s.moverStmt(ctx, c.tx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+func (c cachedTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := c.s.moverStmt(ctx, c.tx, query)
+	if err != nil {
+		// A Row carrying the error: the query fails again, unprepared.
+		return c.tx.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// moverStmt returns query prepared for tx, a transaction on the mover's
+// connection, from a statement the store keeps: prepared once on the pool,
+// then by database/sql once per connection, and reused by every later
+// transaction on it. Preparing costs as much as running one of the mover's
+// statements over a batch. Pool statements are prepared on a connection
+// that is free, and tx holds one: the pool has a second, which prepares
+// them (once each) and is otherwise idle. The mover's statements bind
+// their subjects in IN lists padded to a few lengths (inChunks), so that
+// few texts recur.
+func (s *Store) moverStmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
+	s.mu.Lock()
+	st, ok := s.mstmts[query]
+	s.mu.Unlock()
 	if !ok {
-		pool, ok := db.(*sql.DB)
-		if !ok {
-			return fmt.Errorf("bypass on a %T", db)
+		var err error
+		if st, err = s.mdb.PrepareContext(ctx, query); err != nil {
+			return nil, err
 		}
-		c, err := pool.Conn(ctx)
-		if err != nil {
-			return err
+		s.mu.Lock()
+		if len(s.mstmts) >= maxMoverStmts {
+			for q, old := range s.mstmts {
+				old.Close()
+				delete(s.mstmts, q)
+			}
 		}
-		defer c.Close()
-		conn = c
+		s.mstmts[query] = st
+		s.mu.Unlock()
 	}
-	// Switching triggers off would silence the application's own triggers
-	// too (an audit table, a full-text index that the purge must clean):
-	// with any trigger in the database that is not domicile's, the mover
-	// uses the bypass row, which lets those fire.
-	var foreign int
-	if err := conn.QueryRowContext(ctx, foreignTriggers).Scan(&foreign); err != nil {
-		return fmt.Errorf("bypass: %w", err)
-	}
-	run := withTriggersOff
-	if foreign > 0 {
-		run = func(_ *sql.Conn, fn func(off bool) error) error { return fn(false) }
-	}
-	return run(conn, func(off bool) error {
-		return updateOn(ctx, conn, func(tx *sql.Tx) error {
-			if off {
-				return fn(tx)
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO domicile_bypass (id) VALUES (NULL)`); err != nil {
-				return fmt.Errorf("bypass: %w", err)
-			}
-			if err := fn(tx); err != nil {
-				return err
-			}
-			_, err := tx.ExecContext(ctx, `DELETE FROM domicile_bypass`)
-			return err
-		})
-	})
+	return tx.StmtContext(ctx, st), nil
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/domicile/domicile"
 )
@@ -16,8 +17,9 @@ import (
 // TestTriggersSwitch checks the fast bypass: the driver's connection is the
 // shape triggersSwitch knows (if a driver upgrade changes it, this fails
 // rather than letting every move fall back to the slower bypass row
-// unnoticed), the mover's transaction passes a fence, and the store's one
-// write connection refuses the same write again right after.
+// unnoticed), the mover's transaction passes a fence with its connection's
+// triggers off, and the store's write connection refuses the same write
+// right after, as it does after a failed mover transaction.
 func TestTriggersSwitch(t *testing.T) {
 	ctx := context.Background()
 	s, ds, _ := testStore(t, "r1")
@@ -50,39 +52,132 @@ func TestTriggersSwitch(t *testing.T) {
 		t.Fatal("the driver's connection is not the one triggersSwitch knows: moves fall back to the bypass row")
 	}
 
-	var off bool
-	err = s.bypass(ctx, func(tx *sql.Tx) error {
-		// A bypass row, had one been written, would be visible here.
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM domicile_bypass`).Scan(&n); err != nil {
-			return err
-		}
-		off = n == 0
-		_, err := tx.ExecContext(ctx, `INSERT INTO t (id, user_id, v) VALUES (1, 'u1', 'mover')`)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("the mover's write to a fenced subject: %v", err)
-	}
-	if !off {
+	if !moverWriteOff(t, s, 1) {
 		t.Error("bypass wrote a bypass row: the triggers were not switched off")
 	}
-	for i := range 3 { // the pool has one write connection: it is the same one
+	for i := range 3 {
 		if err := s.PutRow(ctx, tb, "u1", cols, []any{int64(2 + i), "u1", "after"}); !errors.Is(err, domicile.ErrFenced) {
-			t.Fatalf("write %d after the bypass: got %v, want ErrFenced (triggers left off?)", i, err)
+			t.Fatalf("write %d after the bypass: got %v, want ErrFenced (triggers off?)", i, err)
 		}
 	}
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM t WHERE id = 1`); !errors.Is(refusal(err), domicile.ErrFenced) {
 		t.Fatalf("plain delete after the bypass: got %v, want the fence's refusal", err)
 	}
 
-	// A failing transaction switches them back on too.
 	boom := errors.New("boom")
 	if err := s.bypass(ctx, func(tx *sql.Tx) error { return boom }); !errors.Is(err, boom) {
 		t.Fatalf("bypass returned %v, want %v", err, boom)
 	}
 	if err := s.PutRow(ctx, tb, "u1", cols, []any{int64(9), "u1", "after"}); !errors.Is(err, domicile.ErrFenced) {
 		t.Fatalf("write after a failed bypass: got %v, want ErrFenced", err)
+	}
+}
+
+// moverWriteOff inserts row id of u1 into t on the mover's connection and
+// reports whether it passed the triggers with them off (no bypass row).
+func moverWriteOff(t *testing.T, s *Store, id int64) bool {
+	t.Helper()
+	ctx := context.Background()
+	var off bool
+	err := s.bypass(ctx, func(tx *sql.Tx) error {
+		// A bypass row, had one been written, would be visible here.
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM domicile_bypass`).Scan(&n); err != nil {
+			return err
+		}
+		off = n == 0
+		_, err := tx.ExecContext(ctx, `INSERT INTO t (id, user_id, v) VALUES (?, 'u1', 'mover')`, id)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("the mover's write of row %d: %v", id, err)
+	}
+	return off
+}
+
+// TestMoverConnectionKeepsFences: the mover's connection keeps its
+// triggers off from one transaction to the next, and a fence it writes
+// still refuses every other writer: the store's write connection, plain
+// SQL on it, and another connection to the file (a stale process), while
+// the mover's own writes pass. A writer in flight when the fence begins
+// finishes first.
+func TestMoverConnectionKeepsFences(t *testing.T) {
+	ctx := context.Background()
+	s, ds, path := testStore(t, "r1")
+	tb := ds.Tables[0]
+	cols := []string{"id", "user_id", "v"}
+	if err := s.SetOwnership(ctx, []domicile.Ownership{{Subject: "u1", Dataset: ds.Name, State: domicile.Owned, Region: "r1", Epoch: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	other, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.ExecContext(ctx, `INSERT INTO t (id, user_id, v) VALUES (1, 'u1', 'app')`); err != nil {
+		t.Fatalf("a plain write of an owned subject: %v", err)
+	}
+	if !moverWriteOff(t, s, 2) {
+		t.Fatal("the mover's connection passed the triggers with a bypass row: its triggers are on")
+	}
+
+	// A writer in flight on another connection when the fence begins.
+	tx, err := other.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO t (id, user_id, v) VALUES (3, 'u1', 'in flight')`); err != nil {
+		t.Fatal(err)
+	}
+	fenced := make(chan error, 1)
+	go func() {
+		fenced <- s.Transition(ctx, domicile.Transition{Dataset: ds.Name, MoveID: "m1", Subjects: []string{"u1"},
+			From: []domicile.OwnerState{domicile.Owned}, To: domicile.Fenced})
+	}()
+	time.Sleep(20 * time.Millisecond) // let the fence wait for the writer (not asserted)
+	if err := tx.Commit(); err != nil {
+		t.Fatalf("the writer in flight: %v", err)
+	}
+	if err := <-fenced; err != nil {
+		t.Fatal(err)
+	}
+	if o, err := s.FindOwnership(ctx, ds.Name, "u1"); err != nil || o.State != domicile.Fenced || o.MoveID != "m1" {
+		t.Fatalf("ownership after the fence: %+v, %v", o, err)
+	}
+
+	for i := range 2 {
+		if _, err := other.ExecContext(ctx, `INSERT INTO t (id, user_id, v) VALUES (?, 'u1', 'stale')`, 10+i); !errors.Is(refusal(err), domicile.ErrFenced) {
+			t.Fatalf("plain write on another connection, after the fence: got %v, want the fence's refusal", err)
+		}
+		if _, err := other.ExecContext(ctx, `UPDATE t SET v = 'stale' WHERE id = 1`); !errors.Is(refusal(err), domicile.ErrFenced) {
+			t.Fatalf("plain update on another connection, after the fence: got %v, want the fence's refusal", err)
+		}
+		if _, err := s.DB().ExecContext(ctx, `DELETE FROM t WHERE id = 1`); !errors.Is(refusal(err), domicile.ErrFenced) {
+			t.Fatalf("plain delete on the store's write connection, after the fence: got %v, want the fence's refusal", err)
+		}
+		if err := s.PutRow(ctx, tb, "u1", cols, []any{int64(20 + i), "u1", "app"}); !errors.Is(err, domicile.ErrFenced) {
+			t.Fatalf("the store's write after the fence: got %v, want ErrFenced", err)
+		}
+		// The mover's own writes pass, its triggers still off.
+		if !moverWriteOff(t, s, int64(30+i)) {
+			t.Fatal("the mover's connection passed the fence with a bypass row: its triggers are on")
+		}
+	}
+	var ids []int64
+	rows, err := s.DB().QueryContext(ctx, `SELECT id FROM t ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if want := []int64{1, 2, 3, 30, 31}; !slices.Equal(ids, want) {
+		t.Fatalf("rows %v, want %v: the writer in flight, the mover's, and none refused", ids, want)
 	}
 }
 

@@ -9,12 +9,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/domicile/domicile/internal/bench"
+	"github.com/domicile/domicile/mover"
 )
 
 func (m *Main) benchCommand() *cobra.Command {
 	var (
 		subjects int
 		batch    int
+		rows     int64
 		workers  int
 		dir      string
 		seed     int64
@@ -63,7 +65,7 @@ synchronous_commit on.`,
 				defer os.RemoveAll(d)
 				dir = d
 			}
-			opts := bench.Options{Dir: dir, Subjects: subjects, Seed: seed, Batch: batch, Workers: workers}
+			opts := bench.Options{Dir: dir, Subjects: subjects, Seed: seed, Batch: batch, BatchRows: rows, Workers: workers}
 			if profile != "" {
 				f, err := os.Create(profile)
 				if err != nil {
@@ -101,6 +103,7 @@ synchronous_commit on.`,
 	f := cmd.Flags()
 	f.IntVar(&subjects, "subjects", 20000, "population (about 30% of it moves)")
 	f.IntVar(&batch, "batch", 50, "subjects per batch")
+	f.Int64Var(&rows, "batch-rows", mover.DefaultBatchRows, "rows per batch, counted per subject at the source, with at most 4 × --batch subjects (mover.batch_rows); 0: --batch subjects per batch")
 	f.IntVar(&workers, "workers", 2, "batches moved at once")
 	f.StringVar(&dir, "dir", "", "where to keep the files (default: a temporary directory, removed)")
 	f.Int64Var(&seed, "seed", 1, "seed of the population")

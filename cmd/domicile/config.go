@@ -212,7 +212,11 @@ type OneOrMore []string
 
 // MoverConfig tunes migrations.
 type MoverConfig struct {
-	Batch      int           `yaml:"batch"`       // subjects per batch; default 50
+	Batch int `yaml:"batch"` // subjects per batch; default 50
+	// BatchRows sizes batches by rows where the source can count each
+	// subject's rows: at most this many rows and 4 × Batch subjects;
+	// 0: Batch subjects. Default 1250.
+	BatchRows  int64         `yaml:"batch_rows"`
 	Workers    int           `yaml:"workers"`     // batches moved at once; default 2
 	MaxBlock   time.Duration `yaml:"max_block"`   // a batch fenced longer than this before its commit rolls back; default 1s
 	PurgeAfter time.Duration `yaml:"purge_after"` // rollback window before source rows are purged; default 0s
@@ -274,13 +278,14 @@ func defaultConfig() *Config {
 			FenceWait: 2 * time.Second,
 		},
 		Mover: MoverConfig{
-			Batch:    50,
-			Workers:  2,
-			MaxBlock: time.Second,
-			Lease:    3 * time.Second,
-			RetryFor: 5 * time.Minute,
-			LiveRows: mover.DefaultLiveRows,
-			Capture:  "auto",
+			Batch:     50,
+			BatchRows: mover.DefaultBatchRows,
+			Workers:   2,
+			MaxBlock:  time.Second,
+			Lease:     3 * time.Second,
+			RetryFor:  5 * time.Minute,
+			LiveRows:  mover.DefaultLiveRows,
+			Capture:   "auto",
 		},
 		Audit: AuditConfig{
 			SigningKey: "./audit.key",
@@ -619,6 +624,9 @@ func (v *validator) validate() {
 	m := &c.Mover
 	if m.Batch < 1 {
 		v.errorf("mover.batch", "must be at least 1, got %d", m.Batch)
+	}
+	if m.BatchRows < 0 {
+		v.errorf("mover.batch_rows", "must not be negative (0 sizes batches by subjects only), got %d", m.BatchRows)
 	}
 	if m.Workers < 1 {
 		v.errorf("mover.workers", "must be at least 1, got %d", m.Workers)

@@ -324,7 +324,7 @@ func (m *Main) demo(ctx context.Context, o demoOptions) error {
 		}
 		sum, err := mv.Migrate(ctx, func(ctx context.Context) (*mover.Plan, error) {
 			return a.planToMove(ctx, a.datasets, at, false)
-		}, mover.MigrateOptions{Batch: a.cfg.Mover.Batch, Workers: a.cfg.Mover.Workers, RetryFor: a.cfg.Mover.RetryFor, Queue: q})
+		}, mover.MigrateOptions{Batch: a.cfg.Mover.Batch, BatchRows: a.cfg.Mover.BatchRows, Workers: a.cfg.Mover.Workers, RetryFor: a.cfg.Mover.RetryFor, Queue: q})
 		<-withdrawn
 		if err != nil {
 			return fmt.Errorf("phase %s: %w", ph.name, err)

@@ -69,10 +69,11 @@ and run again, it resolves what was left and goes on; nothing is lost.
 				return err
 			}
 			opts := mover.MigrateOptions{
-				Batch:    cmp(batch, a.cfg.Mover.Batch),
-				Workers:  cmp(workers, a.cfg.Mover.Workers),
-				Rate:     float64(cmp(rate, a.cfg.Mover.Rate)),
-				RetryFor: a.cfg.Mover.RetryFor,
+				Batch:     cmp(batch, a.cfg.Mover.Batch),
+				BatchRows: a.cfg.Mover.BatchRows,
+				Workers:   cmp(workers, a.cfg.Mover.Workers),
+				Rate:      float64(cmp(rate, a.cfg.Mover.Rate)),
+				RetryFor:  a.cfg.Mover.RetryFor,
 			}
 			// Batches are durable jobs in the control store: 'domicile
 			// worker' processes anywhere share them with this one.

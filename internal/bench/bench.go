@@ -36,8 +36,11 @@ type Options struct {
 	Subjects int // population; the non-mainland part of it moves
 	Seed     int64
 	Batch    int // subjects per move
-	Workers  int
-	Progress func(done, total int)
+	// BatchRows sizes the moves by rows (mover.MigrateOptions.BatchRows);
+	// 0: Batch subjects per move.
+	BatchRows int64
+	Workers   int
+	Progress  func(done, total int)
 
 	// ReadWrite makes the mover carry the rows through Go (ReadSubjects,
 	// then WriteSubjects), as between stores of different engines, instead
@@ -67,6 +70,7 @@ type Report struct {
 	Rows       int64   `json:"rows"`
 	Bytes      int64   `json:"bytes"`
 	Batch      int     `json:"batch"`
+	BatchRows  int64   `json:"batch_rows"`
 	Workers    int     `json:"workers"`
 	Domicile   Timing  `json:"domicile"`
 	Raw        Timing  `json:"raw"`
@@ -117,7 +121,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			os.Remove(filepath.Join(opts.Dir, name+suffix))
 		}
 	}
-	rep := &Report{Population: opts.Subjects, Batch: opts.Batch, Workers: opts.Workers}
+	rep := &Report{Population: opts.Subjects, Batch: opts.Batch, BatchRows: opts.BatchRows, Workers: opts.Workers}
 
 	// The population, in src.db, and a copy of it for the raw side.
 	srcPath := filepath.Join(opts.Dir, "src.db")
@@ -354,7 +358,7 @@ func migrate(ctx context.Context, opts Options, ctrl domicile.Control, stores ma
 			return err
 		}
 	}
-	sum, err := m.Migrate(ctx, plan, mover.MigrateOptions{Batch: opts.Batch, Workers: opts.Workers, Passes: 1,
+	sum, err := m.Migrate(ctx, plan, mover.MigrateOptions{Batch: opts.Batch, BatchRows: opts.BatchRows, Workers: opts.Workers, Passes: 1,
 		Progress: func(p mover.Progress) {
 			if opts.Progress != nil {
 				opts.Progress(p.Done, p.Total)
@@ -368,7 +372,14 @@ func migrate(ctx context.Context, opts Options, ctrl domicile.Control, stores ma
 		return err
 	}
 	if sum.Failed > 0 {
-		return fmt.Errorf("%d subjects rolled back", sum.Failed)
+		// Why, from the records: max_block under load, or a fault.
+		var reasons []string
+		if rolled, err := ctrl.ListMoves(ctx, domicile.MoveRolledBack); err == nil {
+			for _, mv := range rolled {
+				reasons = append(reasons, fmt.Sprintf("move %s of %s: %s", mv.ID, mv.Dataset, mv.Error))
+			}
+		}
+		return fmt.Errorf("%d subjects rolled back: %s", sum.Failed, strings.Join(reasons, "; "))
 	}
 	moves, err := ctrl.ListMoves(ctx, domicile.MovePurged)
 	if err != nil {
