@@ -31,6 +31,14 @@ func ledgerWorld(t *testing.T) string {
 	dir := t.TempDir()
 	runJSON(t, nil, "init", "--dir", dir, "--subjects", "40")
 	cfg := filepath.Join(dir, "domicile.yaml")
+	// Batches of 5 subjects whatever their rows: many moves, many entries.
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(data), "batch_rows: 1250", "batch_rows: 0", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	runJSON(t, nil, "--config", cfg, "discover")
 	runJSON(t, nil, "--config", cfg, "migrate", "--at", "2026-01-01", "--batch", "5")
 	return dir
