@@ -130,6 +130,12 @@ func (s *Store) PutRow(ctx context.Context, t *domicile.Table, subject string, c
 	// A key held by another subject updates nothing: a conflict.
 	sc := quoteIdent(t.SubjectColumn)
 	b.WriteString(" WHERE " + quoteIdent(t.Name) + "." + sc + " IS excluded." + sc)
+	// In turn with the mover's writes, which take another connection.
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	st, err := s.stmt(ctx, false, b.String())
 	if err != nil {
 		return err
@@ -303,6 +309,11 @@ func (s *Store) DeleteRow(ctx context.Context, t *domicile.Table, subject string
 		q += " AND " + quoteIdent(k) + " = ?"
 		args = append(args, bindValue(key[i]))
 	}
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
 	st, err := s.stmt(ctx, false, q)
 	if err != nil {
 		return false, err

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -284,5 +285,72 @@ func TestBypassKeepsApplicationTriggers(t *testing.T) {
 	// domicile's own triggers still refuse everyone else.
 	if err := s.PutRow(ctx, ds.Tables[0], "u1", []string{"id", "user_id", "v"}, []any{int64(3), "u1", "app"}); !errors.Is(err, domicile.ErrFenced) {
 		t.Fatalf("an application write to a fenced subject: %v, want ErrFenced", err)
+	}
+}
+
+// TestAppWritesQueueWithTheMover: the application's row writes (PutRow,
+// DeleteRow) take their turn with the mover's transactions on its own
+// connection instead of meeting them at SQLite's file lock, where the busy
+// handler's sleeps lose every race to a mover writing back to back and
+// the write fails with SQLITE_BUSY after busy_timeout.
+func TestAppWritesQueueWithTheMover(t *testing.T) {
+	ctx := context.Background()
+	s, ds, _ := testStore(t, "r1")
+	tb := ds.Tables[0]
+	if err := s.SetOwnership(ctx, []domicile.Ownership{{Subject: "u1", Dataset: ds.Name, State: domicile.Owned, Region: "r1", Epoch: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	// Each waits for the queue: with the turn held, neither writes.
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	putErr := s.PutRow(short, tb, "u1", []string{"id", "user_id", "v"}, []any{int64(99), "u1", "queued"})
+	_, delErr := s.DeleteRow(short, tb, "u1", []any{int64(99)})
+	cancel()
+	unlock()
+	if !errors.Is(putErr, context.DeadlineExceeded) || !errors.Is(delErr, context.DeadlineExceeded) {
+		t.Fatalf("PutRow and DeleteRow while another holds the write turn: %v, %v; want both to wait for it", putErr, delErr)
+	}
+
+	var stop atomic.Bool
+	var moved atomic.Int64
+	moverDone := make(chan error, 2)
+	for g := range 2 { // two workers on one store
+		go func() {
+			id := int64(1_000_000 * (g + 1))
+			for !stop.Load() {
+				err := s.bypass(ctx, func(tx *sql.Tx) error {
+					id++
+					_, err := tx.ExecContext(ctx, `INSERT INTO t (id, user_id, v) VALUES (?, 'm', 'mover')`, id)
+					time.Sleep(5 * time.Millisecond)
+					return err
+				})
+				if err != nil {
+					moverDone <- err
+					return
+				}
+				moved.Add(1)
+			}
+			moverDone <- nil
+		}()
+	}
+	for moved.Load() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	for i := range 20 {
+		if err := s.PutRow(ctx, tb, "u1", []string{"id", "user_id", "v"}, []any{int64(i), "u1", "app"}); err != nil {
+			t.Errorf("write %d while the mover writes: %v", i, err)
+		}
+		if _, err := s.DeleteRow(ctx, tb, "u1", []any{int64(i)}); err != nil {
+			t.Errorf("delete %d while the mover writes: %v", i, err)
+		}
+	}
+	stop.Store(true)
+	for range 2 {
+		if err := <-moverDone; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
