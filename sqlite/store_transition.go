@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/domicile/domicile"
 )
@@ -48,8 +49,21 @@ func upsertOwnership(ctx context.Context, tx querierCtx, rows []domicile.Ownersh
 			n++
 		}
 		subjects := make([]string, n)
+		valid := true
 		for i, r := range rows[:n] {
 			subjects[i] = r.Subject
+			valid = valid && utf8.ValidString(r.Subject)
+		}
+		if !valid {
+			// JSON would turn the invalid bytes into U+FFFD, another
+			// subject: bind each id as it is.
+			for _, r := range rows[:n] {
+				if _, err := tx.ExecContext(ctx, upsertOwner, r.Subject, r.Dataset, string(r.State), r.Region, r.Epoch, r.MoveID); err != nil {
+					return err
+				}
+			}
+			rows = rows[n:]
+			continue
 		}
 		list, err := json.Marshal(subjects)
 		if err != nil {
@@ -62,6 +76,11 @@ func upsertOwnership(ctx context.Context, tx querierCtx, rows []domicile.Ownersh
 	}
 	return nil
 }
+
+// upsertOwner upserts one ownership row.
+const upsertOwner = `INSERT INTO domicile_owner (` + ownerColumns + `) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+	ON CONFLICT (subject, dataset) DO UPDATE SET state = excluded.state, region = excluded.region,
+	epoch = excluded.epoch, move_id = excluded.move_id`
 
 // upsertOwners upserts the ownership rows of the subjects of a JSON array
 // with one dataset, state, region, epoch and move. (WHERE true tells the

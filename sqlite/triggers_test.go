@@ -354,3 +354,29 @@ func TestAppWritesQueueWithTheMover(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnershipOfNonUTF8Subject: a subject id that is not valid UTF-8 (as
+// discover may read from a BLOB or latin-1 column) keeps its bytes in the
+// ownership table, and transitions find it.
+func TestOwnershipOfNonUTF8Subject(t *testing.T) {
+	ctx := context.Background()
+	s, ds, _ := testStore(t, "r1")
+	subjects := []string{"caf\xe9", "na\xefve", "plain"}
+	var os []domicile.Ownership
+	for _, sub := range subjects {
+		os = append(os, domicile.Ownership{Subject: sub, Dataset: ds.Name, State: domicile.Owned, Region: "r1", Epoch: 1})
+	}
+	if err := s.SetOwnership(ctx, os); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Transition(ctx, domicile.Transition{Dataset: ds.Name, MoveID: "m1", Subjects: subjects,
+		From: []domicile.OwnerState{domicile.Owned}, To: domicile.Fenced}); err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range subjects {
+		o, err := s.FindOwnership(ctx, ds.Name, sub)
+		if err != nil || o.State != domicile.Fenced || o.Subject != sub {
+			t.Errorf("ownership of %q: %+v, %v; want it fenced under its own id", sub, o, err)
+		}
+	}
+}
