@@ -437,8 +437,11 @@ func (s *Store) CountSubjects(ctx context.Context, ds *domicile.Dataset, subject
 	counts := make(map[string]int64)
 	err := s.view(ctx, func(tx *sql.Tx) error {
 		for _, t := range ds.Tables {
-			prefix := `SELECT CAST(` + quoteIdent(t.SubjectColumn) + ` AS TEXT), count(*) FROM ` + quoteIdent(t.Name) +
-				` WHERE ` + quoteIdent(t.SubjectColumn) + ` IN (`
+			from, subj := quoteIdent(t.Name), quoteIdent(t.SubjectColumn)
+			if t.SubjectColumn == "" { // a path table: count the rows each subject reaches
+				from, subj = pathJoin(t)
+			}
+			prefix := `SELECT CAST(` + subj + ` AS TEXT), count(*) FROM ` + from + ` WHERE ` + subj + ` IN (`
 			err := inChunks(nil, subjects, func(n int, args []any) error {
 				rows, err := tx.QueryContext(ctx, prefix+placeholders(n)+`) GROUP BY 1`, args...)
 				if err != nil {

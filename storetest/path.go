@@ -417,6 +417,23 @@ func testPathRows(t *testing.T, h Harness) {
 	if err := f.s.WriteSubjects(ctx, f.ds, []string{owned, "other", fenced}, pathSample([]string{owned, "other", fenced}, 1)); err != nil {
 		t.Fatal(err)
 	}
+	// Rows per subject, as batching and live copy count them, take in the
+	// rows each subject reaches through a path.
+	if lc, ok := f.s.(domicile.LiveCopier); ok {
+		counts, err := lc.CountSubjects(ctx, f.ds, []string{owned, "other"}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sub := range []string{owned, "other"} {
+			rows, _, err := f.s.MeasureSubjects(ctx, f.ds, []string{sub})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if counts[sub] != rows {
+				t.Errorf("CountSubjects gives %s %d rows; MeasureSubjects %d", sub, counts[sub], rows)
+			}
+		}
+	}
 	rental := f.table("rental")
 	cols := []string{"rental_id", "customer_id", "film_id"}
 	if err := f.s.PutRow(ctx, rental, owned, cols, []any{int64(500), int64(1), int64(2)}); err != nil {
