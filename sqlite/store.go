@@ -18,8 +18,10 @@ import (
 // It keeps three connection pools on the file. Writes go through a pool of
 // one connection, with domicile's triggers, or, for the mover's own writes
 // (ownership transitions, copies, purges), through the mover's connection,
-// whose triggers are off (see moverTx); a semaphore lets one of the two
-// write at a time: SQLite admits one writer at a time anyway, and queueing
+// whose triggers are off (see moverTx); a semaphore (lockWrites), which
+// every write of the store takes, transactions and single-statement row
+// writes alike, lets one of the two write at a time: SQLite admits one
+// writer at a time anyway, and queueing
 // writers in Go is fairer and much faster than letting them spin in SQLite's
 // busy handler, which sleeps in steps of milliseconds. Reads use a pool of
 // their own, in DEFERRED transactions, and run in parallel with the writer

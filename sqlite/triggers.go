@@ -25,8 +25,9 @@ import (
 // other process's, keeps its triggers, and a fence refuses their writes.
 // The mover's connection is never switched back: switching expires every
 // statement prepared on the connection, and the mover keeps its statements
-// (moverStmt). Nothing but the mover's writes (Store.bypass, Transition,
-// the copy) ever runs on it.
+// (moverStmt). Nothing but the mover's writes (Store.bypass: Transition,
+// the copy, WriteSubjects, ApplyRows, the purge, ClearStaleColumns) ever
+// runs on it.
 //
 // The driver does not export sqlite3_db_config, so triggersSwitch reaches the
 // connection's handle by reflection. If a driver upgrade changes the
