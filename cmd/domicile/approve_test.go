@@ -289,3 +289,32 @@ func TestTransferApprovals(t *testing.T) {
 		t.Error("the ledger lacks the revocation")
 	}
 }
+
+// TestMigrateBatchRows: --batch-rows 0 makes every batch --batch subjects,
+// whatever their rows; the default sizes them by rows, in fewer moves.
+func TestMigrateBatchRows(t *testing.T) {
+	moves := func(extra ...string) (int, int) {
+		dir := t.TempDir()
+		cfg := filepath.Join(dir, "domicile.yaml")
+		runJSON(t, nil, "init", "--dir", dir, "--subjects", "60")
+		runJSON(t, nil, "--config", cfg, "discover")
+		var p planOut
+		runJSON(t, &p, "--config", cfg, "plan", "--at", "2026-01-01")
+		want := 0
+		for _, r := range p.Moves {
+			want += (r.Subjects + 4) / 5
+		}
+		var mig struct{ Moves int }
+		runJSON(t, &mig, append([]string{"--config", cfg, "migrate", "--at", "2026-01-01", "--batch", "5"}, extra...)...)
+		return mig.Moves, want
+	}
+	if got, want := moves("--batch-rows", "0"); got != want {
+		t.Errorf("--batch 5 --batch-rows 0: %d moves, want %d (5 subjects each)", got, want)
+	}
+	if got, fives := moves(); got >= fives {
+		t.Errorf("--batch 5 with the default batch rows: %d moves, want fewer than the %d of 5 subjects each", got, fives)
+	}
+	if r := run(t, "migrate", "--batch-rows", "-7"); r.err == nil || !strings.Contains(r.err.Error()+r.stderr, "--batch-rows") {
+		t.Errorf("--batch-rows -7: %v", r.err)
+	}
+}

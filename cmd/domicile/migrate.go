@@ -18,6 +18,7 @@ func (m *Main) migrateCommand() *cobra.Command {
 		at       string
 		datasets []string
 		batch    int
+		rows     int64
 		workers  int
 		rate     int
 		abort    bool
@@ -34,14 +35,15 @@ and run again, it resolves what was left and goes on; nothing is lost.
 --abort rolls back every move not yet committed instead.`,
 		Example: `  domicile migrate --at 2026-01-01
   domicile migrate --dataset commerce --batch 50 --rate 20000
+  domicile migrate --batch 10 --batch-rows 0      # 10 subjects per batch, whatever their rows
   domicile migrate --abort`,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			when, err := parseAt(at, m.Now())
 			if err != nil {
 				return err
 			}
-			if batch < 0 || workers < 0 || rate < 0 {
-				return usageErrorf("--batch, --workers and --rate must not be negative")
+			if batch < 0 || workers < 0 || rate < 0 || rows < -1 {
+				return usageErrorf("--batch, --workers and --rate must not be negative; --batch-rows is rows, or 0 for --batch subjects per batch")
 			}
 			ctx := cmd.Context()
 			a, err := m.open(ctx, true)
@@ -74,6 +76,9 @@ and run again, it resolves what was left and goes on; nothing is lost.
 				Workers:   cmp(workers, a.cfg.Mover.Workers),
 				Rate:      float64(cmp(rate, a.cfg.Mover.Rate)),
 				RetryFor:  a.cfg.Mover.RetryFor,
+			}
+			if rows >= 0 {
+				opts.BatchRows = rows
 			}
 			// Batches are durable jobs in the control store: 'domicile
 			// worker' processes anywhere share them with this one.
@@ -131,7 +136,8 @@ and run again, it resolves what was left and goes on; nothing is lost.
 	f := cmd.Flags()
 	f.StringVar(&at, "at", "", "the date the policy is taken at (default now)")
 	f.StringSliceVar(&datasets, "dataset", nil, "only these datasets (repeatable)")
-	f.IntVar(&batch, "batch", 0, "subjects per batch (default mover.batch)")
+	f.IntVar(&batch, "batch", 0, "subjects per batch (default mover.batch); with batch rows, at most 4 × this")
+	f.Int64Var(&rows, "batch-rows", -1, "rows per batch, counted per subject at the source (default mover.batch_rows); 0: --batch subjects per batch")
 	f.IntVar(&workers, "workers", 0, "batches this process moves at once (default mover.workers); 'domicile worker' processes add more")
 	f.IntVar(&rate, "rate", 0, "rows per second, applied between batches (default mover.rate; 0: unlimited)")
 	f.BoolVar(&abort, "abort", false, "roll back every move not yet committed, and move nothing")
