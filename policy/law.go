@@ -65,6 +65,11 @@ type place struct {
 	country int // index in m49
 }
 
+// placeIndex returns the index of the region called name in e.places, or -1.
+func (e *Engine) placeIndex(name string) int {
+	return slices.IndexFunc(e.places, func(p place) bool { return p.name == name })
+}
+
 func (p place) vars(at time.Time) *regionVars {
 	c := &m49[p.country]
 	return &regionVars{Name: p.name, Country: c.Alpha2, Region: c.Region, Subregion: c.Subregion, EU: euByCountry[p.country].covers(at)}
@@ -147,8 +152,8 @@ func (e *Engine) compileLaw(law Law, opts Options) error {
 		c := requirement{Requirement: r}
 		c.Datasets = slices.Clone(r.Datasets)
 		c.Effective, c.Deadline = utc(r.Effective), utc(r.Deadline)
-		if !c.Deadline.IsZero() && !c.Effective.IsZero() && c.Deadline.Before(c.Effective) {
-			return invalid("deadline %s is before it takes effect (%s)", c.Deadline.Format(time.RFC3339), c.Effective.Format(time.RFC3339))
+		if err := checkDeadline(c.Effective, c.Deadline); err != nil {
+			return invalid("%v", err)
 		}
 		if c.datasets, err = datasetMask(r.Datasets, opts.Datasets); err != nil {
 			return invalid("%v", err)
@@ -212,6 +217,14 @@ func utc(t time.Time) time.Time {
 		return t
 	}
 	return t.UTC()
+}
+
+// checkDeadline refuses a deadline before its rule takes effect.
+func checkDeadline(effective, deadline time.Time) error {
+	if !deadline.IsZero() && !effective.IsZero() && deadline.Before(effective) {
+		return fmt.Errorf("deadline %s is before it takes effect (%s)", deadline.Format(time.RFC3339), effective.Format(time.RFC3339))
+	}
+	return nil
 }
 
 // datasetMask returns which of known the names cover, nil for all.
@@ -363,7 +376,7 @@ func (e *Engine) applyLaw(in *input, i int, at time.Time) (domicile.Decision, er
 	allowed := func(regions []string) []string {
 		var out []string
 		for _, name := range regions {
-			if k := slices.IndexFunc(e.places, func(p place) bool { return p.name == name }); k >= 0 && law.allowed[k] {
+			if k := e.placeIndex(name); k >= 0 && law.allowed[k] {
 				out = append(out, name)
 			}
 		}
@@ -413,8 +426,7 @@ func (e *Engine) Transfers(s domicile.Subject, dataset, from, to string, at time
 	if err := e.input(&in, s, dataset, at); err != nil {
 		return nil, err
 	}
-	fi := slices.IndexFunc(e.places, func(p place) bool { return p.name == from })
-	ti := slices.IndexFunc(e.places, func(p place) bool { return p.name == to })
+	fi, ti := e.placeIndex(from), e.placeIndex(to)
 	if fi < 0 || ti < 0 {
 		return nil, domicile.Errorf(domicile.CodeInvalid, "policy: unknown region in transfer %s → %s", from, to)
 	}

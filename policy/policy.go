@@ -131,21 +131,12 @@ func New(rules []Rule, opts Options) (*Engine, error) {
 		}
 		c := rule{Rule: cloneRule(r)}
 		c.Effective, c.Deadline = utc(r.Effective), utc(r.Deadline)
-		if !c.Deadline.IsZero() && !c.Effective.IsZero() && c.Deadline.Before(c.Effective) {
-			return nil, invalid("deadline %s is before it takes effect (%s)", c.Deadline.Format(time.RFC3339), c.Effective.Format(time.RFC3339))
+		if err := checkDeadline(c.Effective, c.Deadline); err != nil {
+			return nil, invalid("%v", err)
 		}
-		if len(r.Datasets) > 0 {
-			c.datasets = make([]bool, len(opts.Datasets))
-			for _, ds := range r.Datasets {
-				k := slices.Index(opts.Datasets, ds)
-				if k < 0 {
-					return nil, invalid("unknown dataset %q (known: %v)", ds, opts.Datasets)
-				}
-				if c.datasets[k] {
-					return nil, invalid("dataset %q listed twice", ds)
-				}
-				c.datasets[k] = true
-			}
+		var err error
+		if c.datasets, err = datasetMask(r.Datasets, opts.Datasets); err != nil {
+			return nil, invalid("%v", err)
 		}
 		if r.When == "" {
 			return nil, invalid("no condition (when); write \"true\" for every subject")
