@@ -67,6 +67,16 @@ func (p *Plan) Subjects() int {
 	return n
 }
 
+// BlockedSubjects returns the number of (subject, dataset) pairs whose move
+// waits for an approval.
+func (p *Plan) BlockedSubjects() int {
+	n := 0
+	for _, r := range p.Blocked {
+		n += r.Count
+	}
+	return n
+}
+
 // routeKey is what sets routes apart.
 type routeKey struct {
 	from, to, rule, transfer, deadlineOf string

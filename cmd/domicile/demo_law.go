@@ -44,9 +44,8 @@ func (m *Main) demoApprovals(ctx context.Context, a *app, at time.Time, law *dem
 			return err
 		}
 		var rules []string
-		blocked := 0
+		blocked := p.BlockedSubjects()
 		for _, r := range p.Blocked {
-			blocked += r.Count
 			// A route names every rule it waits for, comma-separated.
 			for _, name := range strings.Split(r.Transfer, ", ") {
 				if !slices.Contains(rules, name) {

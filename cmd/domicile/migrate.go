@@ -97,10 +97,7 @@ and run again, it resolves what was left and goes on; nothing is lost.
 				// --rate needs each batch's rows: measure them then.
 				p, err := a.planToMove(ctx, dss, when, opts.Rate > 0)
 				if err == nil {
-					blocked = 0
-					for _, r := range p.Blocked {
-						blocked += r.Count
-					}
+					blocked = p.BlockedSubjects()
 				}
 				return p, err
 			}, opts)

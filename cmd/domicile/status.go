@@ -67,12 +67,9 @@ is at risk. It changes nothing.`,
 				return err
 			}
 			rep := &statusReport{At: when, PolicyVersion: a.policy.Version(), InFlight: p.InFlight, OpenMoves: map[string]int{}, Deadlines: []*deadlineStatus{}}
+			rep.Pending, rep.Blocked = p.Subjects(), p.BlockedSubjects()
 			for _, r := range p.Routes {
-				rep.Pending += r.Count
 				rep.Rows += r.Rows
-			}
-			for _, r := range p.Blocked {
-				rep.Blocked += r.Count
 			}
 			open, err := a.ctrl.ListMoves(ctx, domicile.OpenMoveStates...)
 			if err != nil {

@@ -122,9 +122,7 @@ func (a *app) planWhatIf(ctx context.Context, file string, datasets []*domicile.
 		w.Rows += r.Rows
 		w.Bytes += r.Bytes
 	}
-	for _, r := range p.Blocked {
-		w.Blocked += r.Count
-	}
+	w.Blocked = p.BlockedSubjects()
 	rate, n, err := measuredRate(ctx, a.ctrl)
 	if err != nil {
 		return nil, nil, err
