@@ -77,15 +77,16 @@ func upsertOwnership(ctx context.Context, tx querierCtx, rows []domicile.Ownersh
 	return nil
 }
 
-// upsertOwner upserts one ownership row.
-const upsertOwner = `INSERT INTO domicile_owner (` + ownerColumns + `) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+// ownerUpsert is what an ownership row written over another becomes.
+const ownerUpsert = `
 	ON CONFLICT (subject, dataset) DO UPDATE SET state = excluded.state, region = excluded.region,
 	epoch = excluded.epoch, move_id = excluded.move_id`
+
+// upsertOwner upserts one ownership row.
+const upsertOwner = `INSERT INTO domicile_owner (` + ownerColumns + `) VALUES (?1, ?2, ?3, ?4, ?5, ?6)` + ownerUpsert
 
 // upsertOwners upserts the ownership rows of the subjects of a JSON array
 // with one dataset, state, region, epoch and move. (WHERE true tells the
 // parser that ON CONFLICT is not a join's.)
 const upsertOwners = `INSERT INTO domicile_owner (` + ownerColumns + `)
-	SELECT j.value, ?2, ?3, ?4, ?5, ?6 FROM json_each(?1) AS j WHERE true
-	ON CONFLICT (subject, dataset) DO UPDATE SET state = excluded.state, region = excluded.region,
-	epoch = excluded.epoch, move_id = excluded.move_id`
+	SELECT j.value, ?2, ?3, ?4, ?5, ?6 FROM json_each(?1) AS j WHERE true` + ownerUpsert
