@@ -67,6 +67,24 @@ func (p *Plan) Subjects() int {
 	return n
 }
 
+// The states of a deadline's progress (DeadlineProgress.State).
+const (
+	DeadlineOverdue = "overdue" // passed with placements not placed
+	DeadlineDone    = "done"    // every placement placed
+	DeadlineOpen    = "open"
+)
+
+// State says where the deadline stands.
+func (d *DeadlineProgress) State() string {
+	switch {
+	case d.Overdue:
+		return DeadlineOverdue
+	case d.Placed == d.Total:
+		return DeadlineDone
+	}
+	return DeadlineOpen
+}
+
 // BlockedSubjects returns the number of (subject, dataset) pairs whose move
 // waits for an approval.
 func (p *Plan) BlockedSubjects() int {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/domicile/domicile/mover"
 )
 
 // maxTextViolations is how many violations the text summary lists; the JSON
@@ -71,12 +73,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		return err
 	}
 	for _, d := range r.Deadlines {
-		state := "open"
-		switch {
-		case d.Overdue:
-			state = "OVERDUE"
-		case d.Placed == d.Total:
-			state = "done"
+		state := d.State()
+		if state == mover.DeadlineOverdue {
+			state = strings.ToUpper(state)
 		}
 		fmt.Fprintf(w, "deadline %s (%s): %d of %d placements placed, %d in flight, %d pending, %d blocked: %s\n",
 			d.Deadline.Format(time.DateOnly), d.Of, d.Placed, d.Total, d.InFlight, d.Pending, d.Blocked, state)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -162,13 +163,11 @@ func printDeadlines(wr io.Writer, p *mover.Plan) error {
 	tw := tabwriter.NewWriter(wr, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEADLINE\tOF\tPLACEMENTS\tPLACED\tIN FLIGHT\tPENDING\tBLOCKED\t")
 	for _, d := range p.Deadlines {
-		state := ""
-		switch {
-		case d.Overdue:
-			state = "OVERDUE"
-		case d.Placed == d.Total:
-			state = "done"
-		default:
+		state := d.State()
+		switch state {
+		case mover.DeadlineOverdue:
+			state = strings.ToUpper(state)
+		case mover.DeadlineOpen:
 			state = fmt.Sprintf("%s left", d.Deadline.Sub(p.At).Round(time.Hour))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", d.Deadline.Format(time.DateOnly), d.Of, d.Total, d.Placed, d.InFlight, d.Pending, d.Blocked, state)
