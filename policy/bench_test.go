@@ -31,8 +31,23 @@ func BenchmarkDecideUncached(b *testing.B) {
 	benchDecide(b, rules)
 }
 
+// BenchmarkDecideWithLaw adds requirements of the kind the jurisdiction
+// packs carry (mainland subjects stay in China, US subjects stay out of
+// it): what the law allows comes from its own cache, and limits the rules'
+// regions on every decision.
+func BenchmarkDecideWithLaw(b *testing.B) {
+	benchDecideOpts(b, referenceRules(), lawOptions(Law{Requirements: []Requirement{
+		{Name: "cn-local", When: `subject.country == "CN"`, Where: `region.country == "CN"`},
+		{Name: "us-out", When: `subject.country == "US"`, Where: `!(region.country in ["CN", "HK", "MO"])`},
+	}}))
+}
+
 func benchDecide(b *testing.B, rules []Rule) {
-	e, err := New(rules, Options{Regions: refRegions, Datasets: refDatasets})
+	benchDecideOpts(b, rules, Options{Regions: refRegions, Datasets: refDatasets})
+}
+
+func benchDecideOpts(b *testing.B, rules []Rule, opts Options) {
+	e, err := New(rules, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
