@@ -198,6 +198,10 @@ type Receipt struct {
 	// Live is set when the move copied its subject live (LiveCopier); it
 	// says what the digests above mean then.
 	Live *LiveReceipt `json:"live,omitempty"`
+	// Recopied counts the subjects of a fenced copy whose rows changed at
+	// the source between the copy made before the fence and the fence, and
+	// were copied again inside it.
+	Recopied int `json:"recopied,omitempty"`
 }
 
 // The values of Receipt.Copy.

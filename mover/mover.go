@@ -43,6 +43,13 @@ type Config struct {
 	// move of its own. Default DefaultLiveRows; negative: never.
 	LiveRows int64
 
+	// Precopy is when an ordinary (not live) move copies its subjects
+	// before the fence, so that the fence covers a read of the source
+	// instead of the copy (see precopy): PrecopyAuto (the default) where
+	// the destination's copy digests what it writes, so that the precopy
+	// costs no extra read; PrecopyAlways; PrecopyNever.
+	Precopy string
+
 	Now    func() time.Time
 	Logger *slog.Logger
 
@@ -51,6 +58,17 @@ type Config struct {
 	// chosen point.
 	AfterStep func(m *domicile.Move, state domicile.MoveState)
 }
+
+// StepPrecopied is what Config.AfterStep is called with after a precopy:
+// not a state a move is ever in or recorded in.
+const StepPrecopied domicile.MoveState = "precopied"
+
+// The values of Config.Precopy.
+const (
+	PrecopyAuto   = "auto"
+	PrecopyAlways = "always"
+	PrecopyNever  = "never"
+)
 
 // Mover runs moves. It is safe for concurrent use: different goroutines may
 // run different moves, and the leases keep two processes off one move.
@@ -76,6 +94,9 @@ func New(cfg Config) *Mover {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Precopy == "" {
+		cfg.Precopy = PrecopyAuto
+	}
 	return &Mover{cfg: cfg, throttle: newThrottle(cfg.MaxWriteLatency, cfg.MaxReplicationLag, cfg.Logger)}
 }
 
@@ -95,6 +116,12 @@ type run struct {
 	dst     domicile.Store
 	digests map[string]domicile.SubjectDigest // source digests, from the copy
 	written map[string]domicile.SubjectDigest // destination digests, from the copy
+	// precopied is set when this run copied the subjects before the fence
+	// (precopy): written then holds the destination's digests of that copy.
+	precopied bool
+	// fenceAtPrepare is set when this run's prepare recorded FencedAt for
+	// the fence that follows it (see prepare).
+	fenceAtPrepare bool
 
 	fencedAt    time.Time // when this run's fence committed, for the block it reports
 	activatedAt time.Time
@@ -292,7 +319,9 @@ func (r *run) forward(ctx context.Context) (Result, error) {
 			err = r.prepare(ctx)
 		case domicile.MovePrepared:
 			if err = r.live(ctx); err == nil {
-				err = r.fence(ctx)
+				if err = r.precopy(ctx); err == nil {
+					err = r.fence(ctx)
+				}
 			}
 		case domicile.MoveFenced:
 			if mv.Receipt.Live != nil {
@@ -421,6 +450,7 @@ func (r *run) prepare(ctx context.Context) error {
 		// crash), which saves a record of its own.
 		r.mv.FencedAt = r.m.cfg.Now()
 		r.mv.Receipt.Fenced = r.mv.FencedAt
+		r.fenceAtPrepare = true
 	}
 	return r.record(ctx, domicile.MovePrepared)
 }
@@ -455,47 +485,150 @@ func (r *run) fence(ctx context.Context) error {
 	return nil
 }
 
-// copy replaces whatever an earlier attempt left at the destination with the
-// subjects' rows from the source.
+// precopy copies the subjects' rows to the destination before the fence,
+// while they may still change at the source. The destination holds them
+// Incoming, so nobody changes them there, and the digests of the rows as
+// it stored them (r.written) stay true until the activation. Inside the
+// fence, copy then reads only the source's digests and copies again the
+// subjects whose rows changed meanwhile: the fence covers a read of the
+// source instead of the whole copy. A live move has copied already.
+//
+// The precopy costs nothing more where the destination's copy returns the
+// digests of what it wrote (CopyDigester: SQLite to SQLite): the read of
+// the source inside the fence replaces the one verify made. Elsewhere the
+// destination is read back before the fence and the source inside it, one
+// read more than a copy inside the fence: Config.Precopy says whether to
+// pay it (PrecopyAlways) or not (PrecopyAuto, PrecopyNever).
+func (r *run) precopy(ctx context.Context) error {
+	mode := r.m.cfg.Precopy
+	if r.mv.Receipt.Live != nil || mode == PrecopyNever {
+		return nil
+	}
+	if err := r.renew(ctx); err != nil {
+		return err
+	}
+	if mode == PrecopyAuto {
+		c, ok := r.dst.(domicile.CopyDigester)
+		if !ok {
+			return nil
+		}
+		d, err := c.CopyDigestSubjectsFrom(ctx, r.src, r.ds, r.mv.ID, r.mv.Subjects)
+		switch {
+		case errors.Is(err, domicile.ErrNotSupported):
+			return nil // copied inside the fence
+		case err != nil:
+			return fmt.Errorf("copy %s to %s: %w", r.mv.From, r.mv.To, err)
+		}
+		r.written, r.precopied = d, true
+	} else {
+		d, _, err := r.copySubjects(ctx, r.mv.Subjects, true)
+		if err != nil {
+			return err
+		}
+		r.written, r.precopied = d, true
+	}
+	if r.m.cfg.AfterStep != nil {
+		r.m.cfg.AfterStep(r.mv, StepPrecopied)
+	}
+	if r.fenceAtPrepare {
+		// max_block counts from the fence, which comes now, in this run.
+		// (The record keeps the prepare's time: a run resumed from it
+		// counts from there, which can only be earlier.)
+		r.mv.FencedAt = r.m.cfg.Now()
+		r.mv.Receipt.Fenced = r.mv.FencedAt
+	}
+	return nil
+}
+
+// copy makes the destination hold the subjects' rows as the fenced source
+// has them. After a precopy it reads the source's digests and copies again
+// only the subjects whose rows differ from the precopy's; otherwise (a run
+// resumed after the fence) it copies them all.
 func (r *run) copy(ctx context.Context) error {
 	if err := r.renew(ctx); err != nil {
 		return err
 	}
-	if c, ok := r.dst.(domicile.CopyDigester); ok {
-		d, err := c.CopyDigestSubjectsFrom(ctx, r.src, r.ds, r.mv.ID, r.mv.Subjects)
-		switch {
-		case err == nil:
-			r.written = d
-			r.mark(domicile.MoveCopied)
-			return nil
-		case !errors.Is(err, domicile.ErrNotSupported):
-			return fmt.Errorf("copy %s to %s: %w", r.mv.From, r.mv.To, err)
+	if !r.precopied {
+		// Verify reads back what it needs, both ends at once.
+		written, digests, err := r.copySubjects(ctx, r.mv.Subjects, false)
+		if err != nil {
+			return err
 		}
+		r.written, r.digests = written, digests
+		r.mark(domicile.MoveCopied)
+		return nil
 	}
-	if c, ok := r.dst.(domicile.SubjectCopier); ok {
-		_, err := c.CopySubjectsFrom(ctx, r.src, r.ds, r.mv.ID, r.mv.Subjects)
-		switch {
-		case err == nil:
-			// The source digests are read in the verify step.
-			r.mark(domicile.MoveCopied)
-			return nil
-		case !errors.Is(err, domicile.ErrNotSupported):
-			return fmt.Errorf("copy %s to %s: %w", r.mv.From, r.mv.To, err)
-		}
-	}
-	b, err := r.src.ReadSubjects(ctx, r.ds, r.mv.Subjects)
+	src, err := r.src.DigestSubjects(ctx, r.ds, r.mv.Subjects)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", r.mv.From, err)
+		return fmt.Errorf("digest %s: %w", r.mv.From, err)
 	}
-	if r.digests, err = domicile.DigestBatch(r.ds, r.mv.Subjects, b); err != nil {
-		return err
+	var changed []string
+	for _, s := range r.mv.Subjects {
+		if !src[s].Equal(r.written[s]) {
+			changed = append(changed, s)
+		}
 	}
-	b.MoveID = r.mv.ID
-	if err := r.dst.WriteSubjects(ctx, r.ds, r.mv.Subjects, b); err != nil {
-		return fmt.Errorf("write %s: %w", r.mv.To, err)
+	if len(changed) > 0 {
+		written, _, err := r.copySubjects(ctx, changed, true)
+		if err != nil {
+			return err
+		}
+		for _, s := range changed {
+			r.written[s] = written[s]
+		}
 	}
+	r.digests = src
+	r.mv.Receipt.Recopied = len(changed)
 	r.mark(domicile.MoveCopied)
 	return nil
+}
+
+// copySubjects replaces whatever an earlier attempt left at the destination
+// with the subjects' rows from the source, and returns the digests of the
+// rows as the destination stored them (nil if the copy did not digest them
+// and readBack is false) and, when the copy read them through Go, as the
+// source had them (nil otherwise).
+func (r *run) copySubjects(ctx context.Context, subjects []string, readBack bool) (written, source map[string]domicile.SubjectDigest, err error) {
+	if c, ok := r.dst.(domicile.CopyDigester); ok {
+		d, err := c.CopyDigestSubjectsFrom(ctx, r.src, r.ds, r.mv.ID, subjects)
+		switch {
+		case err == nil:
+			return d, nil, nil
+		case !errors.Is(err, domicile.ErrNotSupported):
+			return nil, nil, fmt.Errorf("copy %s to %s: %w", r.mv.From, r.mv.To, err)
+		}
+	}
+	copied := false
+	if c, ok := r.dst.(domicile.SubjectCopier); ok {
+		_, err := c.CopySubjectsFrom(ctx, r.src, r.ds, r.mv.ID, subjects)
+		switch {
+		case err == nil:
+			copied = true
+		case !errors.Is(err, domicile.ErrNotSupported):
+			return nil, nil, fmt.Errorf("copy %s to %s: %w", r.mv.From, r.mv.To, err)
+		}
+	}
+	if !copied {
+		b, err := r.src.ReadSubjects(ctx, r.ds, subjects)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read %s: %w", r.mv.From, err)
+		}
+		if source, err = domicile.DigestBatch(r.ds, subjects, b); err != nil {
+			return nil, nil, err
+		}
+		b.MoveID = r.mv.ID
+		if err := r.dst.WriteSubjects(ctx, r.ds, subjects, b); err != nil {
+			return nil, nil, fmt.Errorf("write %s: %w", r.mv.To, err)
+		}
+	}
+	if !readBack {
+		return nil, source, nil
+	}
+	// Read back: the digests of what the destination stored.
+	if written, err = r.dst.DigestSubjects(ctx, r.ds, subjects); err != nil {
+		return nil, nil, fmt.Errorf("digest %s: %w", r.mv.To, err)
+	}
+	return written, source, nil
 }
 
 // verify compares the per-subject digests at both ends.

@@ -914,3 +914,111 @@ func TestMigrateSizesBatchesByRows(t *testing.T) {
 		})
 	}
 }
+
+// TestPrecopyRecopiesChangedSubjects writes at the source between the copy
+// made before the fence and the fence: the move must copy that subject
+// again inside the fence (and only it), lose nothing, and verify; on
+// SQLite by default (auto), on PostgreSQL with precopy always.
+func TestPrecopyRecopiesChangedSubjects(t *testing.T) {
+	for _, c := range []struct {
+		name, engine, precopy string
+	}{
+		{"sqlite/auto", "sqlite", mover.PrecopyAuto},
+		{"sqlite/always", "sqlite", mover.PrecopyAlways},
+		{"postgres/always", "postgres", mover.PrecopyAlways},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.engine == "postgres" {
+				pgtest.Shared(t)
+			}
+			ctx := context.Background()
+			e := newEnvOn(t, 30, c.engine, c.engine)
+			var changed []string
+			m := mover.New(mover.Config{
+				Control: e.ctrl, Stores: e.stores, Datasets: map[string]*domicile.Dataset{"social": e.ds},
+				Owner: "m", Now: e.clock.Now, MaxBlock: time.Hour, Precopy: c.precopy,
+				AfterStep: func(mv *domicile.Move, s domicile.MoveState) {
+					if s != mover.StepPrecopied {
+						return
+					}
+					// A write the precopy missed: the subject is still
+					// owned at the source.
+					id := mv.Subjects[len(mv.Subjects)/2]
+					e.exec(t, "a", `UPDATE posts SET body = ? WHERE user_id = ?`, "changed after the precopy", id)
+					changed = append(changed, id)
+				},
+			})
+			sum, err := m.Migrate(ctx, e.plan, mover.MigrateOptions{Batch: 4, Workers: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum.Subjects != 10 || sum.Failed != 0 || len(changed) != sum.Moves {
+				t.Fatalf("summary %+v, precopies with a write %d", sum, len(changed))
+			}
+			e.checkMoved(t)
+			if rep := e.verify(t); !rep.OK || rep.Pending != 0 {
+				t.Fatalf("verify %+v", rep)
+			}
+			for _, id := range changed {
+				rows := e.query(t, "b", `SELECT count(*) FROM posts WHERE user_id = ? AND body = ?`, id, "changed after the precopy")
+				if n := fmt.Sprint(rows[0][0]); n != "5" {
+					t.Errorf("%s: %s of its 5 posts changed at the destination", id, n)
+				}
+				rs, err := e.ctrl.FindReceipts(ctx, id)
+				if err != nil || len(rs) != 1 || rs[0].Recopied != 1 {
+					t.Errorf("%s: receipts %+v (%v), want one that copied 1 subject again", id, rs, err)
+				}
+			}
+		})
+	}
+}
+
+// TestPrecopyNever copies inside the fence: no precopy step, nothing
+// copied again.
+func TestPrecopyNever(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 30)
+	precopies := 0
+	m := mover.New(mover.Config{
+		Control: e.ctrl, Stores: e.stores, Datasets: map[string]*domicile.Dataset{"social": e.ds},
+		Owner: "m", Now: e.clock.Now, MaxBlock: time.Hour, Precopy: mover.PrecopyNever,
+		AfterStep: func(_ *domicile.Move, s domicile.MoveState) {
+			if s == mover.StepPrecopied {
+				precopies++
+			}
+		},
+	})
+	sum, err := m.Migrate(ctx, e.plan, mover.MigrateOptions{Batch: 4, Workers: 1})
+	if err != nil || sum.Subjects != 10 || sum.Failed != 0 {
+		t.Fatalf("summary %+v %v", sum, err)
+	}
+	if precopies != 0 {
+		t.Fatalf("%d precopies with precopy never", precopies)
+	}
+	e.checkMoved(t)
+}
+
+// TestPrecopyOutsideMaxBlock: max_block bounds the fence, not the copy
+// made before it; a precopy longer than max_block moves the subjects.
+func TestPrecopyOutsideMaxBlock(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 9)
+	m := mover.New(mover.Config{
+		Control: e.ctrl, Stores: e.stores, Datasets: map[string]*domicile.Dataset{"social": e.ds},
+		Owner: "m", Now: e.clock.Now, MaxBlock: time.Second,
+		AfterStep: func(_ *domicile.Move, s domicile.MoveState) {
+			if s == mover.StepPrecopied {
+				e.clock.Add(2 * time.Second) // the precopy "took" longer than max_block
+			}
+		},
+	})
+	sum, err := m.Migrate(ctx, e.plan, mover.MigrateOptions{Passes: 1})
+	if err != nil || sum.Failed != 0 || sum.Subjects != 3 {
+		moves, _ := e.ctrl.ListMoves(ctx, domicile.MoveRolledBack)
+		for _, mv := range moves {
+			t.Logf("rolled back: %s", mv.Error)
+		}
+		t.Fatalf("summary %+v %v", sum, err)
+	}
+	e.checkMoved(t)
+}

@@ -151,7 +151,7 @@ func TestCrashMigrate(t *testing.T) {
 		{"", "2026-03-01", false},
 		{"activated:3", "2026-06-01", true},
 		{"purged", "2026-01-01", true},
-		{"committed:2", "2026-03-01", true},
+		{"precopied:2", "2026-03-01", true}, // between the copy before the fence and the fence
 		{"fenced:3", "2026-06-01", true},
 		{"purged:2", "2026-01-01", false}, // the final migrate resolves it
 	}
