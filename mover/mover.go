@@ -43,12 +43,9 @@ type Config struct {
 	// move of its own. Default DefaultLiveRows; negative: never.
 	LiveRows int64
 
-	// Precopy is when an ordinary (not live) move copies its subjects
-	// before the fence, so that the fence covers a read of the source
-	// instead of the copy (see precopy): PrecopyAuto (the default) where
-	// the destination's copy digests what it writes, so that the precopy
-	// costs no extra read; PrecopyAlways; PrecopyNever.
-	Precopy string
+	// NoPrecopy makes ordinary (not live) moves copy inside the fence
+	// instead of before it (see precopy).
+	NoPrecopy bool
 
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -62,13 +59,6 @@ type Config struct {
 // StepPrecopied is what Config.AfterStep is called with after a precopy:
 // not a state a move is ever in or recorded in.
 const StepPrecopied domicile.MoveState = "precopied"
-
-// The values of Config.Precopy.
-const (
-	PrecopyAuto   = "auto"
-	PrecopyAlways = "always"
-	PrecopyNever  = "never"
-)
 
 // Mover runs moves. It is safe for concurrent use: different goroutines may
 // run different moves, and the leases keep two processes off one move.
@@ -93,9 +83,6 @@ func New(cfg Config) *Mover {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Precopy == "" {
-		cfg.Precopy = PrecopyAuto
 	}
 	return &Mover{cfg: cfg, throttle: newThrottle(cfg.MaxWriteLatency, cfg.MaxReplicationLag, cfg.Logger)}
 }
@@ -493,40 +480,23 @@ func (r *run) fence(ctx context.Context) error {
 // subjects whose rows changed meanwhile: the fence covers a read of the
 // source instead of the whole copy. A live move has copied already.
 //
-// The precopy costs nothing more where the destination's copy returns the
-// digests of what it wrote (CopyDigester: SQLite to SQLite): the read of
-// the source inside the fence replaces the one verify made. Elsewhere the
-// destination is read back before the fence and the source inside it, one
-// read more than a copy inside the fence: Config.Precopy says whether to
-// pay it (PrecopyAlways) or not (PrecopyAuto, PrecopyNever).
+// Between SQLite files the precopy costs nothing more: the copy digests
+// what it writes, and the read of the source inside the fence replaces
+// the one verify made. Where the rows pass through Go (PostgreSQL, mixed
+// engines) it costs one read more: the destination is read back before
+// the fence and the source inside it (Config.NoPrecopy saves it).
 func (r *run) precopy(ctx context.Context) error {
-	mode := r.m.cfg.Precopy
-	if r.mv.Receipt.Live != nil || mode == PrecopyNever {
+	if r.mv.Receipt.Live != nil || r.m.cfg.NoPrecopy {
 		return nil
 	}
 	if err := r.renew(ctx); err != nil {
 		return err
 	}
-	if mode == PrecopyAuto {
-		c, ok := r.dst.(domicile.CopyDigester)
-		if !ok {
-			return nil
-		}
-		d, err := c.CopyDigestSubjectsFrom(ctx, r.src, r.ds, r.mv.ID, r.mv.Subjects)
-		switch {
-		case errors.Is(err, domicile.ErrNotSupported):
-			return nil // copied inside the fence
-		case err != nil:
-			return fmt.Errorf("copy %s to %s: %w", r.mv.From, r.mv.To, err)
-		}
-		r.written, r.precopied = d, true
-	} else {
-		d, _, err := r.copySubjects(ctx, r.mv.Subjects, true)
-		if err != nil {
-			return err
-		}
-		r.written, r.precopied = d, true
+	d, _, err := r.copySubjects(ctx, r.mv.Subjects, true)
+	if err != nil {
+		return err
 	}
+	r.written, r.precopied = d, true
 	if r.m.cfg.AfterStep != nil {
 		r.m.cfg.AfterStep(r.mv, StepPrecopied)
 	}

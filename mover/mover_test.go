@@ -917,26 +917,27 @@ func TestMigrateSizesBatchesByRows(t *testing.T) {
 
 // TestPrecopyRecopiesChangedSubjects writes at the source between the copy
 // made before the fence and the fence: the move must copy that subject
-// again inside the fence (and only it), lose nothing, and verify; on
-// SQLite by default (auto), on PostgreSQL with precopy always.
+// again inside the fence (and only it), lose nothing, and verify: between
+// SQLite files (copied by ATTACH), PostgreSQL databases and the two
+// engines (copied through Go).
 func TestPrecopyRecopiesChangedSubjects(t *testing.T) {
 	for _, c := range []struct {
-		name, engine, precopy string
+		name, a, b string
 	}{
-		{"sqlite/auto", "sqlite", mover.PrecopyAuto},
-		{"sqlite/always", "sqlite", mover.PrecopyAlways},
-		{"postgres/always", "postgres", mover.PrecopyAlways},
+		{"sqlite", "sqlite", "sqlite"},
+		{"postgres", "postgres", "postgres"},
+		{"mixed", "sqlite", "postgres"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if c.engine == "postgres" {
+			if c.a == "postgres" || c.b == "postgres" {
 				pgtest.Shared(t)
 			}
 			ctx := context.Background()
-			e := newEnvOn(t, 30, c.engine, c.engine)
+			e := newEnvOn(t, 30, c.a, c.b)
 			var changed []string
 			m := mover.New(mover.Config{
 				Control: e.ctrl, Stores: e.stores, Datasets: map[string]*domicile.Dataset{"social": e.ds},
-				Owner: "m", Now: e.clock.Now, MaxBlock: time.Hour, Precopy: c.precopy,
+				Owner: "m", Now: e.clock.Now, MaxBlock: time.Hour,
 				AfterStep: func(mv *domicile.Move, s domicile.MoveState) {
 					if s != mover.StepPrecopied {
 						return
@@ -973,15 +974,14 @@ func TestPrecopyRecopiesChangedSubjects(t *testing.T) {
 	}
 }
 
-// TestPrecopyNever copies inside the fence: no precopy step, nothing
-// copied again.
-func TestPrecopyNever(t *testing.T) {
+// TestNoPrecopy copies inside the fence: no precopy step.
+func TestNoPrecopy(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, 30)
 	precopies := 0
 	m := mover.New(mover.Config{
 		Control: e.ctrl, Stores: e.stores, Datasets: map[string]*domicile.Dataset{"social": e.ds},
-		Owner: "m", Now: e.clock.Now, MaxBlock: time.Hour, Precopy: mover.PrecopyNever,
+		Owner: "m", Now: e.clock.Now, MaxBlock: time.Hour, NoPrecopy: true,
 		AfterStep: func(_ *domicile.Move, s domicile.MoveState) {
 			if s == mover.StepPrecopied {
 				precopies++
@@ -993,7 +993,7 @@ func TestPrecopyNever(t *testing.T) {
 		t.Fatalf("summary %+v %v", sum, err)
 	}
 	if precopies != 0 {
-		t.Fatalf("%d precopies with precopy never", precopies)
+		t.Fatalf("%d precopies with NoPrecopy", precopies)
 	}
 	e.checkMoved(t)
 }

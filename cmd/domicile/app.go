@@ -279,9 +279,9 @@ func (a *app) mover() (*mover.Mover, error) {
 		Lease:    a.cfg.Mover.Lease,
 		MaxBlock: a.cfg.Mover.MaxBlock, PurgeAfter: a.cfg.Mover.PurgeAfter,
 		MaxWriteLatency: a.cfg.Mover.MaxWriteLatency, MaxReplicationLag: a.cfg.Mover.MaxReplicationLag,
-		LiveRows: liveRows(a.cfg.Mover.LiveRows),
-		Precopy:  a.cfg.Mover.Precopy,
-		Now:      a.now, Logger: a.log,
+		LiveRows:  liveRows(a.cfg.Mover.LiveRows),
+		NoPrecopy: !a.cfg.Mover.Precopy,
+		Now:       a.now, Logger: a.log,
 	}
 	if spec := os.Getenv("DOMICILE_CRASH_AFTER"); spec != "" {
 		hook, err := crashHook(spec)

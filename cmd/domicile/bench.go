@@ -21,7 +21,7 @@ func (m *Main) benchCommand() *cobra.Command {
 		dir      string
 		seed     int64
 		profile  string
-		precopy  string
+		precopy  bool
 		backend  string
 		pf       pgbenchFlags
 	)
@@ -66,10 +66,7 @@ synchronous_commit on.`,
 				defer os.RemoveAll(d)
 				dir = d
 			}
-			if precopy != mover.PrecopyAuto && precopy != mover.PrecopyAlways && precopy != mover.PrecopyNever {
-				return usageErrorf("--precopy %q: want auto, always or never", precopy)
-			}
-			opts := bench.Options{Dir: dir, Subjects: subjects, Seed: seed, Batch: batch, BatchRows: rows, Workers: workers, Precopy: precopy}
+			opts := bench.Options{Dir: dir, Subjects: subjects, Seed: seed, Batch: batch, BatchRows: rows, Workers: workers, NoPrecopy: !precopy}
 			if profile != "" {
 				f, err := os.Create(profile)
 				if err != nil {
@@ -109,7 +106,7 @@ synchronous_commit on.`,
 	f.IntVar(&batch, "batch", 50, "subjects per batch")
 	f.Int64Var(&rows, "batch-rows", mover.DefaultBatchRows, "rows per batch, counted per subject at the source, with at most 4 × --batch subjects (mover.batch_rows); 0: --batch subjects per batch")
 	f.IntVar(&workers, "workers", 2, "batches moved at once")
-	f.StringVar(&precopy, "precopy", mover.PrecopyAuto, "when a move copies before its fence (mover.precopy): auto, always or never")
+	f.BoolVar(&precopy, "precopy", true, "copy before the fence, and inside it only the subjects that changed (mover.precopy); --precopy=false copies inside the fence")
 	f.StringVar(&dir, "dir", "", "where to keep the files (default: a temporary directory, removed)")
 	f.Int64Var(&seed, "seed", 1, "seed of the population")
 	f.StringVar(&profile, "cpuprofile", "", "write a CPU profile of domicile's moves (not of the raw side) to this file")

@@ -236,11 +236,10 @@ type MoverConfig struct {
 	// "auto" (logical replication where the cluster allows it, else
 	// triggers), "logical" or "triggers"; default auto.
 	Capture string `yaml:"capture"`
-	// Precopy is when an ordinary move copies its subjects before the
-	// fence and, inside it, reads the source and copies again only the
-	// subjects that changed: "auto" (where that costs no extra read:
-	// SQLite to SQLite), "always" or "never"; default auto.
-	Precopy string `yaml:"precopy"`
+	// Precopy makes an ordinary move copy its subjects before the fence
+	// and, inside it, read the source and copy again only the subjects
+	// that changed; default true.
+	Precopy bool `yaml:"precopy"`
 }
 
 // AuditConfig places the evidence kept outside the control store. Relative
@@ -291,7 +290,7 @@ func defaultConfig() *Config {
 			RetryFor:  5 * time.Minute,
 			LiveRows:  mover.DefaultLiveRows,
 			Capture:   "auto",
-			Precopy:   mover.PrecopyAuto,
+			Precopy:   true,
 		},
 		Audit: AuditConfig{
 			SigningKey: "./audit.key",
@@ -667,11 +666,6 @@ func (v *validator) validate() {
 	case "auto", "logical", "triggers":
 	default:
 		v.errorf("mover.capture", "must be auto, logical or triggers, got %q", m.Capture)
-	}
-	switch m.Precopy {
-	case mover.PrecopyAuto, mover.PrecopyAlways, mover.PrecopyNever:
-	default:
-		v.errorf("mover.precopy", "must be auto, always or never, got %q", m.Precopy)
 	}
 
 	v.policy(regions, datasets)

@@ -114,7 +114,7 @@ mover:
   max_replication_lag: 5s
   live_rows: 5000
   capture: triggers
-  precopy: always
+  precopy: false
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +132,7 @@ mover:
 	}
 	wantAPI := APIConfig{Listen: "0.0.0.0:8080", Token: "env:DOMICILE_TEST_TOKEN", MaxBody: 4096, FenceWait: 250 * time.Millisecond}
 	wantMover := MoverConfig{Batch: 10, BatchRows: 900, Workers: 4, MaxBlock: 500 * time.Millisecond, PurgeAfter: time.Hour, Lease: 30 * time.Second, Rate: 1000,
-		RetryFor: 2 * time.Minute, MaxWriteLatency: 40 * time.Millisecond, MaxReplicationLag: 5 * time.Second, LiveRows: 5000, Capture: "triggers", Precopy: "always"}
+		RetryFor: 2 * time.Minute, MaxWriteLatency: 40 * time.Millisecond, MaxReplicationLag: 5 * time.Second, LiveRows: 5000, Capture: "triggers", Precopy: false}
 	if c.API != wantAPI || c.Mover != wantMover {
 		t.Errorf("api %+v mover %+v", c.API, c.Mover)
 	}
@@ -359,7 +359,6 @@ mover:
   live_rows: -1
   capture: sideways
   batch_rows: -1
-  precopy: sometimes
 `, []string{
 			"domicile.yaml:1: control: postgres://db names no database: want postgres://USER@HOST:PORT/DATABASE",
 			`domicile.yaml:3: api.listen: "localhost" is not host:port`,
@@ -393,7 +392,6 @@ mover:
 			"domicile.yaml:43: mover.live_rows: must not be negative (0 turns live copy off), got -1",
 			`domicile.yaml:44: mover.capture: must be auto, logical or triggers, got "sideways"`,
 			"domicile.yaml:45: mover.batch_rows: must not be negative (0 sizes batches by subjects only), got -1",
-			`domicile.yaml:46: mover.precopy: must be auto, always or never, got "sometimes"`,
 			`domicile.yaml: policy: policy.rules is required: at least one rule, the last matching every subject (when: "true")`,
 		}},
 		{"no policy", strings.Split(minimal, "policy:")[0], []string{

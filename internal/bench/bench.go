@@ -40,10 +40,9 @@ type Options struct {
 	// 0: Batch subjects per move.
 	BatchRows int64
 	Workers   int
-	// Precopy is the mover's precopy setting (mover.Config.Precopy);
-	// empty: auto.
-	Precopy  string
-	Progress func(done, total int)
+	// NoPrecopy copies inside the fence (mover.Config.NoPrecopy).
+	NoPrecopy bool
+	Progress  func(done, total int)
 
 	// ReadWrite makes the mover carry the rows through Go (ReadSubjects,
 	// then WriteSubjects), as between stores of different engines, instead
@@ -75,7 +74,7 @@ type Report struct {
 	Batch      int     `json:"batch"`
 	BatchRows  int64   `json:"batch_rows"`
 	Workers    int     `json:"workers"`
-	Precopy    string  `json:"precopy"`
+	Precopy    bool    `json:"precopy"`
 	Domicile   Timing  `json:"domicile"`
 	Raw        Timing  `json:"raw"`
 	RawCopy    float64 `json:"raw_copy_seconds"`
@@ -125,7 +124,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			os.Remove(filepath.Join(opts.Dir, name+suffix))
 		}
 	}
-	rep := &Report{Population: opts.Subjects, Batch: opts.Batch, BatchRows: opts.BatchRows, Workers: opts.Workers, Precopy: precopyName(opts.Precopy)}
+	rep := &Report{Population: opts.Subjects, Batch: opts.Batch, BatchRows: opts.BatchRows, Workers: opts.Workers, Precopy: !opts.NoPrecopy}
 
 	// The population, in src.db, and a copy of it for the raw side.
 	srcPath := filepath.Join(opts.Dir, "src.db")
@@ -352,7 +351,7 @@ func migrate(ctx context.Context, opts Options, ctrl domicile.Control, stores ma
 		byName[ds.Name] = ds
 	}
 	steps := newStepClock()
-	m := mover.New(mover.Config{Control: ctrl, Stores: stores, Datasets: byName, Owner: "bench", AfterStep: steps.after, MaxBlock: opts.MaxBlock, Precopy: opts.Precopy})
+	m := mover.New(mover.Config{Control: ctrl, Stores: stores, Datasets: byName, Owner: "bench", AfterStep: steps.after, MaxBlock: opts.MaxBlock, NoPrecopy: opts.NoPrecopy})
 	plan := func(ctx context.Context) (*mover.Plan, error) {
 		return mover.MakePlan(ctx, ctrl, stores, datasets, overseas{}, time.Now(), false)
 	}
@@ -524,12 +523,4 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// precopyName is the precopy setting a run reports.
-func precopyName(p string) string {
-	if p == "" {
-		return mover.PrecopyAuto
-	}
-	return p
 }

@@ -110,7 +110,7 @@ func RunPostgres(ctx context.Context, opts PostgresOptions) (*PostgresReport, er
 		return nil, err
 	}
 	rep := &PostgresReport{Backend: "postgres", RawPipes: opts.Workers,
-		Report: Report{Population: opts.Subjects, Batch: opts.Batch, BatchRows: opts.BatchRows, Workers: opts.Workers, Precopy: precopyName(opts.Precopy), CopyPath: "read-write"}}
+		Report: Report{Population: opts.Subjects, Batch: opts.Batch, BatchRows: opts.BatchRows, Workers: opts.Workers, Precopy: !opts.NoPrecopy, CopyPath: "read-write"}}
 
 	seed := filepath.Join(opts.Dir, "seed.db")
 	for _, suffix := range []string{"", "-wal", "-shm"} {
