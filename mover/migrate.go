@@ -441,6 +441,13 @@ func (m *Mover) renewWaiting(ctx context.Context, mu *sync.Mutex, waiting map[st
 func (m *Mover) runOrWait(ctx context.Context, id string) (Result, error) {
 	for {
 		res, err := m.Run(ctx, id)
+		if err != nil && !errors.Is(err, domicile.ErrLeaseLost) && res.Move == nil {
+			// Finished meanwhile by another run (the claim of a
+			// finished move fails): its outcome is the move's.
+			if mv, ferr := m.cfg.Control.FindMove(ctx, id); ferr == nil && mv.State.Done() {
+				return Result{Move: mv}, nil
+			}
+		}
 		if !errors.Is(err, domicile.ErrLeaseLost) {
 			return res, err
 		}

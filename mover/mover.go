@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -65,6 +66,13 @@ const StepPrecopied domicile.MoveState = "precopied"
 type Mover struct {
 	cfg      Config
 	throttle *throttle // nil without ceilings
+
+	// running holds the moves this Mover is running. A claim is granted
+	// again to the owner that holds it, so without this two goroutines
+	// of one process (Resolve and a job of the queue, say) could run one
+	// move at once.
+	mu      sync.Mutex
+	running map[string]bool
 }
 
 // New returns a Mover.
@@ -84,7 +92,7 @@ func New(cfg Config) *Mover {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Mover{cfg: cfg, throttle: newThrottle(cfg.MaxWriteLatency, cfg.MaxReplicationLag, cfg.Logger)}
+	return &Mover{cfg: cfg, throttle: newThrottle(cfg.MaxWriteLatency, cfg.MaxReplicationLag, cfg.Logger), running: map[string]bool{}}
 }
 
 // Result is what one Run did.
@@ -124,6 +132,7 @@ func (m *Mover) Run(ctx context.Context, id string) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	defer m.release(id)
 	defer r.keepLease(ctx)()
 	res, err := r.forward(ctx)
 	if err != nil && !errors.Is(err, domicile.ErrLeaseLost) {
@@ -141,6 +150,7 @@ func (m *Mover) Abort(ctx context.Context, id, reason string) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	defer m.release(id)
 	defer r.keepLease(ctx)()
 	if committed(r.mv.State) {
 		return r.forward(ctx)
@@ -151,7 +161,35 @@ func (m *Mover) Abort(ctx context.Context, id, reason string) (Result, error) {
 	return Result{Move: r.mv}, nil
 }
 
+// claim claims the move for a run in this process; the run must call
+// release when it is over.
 func (m *Mover) claim(ctx context.Context, id string) (*run, error) {
+	m.mu.Lock()
+	busy := m.running[id]
+	if !busy {
+		m.running[id] = true
+	}
+	m.mu.Unlock()
+	if busy {
+		return nil, &domicile.Error{Code: domicile.CodeConflict, Err: domicile.ErrLeaseLost,
+			Message: fmt.Sprintf("move %s is running in this process", id)}
+	}
+	r, err := m.claimMove(ctx, id)
+	if err != nil {
+		m.release(id)
+		return nil, err
+	}
+	return r, nil
+}
+
+// release ends a run of the move in this process.
+func (m *Mover) release(id string) {
+	m.mu.Lock()
+	delete(m.running, id)
+	m.mu.Unlock()
+}
+
+func (m *Mover) claimMove(ctx context.Context, id string) (*run, error) {
 	mv, err := m.cfg.Control.ClaimMove(ctx, id, m.cfg.Owner, m.cfg.Lease)
 	if err != nil {
 		return nil, err
@@ -276,6 +314,11 @@ func (r *run) forward(ctx context.Context) (Result, error) {
 			Copy: mv.Receipt.Copy, // as planned
 		}
 	}
+	// Prepared by another run, which may have begun a precopy and may
+	// still write it (see precopy): rolled back below, once max_block has
+	// had its say; the next pass plans the subjects again. (A live copy
+	// records its phases and is resumed instead.)
+	takenOver := mv.State == domicile.MovePrepared && mv.Receipt.Live == nil && !cfg.NoPrecopy
 	for !mv.State.Done() {
 		if mv.State == domicile.MoveRollingBack {
 			return Result{Move: mv}, r.rollback(ctx, mv.Error)
@@ -291,6 +334,9 @@ func (r *run) forward(ctx context.Context) (Result, error) {
 		if !committed(mv.State) && !mv.FencedAt.IsZero() && cfg.Now().Sub(mv.FencedAt) > cfg.MaxBlock {
 			reason := fmt.Sprintf("fenced for %s, longer than max_block %s, before commit", cfg.Now().Sub(mv.FencedAt).Round(time.Millisecond), cfg.MaxBlock)
 			return Result{Move: mv}, r.rollback(ctx, reason)
+		}
+		if takenOver && mv.State == domicile.MovePrepared {
+			return Result{Move: mv}, r.rollback(ctx, "taken over after its prepare: the run that prepared it may still be copying")
 		}
 		// While the subjects are fenced and the move is not committed, a
 		// step may not run past max_block: it is cancelled, and the move
@@ -485,6 +531,14 @@ func (r *run) fence(ctx context.Context) error {
 // the one verify made. Where the rows pass through Go (PostgreSQL, mixed
 // engines) it costs one read more: the destination is read back before
 // the fence and the source inside it (Config.NoPrecopy saves it).
+//
+// A stale run of the same move (one whose lease lapsed) may still write
+// its precopy at the destination, rows read from the source before the
+// fence, after this run has verified its own: the destination's check
+// (incoming under the move) cannot tell the runs apart. So a run never
+// goes on from a prepare another run recorded (see forward): it rolls the
+// move back, and the rollback's tombstone at the destination refuses the
+// stale write, or its purge removes it.
 func (r *run) precopy(ctx context.Context) error {
 	if r.mv.Receipt.Live != nil || r.m.cfg.NoPrecopy {
 		return nil
@@ -512,8 +566,8 @@ func (r *run) precopy(ctx context.Context) error {
 
 // copy makes the destination hold the subjects' rows as the fenced source
 // has them. After a precopy it reads the source's digests and copies again
-// only the subjects whose rows differ from the precopy's; otherwise (a run
-// resumed after the fence) it copies them all.
+// only the subjects whose rows differ from the precopy's; without one
+// (Config.NoPrecopy) it copies them all.
 func (r *run) copy(ctx context.Context) error {
 	if err := r.renew(ctx); err != nil {
 		return err
@@ -539,12 +593,14 @@ func (r *run) copy(ctx context.Context) error {
 		}
 	}
 	if len(changed) > 0 {
-		written, _, err := r.copySubjects(ctx, changed, true)
-		if err != nil {
+		if _, _, err := r.copySubjects(ctx, changed, false); err != nil {
 			return err
 		}
-		for _, s := range changed {
-			r.written[s] = written[s]
+		// Copying some subjects again may change others' rows there: a
+		// path row two subjects share, a cascade, a trigger of the
+		// application's. Only the destination read back tells.
+		if r.written, err = r.dst.DigestSubjects(ctx, r.ds, r.mv.Subjects); err != nil {
+			return fmt.Errorf("digest %s: %w", r.mv.To, err)
 		}
 	}
 	r.digests = src

@@ -1022,3 +1022,78 @@ func TestPrecopyOutsideMaxBlock(t *testing.T) {
 	}
 	e.checkMoved(t)
 }
+
+// TestRecopyReadsTheWholeBatchBack: copying a changed subject again inside
+// the fence may change other subjects' rows at the destination (here a
+// trigger of the application's there; also a shared path row, a cascade).
+// Their precopy digests are then stale: the whole batch is read back, and
+// the move, whose destination no longer equals the source, must not commit.
+func TestRecopyReadsTheWholeBatchBack(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 12)
+	e.exec(t, "b", `CREATE TRIGGER app_touch AFTER INSERT ON posts WHEN NEW.body = 'changed after the precopy'
+		BEGIN UPDATE profiles SET name = 'touched by the application' WHERE user_id <> NEW.user_id; END`)
+	m := mover.New(mover.Config{
+		Control: e.ctrl, Stores: e.stores, Datasets: map[string]*domicile.Dataset{"social": e.ds},
+		Owner: "m", Now: e.clock.Now, MaxBlock: time.Hour,
+		AfterStep: func(mv *domicile.Move, s domicile.MoveState) {
+			if s == mover.StepPrecopied {
+				e.exec(t, "a", `UPDATE posts SET body = ? WHERE user_id = ?`, "changed after the precopy", mv.Subjects[0])
+			}
+		},
+	})
+	sum, err := m.Migrate(ctx, e.plan, mover.MigrateOptions{Batch: 4, Workers: 1, Passes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Failed != 4 || sum.Subjects != 0 {
+		t.Fatalf("summary %+v: want the batch rolled back", sum)
+	}
+	touched := e.query(t, "b", `SELECT count(*) FROM profiles WHERE name = 'touched by the application'`)
+	if n := fmt.Sprint(touched[0][0]); n != "0" {
+		t.Fatalf("%s profiles at b left as the application's trigger touched them", n)
+	}
+	for _, s := range e.subjects {
+		if rows := e.countRows(t, s.ID); rows["a"] != 6 || rows["b"] != 0 {
+			t.Fatalf("%s: rows %v", s.ID, rows)
+		}
+	}
+}
+
+// TestOneRunPerMoveInAProcess: a claim is granted again to the owner that
+// holds it, so two goroutines of one process must not both run a move (a
+// second run would find it prepared, roll it back, and leave the first to
+// fence after the rollback).
+func TestOneRunPerMoveInAProcess(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 6)
+	mv := e.createMove(t)
+	inside, release := make(chan struct{}), make(chan struct{})
+	m := mover.New(mover.Config{
+		Control: e.ctrl, Stores: e.stores, Datasets: map[string]*domicile.Dataset{"social": e.ds},
+		Owner: "one", Now: e.clock.Now,
+		AfterStep: func(_ *domicile.Move, s domicile.MoveState) {
+			if s == mover.StepPrecopied {
+				close(inside)
+				<-release
+			}
+		},
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.Run(ctx, mv.ID)
+		done <- err
+	}()
+	<-inside
+	if _, err := m.Run(ctx, mv.ID); !errors.Is(err, domicile.ErrLeaseLost) {
+		t.Errorf("a second run in the process: %v, want ErrLeaseLost", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.ctrl.FindMove(ctx, mv.ID)
+	if err != nil || got.State != domicile.MovePurged || got.Attempt != 1 {
+		t.Fatalf("move %+v %v, want purged on its one claim", got, err)
+	}
+}

@@ -226,7 +226,9 @@ func TestQueueDuplicateJobs(t *testing.T) {
 // recorded: its worker's hook panics (River records a failed attempt, the
 // lease stays held) and the process's queue stops. River retries the job in
 // another process, which finds the lease live and snoozes; once the lease
-// expires the next attempt resumes the move.
+// expires the next attempt resumes the move: it finishes it after the
+// commit, and rolls it back before (taken over after its prepare: see
+// mover's precopy), after which the next pass moves the subjects.
 func TestQueueWorkerDies(t *testing.T) {
 	for _, step := range []domicile.MoveState{domicile.MovePrepared, domicile.MoveFenced, domicile.MoveVerified, domicile.MoveCommitted, domicile.MoveActivated} {
 		t.Run(string(step), func(t *testing.T) {
@@ -283,12 +285,22 @@ func TestQueueWorkerDies(t *testing.T) {
 			case <-time.After(20 * time.Second):
 				t.Fatal("migrate did not finish after the lease expired")
 			}
-			if r.err != nil || r.sum.Subjects != 4 || r.sum.Moves != 1 || r.sum.Failed != 0 {
-				t.Fatalf("summary %+v %v", r.sum, r.err)
+			want := domicile.MovePurged
+			if recordedAs(step) == domicile.MovePrepared {
+				want = domicile.MoveRolledBack
+			}
+			if r.err != nil || r.sum.Moves != 1 || (want == domicile.MovePurged) != (r.sum.Subjects == 4 && r.sum.Failed == 0) {
+				t.Fatalf("summary %+v %v, want the move %s", r.sum, r.err, want)
 			}
 			mv, err := e.ctrl.FindMove(ctx, moves[0].ID)
-			if err != nil || mv.State != domicile.MovePurged || mv.Attempt != 2 {
-				t.Fatalf("move %+v %v, want purged on the second claim", mv, err)
+			if err != nil || mv.State != want || mv.Attempt != 2 {
+				t.Fatalf("move %+v %v, want %s on the second claim", mv, err, want)
+			}
+			if want == domicile.MoveRolledBack {
+				sum, err := e.moverWith("again", 200*time.Millisecond, nil).Migrate(ctx, e.plan, mover.MigrateOptions{})
+				if err != nil || sum.Subjects != 4 || sum.Failed != 0 {
+					t.Fatalf("the next pass: %+v %v", sum, err)
+				}
 			}
 			e.checkMoved(t)
 			if rep := e.verify(t); !rep.OK || rep.Pending != 0 {
@@ -301,7 +313,8 @@ func TestQueueWorkerDies(t *testing.T) {
 // TestQueueSweepsDeadProcess leaves a move fenced by a process that died
 // (its goroutine exits inside the step, and its River job stays "running",
 // as River's rescuer would find it an hour later). Another process's queue
-// sweeps the move once its lease has expired and finishes it.
+// sweeps the move once its lease has expired and resolves it: taken over
+// after its prepare, it rolls back, and the next pass moves the subjects.
 func TestQueueSweepsDeadProcess(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, 12)
@@ -337,8 +350,11 @@ func TestQueueSweepsDeadProcess(t *testing.T) {
 		t.Fatalf("the sweep took a live lease: %+v", got)
 	}
 	e.clock.Add(10 * time.Second)
-	if got := e.waitMove(t, mv.ID); got.State != domicile.MovePurged || got.Owner != "" {
+	if got := e.waitMove(t, mv.ID); got.State != domicile.MoveRolledBack || got.Owner != "" {
 		t.Fatalf("move %+v", got)
+	}
+	if sum, err := rescuer.Migrate(ctx, e.plan, mover.MigrateOptions{}); err != nil || sum.Subjects != 4 || sum.Failed != 0 {
+		t.Fatalf("the next pass: %+v %v", sum, err)
 	}
 	e.checkMoved(t)
 	if rep := e.verify(t); !rep.OK || rep.Pending != 0 {

@@ -1,0 +1,135 @@
+package mover_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/domicile/domicile"
+	"github.com/domicile/domicile/mover"
+	"github.com/domicile/domicile/sqlite"
+)
+
+// goStore is a SQLite store that the mover must copy through Go (as between
+// PostgreSQL databases or mixed engines), and whose live capture is not
+// supported (as for a dataset with path tables, or a key of more than four
+// columns): a live move falls back to a fenced one.
+type goStore struct {
+	*sqlite.Store
+	beforeWrite func(b *domicile.Batch) // called before WriteSubjects, if set
+}
+
+func (g *goStore) CopySubjectsFrom(context.Context, domicile.Store, *domicile.Dataset, string, []string) (int64, error) {
+	return 0, domicile.ErrNotSupported
+}
+
+func (g *goStore) CopyDigestSubjectsFrom(context.Context, domicile.Store, *domicile.Dataset, string, []string) (map[string]domicile.SubjectDigest, error) {
+	return nil, domicile.ErrNotSupported
+}
+
+func (g *goStore) StartCapture(context.Context, *domicile.Dataset, string, []string) (domicile.Snapshot, error) {
+	return nil, fmt.Errorf("no capture here: %w", domicile.ErrNotSupported)
+}
+
+func (g *goStore) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subjects []string, b *domicile.Batch) error {
+	if g.beforeWrite != nil {
+		g.beforeWrite(b)
+	}
+	return g.Store.WriteSubjects(ctx, ds, subjects, b)
+}
+
+// blipControl is a control store whose lease renewals fail (a blip: the
+// keepLease goroutine gives up at the first failure).
+type blipControl struct{ domicile.Control }
+
+func (blipControl) RenewLease(context.Context, string, int64, time.Duration) error {
+	return errors.New("control store: connection reset")
+}
+
+// TestStalePrecopyIsRolledBack: process A, in the precopy of a move, has
+// read the source and not yet written the destination when its lease
+// lapses; an application then writes at the source. Process B takes the
+// move over: it must roll it back rather than go on (A's write, checked at
+// the destination only as "incoming under the move", would otherwise land
+// after B's verify, with rows older than the source's, and be committed).
+// Both for an ordinary move and for a live move that fell back to a fenced
+// one (whose prepare recorded no fence time). The write must survive.
+func TestStalePrecopyIsRolledBack(t *testing.T) {
+	for _, liveRows := range []int64{1, -1} {
+		t.Run(fmt.Sprint("liveRows=", liveRows), func(t *testing.T) { testStalePrecopy(t, liveRows) })
+	}
+}
+
+func testStalePrecopy(t *testing.T, liveRows int64) {
+	ctx := context.Background()
+	e := newEnv(t, 3) // u0000 moves a → b
+	aBlocked, aRelease, aWrote := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	storesA := map[string]domicile.Store{
+		"a": &goStore{Store: e.sq["a"]},
+		"b": &goStore{Store: e.sq["b"], beforeWrite: func(b *domicile.Batch) {
+			if len(b.Tables) == 0 {
+				return // the live copy's clearing write
+			}
+			close(aBlocked)
+			<-aRelease // A stalls between its read of a and its write to b
+		}},
+	}
+	storesB := map[string]domicile.Store{"a": &goStore{Store: e.sq["a"]}, "b": &goStore{Store: e.sq["b"]}}
+	ds := map[string]*domicile.Dataset{"social": e.ds}
+	a := mover.New(mover.Config{Control: blipControl{e.ctrl}, Stores: storesA, Datasets: ds, Owner: "A", Now: e.clock.Now, LiveRows: liveRows})
+	mv := &domicile.Move{ID: mover.NewMoveID(e.clock.Now()), Dataset: "social", From: "a", To: "b", Rule: "brazil", Subjects: []string{"u0000"}}
+	if ok, err := e.ctrl.CreateMove(ctx, mv); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	aDone := make(chan error, 1)
+	go func() {
+		_, err := a.Run(ctx, mv.ID)
+		close(aWrote)
+		aDone <- err
+	}()
+	<-aBlocked
+	rec, err := e.ctrl.FindMove(ctx, mv.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("recorded while A precopies: state %s, FencedAt zero %v, live %v, copy %q", rec.State, rec.FencedAt.IsZero(), rec.Receipt.Live != nil, rec.Receipt.Copy)
+
+	// An application write at the source, after A's read: u0000 is still
+	// owned at a.
+	e.exec(t, "a", `UPDATE posts SET body = 'written after A read' WHERE user_id = 'u0000'`)
+
+	var once sync.Once
+	release := func() { once.Do(func() { close(aRelease) }) }
+	e.clock.Add(4 * time.Second) // A's lease (3 s, never renewed) lapses
+	b := mover.New(mover.Config{Control: e.ctrl, Stores: storesB, Datasets: ds, Owner: "B", Now: e.clock.Now, LiveRows: liveRows,
+		AfterStep: func(_ *domicile.Move, s domicile.MoveState) {
+			if s == domicile.MoveCopied {
+				// A wakes up: its write, checked against "incoming
+				// under this move" at b, goes through.
+				release()
+				<-aWrote
+			}
+		}})
+	res, err := b.Run(ctx, mv.ID)
+	release()
+	t.Logf("A: %v", <-aDone)
+	if err != nil {
+		t.Fatalf("B: %v", err)
+	}
+	t.Logf("B: state %s, recopied %d", res.Move.State, res.Move.Receipt.Recopied)
+	if res.Move.State != domicile.MoveRolledBack {
+		t.Errorf("B took the move over after its prepare and left it %s, want rolled back", res.Move.State)
+	}
+	home := "b"
+	if res.Move.State == domicile.MoveRolledBack {
+		home = "a"
+	}
+	rows := e.query(t, home, `SELECT count(*) FROM posts WHERE user_id = 'u0000' AND body = 'written after A read'`)
+	t.Logf("u0000 lives at %s: %v of its posts carry the write", home, rows[0][0])
+	if fmt.Sprint(rows[0][0]) != "5" {
+		t.Errorf("lost write: the move %s with %v of u0000's 5 updated posts at %s", res.Move.State, rows[0][0], home)
+	}
+}
