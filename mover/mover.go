@@ -318,7 +318,8 @@ func (r *run) forward(ctx context.Context) (Result, error) {
 	// still write it (see precopy): rolled back below, once max_block has
 	// had its say; the next pass plans the subjects again. (A live copy
 	// records its phases and is resumed instead.)
-	takenOver := mv.State == domicile.MovePrepared && mv.Receipt.Live == nil && !cfg.NoPrecopy
+	// Whatever this run's own precopy setting: the other run's may differ.
+	takenOver := mv.State == domicile.MovePrepared && mv.Receipt.Live == nil
 	for !mv.State.Done() {
 		if mv.State == domicile.MoveRollingBack {
 			return Result{Move: mv}, r.rollback(ctx, mv.Error)
@@ -811,6 +812,15 @@ func (r *run) rollback(ctx context.Context, reason string) error {
 	r.m.cfg.Logger.Warn("rolling back move", "move", mv.ID, "dataset", mv.Dataset, "from", mv.From, "to", mv.To, "reason", mv.Error)
 	epochs, err := r.epochs(ctx, mv, false)
 	if err != nil {
+		return err
+	}
+	// Subjects a stale run of this move has not fenced yet are marked
+	// given back by this move first, so that its fence is refused from
+	// here on (a fence refuses rows its move gave back); in the other
+	// order such a fence could land between the two.
+	if err := r.transition(ctx, r.src, domicile.Transition{
+		From: []domicile.OwnerState{domicile.Owned}, Lenient: true, To: domicile.Owned, Region: mv.From, Epochs: epochs, MaxEpoch: mv.Epochs,
+	}); err != nil {
 		return err
 	}
 	// Give the source back first: that is what unblocks writers.

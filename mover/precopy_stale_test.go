@@ -58,12 +58,20 @@ func (blipControl) RenewLease(context.Context, string, int64, time.Duration) err
 // Both for an ordinary move and for a live move that fell back to a fenced
 // one (whose prepare recorded no fence time). The write must survive.
 func TestStalePrecopyIsRolledBack(t *testing.T) {
-	for _, liveRows := range []int64{1, -1} {
-		t.Run(fmt.Sprint("liveRows=", liveRows), func(t *testing.T) { testStalePrecopy(t, liveRows) })
+	for _, c := range []struct {
+		liveRows     int64
+		takerPrecopy bool
+	}{{1, true}, {-1, true}, {1, false}} {
+		// liveRows 1: planned live, fallen back to a fenced copy (no
+		// fence time recorded); takerPrecopy false: B runs with the
+		// precopy off (a config changed in a rolling restart).
+		t.Run(fmt.Sprintf("liveRows=%d/takerPrecopy=%v", c.liveRows, c.takerPrecopy), func(t *testing.T) {
+			testStalePrecopy(t, c.liveRows, !c.takerPrecopy)
+		})
 	}
 }
 
-func testStalePrecopy(t *testing.T, liveRows int64) {
+func testStalePrecopy(t *testing.T, liveRows int64, takerNoPrecopy bool) {
 	ctx := context.Background()
 	e := newEnv(t, 3) // u0000 moves a → b
 	aBlocked, aRelease, aWrote := make(chan struct{}), make(chan struct{}), make(chan struct{})
@@ -104,9 +112,9 @@ func testStalePrecopy(t *testing.T, liveRows int64) {
 	var once sync.Once
 	release := func() { once.Do(func() { close(aRelease) }) }
 	e.clock.Add(4 * time.Second) // A's lease (3 s, never renewed) lapses
-	b := mover.New(mover.Config{Control: e.ctrl, Stores: storesB, Datasets: ds, Owner: "B", Now: e.clock.Now, LiveRows: liveRows,
+	b := mover.New(mover.Config{Control: e.ctrl, Stores: storesB, Datasets: ds, Owner: "B", Now: e.clock.Now, LiveRows: liveRows, NoPrecopy: takerNoPrecopy,
 		AfterStep: func(_ *domicile.Move, s domicile.MoveState) {
-			if s == domicile.MoveCopied {
+			if s == domicile.MoveVerified {
 				// A wakes up: its write, checked against "incoming
 				// under this move" at b, goes through.
 				release()
@@ -131,5 +139,62 @@ func testStalePrecopy(t *testing.T, liveRows int64) {
 	t.Logf("u0000 lives at %s: %v of its posts carry the write", home, rows[0][0])
 	if fmt.Sprint(rows[0][0]) != "5" {
 		t.Errorf("lost write: the move %s with %v of u0000's 5 updated posts at %s", res.Move.State, rows[0][0], home)
+	}
+}
+
+// fenceStall is region a as a stale process sees it: its fence stalls (a
+// pause, a stopped VM, a slow network) after the fence step began.
+type fenceStall struct {
+	*sqlite.Store
+	blocked, release chan struct{}
+}
+
+func (f *fenceStall) Transition(ctx context.Context, tr domicile.Transition) error {
+	if tr.To == domicile.Fenced {
+		close(f.blocked)
+		<-f.release
+	}
+	return f.Store.Transition(ctx, tr)
+}
+
+// TestStaleFenceAfterTakeoverRollback: B takes a move over in prepared and
+// rolls it back while stale A is about to fence the source. A's fence must
+// then be refused (the rollback marks the subjects given back by the move
+// before it gives back those fenced), or the subject would stay fenced
+// under a rolled-back move, refusing writes for good.
+func TestStaleFenceAfterTakeoverRollback(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 3) // u0000 moves a → b
+	ds := map[string]*domicile.Dataset{"social": e.ds}
+	fa := &fenceStall{Store: e.sq["a"], blocked: make(chan struct{}), release: make(chan struct{})}
+	a := mover.New(mover.Config{Control: blipControl{e.ctrl}, Stores: map[string]domicile.Store{"a": fa, "b": e.sq["b"]},
+		Datasets: ds, Owner: "A", Now: e.clock.Now, MaxBlock: time.Hour})
+	mv := &domicile.Move{ID: mover.NewMoveID(e.clock.Now()), Dataset: "social", From: "a", To: "b", Rule: "brazil", Subjects: []string{"u0000"}}
+	if ok, err := e.ctrl.CreateMove(ctx, mv); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	aDone := make(chan error, 1)
+	go func() { _, err := a.Run(ctx, mv.ID); aDone <- err }()
+	<-fa.blocked
+	e.clock.Add(4 * time.Second) // A's lease lapses
+	b := mover.New(mover.Config{Control: e.ctrl, Stores: e.stores, Datasets: ds, Owner: "B", Now: e.clock.Now, MaxBlock: time.Hour})
+	res, err := b.Run(ctx, mv.ID)
+	if err != nil || res.Move.State != domicile.MoveRolledBack {
+		t.Fatalf("B: %v %v, want the move rolled back", res.Move.State, err)
+	}
+	close(fa.release)
+	if err := <-aDone; err == nil {
+		t.Error("stale A finished a move B rolled back")
+	}
+	if o, err := e.sq["a"].FindOwnership(ctx, "social", "u0000"); err != nil || o.State != domicile.Owned {
+		t.Fatalf("u0000 at a: %+v %v, want owned", o, err)
+	}
+	e.exec(t, "a", `UPDATE posts SET body = 'x' WHERE user_id = 'u0000'`)
+	sum, err := e.mover("C", nil).Migrate(ctx, e.plan, mover.MigrateOptions{})
+	if err != nil || sum.Subjects != 1 || sum.Failed != 0 {
+		t.Fatalf("the next migrate: %+v %v", sum, err)
+	}
+	if rep := e.verify(t); !rep.OK || rep.Pending != 0 {
+		t.Fatalf("verify %+v", rep)
 	}
 }
