@@ -314,12 +314,12 @@ func (r *run) forward(ctx context.Context) (Result, error) {
 			Copy: mv.Receipt.Copy, // as planned
 		}
 	}
-	// Prepared by another run, which may have begun a precopy and may
-	// still write it (see precopy): rolled back below, once max_block has
-	// had its say; the next pass plans the subjects again. (A live copy
-	// records its phases and is resumed instead.)
-	// Whatever this run's own precopy setting: the other run's may differ.
-	takenOver := mv.State == domicile.MovePrepared && mv.Receipt.Live == nil
+	// Prepared by another run, which may have begun a precopy (or a live
+	// copy's pages and rounds) and may still write it (see precopy):
+	// rolled back below, once max_block has had its say; the next pass
+	// plans the subjects again. Whatever this run's own precopy setting:
+	// the other run's may differ.
+	takenOver := mv.State == domicile.MovePrepared
 	for !mv.State.Done() {
 		if mv.State == domicile.MoveRollingBack {
 			return Result{Move: mv}, r.rollback(ctx, mv.Error)

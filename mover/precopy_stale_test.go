@@ -198,3 +198,54 @@ func TestStaleFenceAfterTakeoverRollback(t *testing.T) {
 		t.Fatalf("verify %+v", rep)
 	}
 }
+
+// TestStaleLiveRunIsRolledBack: a live copy's run A holds a page read from
+// the source when its lease lapses; the application then changes those
+// rows. Run B takes the move over in prepared: resuming the live copy, B
+// would compare and fence while A's stale page could still land after, so
+// B rolls the move back, A's page is refused, and the next pass moves the
+// subject with the application's rows.
+func TestStaleLiveRunIsRolledBack(t *testing.T) {
+	ctx := context.Background()
+	e, dest, _ := newLiveEnv(t, 3000, "sqlite", "sqlite")
+	blocked, release := make(chan struct{}), make(chan struct{})
+	var armed sync.Once
+	dest.before = func(call int) {
+		if call == 2 { // A, between two pages of its bulk copy
+			armed.Do(func() {
+				close(blocked)
+				<-release
+			})
+		}
+	}
+	ds := map[string]*domicile.Dataset{"social": e.ds}
+	a := mover.New(mover.Config{Control: blipControl{e.ctrl}, Stores: e.stores, Datasets: ds, Owner: "A", Now: e.clock.Now,
+		MaxBlock: time.Hour, LiveRows: 100})
+	mv := &domicile.Move{ID: mover.NewMoveID(e.clock.Now()), Dataset: "social", From: "a", To: "b", Rule: "brazil", Subjects: []string{liveSubject}}
+	if ok, err := e.ctrl.CreateMove(ctx, mv); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	aDone := make(chan error, 1)
+	go func() { _, err := a.Run(ctx, mv.ID); aDone <- err }()
+	<-blocked
+	e.exec(t, "a", `UPDATE posts SET body = 'after A read' WHERE user_id = ?`, liveSubject)
+	e.clock.Add(10 * time.Second) // A's lease lapses
+	res, err := e.liveMover("B", nil).Run(ctx, mv.ID)
+	if err != nil || res.Move.State != domicile.MoveRolledBack {
+		t.Fatalf("B: %v %v, want the live move rolled back", res.Move.State, err)
+	}
+	close(release)
+	if err := <-aDone; err == nil {
+		t.Error("stale A finished a move B rolled back")
+	}
+	if _, err := e.liveMover("C", nil).Migrate(ctx, e.plan, mover.MigrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	stale := e.query(t, "b", `SELECT count(*) FROM posts WHERE user_id = ? AND body <> 'after A read'`, liveSubject)
+	if n := fmt.Sprint(stale[0][0]); n != "0" {
+		t.Fatalf("%s of %s's posts at b lack the application's write", n, liveSubject)
+	}
+	if rep := e.verify(t); !rep.OK || rep.Pending != 0 {
+		t.Fatalf("verify %+v", rep)
+	}
+}
