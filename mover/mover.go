@@ -244,8 +244,10 @@ func (r *run) record(ctx context.Context, state domicile.MoveState) error {
 
 // keepLease extends the lease every third of it while a step runs long (a
 // large copy, a store waiting for a lock), so that another process does not
-// take the move over meanwhile. It returns the function that stops it. A
-// renewal that fails is left to the next record, which checks the token.
+// take the move over meanwhile (which, before the commit, rolls it back). It
+// returns the function that stops it. A renewal that fails is tried again
+// at the next tick, unless the lease is lost (another claim has been
+// granted): that is left to the next record, which checks the token.
 func (r *run) keepLease(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
@@ -259,7 +261,7 @@ func (r *run) keepLease(ctx context.Context) (stop func()) {
 				return
 			case <-t.C:
 			}
-			if err := r.m.cfg.Control.RenewLease(ctx, r.mv.ID, r.token, r.m.cfg.Lease); err != nil {
+			if err := r.m.cfg.Control.RenewLease(ctx, r.mv.ID, r.token, r.m.cfg.Lease); errors.Is(err, domicile.ErrLeaseLost) {
 				return
 			}
 		}

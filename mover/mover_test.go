@@ -1097,3 +1097,60 @@ func TestOneRunPerMoveInAProcess(t *testing.T) {
 		t.Fatalf("move %+v %v, want purged on its one claim", got, err)
 	}
 }
+
+// flakyRenewals is a control store whose first lease renewal fails, as on a
+// blip of the connection; it counts the renewals asked for.
+type flakyRenewals struct {
+	domicile.Control
+	mu    sync.Mutex
+	calls int
+}
+
+func (f *flakyRenewals) RenewLease(ctx context.Context, id string, token int64, lease time.Duration) error {
+	f.mu.Lock()
+	f.calls++
+	first := f.calls == 1
+	f.mu.Unlock()
+	if first {
+		return errors.New("control store: connection reset")
+	}
+	return f.Control.RenewLease(ctx, id, token, lease)
+}
+
+// TestLeaseKeptAfterAFailedRenewal: a renewal that fails for another reason
+// than a lost lease is tried again at the next tick; before, the first
+// failure stopped the renewals and the lease lapsed under a long step.
+func TestLeaseKeptAfterAFailedRenewal(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 6)
+	mv := e.createMove(t)
+	ctrl := &flakyRenewals{Control: e.ctrl}
+	m := mover.New(mover.Config{
+		Control: ctrl, Stores: e.stores, Datasets: map[string]*domicile.Dataset{"social": e.ds},
+		Owner: "m", Now: e.clock.Now, Lease: 90 * time.Millisecond, MaxBlock: time.Hour,
+		AfterStep: func(_ *domicile.Move, s domicile.MoveState) {
+			if s != mover.StepPrecopied {
+				return
+			}
+			// A long step: renewals tick every 30 ms. Wait for three,
+			// or give up after 10 s.
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				ctrl.mu.Lock()
+				n := ctrl.calls
+				ctrl.mu.Unlock()
+				if n >= 3 {
+					return
+				}
+			}
+		},
+	})
+	if _, err := m.Run(ctx, mv.ID); err != nil {
+		t.Fatal(err)
+	}
+	ctrl.mu.Lock()
+	calls := ctrl.calls
+	ctrl.mu.Unlock()
+	if calls < 3 {
+		t.Fatalf("%d renewals in 10 s with a 90 ms lease: the first failure stopped them", calls)
+	}
+}
