@@ -496,18 +496,23 @@ func openStates() []domicile.MoveState {
 		domicile.MoveVerified, domicile.MoveCommitted, domicile.MoveTombstoned, domicile.MoveActivated}
 }
 
-func TestMaxBlockRollsBack(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, 9)
-	slow := mover.New(mover.Config{
+// slowMover is a mover with a max_block of 1 s whose step "takes" 2 s.
+func (e *env) slowMover(owner string, step domicile.MoveState) *mover.Mover {
+	return mover.New(mover.Config{
 		Control: e.ctrl, Stores: e.stores, Datasets: map[string]*domicile.Dataset{"social": e.ds},
-		Owner: "slow", Now: e.clock.Now, MaxBlock: time.Second,
+		Owner: owner, Now: e.clock.Now, MaxBlock: time.Second,
 		AfterStep: func(m *domicile.Move, s domicile.MoveState) {
-			if s == domicile.MoveCopied {
-				e.clock.Add(2 * time.Second) // the copy "took" longer than max_block
+			if s == step {
+				e.clock.Add(2 * time.Second)
 			}
 		},
 	})
+}
+
+func TestMaxBlockRollsBack(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 9)
+	slow := e.slowMover("slow", domicile.MoveCopied) // the copy "took" longer than max_block
 	sum, err := slow.Migrate(ctx, e.plan, mover.MigrateOptions{Passes: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -1003,15 +1008,7 @@ func TestNoPrecopy(t *testing.T) {
 func TestPrecopyOutsideMaxBlock(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, 9)
-	m := mover.New(mover.Config{
-		Control: e.ctrl, Stores: e.stores, Datasets: map[string]*domicile.Dataset{"social": e.ds},
-		Owner: "m", Now: e.clock.Now, MaxBlock: time.Second,
-		AfterStep: func(_ *domicile.Move, s domicile.MoveState) {
-			if s == mover.StepPrecopied {
-				e.clock.Add(2 * time.Second) // the precopy "took" longer than max_block
-			}
-		},
-	})
+	m := e.slowMover("m", mover.StepPrecopied) // the precopy "took" longer than max_block
 	sum, err := m.Migrate(ctx, e.plan, mover.MigrateOptions{Passes: 1})
 	if err != nil || sum.Failed != 0 || sum.Subjects != 3 {
 		moves, _ := e.ctrl.ListMoves(ctx, domicile.MoveRolledBack)
