@@ -114,9 +114,6 @@ type run struct {
 	// precopied is set when this run copied the subjects before the fence
 	// (precopy): written then holds the destination's digests of that copy.
 	precopied bool
-	// fenceAtPrepare is set when this run's prepare recorded FencedAt for
-	// the fence that follows it (see prepare).
-	fenceAtPrepare bool
 
 	fencedAt    time.Time // when this run's fence committed, for the block it reports
 	activatedAt time.Time
@@ -486,7 +483,6 @@ func (r *run) prepare(ctx context.Context) error {
 		// crash), which saves a record of its own.
 		r.mv.FencedAt = r.m.cfg.Now()
 		r.mv.Receipt.Fenced = r.mv.FencedAt
-		r.fenceAtPrepare = true
 	}
 	return r.record(ctx, domicile.MovePrepared)
 }
@@ -557,10 +553,11 @@ func (r *run) precopy(ctx context.Context) error {
 	if r.m.cfg.AfterStep != nil {
 		r.m.cfg.AfterStep(r.mv, StepPrecopied)
 	}
-	if r.fenceAtPrepare {
-		// max_block counts from the fence, which comes now, in this run.
-		// (The record keeps the prepare's time: a run resumed from it
-		// counts from there, which can only be earlier.)
+	if !r.mv.FencedAt.IsZero() {
+		// Set by this run's prepare (a run never goes on from another's:
+		// see forward) for the fence, which comes now: max_block counts
+		// from here. The record keeps the prepare's time. (Zero for a live
+		// move that fell back: the fence records its own.)
 		r.mv.FencedAt = r.m.cfg.Now()
 		r.mv.Receipt.Fenced = r.mv.FencedAt
 	}

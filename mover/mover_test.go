@@ -940,19 +940,15 @@ func TestPrecopyRecopiesChangedSubjects(t *testing.T) {
 			ctx := context.Background()
 			e := newEnvOn(t, 30, c.a, c.b)
 			var changed []string
-			m := mover.New(mover.Config{
-				Control: e.ctrl, Stores: e.stores, Datasets: map[string]*domicile.Dataset{"social": e.ds},
-				Owner: "m", Now: e.clock.Now, MaxBlock: time.Hour,
-				AfterStep: func(mv *domicile.Move, s domicile.MoveState) {
-					if s != mover.StepPrecopied {
-						return
-					}
-					// A write the precopy missed: the subject is still
-					// owned at the source.
-					id := mv.Subjects[len(mv.Subjects)/2]
-					e.exec(t, "a", `UPDATE posts SET body = ? WHERE user_id = ?`, "changed after the precopy", id)
-					changed = append(changed, id)
-				},
+			m := e.mover("m", func(mv *domicile.Move, s domicile.MoveState) {
+				if s != mover.StepPrecopied {
+					return
+				}
+				// A write the precopy missed: the subject is still
+				// owned at the source.
+				id := mv.Subjects[len(mv.Subjects)/2]
+				e.exec(t, "a", `UPDATE posts SET body = ? WHERE user_id = ?`, "changed after the precopy", id)
+				changed = append(changed, id)
 			})
 			sum, err := m.Migrate(ctx, e.plan, mover.MigrateOptions{Batch: 4, Workers: 1})
 			if err != nil {
@@ -1030,14 +1026,10 @@ func TestRecopyReadsTheWholeBatchBack(t *testing.T) {
 	e := newEnv(t, 12)
 	e.exec(t, "b", `CREATE TRIGGER app_touch AFTER INSERT ON posts WHEN NEW.body = 'changed after the precopy'
 		BEGIN UPDATE profiles SET name = 'touched by the application' WHERE user_id <> NEW.user_id; END`)
-	m := mover.New(mover.Config{
-		Control: e.ctrl, Stores: e.stores, Datasets: map[string]*domicile.Dataset{"social": e.ds},
-		Owner: "m", Now: e.clock.Now, MaxBlock: time.Hour,
-		AfterStep: func(mv *domicile.Move, s domicile.MoveState) {
-			if s == mover.StepPrecopied {
-				e.exec(t, "a", `UPDATE posts SET body = ? WHERE user_id = ?`, "changed after the precopy", mv.Subjects[0])
-			}
-		},
+	m := e.mover("m", func(mv *domicile.Move, s domicile.MoveState) {
+		if s == mover.StepPrecopied {
+			e.exec(t, "a", `UPDATE posts SET body = ? WHERE user_id = ?`, "changed after the precopy", mv.Subjects[0])
+		}
 	})
 	sum, err := m.Migrate(ctx, e.plan, mover.MigrateOptions{Batch: 4, Workers: 1, Passes: 1})
 	if err != nil {
@@ -1066,15 +1058,11 @@ func TestOneRunPerMoveInAProcess(t *testing.T) {
 	e := newEnv(t, 6)
 	mv := e.createMove(t)
 	inside, release := make(chan struct{}), make(chan struct{})
-	m := mover.New(mover.Config{
-		Control: e.ctrl, Stores: e.stores, Datasets: map[string]*domicile.Dataset{"social": e.ds},
-		Owner: "one", Now: e.clock.Now,
-		AfterStep: func(_ *domicile.Move, s domicile.MoveState) {
-			if s == mover.StepPrecopied {
-				close(inside)
-				<-release
-			}
-		},
+	m := e.mover("one", func(_ *domicile.Move, s domicile.MoveState) {
+		if s == mover.StepPrecopied {
+			close(inside)
+			<-release
+		}
 	})
 	done := make(chan error, 1)
 	go func() {
