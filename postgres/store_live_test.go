@@ -343,6 +343,12 @@ func testCaptureOrderUnderConcurrency(t *testing.T, mode string) {
 				t.Fatalf("row %d read %d times", k, n)
 			}
 		}
+		if err := s.EndCapture(ctx, ds, "mv"); err != nil {
+			t.Fatal(err)
+		}
+		if left := slots(t, s); len(left) != 0 {
+			t.Fatalf("slots after EndCapture: %v", left)
+		}
 		return
 	}
 	rows, err := s.Pool().Query(ctx, `SELECT seq FROM domicile_changes WHERE move_id = 'mv'`)

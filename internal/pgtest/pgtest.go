@@ -170,10 +170,31 @@ func (c *Cluster) CreateDatabase(name string) (string, error) {
 	return c.DatabaseURL(name), nil
 }
 
-// DropDatabase drops a database, ending its connections.
+// DropDatabase drops a database, ending its connections. Replication slots
+// are the cluster's, not the database's: a slot a test left open would
+// outlive it and hold its name against every later test, and an active one
+// makes DROP DATABASE fail. Its slots are ended and dropped first, and the
+// drop is tried again while a walsender lets go of one.
 func (c *Cluster) DropDatabase(name string) error {
-	return c.admin("DROP DATABASE IF EXISTS " + pgx.Identifier{name}.Sanitize() + " WITH (FORCE)")
+	var err error
+	for range 50 {
+		err = c.admin(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
+			WHERE database = ` + quoteLiteral(name) + ` AND active_pid IS NOT NULL;
+			SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+			WHERE database = ` + quoteLiteral(name) + ` AND active_pid IS NULL`)
+		if err == nil {
+			err = c.admin("DROP DATABASE IF EXISTS " + pgx.Identifier{name}.Sanitize() + " WITH (FORCE)")
+		}
+		if err == nil || !strings.Contains(err.Error(), "55006") {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond) // a slot is still active: its walsender is ending
+	}
+	return err
 }
+
+// quoteLiteral quotes s as an SQL string literal.
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // DatabaseURL is the URL of a database of the cluster.
 func (c *Cluster) DatabaseURL(name string) string {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"testing"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 func TestMain(m *testing.M) { Main(m) }
@@ -42,5 +44,43 @@ func TestNewDatabase(t *testing.T) {
 	}
 	if level != "logical" {
 		t.Fatalf("wal_level = %s, want logical (live copies need it)", level)
+	}
+}
+
+// TestDropDatabaseEndsItsSlots leaves a logical replication slot streaming
+// in a database, as a test that fails halfway may, and checks that the
+// database is dropped all the same and that the slot's name is free again.
+func TestDropDatabaseEndsItsSlots(t *testing.T) {
+	ctx := context.Background()
+	c := Shared(t)
+	url, err := c.CreateDatabase("slotted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	repl, err := pgconn.Connect(ctx, url+"&replication=database")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repl.Close(ctx)
+	if _, err := pglogrepl.CreateReplicationSlot(ctx, repl, "left_open", "test_decoding", pglogrepl.CreateReplicationSlotOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pglogrepl.StartReplication(ctx, repl, "left_open", 0, pglogrepl.StartReplicationOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DropDatabase("slotted"); err != nil {
+		t.Fatalf("drop a database with an active slot: %v", err)
+	}
+	admin, err := pgx.Connect(ctx, c.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	var n int
+	if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'left_open'").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("slots left: %d %v", n, err)
+	}
+	if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_database WHERE datname = 'slotted'").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("databases left: %d %v", n, err)
 	}
 }
