@@ -302,14 +302,6 @@ type SubjectCopier interface {
 	CopySubjectsFrom(ctx context.Context, src Store, ds *Dataset, moveID string, subjects []string) (rows int64, err error)
 }
 
-// CopyDigester is a SubjectCopier that can also return the digests
-// (DigestSubjects') of the rows it writes, as it stored them, so that the
-// verify step reads only the source. It returns ErrNotSupported, changing
-// nothing, when it cannot.
-type CopyDigester interface {
-	CopyDigestSubjectsFrom(ctx context.Context, src Store, ds *Dataset, moveID string, subjects []string) (map[string]SubjectDigest, error)
-}
-
 // LoadReporter is implemented by stores that can say how loaded they are,
 // for the mover's adaptive throttle.
 type LoadReporter interface {

@@ -611,19 +611,10 @@ func (r *run) copy(ctx context.Context) error {
 
 // copySubjects replaces whatever an earlier attempt left at the destination
 // with the subjects' rows from the source, and returns the digests of the
-// rows as the destination stored them (nil if the copy did not digest them
-// and readBack is false) and, when the copy read them through Go, as the
+// rows as the destination stored them, read back after the copy committed
+// (nil unless readBack) and, when the copy read them through Go, as the
 // source had them (nil otherwise).
 func (r *run) copySubjects(ctx context.Context, subjects []string, readBack bool) (written, source map[string]domicile.SubjectDigest, err error) {
-	if c, ok := r.dst.(domicile.CopyDigester); ok {
-		d, err := c.CopyDigestSubjectsFrom(ctx, r.src, r.ds, r.mv.ID, subjects)
-		switch {
-		case err == nil:
-			return d, nil, nil
-		case !errors.Is(err, domicile.ErrNotSupported):
-			return nil, nil, fmt.Errorf("copy %s to %s: %w", r.mv.From, r.mv.To, err)
-		}
-	}
 	copied := false
 	if c, ok := r.dst.(domicile.SubjectCopier); ok {
 		_, err := c.CopySubjectsFrom(ctx, r.src, r.ds, r.mv.ID, subjects)

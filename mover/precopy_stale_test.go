@@ -26,10 +26,6 @@ func (g *goStore) CopySubjectsFrom(context.Context, domicile.Store, *domicile.Da
 	return 0, domicile.ErrNotSupported
 }
 
-func (g *goStore) CopyDigestSubjectsFrom(context.Context, domicile.Store, *domicile.Dataset, string, []string) (map[string]domicile.SubjectDigest, error) {
-	return nil, domicile.ErrNotSupported
-}
-
 func (g *goStore) StartCapture(context.Context, *domicile.Dataset, string, []string) (domicile.Snapshot, error) {
 	return nil, fmt.Errorf("no capture here: %w", domicile.ErrNotSupported)
 }

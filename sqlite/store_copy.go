@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 
 	"github.com/domicile/domicile"
@@ -32,88 +31,46 @@ const maxAttached = 6
 // nothing, when src is not a *Store, is this store's own file, or cannot be
 // attached.
 func (s *Store) CopySubjectsFrom(ctx context.Context, src domicile.Store, ds *domicile.Dataset, moveID string, subjects []string) (int64, error) {
-	n, _, err := s.copySubjects(ctx, src, ds, moveID, subjects, false)
-	return n, err
-}
-
-var _ domicile.CopyDigester = (*Store)(nil)
-
-// CopyDigestSubjectsFrom is CopySubjectsFrom that also returns the digests
-// of the rows as this store wrote them: each INSERT … SELECT returns the
-// rows it inserted (RETURNING), with the values this store stored, and they
-// are digested as DigestSubjects would read them back, without searching
-// for them again. It returns ErrNotSupported, changing nothing, for a
-// dataset with path tables (their rows reach the subject through others).
-func (s *Store) CopyDigestSubjectsFrom(ctx context.Context, src domicile.Store, ds *domicile.Dataset, moveID string, subjects []string) (map[string]domicile.SubjectDigest, error) {
-	_, d, err := s.copySubjects(ctx, src, ds, moveID, subjects, true)
-	return d, err
-}
-
-func (s *Store) copySubjects(ctx context.Context, src domicile.Store, ds *domicile.Dataset, moveID string, subjects []string, digest bool) (int64, map[string]domicile.SubjectDigest, error) {
 	from, ok := src.(*Store)
 	if !ok {
-		return 0, nil, fmt.Errorf("copy into region %s from a %T: %w", s.region, src, domicile.ErrNotSupported)
+		return 0, fmt.Errorf("copy into region %s from a %T: %w", s.region, src, domicile.ErrNotSupported)
 	}
 	if moveID == "" {
-		return 0, nil, domicile.Errorf(domicile.CodeInvalid, "a copy needs a move id")
+		return 0, domicile.Errorf(domicile.CodeInvalid, "a copy needs a move id")
 	}
 	srcInfo, err := os.Stat(from.path)
 	if err != nil {
-		return 0, nil, fmt.Errorf("copy into region %s: source file: %v: %w", s.region, err, domicile.ErrNotSupported)
+		return 0, fmt.Errorf("copy into region %s: source file: %v: %w", s.region, err, domicile.ErrNotSupported)
 	}
 	if dstInfo, err := os.Stat(s.path); err != nil || os.SameFile(srcInfo, dstInfo) {
-		return 0, nil, fmt.Errorf("copy into region %s from its own file: %w", s.region, domicile.ErrNotSupported)
+		return 0, fmt.Errorf("copy into region %s from its own file: %w", s.region, domicile.ErrNotSupported)
 	}
 	tables, err := s.describedDataset(ctx, ds)
 	if err != nil {
-		return 0, nil, err
-	}
-	if digest && slices.ContainsFunc(tables, func(t *domicile.Table) bool { return t.Via != nil }) {
-		return 0, nil, fmt.Errorf("copy and digest %s, which has path tables: %w", ds.Name, domicile.ErrNotSupported)
-	}
-	var d *digester
-	if digest {
-		d = newDigester(subjects, len(tables))
-		defer d.release()
+		return 0, err
 	}
 	if len(subjects) == 0 {
-		if d != nil {
-			return 0, d.digests(tables), nil
-		}
-		return 0, nil, nil
+		return 0, nil
 	}
 	// ATTACH is refused inside a transaction: take the mover's
 	// connection, attach (once per connection), then begin on it.
 	unlock, err := s.lockWrites(ctx)
 	if err != nil {
-		return 0, nil, err
+		return 0, err
 	}
 	defer unlock()
 	conn, err := s.mdb.Conn(ctx)
 	if err != nil {
-		return 0, nil, err
+		return 0, err
 	}
 	defer conn.Close()
 	schema, err := s.attach(ctx, conn, from.path, srcInfo)
 	if err != nil {
-		return 0, nil, fmt.Errorf("copy into region %s: attach %s: %v: %w", s.region, from.path, err, domicile.ErrNotSupported)
+		return 0, fmt.Errorf("copy into region %s: attach %s: %v: %w", s.region, from.path, err, domicile.ErrNotSupported)
 	}
 	var total int64
 	err = s.moverTx(ctx, conn, func(tx *sql.Tx) error {
 		total = 0
-		if digest {
-			// The application's own triggers fire on the copy (see
-			// moverTx) and may change the rows after the insert returned
-			// them: then only reading them back tells what the store
-			// holds.
-			var foreign int
-			if err := s.cached(tx).QueryRowContext(ctx, foreignTriggers).Scan(&foreign); err != nil {
-				return err
-			}
-			if foreign > 0 {
-				return fmt.Errorf("copy and digest into region %s, whose database has triggers of its own: %w", s.region, domicile.ErrNotSupported)
-			}
-		}
 		q := s.cached(tx)
 		in, err := subjectsIn(ctx, q, ds.Name, moveID, domicile.Incoming, subjects)
 		if err != nil {
@@ -131,13 +88,7 @@ func (s *Store) copySubjects(ctx context.Context, src domicile.Store, ds *domici
 			return fmt.Errorf("clear: %w", err)
 		}
 		for _, t := range described.InsertOrder(nil) {
-			var n int64
-			var err error
-			if d != nil {
-				n, err = copyDigestTable(ctx, tx, schema, t, subjects, d, slices.Index(tables, t))
-			} else {
-				n, err = copyTable(ctx, tx, schema, t, subjects)
-			}
+			n, err := copyTable(ctx, tx, schema, t, subjects)
 			if err != nil {
 				if isConflict(err) {
 					return &domicile.Error{Code: domicile.CodeConflict,
@@ -150,12 +101,9 @@ func (s *Store) copySubjects(ctx context.Context, src domicile.Store, ds *domici
 		return nil
 	})
 	if err != nil {
-		return 0, nil, fmt.Errorf("copy %d subjects of %s from region %s to %s: %w", len(subjects), ds.Name, from.region, s.region, err)
+		return 0, fmt.Errorf("copy %d subjects of %s from region %s to %s: %w", len(subjects), ds.Name, from.region, s.region, err)
 	}
-	if d != nil {
-		return total, d.digests(tables), nil
-	}
-	return total, nil, nil
+	return total, nil
 }
 
 // copyTable inserts the subjects' rows of t from the attached schema into
@@ -175,37 +123,6 @@ func copyPrefix(schema string, t *domicile.Table) string {
 	cols := strings.Join(quoted, ", ")
 	return "INSERT INTO main." + quoteIdent(t.Name) + " (" + cols + ") SELECT " + cols +
 		" FROM " + quoteIdent(schema) + "." + quoteIdent(t.Name) + " WHERE "
-}
-
-// copyDigestTable is copyTable that digests the rows it inserts, into
-// table ti of d.
-func copyDigestTable(ctx context.Context, tx *sql.Tx, schema string, t *domicile.Table, subjects []string, d *digester, ti int) (int64, error) {
-	sc, err := d.begin(t)
-	if err != nil {
-		return 0, err
-	}
-	// RETURNING as DigestSubjects selects: +column, so that the driver
-	// converts no value by its declared type.
-	prefix := copyPrefix(schema, t)
-	var total int64
-	err = inChunks(nil, subjects, func(n int, args []any) error {
-		rows, err := tx.QueryContext(ctx, prefix+subjectIn(t, schema, n)+" RETURNING "+selectList(sc.cols), args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		before := len(d.entries)
-		if err := d.scan(sc, rows); err != nil {
-			return err
-		}
-		total += int64(len(d.entries) - before)
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	d.finish(ti, t)
-	return total, nil
 }
 
 // attachedFile is a source file attached to the write connection.

@@ -348,25 +348,6 @@ func testPathCopy(t *testing.T, h Harness) {
 			}
 		}
 	}
-	// The copy that digests what it writes either refuses path tables,
-	// changing nothing, or digests them as DigestSubjects does.
-	if cd, ok := b.s.(domicile.CopyDigester); ok {
-		got, err := cd.CopyDigestSubjectsFrom(ctx, a.s, b.ds, "mv", subjects)
-		switch {
-		case errors.Is(err, domicile.ErrNotSupported):
-			if db, _ = b.s.DigestSubjects(ctx, b.ds, subjects); !da["p2"].Equal(db["p2"]) {
-				t.Error("a refused CopyDigestSubjectsFrom changed the destination")
-			}
-		case err != nil:
-			t.Fatalf("CopyDigestSubjectsFrom: %v", err)
-		default:
-			for _, s := range subjects {
-				if !got[s].Equal(da[s]) {
-					t.Errorf("CopyDigestSubjectsFrom's digest of %s differs from the source's", s)
-				}
-			}
-		}
-	}
 	// A row whose path reaches no subject of the batch is refused.
 	stray := pathSample([]string{"p1"}, 1)
 	stray.Tables[2].Rows = append(stray.Tables[2].Rows, []any{int64(77), int64(2), int64(1)}) // customer 2 is p2's

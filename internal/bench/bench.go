@@ -440,22 +440,6 @@ func (c *countingStore) CopySubjectsFrom(ctx context.Context, src domicile.Store
 	return n, err
 }
 
-// CopyDigestSubjectsFrom is CopySubjectsFrom for the copy that digests
-// what it writes.
-func (c *countingStore) CopyDigestSubjectsFrom(ctx context.Context, src domicile.Store, ds *domicile.Dataset, moveID string, subjects []string) (map[string]domicile.SubjectDigest, error) {
-	if c.counts.readWrite {
-		return nil, domicile.ErrNotSupported
-	}
-	if s, ok := src.(*countingStore); ok {
-		src = s.Store
-	}
-	d, err := c.Store.CopyDigestSubjectsFrom(ctx, src, ds, moveID, subjects)
-	if err == nil {
-		c.counts.attach.Add(1)
-	}
-	return d, err
-}
-
 // WriteSubjects counts the copies that went through Go.
 func (c *countingStore) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subjects []string, b *domicile.Batch) error {
 	err := c.Store.WriteSubjects(ctx, ds, subjects, b)
