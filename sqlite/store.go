@@ -44,6 +44,7 @@ type Store struct {
 	mstmts   map[string]*sql.Stmt    // prepared on mdb
 	foreign  bool                    // the last moverTx found triggers not domicile's own
 	fkeys    bool                    // and foreign keys
+	factsAt  int64                   // the schema_version foreign and fkeys were read at, +1 (0: never read)
 	datasets map[string]string       // table → dataset, as installed
 	attached map[string]attachedFile // schema → source file attached to the write connection
 }

@@ -122,15 +122,12 @@ func (s *Store) moverTxOnce(ctx context.Context, conn *sql.Conn, on bool, fn fun
 	}
 	off := switched && !on
 	return updateOn(ctx, conn, func(tx *sql.Tx) error {
-		var foreign, keys int
-		if err := s.cached(tx).QueryRowContext(ctx, schemaFacts).Scan(&foreign, &keys); err != nil {
+		foreign, err := s.readSchemaFacts(ctx, tx)
+		if err != nil {
 			return fmt.Errorf("bypass: %w", err)
 		}
-		s.mu.Lock()
-		s.foreign, s.fkeys = foreign > 0, keys > 0
-		s.mu.Unlock()
 		if off {
-			if foreign > 0 {
+			if foreign {
 				return errForeignTriggers
 			}
 			return fn(tx)
@@ -141,9 +138,38 @@ func (s *Store) moverTxOnce(ctx context.Context, conn *sql.Conn, on bool, fn fun
 		if err := fn(tx); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM domicile_bypass`)
+		_, err = tx.ExecContext(ctx, `DELETE FROM domicile_bypass`)
 		return err
 	})
+}
+
+// readSchemaFacts reads, in tx (a transaction on the mover's connection,
+// holding the write lock, so the schema cannot change under it), whether the
+// database has triggers that are not domicile's own, and records that and
+// whether it has foreign keys (keys). Counting them scans the schema and
+// every table's foreign keys; the schema cookie (schema_version, which
+// every change of the schema bumps) tells when the last count still holds.
+func (s *Store) readSchemaFacts(ctx context.Context, tx *sql.Tx) (foreign bool, err error) {
+	q := s.cached(tx)
+	var version int64
+	if err := q.QueryRowContext(ctx, `PRAGMA main.schema_version`).Scan(&version); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	if s.factsAt == version+1 {
+		foreign = s.foreign
+		s.mu.Unlock()
+		return foreign, nil
+	}
+	s.mu.Unlock()
+	var nforeign, nkeys int
+	if err := q.QueryRowContext(ctx, schemaFacts).Scan(&nforeign, &nkeys); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	s.foreign, s.fkeys, s.factsAt = nforeign > 0, nkeys > 0, version+1
+	s.mu.Unlock()
+	return nforeign > 0, nil
 }
 
 // keys reports whether the database had foreign keys when the mover's

@@ -288,6 +288,50 @@ func TestBypassKeepsApplicationTriggers(t *testing.T) {
 	}
 }
 
+// TestApplicationTriggerAddedLater checks that the mover's transactions
+// notice a trigger of the application's created after they last looked
+// (they keep what they found until the schema changes): the mover's next
+// write fires it.
+func TestApplicationTriggerAddedLater(t *testing.T) {
+	ctx := context.Background()
+	s, ds, _ := testStore(t, "r1")
+	if err := s.SetOwnership(ctx, []domicile.Ownership{{Subject: "u1", Dataset: ds.Name, State: domicile.Fenced, Region: "r1", Epoch: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	write := func(id int) {
+		t.Helper()
+		err := s.bypass(ctx, func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO t (id, user_id, v) VALUES (?, 'u1', 'mover')`, id)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(1) // no trigger of the application's: the mover's connection switches them off
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE audit (id INTEGER);
+		CREATE TRIGGER app_audit AFTER INSERT ON t BEGIN INSERT INTO audit VALUES (NEW.id); END`); err != nil {
+		t.Fatal(err)
+	}
+	write(2)
+	var ids []int64
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM audit`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if len(ids) != 1 || ids[0] != 2 {
+		t.Fatalf("the application's trigger saw the mover's inserts %v, want [2]", ids)
+	}
+}
+
 // TestAppWritesQueueWithTheMover: the application's row writes (PutRow,
 // DeleteRow) take their turn with the mover's transactions on its own
 // connection instead of meeting them at SQLite's file lock, where the busy
