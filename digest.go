@@ -34,11 +34,20 @@ func (d SubjectDigest) Equal(o SubjectDigest) bool { return d.Sum == o.Sum }
 // through the batch's rows (see Path). Subjects with no rows still get a
 // digest (of nothing).
 func DigestBatch(ds *Dataset, subjects []string, b *Batch) (map[string]SubjectDigest, error) {
-	type keyed struct{ key, row []byte }
-	perSubject := make(map[string][][]keyed, len(subjects))
-	sizes := make(map[string]int64, len(subjects))
+	// Every row's encoded key and values go into one buffer; a row is its
+	// place there.
+	type keyed struct{ off, keyLen, rowLen int }
+	var buf []byte
+	index := make(map[string]int, len(subjects)) // subject → its slot below
 	for _, s := range subjects {
-		perSubject[s] = make([][]keyed, len(ds.Tables))
+		if _, ok := index[s]; !ok {
+			index[s] = len(index)
+		}
+	}
+	perSubject := make([][][]keyed, len(index))
+	sizes := make([]int64, len(index))
+	for i := range perSubject {
+		perSubject[i] = make([][]keyed, len(ds.Tables))
 	}
 	byName := make(map[string]*TableRows, len(b.Tables))
 	for i := range b.Tables {
@@ -78,34 +87,41 @@ func DigestBatch(ds *Dataset, subjects []string, b *Batch) (map[string]SubjectDi
 			} else if s, err = SubjectKey(row[subj]); err != nil {
 				return nil, fmt.Errorf("digest: %s: %w", t.Name, err)
 			}
-			tables, ok := perSubject[s]
+			si, ok := index[s]
 			if !ok {
 				continue // a row of a subject outside the batch
 			}
-			var k, r []byte
+			e := keyed{off: len(buf)}
 			for _, i := range pk {
-				if k, err = AppendValue(k, row[i]); err != nil {
+				if buf, err = AppendValue(buf, row[i]); err != nil {
 					return nil, fmt.Errorf("digest: %s.%s: %w", t.Name, tr.Columns[i], err)
 				}
 			}
+			e.keyLen = len(buf) - e.off
 			for _, i := range order {
-				if r, err = AppendValue(r, row[i]); err != nil {
+				if buf, err = AppendValue(buf, row[i]); err != nil {
 					return nil, fmt.Errorf("digest: %s.%s: %w", t.Name, tr.Columns[i], err)
 				}
 			}
-			tables[ti] = append(tables[ti], keyed{k, r})
+			e.rowLen = len(buf) - e.off - e.keyLen
+			perSubject[si][ti] = append(perSubject[si][ti], e)
+			var size int64
 			for _, v := range row {
-				sizes[s] += ValueSize(v)
+				size += ValueSize(v)
 			}
+			sizes[si] += size
 		}
 	}
-	out := make(map[string]SubjectDigest, len(subjects))
+	key := func(e keyed) []byte { return buf[e.off : e.off+e.keyLen] }
+	out := make(map[string]SubjectDigest, len(index))
 	var n [8]byte
-	for s, tables := range perSubject {
-		h, th := sha256.New(), sha256.New()
+	h, th := sha256.New(), sha256.New()
+	for s, si := range index {
+		tables := perSubject[si]
+		h.Reset()
 		d := SubjectDigest{Rows: make(map[string]int64, len(tables)), Tables: make(map[string][sha256.Size]byte, len(tables))}
 		for ti, rows := range tables {
-			slices.SortFunc(rows, func(a, b keyed) int { return bytes.Compare(a.key, b.key) })
+			slices.SortFunc(rows, func(a, b keyed) int { return bytes.Compare(key(a), key(b)) })
 			name := ds.Tables[ti].Name
 			d.Rows[name] = int64(len(rows))
 			th.Reset()
@@ -113,17 +129,18 @@ func DigestBatch(ds *Dataset, subjects []string, b *Batch) (map[string]SubjectDi
 			binary.BigEndian.PutUint64(n[:], uint64(len(rows)))
 			th.Write(n[:])
 			for _, r := range rows {
-				binary.BigEndian.PutUint64(n[:], uint64(len(r.row)))
+				binary.BigEndian.PutUint64(n[:], uint64(r.rowLen))
 				th.Write(n[:])
-				th.Write(r.row)
+				start := r.off + r.keyLen
+				th.Write(buf[start : start+r.rowLen])
 			}
 			var sum [sha256.Size]byte
-			copy(sum[:], th.Sum(nil))
+			th.Sum(sum[:0])
 			d.Tables[name] = sum
 			h.Write(sum[:])
 		}
-		copy(d.Sum[:], h.Sum(nil))
-		d.Bytes = sizes[s]
+		h.Sum(d.Sum[:0])
+		d.Bytes = sizes[si]
 		out[s] = d
 	}
 	return out, nil

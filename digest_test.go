@@ -171,3 +171,27 @@ func FuzzAppendValue(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDigestBatch digests a batch of 40 subjects with 60 rows each of
+// a five-column table, about what the mover digests per batch.
+func BenchmarkDigestBatch(b *testing.B) {
+	ds := &domicile.Dataset{Name: "d", Tables: []*domicile.Table{
+		{Name: "messages", SubjectColumn: "user_id", PrimaryKey: []string{"id"},
+			Columns: []domicile.Column{{Name: "id"}, {Name: "user_id"}, {Name: "body"}, {Name: "sent"}, {Name: "size"}}},
+	}}
+	var subjects []string
+	tr := domicile.TableRows{Table: "messages", Columns: []string{"id", "user_id", "body", "sent", "size"}}
+	for s := range 40 {
+		id := "u" + string(rune('A'+s%26)) + string(rune('a'+s/26))
+		subjects = append(subjects, id)
+		for r := range 60 {
+			tr.Rows = append(tr.Rows, []any{int64(r*40 + s), id, "a message body of some length, as users write them", "2026-03-04 05:06:07", float64(r) * 1.5})
+		}
+	}
+	batch := &domicile.Batch{Tables: []domicile.TableRows{tr}}
+	for b.Loop() {
+		if _, err := domicile.DigestBatch(ds, subjects, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

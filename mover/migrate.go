@@ -20,7 +20,7 @@ import (
 
 // MigrateOptions tune Migrate.
 type MigrateOptions struct {
-	Batch   int     // subjects per move; default 50
+	Batch   int     // subjects per move; default DefaultBatch
 	Workers int     // moves run at once; default 2
 	Rate    float64 // rows per second, applied between batches; 0: unlimited
 	Passes  int     // plans carried out before giving up on rolled-back batches; default 3
@@ -122,7 +122,7 @@ func NewMoveID(now time.Time) string {
 // planned again by the next pass).
 func (m *Mover) Migrate(ctx context.Context, plan func(context.Context) (*Plan, error), opts MigrateOptions) (Summary, error) {
 	if opts.Batch <= 0 {
-		opts.Batch = 50
+		opts.Batch = DefaultBatch
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = 2

@@ -36,7 +36,7 @@ func ledgerWorld(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(cfg, []byte(strings.Replace(string(data), "batch_rows: 1250", "batch_rows: 0", 1)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(data), "batch_rows: 2500", "batch_rows: 0", 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	runJSON(t, nil, "--config", cfg, "discover")

@@ -103,7 +103,7 @@ synchronous_commit on.`,
 	}
 	f := cmd.Flags()
 	f.IntVar(&subjects, "subjects", 20000, "population (about 30% of it moves)")
-	f.IntVar(&batch, "batch", 50, "subjects per batch")
+	f.IntVar(&batch, "batch", mover.DefaultBatch, "subjects per batch")
 	f.Int64Var(&rows, "batch-rows", mover.DefaultBatchRows, "rows per batch, counted per subject at the source, with at most 4 × --batch subjects (mover.batch_rows); 0: --batch subjects per batch")
 	f.IntVar(&workers, "workers", 2, "batches moved at once")
 	f.BoolVar(&precopy, "precopy", true, "copy before the fence, and inside it only the subjects that changed (mover.precopy); --precopy=false copies inside the fence")

@@ -212,10 +212,10 @@ type OneOrMore []string
 
 // MoverConfig tunes migrations.
 type MoverConfig struct {
-	Batch int `yaml:"batch"` // subjects per batch; default 50
+	Batch int `yaml:"batch"` // subjects per batch; default mover.DefaultBatch
 	// BatchRows sizes batches by rows where the source can count each
 	// subject's rows: at most this many rows and 4 × Batch subjects;
-	// 0: Batch subjects. Default 1250.
+	// 0: Batch subjects. Default mover.DefaultBatchRows.
 	BatchRows  int64         `yaml:"batch_rows"`
 	Workers    int           `yaml:"workers"`     // batches moved at once; default 2
 	MaxBlock   time.Duration `yaml:"max_block"`   // a batch fenced longer than this before its commit rolls back; default 1s
@@ -282,7 +282,7 @@ func defaultConfig() *Config {
 			FenceWait: 2 * time.Second,
 		},
 		Mover: MoverConfig{
-			Batch:     50,
+			Batch:     mover.DefaultBatch,
 			BatchRows: mover.DefaultBatchRows,
 			Workers:   2,
 			MaxBlock:  time.Second,
