@@ -41,7 +41,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		t.Errorf("defaults: api %+v mover %+v, want %+v %+v", c.API, c.Mover, want.API, want.Mover)
 	}
 	if c.API.Listen != "127.0.0.1:7070" || c.API.MaxBody != 1<<20 || c.API.FenceWait != 2*time.Second ||
-		c.Mover.Batch != 50 || c.Mover.Workers != 2 || c.Mover.MaxBlock != time.Second ||
+		c.Mover.Batch != 100 || c.Mover.BatchRows != 2500 || c.Mover.Workers != 2 || c.Mover.MaxBlock != time.Second ||
 		c.Mover.PurgeAfter != 0 || c.Mover.Lease != 3*time.Second || c.Mover.Rate != 0 {
 		t.Errorf("defaults differ from the documented ones: %+v %+v", c.API, c.Mover)
 	}
