@@ -525,11 +525,12 @@ func (r *run) fence(ctx context.Context) error {
 // subjects whose rows changed meanwhile: the fence covers a read of the
 // source instead of the whole copy. A live move has copied already.
 //
-// Between SQLite files the precopy costs nothing more: the copy digests
-// what it writes, and the read of the source inside the fence replaces
-// the one verify made. Where the rows pass through Go (PostgreSQL, mixed
-// engines) it costs one read more: the destination is read back before
-// the fence and the source inside it (Config.NoPrecopy saves it).
+// Between SQLite files the precopy costs nothing more: the destination is
+// read back after the copy either way, and the read of the source inside
+// the fence replaces the one verify made. Where the rows pass through Go
+// (PostgreSQL, mixed engines) it costs one read more: a copy inside the
+// fence digests the source from the rows it read, where the precopy's
+// must be read again inside the fence (Config.NoPrecopy saves it).
 //
 // A stale run of the same move (one whose lease lapsed) may still write
 // its precopy at the destination, rows read from the source before the
