@@ -26,6 +26,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -195,6 +196,25 @@ func selectExpr(c string, k kind) string {
 func decodeValue(m *pgtype.Map, fd pgconn.FieldDescription, raw []byte) (any, error) {
 	if raw == nil {
 		return nil, nil
+	}
+	if fd.Format == pgtype.BinaryFormatCode {
+		// The fixed-size types every dataset has, decoded here as pgx's
+		// codecs decode them into int64, float64 and bool (TestDecodeValue),
+		// without going through the type map per value.
+		switch {
+		case fd.DataTypeOID == pgtype.Int8OID && len(raw) == 8:
+			return int64(binary.BigEndian.Uint64(raw)), nil
+		case fd.DataTypeOID == pgtype.Int4OID && len(raw) == 4:
+			return int64(int32(binary.BigEndian.Uint32(raw))), nil
+		case fd.DataTypeOID == pgtype.Int2OID && len(raw) == 2:
+			return int64(int16(binary.BigEndian.Uint16(raw))), nil
+		case fd.DataTypeOID == pgtype.Float8OID && len(raw) == 8:
+			return math.Float64frombits(binary.BigEndian.Uint64(raw)), nil
+		case fd.DataTypeOID == pgtype.Float4OID && len(raw) == 4:
+			return float64(math.Float32frombits(binary.BigEndian.Uint32(raw))), nil
+		case fd.DataTypeOID == pgtype.BoolOID && len(raw) == 1:
+			return raw[0] == 1, nil
+		}
 	}
 	switch fd.DataTypeOID {
 	case pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID:
