@@ -546,7 +546,10 @@ func (r *run) precopy(ctx context.Context) error {
 	if err := r.renew(ctx); err != nil {
 		return err
 	}
-	d, _, err := r.copySubjects(ctx, r.mv.Subjects, true)
+	if _, err := r.copySubjects(ctx, r.mv.Subjects, false); err != nil {
+		return err
+	}
+	d, err := r.readBack(ctx)
 	if err != nil {
 		return err
 	}
@@ -575,11 +578,11 @@ func (r *run) copy(ctx context.Context) error {
 	}
 	if !r.precopied {
 		// Verify reads back what it needs, both ends at once.
-		written, digests, err := r.copySubjects(ctx, r.mv.Subjects, false)
+		digests, err := r.copySubjects(ctx, r.mv.Subjects, true)
 		if err != nil {
 			return err
 		}
-		r.written, r.digests = written, digests
+		r.written, r.digests = nil, digests
 		r.mark(domicile.MoveCopied)
 		return nil
 	}
@@ -594,14 +597,14 @@ func (r *run) copy(ctx context.Context) error {
 		}
 	}
 	if len(changed) > 0 {
-		if _, _, err := r.copySubjects(ctx, changed, false); err != nil {
+		if _, err := r.copySubjects(ctx, changed, false); err != nil {
 			return err
 		}
 		// Copying some subjects again may change others' rows there: a
 		// path row two subjects share, a cascade, a trigger of the
 		// application's. Only the destination read back tells.
-		if r.written, err = r.dst.DigestSubjects(ctx, r.ds, r.mv.Subjects); err != nil {
-			return fmt.Errorf("digest %s: %w", r.mv.To, err)
+		if r.written, err = r.readBack(ctx); err != nil {
+			return err
 		}
 	}
 	r.digests = src
@@ -611,42 +614,43 @@ func (r *run) copy(ctx context.Context) error {
 }
 
 // copySubjects replaces whatever an earlier attempt left at the destination
-// with the subjects' rows from the source, and returns the digests of the
-// rows as the destination stored them, read back after the copy committed
-// (nil unless readBack) and, when the copy read them through Go, as the
-// source had them (nil otherwise).
-func (r *run) copySubjects(ctx context.Context, subjects []string, readBack bool) (written, source map[string]domicile.SubjectDigest, err error) {
-	copied := false
+// with the subjects' rows from the source. With digestSource, it returns the
+// digests of the source's rows when the copy read them through Go (nil when
+// the destination copied them itself: verify reads the source then).
+func (r *run) copySubjects(ctx context.Context, subjects []string, digestSource bool) (source map[string]domicile.SubjectDigest, err error) {
 	if c, ok := r.dst.(domicile.SubjectCopier); ok {
 		_, err := c.CopySubjectsFrom(ctx, r.src, r.ds, r.mv.ID, subjects)
 		switch {
 		case err == nil:
-			copied = true
+			return nil, nil
 		case !errors.Is(err, domicile.ErrNotSupported):
-			return nil, nil, fmt.Errorf("copy %s to %s: %w", r.mv.From, r.mv.To, err)
+			return nil, fmt.Errorf("copy %s to %s: %w", r.mv.From, r.mv.To, err)
 		}
 	}
-	if !copied {
-		b, err := r.src.ReadSubjects(ctx, r.ds, subjects)
-		if err != nil {
-			return nil, nil, fmt.Errorf("read %s: %w", r.mv.From, err)
-		}
+	b, err := r.src.ReadSubjects(ctx, r.ds, subjects)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", r.mv.From, err)
+	}
+	if digestSource {
 		if source, err = domicile.DigestBatch(r.ds, subjects, b); err != nil {
-			return nil, nil, err
-		}
-		b.MoveID = r.mv.ID
-		if err := r.dst.WriteSubjects(ctx, r.ds, subjects, b); err != nil {
-			return nil, nil, fmt.Errorf("write %s: %w", r.mv.To, err)
+			return nil, err
 		}
 	}
-	if !readBack {
-		return nil, source, nil
+	b.MoveID = r.mv.ID
+	if err := r.dst.WriteSubjects(ctx, r.ds, subjects, b); err != nil {
+		return nil, fmt.Errorf("write %s: %w", r.mv.To, err)
 	}
-	// Read back: the digests of what the destination stored.
-	if written, err = r.dst.DigestSubjects(ctx, r.ds, subjects); err != nil {
-		return nil, nil, fmt.Errorf("digest %s: %w", r.mv.To, err)
+	return source, nil
+}
+
+// readBack returns the digests of the move's subjects as the destination
+// stores them.
+func (r *run) readBack(ctx context.Context) (map[string]domicile.SubjectDigest, error) {
+	d, err := r.dst.DigestSubjects(ctx, r.ds, r.mv.Subjects)
+	if err != nil {
+		return nil, fmt.Errorf("digest %s: %w", r.mv.To, err)
 	}
-	return written, source, nil
+	return d, nil
 }
 
 // verify compares the per-subject digests at both ends.
@@ -668,10 +672,8 @@ func (r *run) verify(ctx context.Context) error {
 	}
 	if dst = r.written; dst == nil { // or read back, after a restart
 		g.Go(func() (err error) {
-			if dst, err = r.dst.DigestSubjects(gctx, r.ds, r.mv.Subjects); err != nil {
-				return fmt.Errorf("digest %s: %w", r.mv.To, err)
-			}
-			return nil
+			dst, err = r.readBack(gctx)
+			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
