@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"hash"
+	"iter"
 	"math"
 	"slices"
 	"time"
@@ -114,36 +116,67 @@ func DigestBatch(ds *Dataset, subjects []string, b *Batch) (map[string]SubjectDi
 	}
 	key := func(e keyed) []byte { return buf[e.off : e.off+e.keyLen] }
 	out := make(map[string]SubjectDigest, len(index))
-	var n [8]byte
-	h, th := sha256.New(), sha256.New()
+	h := sha256.New()
+	sums := make([][sha256.Size]byte, len(ds.Tables))
+	counts := make([]int64, len(ds.Tables))
 	for s, si := range index {
-		tables := perSubject[si]
-		h.Reset()
-		d := SubjectDigest{Rows: make(map[string]int64, len(tables)), Tables: make(map[string][sha256.Size]byte, len(tables))}
-		for ti, rows := range tables {
+		for ti, rows := range perSubject[si] {
 			slices.SortFunc(rows, func(a, b keyed) int { return bytes.Compare(key(a), key(b)) })
-			name := ds.Tables[ti].Name
-			d.Rows[name] = int64(len(rows))
-			th.Reset()
-			th.Write([]byte(name))
-			binary.BigEndian.PutUint64(n[:], uint64(len(rows)))
-			th.Write(n[:])
-			for _, r := range rows {
-				binary.BigEndian.PutUint64(n[:], uint64(r.rowLen))
-				th.Write(n[:])
-				start := r.off + r.keyLen
-				th.Write(buf[start : start+r.rowLen])
-			}
-			var sum [sha256.Size]byte
-			th.Sum(sum[:0])
-			d.Tables[name] = sum
-			h.Write(sum[:])
+			sums[ti] = TableSum(h, ds.Tables[ti].Name, len(rows), func(yield func([]byte) bool) {
+				for _, r := range rows {
+					start := r.off + r.keyLen
+					if !yield(buf[start : start+r.rowLen]) {
+						return
+					}
+				}
+			})
+			counts[ti] = int64(len(rows))
 		}
-		h.Sum(d.Sum[:0])
-		d.Bytes = sizes[si]
-		out[s] = d
+		out[s] = NewSubjectDigest(h, ds.Tables, sums, counts, sizes[si])
 	}
 	return out, nil
+}
+
+// TableSum is the digest of one subject's rows of one table, as
+// SubjectDigest.Tables holds it: the table's name, the row count, then each
+// row's length and values (encoded with AppendValue, in the order the table
+// declares its columns), the rows in the order of their encoded primary
+// keys. Every store's digests are made of it, so that equal rows digest
+// alike whatever the engine. h is a SHA-256 hash to reuse; TableSum resets
+// it first.
+func TableSum(h hash.Hash, name string, rows int, values iter.Seq[[]byte]) [sha256.Size]byte {
+	var n [8]byte
+	h.Reset()
+	h.Write([]byte(name))
+	binary.BigEndian.PutUint64(n[:], uint64(rows))
+	h.Write(n[:])
+	for v := range values {
+		binary.BigEndian.PutUint64(n[:], uint64(len(v)))
+		h.Write(n[:])
+		h.Write(v)
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// NewSubjectDigest makes a subject's digest from its TableSums, its row
+// counts per table (both in the order of tables) and the size of its
+// values. h is a SHA-256 hash to reuse.
+func NewSubjectDigest(h hash.Hash, tables []*Table, sums [][sha256.Size]byte, rows []int64, size int64) SubjectDigest {
+	d := SubjectDigest{
+		Tables: make(map[string][sha256.Size]byte, len(tables)),
+		Rows:   make(map[string]int64, len(tables)),
+		Bytes:  size,
+	}
+	h.Reset()
+	for ti, t := range tables {
+		d.Tables[t.Name] = sums[ti]
+		d.Rows[t.Name] = rows[ti]
+		h.Write(sums[ti][:])
+	}
+	h.Sum(d.Sum[:0])
+	return d
 }
 
 // columnOrder maps the table's declared columns to their positions in cols.

@@ -5,8 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
-	"encoding/binary"
 	"fmt"
+	"hash"
 	"slices"
 	"sync"
 
@@ -84,20 +84,7 @@ func (d *digester) digests(tables []*domicile.Table) map[string]domicile.Subject
 	out := make(map[string]domicile.SubjectDigest, len(d.index))
 	h := sha256.New()
 	for id, si := range d.index {
-		sd := domicile.SubjectDigest{
-			Tables: make(map[string][sha256.Size]byte, len(tables)),
-			Rows:   make(map[string]int64, len(tables)),
-			Bytes:  d.sizes[si],
-		}
-		h.Reset()
-		for ti, t := range tables {
-			sum := d.tableSums[si][ti]
-			sd.Tables[t.Name] = sum
-			sd.Rows[t.Name] = d.rows[si][ti]
-			h.Write(sum[:])
-		}
-		h.Sum(sd.Sum[:0])
-		out[id] = sd
+		out[id] = domicile.NewSubjectDigest(h, tables, d.tableSums[si], d.rows[si], d.sizes[si])
 	}
 	return out
 }
@@ -228,7 +215,6 @@ func (d *digester) finish(ti int, t *domicile.Table) {
 		return bytes.Compare(key(a), key(b))
 	})
 	th := sha256.New()
-	var n [8]byte
 	hashed := make([]bool, len(d.tableSums))
 	for lo := 0; lo < len(d.entries); {
 		si := d.entries[lo].subject
@@ -236,7 +222,7 @@ func (d *digester) finish(ti int, t *domicile.Table) {
 		for hi < len(d.entries) && d.entries[hi].subject == si {
 			hi++
 		}
-		d.tableSums[si][ti] = tableSum(th, t.Name, d.entries[lo:hi], buf, &n)
+		d.tableSums[si][ti] = tableSum(th, t.Name, d.entries[lo:hi], buf)
 		d.rows[si][ti] = int64(hi - lo)
 		hashed[si] = true
 		lo = hi
@@ -245,32 +231,21 @@ func (d *digester) finish(ti int, t *domicile.Table) {
 	for si, ok := range hashed {
 		if !ok {
 			if empty == ([sha256.Size]byte{}) {
-				empty = tableSum(th, t.Name, nil, nil, &n)
+				empty = tableSum(th, t.Name, nil, nil)
 			}
 			d.tableSums[si][ti] = empty
 		}
 	}
 }
 
-// tableSum is DigestBatch's digest of one subject's rows of one table: the
-// table's name, the row count, then each row's length and encoding, in key
-// order.
-func tableSum(th interface {
-	Write([]byte) (int, error)
-	Reset()
-	Sum([]byte) []byte
-}, name string, entries []rowEntry, buf []byte, n *[8]byte) [sha256.Size]byte {
-	th.Reset()
-	th.Write([]byte(name))
-	binary.BigEndian.PutUint64(n[:], uint64(len(entries)))
-	th.Write(n[:])
-	for _, e := range entries {
-		binary.BigEndian.PutUint64(n[:], uint64(e.rowLen))
-		th.Write(n[:])
-		start := e.off + e.keyLen
-		th.Write(buf[start : start+e.rowLen])
-	}
-	var sum [sha256.Size]byte
-	th.Sum(sum[:0])
-	return sum
+// tableSum is domicile.TableSum of one subject's rows of one table.
+func tableSum(h hash.Hash, name string, entries []rowEntry, buf []byte) [sha256.Size]byte {
+	return domicile.TableSum(h, name, len(entries), func(yield func([]byte) bool) {
+		for _, e := range entries {
+			start := e.off + e.keyLen
+			if !yield(buf[start : start+e.rowLen]) {
+				return
+			}
+		}
+	})
 }
