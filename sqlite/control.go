@@ -52,7 +52,10 @@ CREATE TABLE IF NOT EXISTS placements (
 	PRIMARY KEY (subject, dataset)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS placements_dataset ON placements (dataset, subject);
-CREATE INDEX IF NOT EXISTS placements_move ON placements (move_id);
+-- No index on move_id: the commit and the rollback find a move's
+-- placements through move_subjects, and a move's updates of its
+-- placements write no index entry.
+DROP INDEX IF EXISTS placements_move;
 CREATE TABLE IF NOT EXISTS moves (
 	id             TEXT PRIMARY KEY,
 	dataset        TEXT NOT NULL,
@@ -142,8 +145,8 @@ const (
 	moveStateQuery     = `SELECT state FROM moves WHERE id = ? AND attempt = ?`
 	moveAdvance        = `UPDATE moves SET state = ?, fenced_at = ?, purge_after = ?, receipt = ?, error = ?, owner = owner, lease_expires = max(lease_expires, ?) WHERE id = ?`
 	moveFinish         = `UPDATE moves SET state = ?, fenced_at = ?, purge_after = ?, receipt = ?, error = ?, owner = '', lease_expires = ? WHERE id = ?`
-	moveCommitFlip     = `UPDATE placements SET region = ?, epoch = epoch + 1, state = ?, move_id = ? WHERE move_id = ? AND state = ? AND dataset = ?`
-	moveRollbackReturn = `UPDATE placements SET state = ?, move_id = '' WHERE move_id = ? AND state = ? AND dataset = ?`
+	moveCommitFlip     = `UPDATE placements SET region = ?1, epoch = epoch + 1, state = ?2, move_id = ?3 WHERE subject IN (SELECT subject FROM move_subjects WHERE move_id = ?3) AND dataset = ?5 AND move_id = ?3 AND state = ?4`
+	moveRollbackReturn = `UPDATE placements SET state = ?1, move_id = '' WHERE subject IN (SELECT subject FROM move_subjects WHERE move_id = ?2) AND dataset = ?4 AND move_id = ?2 AND state = ?3`
 	moveRenewLease     = `UPDATE moves SET lease_expires = ? WHERE id = ? AND attempt = ? AND owner != ''`
 	ledgerLast         = `SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1`
 	ledgerInsert       = `INSERT INTO ledger (seq, at, kind, ref, body, prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?)`
@@ -677,7 +680,7 @@ func (c *Control) AdvanceMove(ctx context.Context, m *domicile.Move, token int64
 			// The point of no return: every subject's placement flips to the
 			// destination with the next epoch, in this one transaction.
 			res, err := tx.ExecContext(ctx, moveCommitFlip,
-				m.To, domicile.Active, m.ID, m.ID, domicile.Moving, m.Dataset)
+				m.To, domicile.Active, m.ID, domicile.Moving, m.Dataset)
 			if err != nil {
 				return err
 			}
