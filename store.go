@@ -302,28 +302,6 @@ type SubjectCopier interface {
 	CopySubjectsFrom(ctx context.Context, src Store, ds *Dataset, moveID string, subjects []string) (rows int64, err error)
 }
 
-// RowStamper is implemented by stores that can tell whether a subject's rows
-// changed without reading them again: a stamp is a digest of the identities
-// of the versions of the subject's rows (on PostgreSQL, each row version's
-// ctid and xmin), which any write to them changes. The mover reads the
-// source with ReadSubjectsStamped for the copy it makes before the fence,
-// and inside the fence reads only RowStamps, copying again the subjects
-// whose stamps differ. Equal stamps mean equal rows; the converse need not
-// hold (a vacuum that moves rows, a write of the same values: the subject is
-// copied again). Both return ErrNotSupported for a dataset they cannot
-// stamp (one with path tables).
-type RowStamper interface {
-	// ReadSubjectsStamped is ReadSubjects, and the stamps of the rows it
-	// read, in the same snapshot.
-	ReadSubjectsStamped(ctx context.Context, ds *Dataset, subjects []string) (*Batch, map[string]RowStamp, error)
-	// RowStamps returns the stamps of the subjects' rows now, one per
-	// subject asked for (a subject without rows has the stamp of none).
-	RowStamps(ctx context.Context, ds *Dataset, subjects []string) (map[string]RowStamp, error)
-}
-
-// RowStamp is a digest of the versions of a subject's rows (RowStamper).
-type RowStamp [32]byte
-
 // LoadReporter is implemented by stores that can say how loaded they are,
 // for the mover's adaptive throttle.
 type LoadReporter interface {

@@ -114,11 +114,6 @@ type run struct {
 	// precopied is set when this run copied the subjects before the fence
 	// (precopy): written then holds the destination's digests of that copy.
 	precopied bool
-	// stamps, with a precopy from a RowStamper source, are the stamps of
-	// the source rows the precopy read, and before their digests: inside
-	// the fence, a subject whose stamp is unchanged still has those rows.
-	stamps map[string]domicile.RowStamp
-	before map[string]domicile.SubjectDigest
 
 	fencedAt    time.Time // when this run's fence committed, for the block it reports
 	activatedAt time.Time
@@ -551,7 +546,7 @@ func (r *run) precopy(ctx context.Context) error {
 	if err := r.renew(ctx); err != nil {
 		return err
 	}
-	if err := r.precopyRows(ctx); err != nil {
+	if _, err := r.copySubjects(ctx, r.mv.Subjects, false); err != nil {
 		return err
 	}
 	d, err := r.readBack(ctx)
@@ -591,32 +586,19 @@ func (r *run) copy(ctx context.Context) error {
 		r.mark(domicile.MoveCopied)
 		return nil
 	}
-	src, changed, err := r.sinceStamps(ctx)
+	src, err := r.src.DigestSubjects(ctx, r.ds, r.mv.Subjects)
 	if err != nil {
-		return err
+		return fmt.Errorf("digest %s: %w", r.mv.From, err)
 	}
-	if src == nil {
-		if src, err = r.src.DigestSubjects(ctx, r.ds, r.mv.Subjects); err != nil {
-			return fmt.Errorf("digest %s: %w", r.mv.From, err)
-		}
-		for _, s := range r.mv.Subjects {
-			if !src[s].Equal(r.written[s]) {
-				changed = append(changed, s)
-			}
+	var changed []string
+	for _, s := range r.mv.Subjects {
+		if !src[s].Equal(r.written[s]) {
+			changed = append(changed, s)
 		}
 	}
 	if len(changed) > 0 {
-		again, err := r.copySubjects(ctx, changed, r.stamps != nil)
-		if err != nil {
+		if _, err := r.copySubjects(ctx, changed, false); err != nil {
 			return err
-		}
-		if r.stamps != nil && again == nil { // copied without passing through Go
-			if again, err = r.src.DigestSubjects(ctx, r.ds, changed); err != nil {
-				return fmt.Errorf("digest %s: %w", r.mv.From, err)
-			}
-		}
-		for s, d := range again { // the source's digests, read inside the fence
-			src[s] = d
 		}
 		// Copying some subjects again may change others' rows there: a
 		// path row two subjects share, a cascade, a trigger of the
@@ -629,66 +611,6 @@ func (r *run) copy(ctx context.Context) error {
 	r.mv.Receipt.Recopied = len(changed)
 	r.mark(domicile.MoveCopied)
 	return nil
-}
-
-// precopyRows copies the subjects' rows to the destination for the
-// precopy. From a RowStamper source it reads them with their stamps and
-// keeps both the stamps and the rows' digests (see sinceStamps); otherwise
-// it copies them as the copy inside the fence would.
-func (r *run) precopyRows(ctx context.Context) error {
-	r.stamps, r.before = nil, nil
-	st, ok := r.src.(domicile.RowStamper)
-	if !ok {
-		_, err := r.copySubjects(ctx, r.mv.Subjects, false)
-		return err
-	}
-	b, stamps, err := st.ReadSubjectsStamped(ctx, r.ds, r.mv.Subjects)
-	if errors.Is(err, domicile.ErrNotSupported) {
-		_, err := r.copySubjects(ctx, r.mv.Subjects, false)
-		return err
-	}
-	if err != nil {
-		return fmt.Errorf("read %s: %w", r.mv.From, err)
-	}
-	before, err := domicile.DigestBatch(r.ds, r.mv.Subjects, b)
-	if err != nil {
-		return err
-	}
-	b.MoveID = r.mv.ID
-	if err := r.dst.WriteSubjects(ctx, r.ds, r.mv.Subjects, b); err != nil {
-		return fmt.Errorf("write %s: %w", r.mv.To, err)
-	}
-	r.stamps, r.before = stamps, before
-	return nil
-}
-
-// sinceStamps, after a stamped precopy, reads the source's stamps inside
-// the fence: a subject whose stamp is unchanged has the rows the precopy
-// read, whose digests it returns; the others it lists as changed. It returns
-// nil digests when there are no stamps to compare (the caller then reads the
-// source's digests).
-func (r *run) sinceStamps(ctx context.Context) (map[string]domicile.SubjectDigest, []string, error) {
-	if r.stamps == nil {
-		return nil, nil, nil
-	}
-	now, err := r.src.(domicile.RowStamper).RowStamps(ctx, r.ds, r.mv.Subjects)
-	if errors.Is(err, domicile.ErrNotSupported) {
-		r.stamps, r.before = nil, nil
-		return nil, nil, nil
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("row stamps %s: %w", r.mv.From, err)
-	}
-	src := make(map[string]domicile.SubjectDigest, len(r.mv.Subjects))
-	var changed []string
-	for _, s := range r.mv.Subjects {
-		if was, ok := r.stamps[s]; ok && was == now[s] {
-			src[s] = r.before[s]
-		} else {
-			changed = append(changed, s)
-		}
-	}
-	return src, changed, nil
 }
 
 // copySubjects replaces whatever an earlier attempt left at the destination
