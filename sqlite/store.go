@@ -18,20 +18,21 @@ import (
 // It keeps three connection pools on the file. Writes go through a pool of
 // one connection, with domicile's triggers, or, for the mover's own writes
 // (ownership transitions, copies, purges), through the mover's connection,
-// whose triggers are off (see moverTx); a semaphore (lockWrites), which
-// every write of the store takes, transactions and single-statement row
-// writes alike, lets one of the two write at a time: SQLite admits one
-// writer at a time anyway, and queueing
-// writers in Go is fairer and much faster than letting them spin in SQLite's
-// busy handler, which sleeps in steps of milliseconds. Reads use a pool of
+// whose triggers are off (see moverTx); a lock (lockWrites, a writeTurn),
+// which every write of the store takes, transactions and single-statement
+// row writes alike, lets one of the two write at a time: SQLite admits one
+// writer at a time anyway, and queueing writers in Go is fairer and much
+// faster than letting them spin in SQLite's busy handler, which sleeps in
+// steps of milliseconds. The mover's ownership transitions go before the
+// writers waiting. Reads use a pool of
 // their own, in DEFERRED transactions, and run in parallel with the writer
 // (WAL). Other processes writing the file wait for the lock under
 // busy_timeout.
 type Store struct {
-	db     *sql.DB       // writes: one connection
-	mdb    *sql.DB       // the mover's writes: one connection at a time (see moverStmt)
-	wsem   chan struct{} // one writer at a time, on db or mdb
-	rdb    *sql.DB       // reads
+	db     *sql.DB   // writes: one connection
+	mdb    *sql.DB   // the mover's writes: one connection at a time (see moverStmt)
+	turn   writeTurn // one writer at a time, on db or mdb
+	rdb    *sql.DB   // reads
 	region string
 	path   string // absolute path of the file, for ATTACH by another store
 	ckpt   *checkpointer
@@ -73,7 +74,7 @@ func OpenStore(path, region string) (*Store, error) {
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
-	// The mover's pool: its transactions run one at a time (wsem), on a
+	// The mover's pool: its transactions run one at a time (turn), on a
 	// connection of their own; a second one is opened only to prepare the
 	// statements that moverStmt keeps (see there).
 	mdb, err := openPool(path, noAutoCheckpoint)
@@ -104,7 +105,6 @@ func OpenStore(path, region string) (*Store, error) {
 	return &Store{
 		db:       db,
 		mdb:      mdb,
-		wsem:     make(chan struct{}, 1),
 		rdb:      rdb,
 		ckpt:     ckpt,
 		region:   region,
@@ -198,12 +198,16 @@ func (s *Store) update(ctx context.Context, fn func(*sql.Tx) error) error {
 // or the mover's, and returns the function that ends it. Take it before a
 // connection of either pool, never while holding one.
 func (s *Store) lockWrites(ctx context.Context) (unlock func(), err error) {
-	select {
-	case s.wsem <- struct{}{}:
-		return func() { <-s.wsem }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	return s.lockWritesFor(ctx, false)
+}
+
+// lockWritesFor is lockWrites; with first, the write goes before the
+// writers waiting (writeTurn).
+func (s *Store) lockWritesFor(ctx context.Context, first bool) (unlock func(), err error) {
+	if err := s.turn.lock(ctx, first); err != nil {
+		return nil, err
 	}
+	return s.turn.unlock, nil
 }
 
 // updateOn runs fn in a write transaction begun on db.
@@ -230,7 +234,13 @@ func updateOn(ctx context.Context, db beginner, fn func(*sql.Tx) error) (err err
 // bypass runs fn in a write transaction on the mover's connection, which
 // passes domicile's triggers (see moverTx).
 func (s *Store) bypass(ctx context.Context, fn func(*sql.Tx) error) error {
-	unlock, err := s.lockWrites(ctx)
+	return s.bypassFor(ctx, false, fn)
+}
+
+// bypassFor is bypass; with first, the transaction goes before the writers
+// waiting (writeTurn).
+func (s *Store) bypassFor(ctx context.Context, first bool, fn func(*sql.Tx) error) error {
+	unlock, err := s.lockWritesFor(ctx, first)
 	if err != nil {
 		return err
 	}

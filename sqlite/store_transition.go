@@ -17,7 +17,9 @@ func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 	if err := tr.Validate(); err != nil {
 		return err
 	}
-	err := s.bypass(ctx, func(tx *sql.Tx) error {
+	// Transitions go before the writers waiting: they are short, and the
+	// fence, the tombstone and the activation hold subjects blocked.
+	err := s.bypassFor(ctx, true, func(tx *sql.Tx) error {
 		q := s.cached(tx)
 		have, err := ownershipOf(ctx, q, tr.Dataset, tr.Subjects)
 		if err != nil {
