@@ -33,6 +33,7 @@ type Store struct {
 	mdb    *sql.DB   // the mover's writes: one connection at a time (see moverStmt)
 	turn   writeTurn // one writer at a time, on db or mdb
 	rdb    *sql.DB   // reads
+	mrdb   *sql.DB   // the mover's reads (digests), apart from the others (see moverView)
 	region string
 	path   string // absolute path of the file, for ATTACH by another store
 	ckpt   *checkpointer
@@ -95,8 +96,18 @@ func OpenStore(path, region string) (*Store, error) {
 	n := max(4, 2*runtime.GOMAXPROCS(0))
 	rdb.SetMaxOpenConns(n)
 	rdb.SetMaxIdleConns(n)
+	mrdb, err := openPool(path, "_pragma=query_only(1)")
+	if err != nil {
+		rdb.Close()
+		mdb.Close()
+		db.Close()
+		return nil, err
+	}
+	mrdb.SetMaxOpenConns(moverReaders)
+	mrdb.SetMaxIdleConns(moverReaders)
 	ckpt, err := startCheckpointer(path, slog.Default())
 	if err != nil {
+		mrdb.Close()
 		rdb.Close()
 		mdb.Close()
 		db.Close()
@@ -106,6 +117,7 @@ func OpenStore(path, region string) (*Store, error) {
 		db:       db,
 		mdb:      mdb,
 		rdb:      rdb,
+		mrdb:     mrdb,
 		ckpt:     ckpt,
 		region:   region,
 		path:     abs,
@@ -146,7 +158,7 @@ func (s *Store) close() error {
 	for _, st := range mstmts {
 		errs = append(errs, st.Close())
 	}
-	errs = append(errs, ckptErr, s.rdb.Close(), s.mdb.Close(), s.db.Close())
+	errs = append(errs, ckptErr, s.mrdb.Close(), s.rdb.Close(), s.mdb.Close(), s.db.Close())
 	return errors.Join(errs...)
 }
 
@@ -253,9 +265,24 @@ func (s *Store) bypassFor(ctx context.Context, first bool, fn func(*sql.Tx) erro
 	return s.moverTx(ctx, conn, fn)
 }
 
+// moverReaders is the size of the mover's read pool: two workers' digests
+// at once.
+const moverReaders = 2
+
 // view runs fn in a read transaction.
 func (s *Store) view(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.rdb.BeginTx(ctx, readTx)
+	return viewOn(ctx, s.rdb, fn)
+}
+
+// moverView is view on the mover's own read pool: the digests a move reads
+// inside its fence (and at the destination after its copy) never wait for
+// a connection that the API's reads hold.
+func (s *Store) moverView(ctx context.Context, fn func(*sql.Tx) error) error {
+	return viewOn(ctx, s.mrdb, fn)
+}
+
+func viewOn(ctx context.Context, db *sql.DB, fn func(*sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, readTx)
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ func (s *Store) DigestSubjects(ctx context.Context, ds *domicile.Dataset, subjec
 	}
 	d := newDigester(subjects, len(tables))
 	defer d.release()
-	err = s.view(ctx, func(tx *sql.Tx) error {
+	err = s.moverView(ctx, func(tx *sql.Tx) error {
 		for ti, t := range tables {
 			if err := d.table(ctx, tx, ti, t, subjects); err != nil {
 				return fmt.Errorf("digest %s: %w", t.Name, err)
