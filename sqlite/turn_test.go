@@ -76,6 +76,20 @@ func TestWriteTurnOrder(t *testing.T) {
 	}
 }
 
+// cancelledWait queues a writer for w's turn, cancels its wait, and checks
+// that the wait ends cancelled.
+func cancelledWait(t *testing.T, w *writeTurn) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- w.lock(ctx, true) }()
+	waitQueued(t, w, 1)
+	cancel()
+	if err := <-done; err != context.Canceled {
+		t.Fatalf("cancelled wait: %v", err)
+	}
+}
+
 // TestWriteTurnCancel: a writer whose wait is cancelled leaves the line
 // and never holds the turn; the others still get it.
 func TestWriteTurnCancel(t *testing.T) {
@@ -83,14 +97,7 @@ func TestWriteTurnCancel(t *testing.T) {
 	if err := w.lock(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- w.lock(ctx, true) }()
-	waitQueued(t, &w, 1)
-	cancel()
-	if err := <-done; err != context.Canceled {
-		t.Fatalf("cancelled wait: %v", err)
-	}
+	cancelledWait(t, &w)
 	waitQueued(t, &w, 0)
 	w.unlock()
 	if err := w.lock(context.Background(), false); err != nil { // free again
@@ -108,14 +115,7 @@ func TestWriteTurnHandedWhileCancelled(t *testing.T) {
 	}
 	turnCancelled = func() { w.unlock() } // the holder ends its turn right then
 	t.Cleanup(func() { turnCancelled = nil })
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- w.lock(ctx, true) }()
-	waitQueued(t, &w, 1)
-	cancel()
-	if err := <-done; err != context.Canceled {
-		t.Fatalf("cancelled wait: %v", err)
-	}
+	cancelledWait(t, &w)
 	turnCancelled = nil
 	w.mu.Lock()
 	held := w.held
