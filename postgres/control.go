@@ -55,8 +55,8 @@ CREATE INDEX IF NOT EXISTS placements_dataset ON placements (dataset, subject);
 -- No index on move_id: the commit and the rollback find a move's
 -- placements through move_subjects, so that no update of a placement
 -- changes an indexed column, and with the room fillfactor leaves, its new
--- version stays on its page without new index entries (HOT).
-DROP INDEX IF EXISTS placements_move;
+-- version stays on its page without new index entries (HOT). Control
+-- stores made with the index lose it when opened (controlDropMoveIndex).
 CREATE TABLE IF NOT EXISTS moves (
 	id             TEXT COLLATE "C" PRIMARY KEY,
 	dataset        TEXT NOT NULL,
@@ -143,6 +143,10 @@ func OpenControl(ctx context.Context, url string, now func() time.Time) (*Contro
 		pool.Close()
 		return nil, fmt.Errorf("upgrade control schema: %w", err)
 	}
+	if err := controlDropMoveIndex(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("upgrade control schema: %w", err)
+	}
 	if now == nil {
 		now = time.Now
 	}
@@ -160,6 +164,19 @@ func controlAddSubjectsCreated(ctx context.Context, pool *pgxpool.Pool) error {
 		return err
 	}
 	_, err = pool.Exec(ctx, `ALTER TABLE subjects ADD COLUMN IF NOT EXISTS created BIGINT NOT NULL DEFAULT 0`)
+	return err
+}
+
+// controlDropMoveIndex drops the index on placements.move_id of a control
+// store made with it, and leaves room on the table's pages for its updates
+// (fillfactor 70, for the pages written from now on). It looks before it
+// drops, so that no process but the first takes the table's lock.
+func controlDropMoveIndex(ctx context.Context, pool *pgxpool.Pool) error {
+	var has bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('placements_move') IS NOT NULL`).Scan(&has); err != nil || !has {
+		return err
+	}
+	_, err := pool.Exec(ctx, `DROP INDEX IF EXISTS placements_move; ALTER TABLE placements SET (fillfactor = 70)`)
 	return err
 }
 

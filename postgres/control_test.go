@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -161,6 +162,30 @@ func TestControlUpgradeSubjectsCreated(t *testing.T) {
 		c.Close()
 		if err != nil || s.Country != "CN" || !s.Created.IsZero() {
 			t.Fatalf("FindSubject after the upgrade = %+v, %v; want country CN, no time", s, err)
+		}
+	}
+}
+
+// A control store made with the index on placements.move_id loses it when
+// opened, and its placements table gets room for updates on its pages.
+func TestControlUpgradeDropsMoveIndex(t *testing.T) {
+	h := &controlHarness{}
+	c := h.open(t, nil)
+	h.exec(t, c, `CREATE INDEX placements_move ON placements (move_id); ALTER TABLE placements RESET (fillfactor)`)
+	url, _ := h.urls.Load(c)
+	c.Close()
+	for range 2 { // and again, once it is gone
+		c, err := OpenControl(t.Context(), url.(string), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var index bool
+		var options []string
+		err = c.Pool().QueryRow(t.Context(), `SELECT to_regclass('placements_move') IS NOT NULL,
+			coalesce((SELECT reloptions FROM pg_class WHERE oid = 'placements'::regclass), '{}')`).Scan(&index, &options)
+		c.Close()
+		if err != nil || index || !slices.Contains(options, "fillfactor=70") {
+			t.Fatalf("after opening: index on move_id %v, table options %v (%v)", index, options, err)
 		}
 	}
 }

@@ -265,9 +265,10 @@ func (s *Store) bypassFor(ctx context.Context, first bool, fn func(*sql.Tx) erro
 	return s.moverTx(ctx, conn, fn)
 }
 
-// moverReaders is the size of the mover's read pool: two workers' digests
-// at once.
-const moverReaders = 2
+// moverReaders is the size of the mover's read pool: the digests of as
+// many workers at once (two by default), each inside a fence or after a
+// copy; more wait for one of these, never for the API's reads.
+const moverReaders = 4
 
 // view runs fn in a read transaction.
 func (s *Store) view(ctx context.Context, fn func(*sql.Tx) error) error {
@@ -275,8 +276,8 @@ func (s *Store) view(ctx context.Context, fn func(*sql.Tx) error) error {
 }
 
 // moverView is view on the mover's own read pool: the digests a move reads
-// inside its fence (and at the destination after its copy) never wait for
-// a connection that the API's reads hold.
+// inside its fence (and at the destination after its copy) do not wait
+// for a connection that the API's reads hold.
 func (s *Store) moverView(ctx context.Context, fn func(*sql.Tx) error) error {
 	return viewOn(ctx, s.mrdb, fn)
 }

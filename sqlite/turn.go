@@ -17,6 +17,10 @@ type writeTurn struct {
 	held  bool
 	first []chan struct{} // waiting to go first, in order
 	rest  []chan struct{} // the others, in order
+
+	// cancelled, if set (by tests), is called when a wait has been
+	// cancelled, before it leaves the line.
+	cancelled func()
 }
 
 // lock waits for the turn. A cancelled wait leaves the line, or, if the
@@ -40,8 +44,8 @@ func (w *writeTurn) lock(ctx context.Context, first bool) error {
 		return nil
 	case <-ctx.Done():
 	}
-	if turnCancelled != nil {
-		turnCancelled()
+	if w.cancelled != nil {
+		w.cancelled()
 	}
 	w.mu.Lock()
 	waiting := false
@@ -57,10 +61,6 @@ func (w *writeTurn) lock(ctx context.Context, first bool) error {
 	}
 	return ctx.Err()
 }
-
-// turnCancelled, if set (by tests), is called when a wait has been
-// cancelled, before it leaves the line.
-var turnCancelled func()
 
 // unlock ends the turn, handing it to the next writer, if any.
 func (w *writeTurn) unlock() {

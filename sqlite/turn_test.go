@@ -113,10 +113,8 @@ func TestWriteTurnHandedWhileCancelled(t *testing.T) {
 	if err := w.lock(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
-	turnCancelled = func() { w.unlock() } // the holder ends its turn right then
-	t.Cleanup(func() { turnCancelled = nil })
+	w.cancelled = w.unlock // the holder ends its turn right then
 	cancelledWait(t, &w)
-	turnCancelled = nil
 	w.mu.Lock()
 	held := w.held
 	w.mu.Unlock()
