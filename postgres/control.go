@@ -617,6 +617,10 @@ func (c *Control) AdvanceMove(ctx context.Context, m *domicile.Move, token int64
 		case state == domicile.MoveCommitted && cur != domicile.MoveCommitted:
 			// The point of no return: every subject's placement flips to the
 			// destination with the next epoch, in this one transaction.
+			// The subjects come as an array (ARRAY(…), evaluated once), so
+			// that each is found by its key: with IN (SELECT …) the planner,
+			// which cannot estimate a move's share of the dataset, hashed
+			// every placement of the dataset instead.
 			tag, err := tx.Exec(ctx, `UPDATE placements SET region = $1, epoch = epoch + 1, state = $2, move_id = $3
 				WHERE subject = ANY(ARRAY(SELECT subject FROM move_subjects WHERE move_id = $3)) AND dataset = $5 AND move_id = $3 AND state = $4`,
 				m.To, domicile.Active, m.ID, domicile.Moving, m.Dataset)

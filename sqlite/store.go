@@ -15,7 +15,7 @@ import (
 
 // Store is a region's store in one SQLite file.
 //
-// It keeps three connection pools on the file. Writes go through a pool of
+// It keeps four connection pools on the file. Writes go through a pool of
 // one connection, with domicile's triggers, or, for the mover's own writes
 // (ownership transitions, copies, purges), through the mover's connection,
 // whose triggers are off (see moverTx); a lock (lockWrites, a writeTurn),
@@ -24,9 +24,9 @@ import (
 // writer at a time anyway, and queueing writers in Go is fairer and much
 // faster than letting them spin in SQLite's busy handler, which sleeps in
 // steps of milliseconds. The mover's ownership transitions go before the
-// writers waiting. Reads use a pool of
-// their own, in DEFERRED transactions, and run in parallel with the writer
-// (WAL). Other processes writing the file wait for the lock under
+// writers waiting. Reads use a pool of their own, and the mover's digests
+// another (moverView), in DEFERRED transactions, in parallel with the
+// writer (WAL). Other processes writing the file wait for the lock under
 // busy_timeout.
 type Store struct {
 	db     *sql.DB   // writes: one connection
@@ -87,24 +87,19 @@ func OpenStore(path, region string) (*Store, error) {
 	mdb.SetMaxIdleConns(2)
 	mdb.SetConnMaxLifetime(0)
 	mdb.SetConnMaxIdleTime(0)
-	rdb, err := openPool(path, "_pragma=query_only(1)")
+	rdb, err := openReadPool(path, max(4, 2*runtime.GOMAXPROCS(0)))
 	if err != nil {
 		mdb.Close()
 		db.Close()
 		return nil, err
 	}
-	n := max(4, 2*runtime.GOMAXPROCS(0))
-	rdb.SetMaxOpenConns(n)
-	rdb.SetMaxIdleConns(n)
-	mrdb, err := openPool(path, "_pragma=query_only(1)")
+	mrdb, err := openReadPool(path, moverReaders)
 	if err != nil {
 		rdb.Close()
 		mdb.Close()
 		db.Close()
 		return nil, err
 	}
-	mrdb.SetMaxOpenConns(moverReaders)
-	mrdb.SetMaxIdleConns(moverReaders)
 	ckpt, err := startCheckpointer(path, slog.Default())
 	if err != nil {
 		mrdb.Close()
@@ -263,6 +258,17 @@ func (s *Store) bypassFor(ctx context.Context, first bool, fn func(*sql.Tx) erro
 	}
 	defer conn.Close()
 	return s.moverTx(ctx, conn, fn)
+}
+
+// openReadPool opens a pool of at most n read-only connections on path.
+func openReadPool(path string, n int) (*sql.DB, error) {
+	db, err := openPool(path, "_pragma=query_only(1)")
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	return db, nil
 }
 
 // moverReaders is the size of the mover's read pool: the digests of as

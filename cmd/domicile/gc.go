@@ -7,8 +7,7 @@ import "runtime/debug"
 // is live before a collection, instead of Go's default of twice. A move
 // allocates per row (reads, digests, the API's JSON) and keeps little, so
 // collections are cheap to make rarer: at 400 the mover used about a tenth
-// less CPU than at 100 in `domicile bench` (docs/benchmarks.md), for a heap
-// of tens of megabytes more.
+// less CPU than at 100 in `domicile bench` (docs/benchmarks.md).
 const gcPercent = 400
 
 // tuneGC sets the collector's target to gcPercent unless GOGC (read with
