@@ -18,9 +18,12 @@ import (
 //
 // Each table has two functions. Its capture trigger function
 // (domicile_<table>_cap) returns at once unless the row's subject is in
-// domicile_capture, one index lookup: a PostgreSQL trigger's WHEN clause
-// cannot hold a subquery, so the cheap test is the function's first
-// statement. For a captured row it calls the table's record function
+// domicile_capture. It is called only in a transaction whose guard has
+// found a captured subject (captureCondition): a trigger's WHEN clause
+// cannot hold a subquery, but the guard reads the subject's ownership row
+// anyway, and that row says whether the subject is captured, so the writes
+// of subjects no one captures, nearly all of them, pay for no second
+// function call. For a captured row it calls the table's record function
 // (domicile_<table>_rec), which runs with the store's own settings (time
 // zone, date and interval style, float digits, bytea output) whatever the
 // writer's session has, so the key's text is the one ReadSubjects reads.
@@ -148,6 +151,14 @@ END
 `
 }
 
+// captureCondition is the capture triggers' WHEN clause: the writer's
+// guard has set domicile.capture in this transaction (see guardBody), and
+// the write is not the mover's. A setting no one has set reads as NULL,
+// and one set local to an ended transaction as the empty string. A
+// setting left at session level by a careless SET only calls the function
+// for nothing: the function looks the subject up itself.
+const captureCondition = `current_setting('domicile.capture', true) <> '' AND ` + bypassCondition
+
 // captureTriggerSQL returns the CREATE TRIGGER statements of t's capture,
 // in the order of captureNames. The mover's own writes (domicile.bypass)
 // are not recorded, as on SQLite, and never call the function.
@@ -156,7 +167,7 @@ func captureTriggerSQL(schema, table string) [3]string {
 	var out [3]string
 	for i, event := range []string{"INSERT", "UPDATE", "DELETE"} {
 		out[i] = `CREATE TRIGGER ` + quoteIdent(names[i]) + ` AFTER ` + event + ` ON ` + quoteIdent(schema) + `.` + quoteIdent(table) +
-			` FOR EACH ROW WHEN (` + bypassCondition + `) EXECUTE FUNCTION ` + captureFuncSignature(schema, table)
+			` FOR EACH ROW WHEN (` + captureCondition + `) EXECUTE FUNCTION ` + captureFuncSignature(schema, table)
 	}
 	return out
 }
@@ -253,7 +264,7 @@ func checkCapture(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Da
 		case tg.enabled != "O" && tg.enabled != "A":
 			add("capture trigger %s on %s is disabled", name, t.Name)
 		case !tg.ours || !strings.Contains(tg.def, " AFTER "+event+" ") || !strings.Contains(tg.def, "FOR EACH ROW") ||
-			!strings.Contains(tg.def, "'domicile.bypass'"):
+			!strings.Contains(tg.def, "'domicile.bypass'") || !strings.Contains(tg.def, "'domicile.capture'"):
 			add("capture trigger %s on %s is out of date", name, t.Name)
 		}
 	}

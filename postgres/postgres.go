@@ -58,7 +58,12 @@ const (
 const (
 	uniqueViolation = "23505"
 	undefinedTable  = "42P01"
+	undefinedColumn = "42703"
 )
+
+// errOldInstall is the error of a store installed by an older domicile
+// whose tables lack a column this one uses.
+var errOldInstall = domicile.Errorf(domicile.CodeInvalid, "the store's installation is out of date: run domicile install")
 
 // refusalStates maps domicile's SQLSTATEs to the sentinels.
 var refusalStates = map[string]error{

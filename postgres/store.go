@@ -303,6 +303,10 @@ func scanOwnership(sc pgx.Row, o *domicile.Ownership) error {
 	return sc.Scan(&o.Subject, &o.Dataset, &o.State, &o.Region, &o.Epoch, &o.MoveID)
 }
 
+// capturedNow is the capture mark of a new ownership row n (see guardBody):
+// whether a live copy lists the subject already.
+const capturedNow = `EXISTS (SELECT 1 FROM domicile_capture AS c WHERE c.subject = n.subject AND c.dataset = n.dataset)`
+
 // ownershipNotFound is the error of a missing ownership row.
 func ownershipNotFound() error {
 	return &domicile.Error{Code: domicile.CodeNotFound, Message: "ownership not found", Err: domicile.ErrNotFound}
@@ -350,8 +354,9 @@ func (s *Store) SetOwnership(ctx context.Context, rows []domicile.Ownership) err
 		}
 	}
 	err := s.update(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO domicile_owner (`+ownerColumns+`)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
+		_, err := tx.Exec(ctx, `INSERT INTO domicile_owner (`+ownerColumns+`, capture)
+			SELECT n.*, `+capturedNow+` FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
+				AS n(subject, dataset, state, region, epoch, move_id)
 			ON CONFLICT (subject, dataset) DO UPDATE SET state = excluded.state, region = excluded.region,
 				epoch = excluded.epoch, move_id = excluded.move_id`, ownershipArrays(dedupOwnership(rows))...)
 		return err

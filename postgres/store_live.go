@@ -56,13 +56,15 @@ func (s *Store) liveTables(ctx context.Context, ds *domicile.Dataset, triggers b
 //
 // With triggers, a write whose transaction began before and commits after
 // would escape the capture if its trigger had looked before the commit. So
-// the transaction also updates the subjects' ownership rows, which every
-// write locks FOR SHARE in its guard trigger: the update waits for the
-// writes in flight to end, and a write that comes after waits for the
-// commit and then finds the capture (READ COMMITTED: the capture trigger's
-// query takes a new snapshot), or, in a REPEATABLE READ or SERIALIZABLE
+// the transaction also marks the subjects' ownership rows (capture), which
+// every write locks FOR SHARE in its guard trigger: the update waits for
+// the writes in flight to end, and a write that comes after waits for the
+// commit and then reads the mark (READ COMMITTED: FOR SHARE reads the
+// row's latest version), or, in a REPEATABLE READ or SERIALIZABLE
 // transaction that took its snapshot before, fails with a serialization
-// error.
+// error. The mark is what lets the guard call the capture triggers'
+// function (see guardBody); a subject without an ownership row is looked
+// up in domicile_capture itself.
 func (s *Store) StartCapture(ctx context.Context, ds *domicile.Dataset, moveID string, subjects []string) (domicile.Snapshot, error) {
 	if moveID == "" {
 		return nil, domicile.Errorf(domicile.CodeInvalid, "a capture needs a move id")
@@ -99,9 +101,12 @@ func (s *Store) StartCapture(ctx context.Context, ds *domicile.Dataset, moveID s
 			SELECT unnest($1::text[]), $2, $3 ON CONFLICT DO NOTHING`, subjects, ds.Name, moveID); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `UPDATE domicile_owner SET state = state WHERE dataset = $1 AND subject = ANY($2::text[])`, ds.Name, subjects)
+		_, err := tx.Exec(ctx, `UPDATE domicile_owner SET capture = true WHERE dataset = $1 AND subject = ANY($2::text[])`, ds.Name, subjects)
 		return err
 	})
+	if pgCode(err) == undefinedColumn {
+		err = errOldInstall
+	}
 	if err != nil {
 		return nil, fmt.Errorf("start capture of %d subjects of %s in region %s: %w", len(subjects), ds.Name, s.region, err)
 	}
@@ -206,7 +211,14 @@ func (s *Store) EndCapture(ctx context.Context, ds *domicile.Dataset, moveID str
 		return fmt.Errorf("end capture of move %s in region %s: %w", moveID, s.region, err)
 	}
 	err := s.update(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `DELETE FROM domicile_capture WHERE move_id = $1 AND dataset = $2`, moveID, ds.Name); err != nil {
+		// The mark stays on a subject another move still captures. The
+		// subquery reads the table as it was before the DELETE, hence its
+		// test of move_id.
+		if _, err := tx.Exec(ctx, `WITH d AS (DELETE FROM domicile_capture WHERE move_id = $1 AND dataset = $2 RETURNING subject)
+			UPDATE domicile_owner AS o SET capture = false FROM d
+			WHERE o.dataset = $2 AND o.subject = d.subject AND o.capture
+				AND NOT EXISTS (SELECT 1 FROM domicile_capture AS c WHERE c.subject = o.subject AND c.dataset = o.dataset AND c.move_id <> $1)`,
+			moveID, ds.Name); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `DELETE FROM domicile_changes WHERE move_id = $1`, moveID)
@@ -215,6 +227,9 @@ func (s *Store) EndCapture(ctx context.Context, ds *domicile.Dataset, moveID str
 	if pgCode(err) == undefinedTable {
 		// Installed before capture: there is nothing to end.
 		return nil
+	}
+	if pgCode(err) == undefinedColumn {
+		return fmt.Errorf("end capture of move %s in region %s: %w", moveID, s.region, errOldInstall)
 	}
 	if err != nil {
 		return fmt.Errorf("end capture of move %s in region %s: %w", moveID, s.region, err)

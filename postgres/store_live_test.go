@@ -691,3 +691,116 @@ func TestSlotTakenOver(t *testing.T) {
 		t.Fatalf("slots after EndCapture: %v", left)
 	}
 }
+
+// TestCaptureMark checks the ownership row's capture mark, which lets a
+// guard call the capture triggers' function only for captured subjects:
+// StartCapture sets it, a write of a captured subject (or an update that
+// gives a row to one) sets domicile.capture for its transaction and a
+// write of another leaves it unset, a subject without an ownership row is
+// captured all the same, a row made during a capture is marked, and
+// EndCapture clears the mark only when no other move captures the
+// subject.
+func TestCaptureMark(t *testing.T) {
+	ctx := context.Background()
+	s, ds, app := triggerStore(t, "")
+	if err := s.SetCapture(CaptureTriggers); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{AcceptUnknown: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetOwnership(ctx, []domicile.Ownership{{Subject: "b", Dataset: "ds", State: domicile.Owned}}); err != nil {
+		t.Fatal(err)
+	}
+	start := func(move string, subjects ...string) {
+		t.Helper()
+		snap, err := s.StartCapture(ctx, ds, move, subjects)
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap.Close()
+	}
+	marked := func() []string {
+		t.Helper()
+		rows, err := s.Pool().Query(ctx, `SELECT subject FROM domicile_owner WHERE capture ORDER BY 1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	start("mv1", "o", "u", "c")
+	start("mv2", "o")
+	if got := marked(); !slices.Equal(got, []string{"o"}) {
+		t.Fatalf("marked after StartCapture: %v, want [o]", got)
+	}
+	// The setting, within one transaction, after each write.
+	tx, err := app.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []struct {
+		q    string
+		want string
+	}{
+		{`INSERT INTO t VALUES (1, 'b', 'v')`, ""},
+		{`UPDATE t SET v = 'w' WHERE id = 1`, ""},
+		{`INSERT INTO t VALUES (2, 'o', 'v')`, "on"},
+	} {
+		if _, err := tx.Exec(ctx, w.q); err != nil {
+			t.Fatalf("%s: %v", w.q, err)
+		}
+		var got *string
+		if err := tx.QueryRow(ctx, `SELECT current_setting('domicile.capture', true)`).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if (got == nil && w.want != "") || (got != nil && *got != w.want) {
+			t.Fatalf("after %s: domicile.capture %v, want %q", w.q, got, w.want)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`UPDATE t SET user_id = 'o' WHERE id = 1`, // given to a captured subject
+		`INSERT INTO t VALUES (3, 'u', 'v')`,      // no ownership row
+		`INSERT INTO t VALUES (4, 'b', 'v')`,      // not captured
+	} {
+		if _, err := app.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	// A row made during the capture is marked.
+	if err := s.SetOwnership(ctx, []domicile.Ownership{{Subject: "c", Dataset: "ds", State: domicile.Owned}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.Exec(ctx, `INSERT INTO t VALUES (5, 'c', 'v')`); err != nil {
+		t.Fatal(err)
+	}
+	changes, err := s.ReadChanges(ctx, ds, "mv1", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range changes {
+		got = append(got, fmt.Sprintf("%s/%v", c.Subject, c.Key[0]))
+	}
+	if want := []string{"o/2", "o/1", "u/3", "c/5"}; !slices.Equal(got, want) {
+		t.Fatalf("changes of mv1: %v, want %v", got, want)
+	}
+	if err := s.EndCapture(ctx, ds, "mv1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := marked(); !slices.Equal(got, []string{"o"}) {
+		t.Fatalf("marked after the end of mv1: %v, want [o] (mv2 captures it)", got)
+	}
+	if err := s.EndCapture(ctx, ds, "mv2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := marked(); len(got) != 0 {
+		t.Fatalf("marked after the end of both: %v", got)
+	}
+}

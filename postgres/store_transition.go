@@ -69,8 +69,9 @@ func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 			}
 		}
 		if len(inserts) > 0 {
-			_, err := tx.Exec(ctx, `INSERT INTO domicile_owner (`+ownerColumns+`)
-				SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])`, ownershipArrays(inserts)...)
+			_, err := tx.Exec(ctx, `INSERT INTO domicile_owner (`+ownerColumns+`, capture)
+				SELECT n.*, `+capturedNow+` FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
+					AS n(subject, dataset, state, region, epoch, move_id)`, ownershipArrays(inserts)...)
 			if isConflict(err) {
 				return &domicile.Error{Code: domicile.CodeConflict, Err: domicile.ErrPrecondition,
 					Message: fmt.Sprintf("ownership rows of %s appeared during a transition of move %s", tr.Dataset, tr.MoveID)}

@@ -26,8 +26,10 @@ CREATE TABLE IF NOT EXISTS domicile_owner (
 	region  text NOT NULL DEFAULT '',
 	epoch   bigint NOT NULL DEFAULT 0,
 	move_id text NOT NULL DEFAULT '',
+	capture boolean NOT NULL DEFAULT false,
 	PRIMARY KEY (subject, dataset)
 );
+ALTER TABLE domicile_owner ADD COLUMN IF NOT EXISTS capture boolean NOT NULL DEFAULT false;
 CREATE TABLE IF NOT EXISTS domicile_settings (
 	key   text PRIMARY KEY,
 	value text
@@ -36,7 +38,7 @@ CREATE TABLE IF NOT EXISTS domicile_settings (
 
 // installVersion is bumped when the shape of the installation changes in a
 // way the generated SQL does not show.
-const installVersion = "4"
+const installVersion = "5"
 
 // maxIdent is PostgreSQL's limit on the length of a name, in bytes.
 const maxIdent = 63
@@ -128,16 +130,29 @@ LANGUAGE plpgsql SECURITY DEFINER AS $domicile$` + refuseBody(schema) + `$domici
 // FOR KEY SHARE would not do: it does not conflict with an UPDATE that
 // leaves the row's key alone. An UPDATE is checked against the old subject
 // and, if the subject column changes, the new one.
+//
+// The same read tells whether a live copy is capturing the subject (the
+// ownership row's capture column, which StartCapture sets in the
+// transaction that lists the subject in domicile_capture): if so, the
+// guard sets domicile.capture, local to the writer's transaction, and only
+// then do the table's capture triggers call their function (see
+// captureCondition). A subject without an ownership row, in a store that
+// accepts unknown subjects, is looked up in domicile_capture instead.
 func guardBody(schema, dataset, subj string) string {
 	owner := quoteIdent(schema) + ".domicile_owner"
 	col := quoteIdent(subj)
 	check := func(row string) string {
-		return `SELECT state INTO st FROM ` + owner + ` WHERE subject = ` + row + `.` + col + `::text AND dataset = ` + quoteString(dataset) + ` FOR SHARE;
-    IF st IS DISTINCT FROM 'owned' THEN PERFORM ` + quoteIdent(schema) + `.domicile_refuse(st, ` + quoteString(dataset) + `, ` + row + `.` + col + `::text); END IF;`
+		return `SELECT state, capture INTO st, cap FROM ` + owner + ` WHERE subject = ` + row + `.` + col + `::text AND dataset = ` + quoteString(dataset) + ` FOR SHARE;
+    IF st IS DISTINCT FROM 'owned' THEN
+      PERFORM ` + quoteIdent(schema) + `.domicile_refuse(st, ` + quoteString(dataset) + `, ` + row + `.` + col + `::text);
+      cap := EXISTS (` + captured(schema, dataset, row, subj) + `);
+    END IF;
+    IF cap THEN PERFORM set_config('domicile.capture', 'on', true); END IF;`
 	}
 	return `
 DECLARE
   st text;
+  cap boolean;
 BEGIN
   IF TG_OP <> 'INSERT' THEN
     ` + check("OLD") + `
