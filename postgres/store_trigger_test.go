@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -571,5 +572,44 @@ func TestRepeatableReadWriterOfAPointedRow(t *testing.T) {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || !strings.HasPrefix(pe.Code, "DM") && pe.Code != "40001" {
 		t.Fatalf("refusal: %v, want one of domicile's SQLSTATEs or a serialization failure", err)
+	}
+}
+
+// TestInstallUpgradesOwnerTable installs over an ownership table as an
+// older domicile made it (no capture column, full pages): Install adds
+// the column, with the mark off, and leaves room on the table's pages.
+func TestInstallUpgradesOwnerTable(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTestStore(t, "us-east")
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.Pool().Exec(ctx, `CREATE TABLE t (id bigint PRIMARY KEY, user_id text NOT NULL, v text);
+		CREATE TABLE domicile_owner (subject text NOT NULL, dataset text NOT NULL, state text NOT NULL,
+			region text NOT NULL DEFAULT '', epoch bigint NOT NULL DEFAULT 0, move_id text NOT NULL DEFAULT '',
+			PRIMARY KEY (subject, dataset));
+		INSERT INTO domicile_owner (subject, dataset, state) VALUES ('o', 'ds', 'owned')`); err != nil {
+		t.Fatal(err)
+	}
+	tb, err := s.DescribeTable(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.SubjectColumn = "user_id"
+	ds := &domicile.Dataset{Name: "ds", Tables: []*domicile.Table{tb}}
+	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var options []string
+	var capture bool
+	if err := s.Pool().QueryRow(ctx, `SELECT coalesce(reloptions, '{}') FROM pg_class WHERE oid = 'domicile_owner'::regclass`).Scan(&options); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(options, "fillfactor=70") {
+		t.Fatalf("domicile_owner's options after install: %v", options)
+	}
+	if err := s.Pool().QueryRow(ctx, `SELECT capture FROM domicile_owner WHERE subject = 'o'`).Scan(&capture); err != nil || capture {
+		t.Fatalf("capture mark of an existing row: %v %v", capture, err)
+	}
+	if _, err := s.Pool().Exec(ctx, `INSERT INTO t VALUES (1, 'o', 'v')`); err != nil {
+		t.Fatalf("write after the upgrade: %v", err)
 	}
 }
