@@ -577,7 +577,8 @@ func TestRepeatableReadWriterOfAPointedRow(t *testing.T) {
 
 // TestInstallUpgradesOwnerTable installs over an ownership table as an
 // older domicile made it (no capture column, full pages): Install adds
-// the column, with the mark off, and leaves room on the table's pages.
+// the column, marks the subjects a capture lists, and leaves room on the
+// table's pages.
 func TestInstallUpgradesOwnerTable(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTestStore(t, "us-east")
@@ -586,7 +587,10 @@ func TestInstallUpgradesOwnerTable(t *testing.T) {
 		CREATE TABLE domicile_owner (subject text NOT NULL, dataset text NOT NULL, state text NOT NULL,
 			region text NOT NULL DEFAULT '', epoch bigint NOT NULL DEFAULT 0, move_id text NOT NULL DEFAULT '',
 			PRIMARY KEY (subject, dataset));
-		INSERT INTO domicile_owner (subject, dataset, state) VALUES ('o', 'ds', 'owned')`); err != nil {
+		INSERT INTO domicile_owner (subject, dataset, state) VALUES ('o', 'ds', 'owned'), ('c', 'ds', 'owned');
+		CREATE TABLE domicile_capture (subject text NOT NULL, dataset text NOT NULL, move_id text NOT NULL,
+			PRIMARY KEY (subject, dataset, move_id));
+		INSERT INTO domicile_capture VALUES ('c', 'ds', 'mv')`); err != nil {
 		t.Fatal(err)
 	}
 	tb, err := s.DescribeTable(ctx, "t")
@@ -608,6 +612,10 @@ func TestInstallUpgradesOwnerTable(t *testing.T) {
 	}
 	if err := s.Pool().QueryRow(ctx, `SELECT capture FROM domicile_owner WHERE subject = 'o'`).Scan(&capture); err != nil || capture {
 		t.Fatalf("capture mark of an existing row: %v %v", capture, err)
+	}
+	// A subject captured before the upgrade is marked.
+	if err := s.Pool().QueryRow(ctx, `SELECT capture FROM domicile_owner WHERE subject = 'c'`).Scan(&capture); err != nil || !capture {
+		t.Fatalf("capture mark of a subject captured before the upgrade: %v %v", capture, err)
 	}
 	if _, err := s.Pool().Exec(ctx, `INSERT INTO t VALUES (1, 'o', 'v')`); err != nil {
 		t.Fatalf("write after the upgrade: %v", err)

@@ -259,6 +259,12 @@ func (s *Store) Install(ctx context.Context, datasets []*domicile.Dataset, opts 
 		if _, err := tx.Exec(ctx, installSchema+captureSchema); err != nil {
 			return err
 		}
+		// A capture begun before the ownership rows had their mark (an
+		// upgrade in the middle of a live move) marks them now.
+		if _, err := tx.Exec(ctx, `UPDATE domicile_owner AS o SET capture = true WHERE NOT o.capture
+			AND EXISTS (SELECT 1 FROM domicile_capture AS c WHERE c.subject = o.subject AND c.dataset = o.dataset)`); err != nil {
+			return err
+		}
 		if err := setSetting(ctx, tx, "accept_unknown", accept); err != nil {
 			return err
 		}
