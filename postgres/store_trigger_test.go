@@ -621,3 +621,45 @@ func TestInstallUpgradesOwnerTable(t *testing.T) {
 		t.Fatalf("write after the upgrade: %v", err)
 	}
 }
+
+// TestInstallAgainLocksNothing installs over a current installation while
+// a writer's transaction holds a row of a dataset table: the install must
+// neither wait for it (dropping and creating triggers would lock the table
+// until the writer ends, and every writer after it behind that) nor leave
+// it unable to write again; and an installation that was changed (a
+// trigger dropped) is repaired.
+func TestInstallAgainLocksNothing(t *testing.T) {
+	ctx := context.Background()
+	s, ds, app := triggerStore(t, "")
+	tx, err := app.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `INSERT INTO t VALUES (1, 'o', 'v')`); err != nil {
+		t.Fatal(err)
+	}
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.Install(ictx, []*domicile.Dataset{ds}, domicile.InstallOptions{}); err != nil {
+		t.Fatalf("install while a writer holds a row: %v", err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE t SET v = 'w' WHERE id = 1`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pool().Exec(ctx, `DROP TRIGGER `+quoteIdent(triggerNames("t")[1])+` ON t`); err != nil {
+		t.Fatal(err)
+	}
+	if problems, err := s.CheckInstall(ctx, []*domicile.Dataset{ds}); err != nil || len(problems) != 1 {
+		t.Fatalf("check after a trigger was dropped: %v %v", problems, err)
+	}
+	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if problems, err := s.CheckInstall(ctx, []*domicile.Dataset{ds}); err != nil || len(problems) != 0 {
+		t.Fatalf("check after install: %v %v", problems, err)
+	}
+}
