@@ -19,16 +19,24 @@ import (
 // The advance takes a number first (nextval) and sets the sequence only if
 // that number is below the value written: a writer that took a number at
 // the same moment took it either before, then below ours and no harm, or
-// after, then above the value written. Only sequences owned by their
-// column (pg_get_serial_sequence) are found; a default that calls nextval
-// on a sequence of its own is not advanced.
+// after, then above the value written. The sequences found are those
+// owned by their column (pg_get_serial_sequence) and those a column's
+// default depends on (a default calling nextval on a sequence of its own,
+// as dumps of older schemas declare serial columns).
 
 // sequences returns the table's columns filled from a sequence, each with
 // its sequence's name.
 func sequences(ctx context.Context, q querier, table string) (map[string]string, error) {
 	rows, err := q.Query(ctx, `SELECT a.attname::text, s
 		FROM pg_attribute a CROSS JOIN LATERAL pg_get_serial_sequence($1, a.attname) s
-		WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND s IS NOT NULL`, quoteIdent(table))
+		WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND s IS NOT NULL
+		UNION
+		SELECT a.attname::text, d.refobjid::regclass::text
+		FROM pg_attrdef ad
+		JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_class'::regclass
+		JOIN pg_class c ON c.oid = d.refobjid AND c.relkind = 'S'
+		JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+		WHERE ad.adrelid = to_regclass($1) AND NOT a.attisdropped`, quoteIdent(table))
 	if err != nil {
 		return nil, fmt.Errorf("sequences of %s: %w", table, err)
 	}
