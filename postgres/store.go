@@ -198,8 +198,14 @@ func readTable(ctx context.Context, q querier, name string) (*pgTable, error) {
 	if t.pk, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 		return nil, fmt.Errorf("describe %s: primary key: %w", name, err)
 	}
+	// The foreign keys of a partitioned table may be declared on its
+	// partitions only (as pg_dump writes pagila's payment): they order
+	// the copy all the same. A constraint PostgreSQL cloned from a parent's
+	// (conparentid) repeats its parent's, perhaps pointing at a partition.
 	rows, err = q.Query(ctx, `SELECT DISTINCT c.relname::text FROM pg_constraint f JOIN pg_class c ON c.oid = f.confrelid
-		WHERE f.conrelid = to_regclass($1) AND f.contype = 'f' ORDER BY 1`, quoteIdent(name))
+		WHERE f.contype = 'f' AND f.conparentid = 0
+			AND f.conrelid IN (SELECT to_regclass($1) UNION SELECT relid FROM pg_partition_tree(to_regclass($1)))
+		ORDER BY 1`, quoteIdent(name))
 	if err != nil {
 		return nil, fmt.Errorf("describe %s: foreign keys: %w", name, err)
 	}

@@ -663,3 +663,41 @@ func TestInstallAgainLocksNothing(t *testing.T) {
 		t.Fatalf("check after install: %v %v", problems, err)
 	}
 }
+
+// TestForeignKeysOfPartitions copies into a partitioned table whose
+// foreign key is declared on its partitions only (as pg_dump writes
+// pagila's payment), listed before the table it points to: the copy must
+// still insert the rows pointed to first.
+func TestForeignKeysOfPartitions(t *testing.T) {
+	ctx := context.Background()
+	s, _, _ := triggerStore(t, `CREATE TABLE t (id bigint PRIMARY KEY, user_id text NOT NULL, v text);
+		CREATE TABLE rental (id bigint PRIMARY KEY, user_id text NOT NULL);
+		CREATE TABLE pay (id bigint, rental_id bigint NOT NULL, user_id text NOT NULL, PRIMARY KEY (id, user_id)) PARTITION BY LIST (user_id);
+		CREATE TABLE pay_i PARTITION OF pay FOR VALUES IN ('i');
+		CREATE TABLE pay_rest PARTITION OF pay DEFAULT;
+		ALTER TABLE pay_i ADD FOREIGN KEY (rental_id) REFERENCES rental (id);
+		ALTER TABLE pay_rest ADD FOREIGN KEY (rental_id) REFERENCES rental (id)`)
+	var tables []*domicile.Table
+	for _, name := range []string{"pay", "rental"} {
+		tb, err := s.DescribeTable(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb.SubjectColumn = "user_id"
+		tables = append(tables, tb)
+	}
+	if !slices.Equal(tables[0].References, []string{"rental"}) {
+		t.Fatalf("references of pay: %v, want [rental]", tables[0].References)
+	}
+	ds := &domicile.Dataset{Name: "ds", Tables: tables}
+	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b := &domicile.Batch{MoveID: "m", Tables: []domicile.TableRows{
+		{Table: "pay", Columns: []string{"id", "rental_id", "user_id"}, Rows: [][]any{{int64(1), int64(7), "i"}}},
+		{Table: "rental", Columns: []string{"id", "user_id"}, Rows: [][]any{{int64(7), "i"}}},
+	}}
+	if err := s.WriteSubjects(ctx, ds, []string{"i"}, b); err != nil {
+		t.Fatalf("copy into a partitioned table before the table it points to: %v", err)
+	}
+}
