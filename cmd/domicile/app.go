@@ -128,13 +128,13 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time
 		}
 	}
 	if install {
-		global, err := a.globalTables(ctx, templates, indexes)
+		global, order, err := a.globalTables(ctx, templates, indexes)
 		if err != nil {
 			return nil, err
 		}
 		for _, r := range cfg.Regions {
 			opts := domicile.InstallOptions{AcceptUnknown: r.AcceptUnknown, Templates: templates, TemplateIndexes: indexes,
-				Global: cfg.Global, GlobalRows: global}
+				Global: order, GlobalRows: global}
 			if err := a.stores[r.Name].Install(ctx, a.datasets, opts); err != nil {
 				return nil, fmt.Errorf("install in region %s: %w", r.Name, err)
 			}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/domicile/domicile"
 )
@@ -11,8 +12,11 @@ import (
 // description and indexes from the first region that has it, into
 // templates and indexes, and its rows from every region that has it, so
 // that Install gives every region every row any region has (a row whose key
-// two regions hold with other values keeps each region's own).
-func (a *app) globalTables(ctx context.Context, templates map[string]*domicile.Table, indexes map[string][]string) ([]domicile.TableRows, error) {
+// two regions hold with other values keeps each region's own). It returns
+// the global tables in the order to fill them: a table after those its
+// foreign keys point to. A global table may not point to a dataset's:
+// it is kept whole in every region, and the rows it points to move.
+func (a *app) globalTables(ctx context.Context, templates map[string]*domicile.Table, indexes map[string][]string) ([]domicile.TableRows, []string, error) {
 	var rows []domicile.TableRows
 	for _, name := range a.cfg.Global {
 		found := false
@@ -22,24 +26,61 @@ func (a *app) globalTables(ctx context.Context, templates map[string]*domicile.T
 			if domicile.ErrorCode(err) == domicile.CodeNotFound {
 				continue
 			} else if err != nil {
-				return nil, fmt.Errorf("region %s: global table %s: %w", r.Name, name, err)
+				return nil, nil, fmt.Errorf("region %s: global table %s: %w", r.Name, name, err)
+			}
+			for _, ref := range d.References {
+				for _, ds := range a.datasets {
+					if ds.Table(ref) != nil {
+						return nil, nil, fmt.Errorf("region %s: global table %s has a foreign key to %s, a table of dataset %s: "+
+							"a global table is kept whole in every region while the dataset's rows move with their subjects, so that key would break; "+
+							"make %s global too (if it holds no personal data) or leave %s out of the global tables", r.Name, name, ref, ds.Name, ref, name)
+					}
+				}
 			}
 			if !found {
 				found = true
 				templates[name] = d
 				if indexes[name], err = st.Indexes(ctx, name); err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 			}
 			tr, err := st.ReadTable(ctx, name)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			rows = append(rows, *tr)
 		}
 		if !found {
-			return nil, fmt.Errorf("global table %s exists in no region's store: create it in one", name)
+			return nil, nil, fmt.Errorf("global table %s exists in no region's store: create it in one", name)
 		}
 	}
-	return rows, nil
+	return rows, globalOrder(a.cfg.Global, templates), nil
+}
+
+// globalOrder returns the global tables so that each comes after the
+// global tables its foreign keys point to, as far as a cycle of keys
+// allows (a cycle is broken where the depth-first walk closes it).
+func globalOrder(names []string, templates map[string]*domicile.Table) []string {
+	var out []string
+	state := make(map[string]int) // 1: being placed, 2: placed
+	var place func(string)
+	place = func(n string) {
+		if state[n] != 0 {
+			return
+		}
+		state[n] = 1
+		if t := templates[n]; t != nil {
+			for _, ref := range t.References {
+				if ref != n && slices.Contains(names, ref) {
+					place(ref)
+				}
+			}
+		}
+		state[n] = 2
+		out = append(out, n)
+	}
+	for _, n := range names {
+		place(n)
+	}
+	return out
 }

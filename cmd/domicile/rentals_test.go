@@ -3,8 +3,12 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/domicile/domicile"
 )
 
 // TestRentalsExample moves the customers of examples/rentals, a pagila-like
@@ -129,3 +133,55 @@ func TestRentalsExample(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestGlobalTablePointingIntoDataset gives the rentals example's global
+// store table a foreign key to address, a table of the dataset: install
+// must refuse it with a message that names both tables, before anything
+// is written to the destination.
+func TestGlobalTablePointingIntoDataset(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"domicile.yaml", "schema.sql"} {
+		data, err := os.ReadFile(filepath.Join("..", "..", "examples", "rentals", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	schema, err := os.ReadFile(filepath.Join(dir, "schema.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := openRaw(t, filepath.Join(dir, "cn-beijing.db"))
+	if _, err := db.Exec(string(schema) + `; ALTER TABLE store ADD COLUMN address_id INTEGER REFERENCES address (address_id)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	res := run(t, "--config", filepath.Join(dir, "domicile.yaml"), "install")
+	if res.err == nil || !strings.Contains(res.err.Error(), "global table store has a foreign key to address, a table of dataset rentals") {
+		t.Fatalf("install with a global table pointing into a dataset: %v", res.err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "us-east.db")); err == nil {
+		db := openRaw(t, filepath.Join(dir, "us-east.db"))
+		defer db.Close()
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name = 'store'`).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("us-east has a store table after the refused install (%d, %v)", n, err)
+		}
+	}
+}
+
+func TestGlobalOrder(t *testing.T) {
+	tmpl := map[string]*domicile.Table{
+		"store":    {Name: "store", References: []string{"staff", "store"}},
+		"staff":    {Name: "staff", References: []string{"language"}},
+		"language": {Name: "language"},
+		"a":        {Name: "a", References: []string{"b"}},
+		"b":        {Name: "b", References: []string{"a"}},
+	}
+	got := globalOrder([]string{"store", "a", "b", "staff", "language"}, tmpl)
+	if want := []string{"language", "staff", "store", "b", "a"}; !slices.Equal(got, want) {
+		t.Fatalf("order %v, want %v", got, want)
+	}
+}
