@@ -701,3 +701,25 @@ func TestForeignKeysOfPartitions(t *testing.T) {
 		t.Fatalf("copy into a partitioned table before the table it points to: %v", err)
 	}
 }
+
+// TestInstallMissingTableOfOwnType installs a dataset table this store
+// lacks, from a template whose column has a type of the source database's
+// own: the error says to create the table here, and nothing is left.
+func TestInstallMissingTableOfOwnType(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTestStore(t, "us-east")
+	t.Cleanup(func() { s.Close() })
+	tmpl := &domicile.Table{Name: "film", PrimaryKey: []string{"id"}, Columns: []domicile.Column{
+		{Name: "id", Type: "bigint", NotNull: true}, {Name: "user_id", Type: "text"}, {Name: "release_year", Type: "year"}}}
+	tb := &domicile.Table{Name: "film", SubjectColumn: "user_id"}
+	ds := &domicile.Dataset{Name: "ds", Tables: []*domicile.Table{tb}}
+	err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{Templates: map[string]*domicile.Table{"film": tmpl}})
+	if err == nil || !strings.Contains(err.Error(), `type "year" does not exist`) || !strings.Contains(err.Error(), "create it here yourself") ||
+		strings.Count(err.Error(), "region us-east") != 1 {
+		t.Fatalf("install of a table of an own type: %v", err)
+	}
+	var n int
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname IN ('film', 'domicile_owner')`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d tables left after the failed install (%v)", n, err)
+	}
+}

@@ -492,7 +492,9 @@ func createTable(ctx context.Context, tx pgx.Tx, name string, tmpl *domicile.Tab
 	}
 	b.WriteString("))")
 	if _, err := tx.Exec(ctx, b.String()); err != nil {
-		return fmt.Errorf("create table %s: %w", name, err)
+		return fmt.Errorf("create table %s as another region has it: %w (domicile makes a missing table from its columns, "+
+			"types and primary key only: create it here yourself, with its types, defaults and keys, from the source's schema "+
+			"(pg_dump --schema-only), then install again)", name, err)
 	}
 	for _, q := range indexes {
 		if _, err := tx.Exec(ctx, retargetIndex(q)); err != nil {

@@ -136,7 +136,7 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time
 			opts := domicile.InstallOptions{AcceptUnknown: r.AcceptUnknown, Templates: templates, TemplateIndexes: indexes,
 				Global: order, GlobalRows: global}
 			if err := a.stores[r.Name].Install(ctx, a.datasets, opts); err != nil {
-				return nil, fmt.Errorf("install in region %s: %w", r.Name, err)
+				return nil, err // the store names its region
 			}
 		}
 		// The commands that install are those that act under the policy.
