@@ -135,9 +135,9 @@ func TestRentalsExample(t *testing.T) {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 // TestGlobalTablePointingIntoDataset gives the rentals example's global
-// store table a foreign key to address, a table of the dataset: install
-// must refuse it with a message that names both tables, before anything
-// is written to the destination.
+// store table a foreign key to customer, a table of the dataset whose
+// rows all belong to subjects: install must refuse it with a message that
+// names both tables, before anything is written to the destination.
 func TestGlobalTablePointingIntoDataset(t *testing.T) {
 	dir := t.TempDir()
 	for _, name := range []string{"domicile.yaml", "schema.sql"} {
@@ -154,12 +154,12 @@ func TestGlobalTablePointingIntoDataset(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := openRaw(t, filepath.Join(dir, "cn-beijing.db"))
-	if _, err := db.Exec(string(schema) + `; ALTER TABLE store ADD COLUMN address_id INTEGER REFERENCES address (address_id)`); err != nil {
+	if _, err := db.Exec(string(schema) + `; ALTER TABLE store ADD COLUMN manager_id INTEGER REFERENCES customer (customer_id)`); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
 	res := run(t, "--config", filepath.Join(dir, "domicile.yaml"), "install")
-	if res.err == nil || !strings.Contains(res.err.Error(), "global table store has a foreign key to address, a table of dataset rentals") {
+	if res.err == nil || !strings.Contains(res.err.Error(), "global table store has a foreign key to customer, a table of dataset rentals") {
 		t.Fatalf("install with a global table pointing into a dataset: %v", res.err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "us-east.db")); err == nil {
