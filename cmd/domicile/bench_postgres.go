@@ -70,6 +70,9 @@ func printPostgresBench(w io.Writer, rep *bench.PostgresReport) error {
 	fmt.Fprintf(w, "\nratio domicile / raw: %.2f (raw: %d pipes at once, copy %.3fs, delete %.3fs)\n", rep.Ratio, rep.RawPipes, rep.RawCopy, rep.RawDelete)
 	fmt.Fprintf(w, "ratio domicile / logical replication: %.2f\n", rep.ReplicationRatio)
 	fmt.Fprintf(w, "CPU seconds of this process: domicile %.2f, raw %.2f\n", rep.Domicile.CPUSeconds, rep.Raw.CPUSeconds)
+	if rep.Domicile.ServerCPUSeconds > 0 {
+		fmt.Fprintf(w, "CPU seconds of the two servers: domicile %.2f, raw %.2f\n", rep.Domicile.ServerCPUSeconds, rep.Raw.ServerCPUSeconds)
+	}
 	fmt.Fprintf(w, "write-block per subject (%d batches): p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", rep.Moves, rep.BlockP50, rep.BlockP99, rep.BlockMax)
 	steps := make([]string, 0, len(rep.StepSeconds))
 	for s := range rep.StepSeconds {

@@ -63,6 +63,10 @@ type Timing struct {
 	// CPUSeconds is the process's CPU time (user and system) over the same
 	// span: less disturbed than wall time by other work on the machine.
 	CPUSeconds float64 `json:"cpu_seconds"`
+	// ServerCPUSeconds is, on PostgreSQL, the CPU time of the servers'
+	// processes over the span (both servers; 0 when they are not on this
+	// machine).
+	ServerCPUSeconds float64 `json:"server_cpu_seconds,omitempty"`
 }
 
 // Report is a benchmark's outcome.

@@ -450,6 +450,11 @@ func runRawPostgres(ctx context.Context, src, dst server, movers []string, pipes
 	}
 	close(work)
 	copied := make([]int64, pipes)
+	servers := serverCPU(ctx, src, dst)
+	var serverStart time.Duration
+	if servers != nil {
+		serverStart = servers()
+	}
 	start, cpuStart := time.Now(), cpuTime()
 	g, gctx := errgroup.WithContext(ctx)
 	for i := range pipes {
@@ -495,6 +500,9 @@ func runRawPostgres(ctx context.Context, src, dst server, movers []string, pipes
 	rep.RawCopy = copiedAt.Sub(start).Seconds()
 	rep.RawDelete = end.Sub(copiedAt).Seconds()
 	rep.Raw = Timing{Seconds: end.Sub(start).Seconds(), CPUSeconds: (cpuTime() - cpuStart).Seconds()}
+	if servers != nil {
+		rep.Raw.ServerCPUSeconds = (servers() - serverStart).Seconds()
+	}
 	rep.rawRows = total
 	return nil
 }
@@ -644,8 +652,18 @@ func runDomicilePostgres(ctx context.Context, opts Options, src, dst server, sub
 	if _, err := ctrl.AddSubjects(ctx, subjects, placements); err != nil {
 		return err
 	}
+	// The servers' CPU over the whole migration, planning included (the
+	// timed span runs from the first fence to the last purge).
+	servers := serverCPU(ctx, src, dst)
+	var serverStart time.Duration
+	if servers != nil {
+		serverStart = servers()
+	}
 	if err := migrate(ctx, opts, ctrl, stores, datasets, &rep.Report); err != nil {
 		return err
+	}
+	if servers != nil {
+		rep.Domicile.ServerCPUSeconds = (servers() - serverStart).Seconds()
 	}
 	rep.ReadWriteCopies = int64(rep.Moves)
 	if rep.Rows != rep.rawRows {
