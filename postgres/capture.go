@@ -57,8 +57,22 @@ CREATE TABLE IF NOT EXISTS domicile_changes (
 	subject text NOT NULL,
 	key     text[] NOT NULL
 );
-CREATE INDEX IF NOT EXISTS domicile_changes_move ON domicile_changes (move_id, seq);
 `
+
+// captureIndex is domicile_changes' index, made by upgradeOwner where it
+// is missing: CREATE INDEX IF NOT EXISTS takes its lock (which waits for
+// the captured writes in flight, and holds off those after it) before it
+// looks.
+const captureIndex = `CREATE INDEX IF NOT EXISTS domicile_changes_move ON domicile_changes (move_id, seq)`
+
+// captureMarkLock is the advisory lock that orders the capture marks'
+// writers: StartCapture and EndCapture take it exclusively, and whoever
+// inserts an ownership row (SetOwnership, a transition) shared, before the
+// statement that reads domicile_capture. The statement after the lock is
+// granted sees every capture committed before, and no capture begins or
+// ends until the inserter commits: a mark is never computed from a
+// capture that another transaction is changing.
+const captureMarkLock = `hashtext('domicile capture mark')`
 
 // captureLock is the advisory lock the record functions hold from their
 // first change to the end of the writer's transaction.

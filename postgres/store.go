@@ -200,10 +200,12 @@ func readTable(ctx context.Context, q querier, name string) (*pgTable, error) {
 	}
 	// The foreign keys of a partitioned table may be declared on its
 	// partitions only (as pg_dump writes pagila's payment): they order
-	// the copy all the same. A constraint PostgreSQL cloned from a parent's
-	// (conparentid) repeats its parent's, perhaps pointing at a partition.
+	// the copy all the same. A key declared on a partitioned table is
+	// cloned onto each partition (and, where it points at a partitioned
+	// table, onto that table's partitions too: names that are no dataset
+	// table's, which the ordering ignores).
 	rows, err = q.Query(ctx, `SELECT DISTINCT c.relname::text FROM pg_constraint f JOIN pg_class c ON c.oid = f.confrelid
-		WHERE f.contype = 'f' AND f.conparentid = 0
+		WHERE f.contype = 'f'
 			AND f.conrelid IN (SELECT to_regclass($1) UNION SELECT relid FROM pg_partition_tree(to_regclass($1)))
 		ORDER BY 1`, quoteIdent(name))
 	if err != nil {
@@ -310,7 +312,8 @@ func scanOwnership(sc pgx.Row, o *domicile.Ownership) error {
 }
 
 // capturedNow is the capture mark of a new ownership row n (see guardBody):
-// whether a live copy lists the subject already.
+// whether a live copy lists the subject already. The statement that reads
+// it comes after captureMarkLock, taken shared.
 const capturedNow = `EXISTS (SELECT 1 FROM domicile_capture AS c WHERE c.subject = n.subject AND c.dataset = n.dataset)`
 
 // ownershipNotFound is the error of a missing ownership row.
@@ -360,6 +363,9 @@ func (s *Store) SetOwnership(ctx context.Context, rows []domicile.Ownership) err
 		}
 	}
 	err := s.update(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared(`+captureMarkLock+`)`); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, `INSERT INTO domicile_owner (`+ownerColumns+`, capture)
 			SELECT n.*, `+capturedNow+` FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
 				AS n(subject, dataset, state, region, epoch, move_id)

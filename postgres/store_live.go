@@ -64,7 +64,10 @@ func (s *Store) liveTables(ctx context.Context, ds *domicile.Dataset, triggers b
 // transaction that took its snapshot before, fails with a serialization
 // error. The mark is what lets the guard call the capture triggers'
 // function (see guardBody); a subject without an ownership row is looked
-// up in domicile_capture itself.
+// up in domicile_capture itself, and its writers in flight are waited
+// for through its advisory lock, as a transition waits for them.
+// captureMarkLock orders the marks with the ownership rows made meanwhile
+// and with EndCapture.
 func (s *Store) StartCapture(ctx context.Context, ds *domicile.Dataset, moveID string, subjects []string) (domicile.Snapshot, error) {
 	if moveID == "" {
 		return nil, domicile.Errorf(domicile.CodeInvalid, "a capture needs a move id")
@@ -97,6 +100,17 @@ func (s *Store) StartCapture(ctx context.Context, ds *domicile.Dataset, moveID s
 		}
 	}
 	err = s.update(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(`+captureMarkLock+`)`); err != nil {
+			return err
+		}
+		// Writers of a subject without an ownership row hold its advisory
+		// lock shared (see refuseBody): wait for them, as a transition
+		// does, and refuse new ones (retryably) until the capture commits.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(`+subjectLock("$1::text", "x.s")+`)
+			FROM (SELECT DISTINCT unnest($2::text[]) AS s ORDER BY 1) AS x
+			WHERE EXISTS (SELECT 1 FROM domicile_settings WHERE key = 'accept_unknown' AND value = '1')`, ds.Name, subjects); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `INSERT INTO domicile_capture (subject, dataset, move_id)
 			SELECT unnest($1::text[]), $2, $3 ON CONFLICT DO NOTHING`, subjects, ds.Name, moveID); err != nil {
 			return err
@@ -211,9 +225,12 @@ func (s *Store) EndCapture(ctx context.Context, ds *domicile.Dataset, moveID str
 		return fmt.Errorf("end capture of move %s in region %s: %w", moveID, s.region, err)
 	}
 	err := s.update(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(`+captureMarkLock+`)`); err != nil {
+			return err
+		}
 		// The mark stays on a subject another move still captures. The
 		// subquery reads the table as it was before the DELETE, hence its
-		// test of move_id.
+		// test of move_id; captureMarkLock keeps other captures still.
 		if _, err := tx.Exec(ctx, `WITH d AS (DELETE FROM domicile_capture WHERE move_id = $1 AND dataset = $2 RETURNING subject)
 			UPDATE domicile_owner AS o SET capture = false FROM d
 			WHERE o.dataset = $2 AND o.subject = d.subject AND o.capture

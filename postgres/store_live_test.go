@@ -807,3 +807,65 @@ func TestCaptureMark(t *testing.T) {
 		t.Fatalf("marked after the end of both: %v", got)
 	}
 }
+
+// TestCaptureMarkOrdered holds the capture marks' lock in another
+// transaction that is adding a capture, as a StartCapture in progress
+// would: an ownership row made meanwhile, and an EndCapture of another
+// move of the same subject, must wait for it and then see that capture.
+func TestCaptureMarkOrdered(t *testing.T) {
+	ctx := context.Background()
+	s, ds, app := triggerStore(t, "")
+	if err := s.SetCapture(CaptureTriggers); err != nil {
+		t.Fatal(err)
+	}
+	if snap, err := s.StartCapture(ctx, ds, "a", []string{"o"}); err != nil {
+		t.Fatal(err)
+	} else {
+		snap.Close()
+	}
+	// Another move begins to capture o and n (which has no ownership
+	// row yet), and has not committed.
+	x, err := app.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Rollback(ctx)
+	for _, q := range []string{
+		`SELECT pg_advisory_xact_lock(` + captureMarkLock + `)`,
+		`INSERT INTO domicile_capture VALUES ('o', 'ds', 'b'), ('n', 'ds', 'b')`,
+		`UPDATE domicile_owner SET capture = true WHERE subject = 'o'`,
+	} {
+		if _, err := x.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	done := make(chan error, 2)
+	go func() {
+		done <- s.SetOwnership(ctx, []domicile.Ownership{{Subject: "n", Dataset: "ds", State: domicile.Owned}})
+	}()
+	go func() { done <- s.EndCapture(ctx, ds, "a") }()
+	select {
+	case err := <-done:
+		t.Fatalf("an ownership row or an EndCapture went ahead of a capture in progress (%v)", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := x.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, err := s.Pool().Query(ctx, `SELECT subject FROM domicile_owner WHERE capture ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []string{"n", "o"}) {
+		t.Fatalf("marked: %v, want [n o] (move b captures both)", got)
+	}
+}

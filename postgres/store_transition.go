@@ -69,6 +69,9 @@ func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 			}
 		}
 		if len(inserts) > 0 {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared(`+captureMarkLock+`)`); err != nil {
+				return err
+			}
 			_, err := tx.Exec(ctx, `INSERT INTO domicile_owner (`+ownerColumns+`, capture)
 				SELECT n.*, `+capturedNow+` FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
 					AS n(subject, dataset, state, region, epoch, move_id)`, ownershipArrays(inserts)...)

@@ -623,7 +623,8 @@ func TestInstallUpgradesOwnerTable(t *testing.T) {
 }
 
 // TestInstallAgainLocksNothing installs over a current installation while
-// a writer's transaction holds a row of a dataset table: the install must
+// a writer's transaction holds a row of a dataset table and a change it
+// recorded for a live copy: the install must
 // neither wait for it (dropping and creating triggers would lock the table
 // until the writer ends, and every writer after it behind that) nor leave
 // it unable to write again; and an installation that was changed (a
@@ -631,6 +632,16 @@ func TestInstallUpgradesOwnerTable(t *testing.T) {
 func TestInstallAgainLocksNothing(t *testing.T) {
 	ctx := context.Background()
 	s, ds, app := triggerStore(t, "")
+	// The writer's subject is captured, so that its write also records a
+	// change (a lock on domicile_changes).
+	if err := s.SetCapture(CaptureTriggers); err != nil {
+		t.Fatal(err)
+	}
+	if snap, err := s.StartCapture(ctx, ds, "mv", []string{"o"}); err != nil {
+		t.Fatal(err)
+	} else {
+		snap.Close()
+	}
 	tx, err := app.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -676,7 +687,17 @@ func TestForeignKeysOfPartitions(t *testing.T) {
 		CREATE TABLE pay_i PARTITION OF pay FOR VALUES IN ('i');
 		CREATE TABLE pay_rest PARTITION OF pay DEFAULT;
 		ALTER TABLE pay_i ADD FOREIGN KEY (rental_id) REFERENCES rental (id);
-		ALTER TABLE pay_rest ADD FOREIGN KEY (rental_id) REFERENCES rental (id)`)
+		ALTER TABLE pay_rest ADD FOREIGN KEY (rental_id) REFERENCES rental (id);
+		CREATE TABLE fee (id bigint, rental_id bigint NOT NULL REFERENCES rental (id), user_id text NOT NULL, PRIMARY KEY (id, user_id)) PARTITION BY LIST (user_id);
+		CREATE TABLE fee_i PARTITION OF fee FOR VALUES IN ('i')`)
+	// A key declared on a partitioned table is the key of its partitions
+	// too.
+	for _, name := range []string{"fee", "fee_i"} {
+		tb, err := s.DescribeTable(ctx, name)
+		if err != nil || !slices.Equal(tb.References, []string{"rental"}) {
+			t.Fatalf("references of %s: %v %v", name, tb, err)
+		}
+	}
 	var tables []*domicile.Table
 	for _, name := range []string{"pay", "rental"} {
 		tb, err := s.DescribeTable(ctx, name)

@@ -43,17 +43,25 @@ CREATE TABLE IF NOT EXISTS domicile_settings (
 `
 
 // upgradeOwner brings an ownership table an older domicile made up to
-// date: the capture column, room on its pages. It alters the table only
-// when it lacks one of them: an ALTER TABLE takes its lock before it looks,
-// and ADD COLUMN's would hold off every writer (whose guard reads the
-// table) until the installation commits.
+// date: the capture column, room on its pages; and makes domicile_changes'
+// index if it is missing. It alters only what lacks something: an ALTER
+// TABLE or CREATE INDEX takes its lock before it looks, and ADD COLUMN's
+// would hold off every writer (whose guard reads the table) until the
+// installation commits.
 func upgradeOwner(ctx context.Context, tx pgx.Tx) error {
-	var hasCapture, hasRoom bool
+	var hasCapture, hasRoom, hasIndex bool
 	err := tx.QueryRow(ctx, `SELECT
 		EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'domicile_owner'::regclass AND attname = 'capture' AND NOT attisdropped),
-		coalesce('fillfactor=70' = ANY (reloptions), false) FROM pg_class WHERE oid = 'domicile_owner'::regclass`).Scan(&hasCapture, &hasRoom)
+		coalesce('fillfactor=70' = ANY (reloptions), false),
+		to_regclass('domicile_changes_move') IS NOT NULL
+		FROM pg_class WHERE oid = 'domicile_owner'::regclass`).Scan(&hasCapture, &hasRoom, &hasIndex)
 	if err != nil {
 		return err
+	}
+	if !hasIndex {
+		if _, err := tx.Exec(ctx, captureIndex); err != nil {
+			return err
+		}
 	}
 	if !hasCapture {
 		if _, err := tx.Exec(ctx, `ALTER TABLE domicile_owner ADD COLUMN capture boolean NOT NULL DEFAULT false`); err != nil {
@@ -296,8 +304,11 @@ func (s *Store) Install(ctx context.Context, datasets []*domicile.Dataset, opts 
 		current := version == installDigest(schema, datasets)
 		// A capture begun before the ownership rows had their mark (an
 		// upgrade in the middle of a live move) marks them now.
-		if _, err := tx.Exec(ctx, `UPDATE domicile_owner AS o SET capture = true WHERE NOT o.capture
-			AND EXISTS (SELECT 1 FROM domicile_capture AS c WHERE c.subject = o.subject AND c.dataset = o.dataset)`); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(`+captureMarkLock+`)`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE domicile_owner AS o SET capture = true
+			WHERE (o.subject, o.dataset) IN (SELECT subject, dataset FROM domicile_capture) AND NOT o.capture`); err != nil {
 			return err
 		}
 		if err := setSetting(ctx, tx, "accept_unknown", accept); err != nil {

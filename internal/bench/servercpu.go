@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -29,7 +30,9 @@ func serverCPU(ctx context.Context, srvs ...server) func() time.Duration {
 		if err != nil {
 			return nil
 		}
-		pms = append(pms, pid)
+		if !slices.Contains(pms, pid) { // two servers may be one
+			pms = append(pms, pid)
+		}
 	}
 	return func() time.Duration {
 		var ticks int64
