@@ -673,6 +673,17 @@ func TestInstallAgainLocksNothing(t *testing.T) {
 	if problems, err := s.CheckInstall(ctx, []*domicile.Dataset{ds}); err != nil || len(problems) != 0 {
 		t.Fatalf("check after install: %v %v", problems, err)
 	}
+	// A renamed subject column is a problem of a current installation too,
+	// and install says so rather than keep a guard that reads it.
+	if _, err := s.Pool().Exec(ctx, `ALTER TABLE t RENAME COLUMN user_id TO uid`); err != nil {
+		t.Fatal(err)
+	}
+	if problems, err := s.CheckInstall(ctx, []*domicile.Dataset{ds}); err != nil || len(problems) == 0 || !strings.Contains(strings.Join(problems, "\n"), `no subject column "user_id"`) {
+		t.Fatalf("check after the subject column was renamed: %v %v", problems, err)
+	}
+	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{}); err == nil || !strings.Contains(err.Error(), `no subject column "user_id"`) {
+		t.Fatalf("install after the subject column was renamed: %v", err)
+	}
 }
 
 // TestForeignKeysOfPartitions copies into a partitioned table whose

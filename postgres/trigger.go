@@ -661,6 +661,19 @@ func tableProblems(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.D
 		add("table %s of dataset %s is missing", t.Name, ds.Name)
 		return problems, nil
 	}
+	// The columns the guard reads: a function's body is not checked
+	// against the table until it runs.
+	have, err := readTable(ctx, tx, t.Name)
+	if err != nil {
+		return nil, err
+	}
+	if t.Via != nil {
+		if err := checkPath(ctx, tx, t, have); err != nil {
+			add("%s", err.Error())
+		}
+	} else if _, ok := have.column(t.SubjectColumn); !ok {
+		add("table %s has no subject column %q", t.Name, t.SubjectColumn)
+	}
 	fn := quoteIdent(schema) + "." + quoteIdent(guardName(t.Name)) + "()"
 	if msg, err := checkFunction(ctx, tx, "trigger function of "+t.Name, fn, tableGuardBody(schema, ds.Name, t)); err != nil {
 		return nil, err
