@@ -29,12 +29,7 @@ func triggerStore(t *testing.T, ddl string) (*Store, *domicile.Dataset, *pgx.Con
 	if _, err := s.Pool().Exec(ctx, ddl); err != nil {
 		t.Fatal(err)
 	}
-	tb, err := s.DescribeTable(ctx, "t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb.SubjectColumn = "user_id"
-	ds := &domicile.Dataset{Name: "ds", Tables: []*domicile.Table{tb}}
+	ds := tableDataset(t, s, "t")
 	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -593,12 +588,7 @@ func TestInstallUpgradesOwnerTable(t *testing.T) {
 		INSERT INTO domicile_capture VALUES ('c', 'ds', 'mv')`); err != nil {
 		t.Fatal(err)
 	}
-	tb, err := s.DescribeTable(ctx, "t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb.SubjectColumn = "user_id"
-	ds := &domicile.Dataset{Name: "ds", Tables: []*domicile.Table{tb}}
+	ds := tableDataset(t, s, "t")
 	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -754,4 +744,16 @@ func TestInstallMissingTableOfOwnType(t *testing.T) {
 	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname IN ('film', 'domicile_owner')`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("%d tables left after the failed install (%v)", n, err)
 	}
+}
+
+// tableDataset returns dataset ds of the store's table name, whose subject
+// column is user_id.
+func tableDataset(t *testing.T, s *Store, name string) *domicile.Dataset {
+	t.Helper()
+	tb, err := s.DescribeTable(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.SubjectColumn = "user_id"
+	return &domicile.Dataset{Name: "ds", Tables: []*domicile.Table{tb}}
 }

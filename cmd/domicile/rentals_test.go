@@ -17,24 +17,8 @@ import (
 // row followed its customer, that nothing is left behind, and that the
 // global film and store rows are there for the foreign keys.
 func TestRentalsExample(t *testing.T) {
-	dir := t.TempDir()
-	for _, name := range []string{"domicile.yaml", "schema.sql"} {
-		data, err := os.ReadFile(filepath.Join("..", "..", "examples", "rentals", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	schema, err := os.ReadFile(filepath.Join(dir, "schema.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := rentalsDir(t, "")
 	db := openRaw(t, filepath.Join(dir, "cn-beijing.db"))
-	if _, err := db.Exec(string(schema)); err != nil {
-		t.Fatal(err)
-	}
 	seed := []string{
 		`INSERT INTO store VALUES (1, 'Main'), (2, 'Harbour')`,
 		`INSERT INTO film VALUES (1, 'ACADEMY DINOSAUR', 0.99), (2, 'ACE GOLDFINGER', 4.99), (3, 'ADAPTATION HOLES', 2.99)`,
@@ -139,25 +123,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // rows all belong to subjects: install must refuse it with a message that
 // names both tables, before anything is written to the destination.
 func TestGlobalTablePointingIntoDataset(t *testing.T) {
-	dir := t.TempDir()
-	for _, name := range []string{"domicile.yaml", "schema.sql"} {
-		data, err := os.ReadFile(filepath.Join("..", "..", "examples", "rentals", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	schema, err := os.ReadFile(filepath.Join(dir, "schema.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := openRaw(t, filepath.Join(dir, "cn-beijing.db"))
-	if _, err := db.Exec(string(schema) + `; ALTER TABLE store ADD COLUMN manager_id INTEGER REFERENCES customer (customer_id)`); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	dir := rentalsDir(t, `ALTER TABLE store ADD COLUMN manager_id INTEGER REFERENCES customer (customer_id)`)
 	res := run(t, "--config", filepath.Join(dir, "domicile.yaml"), "install")
 	if res.err == nil || !strings.Contains(res.err.Error(), "global table store has a foreign key to customer, a table of dataset rentals") {
 		t.Fatalf("install with a global table pointing into a dataset: %v", res.err)
@@ -184,4 +150,33 @@ func TestGlobalOrder(t *testing.T) {
 	if want := []string{"language", "staff", "store", "b", "a"}; !slices.Equal(got, want) {
 		t.Fatalf("order %v, want %v", got, want)
 	}
+}
+
+// rentalsDir copies examples/rentals into a new directory and makes
+// cn-beijing.db there from its schema, followed by extra if given.
+func rentalsDir(t *testing.T, extra string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, name := range []string{"domicile.yaml", "schema.sql"} {
+		data, err := os.ReadFile(filepath.Join("..", "..", "examples", "rentals", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	schema, err := os.ReadFile(filepath.Join(dir, "schema.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := openRaw(t, filepath.Join(dir, "cn-beijing.db"))
+	defer db.Close()
+	if extra != "" {
+		schema = append(schema, []byte(";\n"+extra)...)
+	}
+	if _, err := db.Exec(string(schema)); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
