@@ -100,15 +100,17 @@ func (s *Store) StartCapture(ctx context.Context, ds *domicile.Dataset, moveID s
 		}
 	}
 	err = s.update(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(`+captureMarkLock+`)`); err != nil {
-			return err
-		}
 		// Writers of a subject without an ownership row hold its advisory
 		// lock shared (see refuseBody): wait for them, as a transition
 		// does, and refuse new ones (retryably) until the capture commits.
+		// The subjects' locks come first, as in a transition, which takes
+		// captureMarkLock after them.
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(`+subjectLock("$1::text", "x.s")+`)
 			FROM (SELECT DISTINCT unnest($2::text[]) AS s ORDER BY 1) AS x
 			WHERE EXISTS (SELECT 1 FROM domicile_settings WHERE key = 'accept_unknown' AND value = '1')`, ds.Name, subjects); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(`+captureMarkLock+`)`); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO domicile_capture (subject, dataset, move_id)
