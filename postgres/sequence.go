@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/domicile/domicile"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -75,4 +76,26 @@ func advanceSequences(ctx context.Context, tx pgx.Tx, table string, seqs map[str
 		}
 	}
 	return nil
+}
+
+// NumberedColumns returns the columns of the datasets' tables that a
+// sequence fills here, as "table.column", sorted. A region that numbers
+// rows of a dataset table from a sequence of its own needs a key range of
+// its own (see docs/moves.md): a row it numbers may otherwise collide
+// with a row that a later move brings from another region.
+func (s *Store) NumberedColumns(ctx context.Context, datasets []*domicile.Dataset) ([]string, error) {
+	var out []string
+	for _, ds := range datasets {
+		for _, t := range ds.Tables {
+			seqs, err := sequences(ctx, s.pool, t.Name)
+			if err != nil {
+				return nil, err
+			}
+			for col := range seqs {
+				out = append(out, t.Name+"."+col)
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }

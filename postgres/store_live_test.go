@@ -421,6 +421,9 @@ func TestSequencesAdvancedPastCopiedKeys(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			s, ds, _ := triggerStore(t, ddl)
+			if cols, err := s.NumberedColumns(ctx, []*domicile.Dataset{ds}); err != nil || !slices.Equal(cols, []string{"t.id"}) {
+				t.Fatalf("numbered columns: %v %v", cols, err)
+			}
 			next := func() int64 {
 				t.Helper()
 				var id int64
@@ -867,5 +870,14 @@ func TestCaptureMarkOrdered(t *testing.T) {
 	}
 	if !slices.Equal(got, []string{"n", "o"}) {
 		t.Fatalf("marked: %v, want [n o] (move b captures both)", got)
+	}
+}
+
+// TestNumberedColumnsNone: a table whose keys no sequence fills has no
+// numbered columns.
+func TestNumberedColumnsNone(t *testing.T) {
+	s, ds, _ := triggerStore(t, "")
+	if cols, err := s.NumberedColumns(context.Background(), []*domicile.Dataset{ds}); err != nil || len(cols) != 0 {
+		t.Fatalf("numbered columns: %v %v", cols, err)
 	}
 }

@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 
+	"github.com/domicile/domicile/postgres"
 	"github.com/spf13/cobra"
 )
 
@@ -26,6 +28,9 @@ commands that need it run it too.`,
 			type region struct {
 				Region string `json:"region"`
 				Tables int    `json:"tables"`
+				// Numbered are the dataset columns a sequence fills in
+				// this region ("table.column"; PostgreSQL only).
+				Numbered []string `json:"numbered,omitempty"`
 			}
 			var rep struct {
 				Regions []region `json:"regions"`
@@ -35,11 +40,27 @@ commands that need it run it too.`,
 				tables += len(ds.Tables)
 			}
 			for _, r := range a.cfg.Regions {
-				rep.Regions = append(rep.Regions, region{r.Name, tables})
+				reg := region{Region: r.Name, Tables: tables}
+				if ps, ok := a.stores[r.Name].(*postgres.Store); ok {
+					if reg.Numbered, err = ps.NumberedColumns(cmd.Context(), a.datasets); err != nil {
+						return fmt.Errorf("region %s: %w", r.Name, err)
+					}
+				}
+				rep.Regions = append(rep.Regions, reg)
 			}
 			return m.report(rep, func(w io.Writer) error {
 				for _, r := range rep.Regions {
 					fmt.Fprintf(w, "%-14s %d tables, triggers installed\n", r.Region, r.Tables)
+				}
+				if len(rep.Regions) < 2 {
+					return nil
+				}
+				for _, r := range rep.Regions {
+					if len(r.Numbered) > 0 {
+						fmt.Fprintf(w, "note: %s numbers %s from sequences: unless each region has a key range of its own, "+
+							"a row numbered in one region collides with one a later move brings in (docs/moves.md, keys from sequences)\n",
+							r.Region, strings.Join(r.Numbered, ", "))
+					}
 				}
 				return nil
 			})
