@@ -66,13 +66,24 @@ CREATE TABLE IF NOT EXISTS domicile_changes (
 const captureIndex = `CREATE INDEX IF NOT EXISTS domicile_changes_move ON domicile_changes (move_id, seq)`
 
 // captureMarkLock is the advisory lock that orders the capture marks'
-// writers: StartCapture and EndCapture take it exclusively, and whoever
-// inserts an ownership row (SetOwnership, a transition) shared, before the
+// writers: StartCapture, EndCapture and Install take it exclusively, and
+// whoever inserts an ownership row (insertOwnership) shared, before the
 // statement that reads domicile_capture. The statement after the lock is
 // granted sees every capture committed before, and no capture begins or
 // ends until the inserter commits: a mark is never computed from a
 // capture that another transaction is changing.
 const captureMarkLock = `hashtext('domicile capture mark')`
+
+// lockCaptureMarks takes captureMarkLock until the transaction ends,
+// shared or not.
+func lockCaptureMarks(ctx context.Context, tx pgx.Tx, shared bool) error {
+	fn := "pg_advisory_xact_lock"
+	if shared {
+		fn += "_shared"
+	}
+	_, err := tx.Exec(ctx, `SELECT `+fn+`(`+captureMarkLock+`)`)
+	return err
+}
 
 // captureLock is the advisory lock the record functions hold from their
 // first change to the end of the writer's transaction.

@@ -311,10 +311,20 @@ func scanOwnership(sc pgx.Row, o *domicile.Ownership) error {
 	return sc.Scan(&o.Subject, &o.Dataset, &o.State, &o.Region, &o.Epoch, &o.MoveID)
 }
 
-// capturedNow is the capture mark of a new ownership row n (see guardBody):
-// whether a live copy lists the subject already. The statement that reads
-// it comes after captureMarkLock, taken shared.
-const capturedNow = `EXISTS (SELECT 1 FROM domicile_capture AS c WHERE c.subject = n.subject AND c.dataset = n.dataset)`
+// insertOwnership inserts ownership rows, followed by onConflict (an ON
+// CONFLICT clause, or nothing). A new row's capture mark (see guardBody)
+// says whether a live copy lists its subject already; the statement that
+// reads domicile_capture comes after captureMarkLock, taken shared.
+func insertOwnership(ctx context.Context, tx pgx.Tx, rows []domicile.Ownership, onConflict string) error {
+	if err := lockCaptureMarks(ctx, tx, true); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO domicile_owner (`+ownerColumns+`, capture)
+		SELECT n.*, EXISTS (SELECT 1 FROM domicile_capture AS c WHERE c.subject = n.subject AND c.dataset = n.dataset)
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
+			AS n(subject, dataset, state, region, epoch, move_id) `+onConflict, ownershipArrays(rows)...)
+	return err
+}
 
 // ownershipNotFound is the error of a missing ownership row.
 func ownershipNotFound() error {
@@ -363,15 +373,8 @@ func (s *Store) SetOwnership(ctx context.Context, rows []domicile.Ownership) err
 		}
 	}
 	err := s.update(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared(`+captureMarkLock+`)`); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO domicile_owner (`+ownerColumns+`, capture)
-			SELECT n.*, `+capturedNow+` FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
-				AS n(subject, dataset, state, region, epoch, move_id)
-			ON CONFLICT (subject, dataset) DO UPDATE SET state = excluded.state, region = excluded.region,
-				epoch = excluded.epoch, move_id = excluded.move_id`, ownershipArrays(dedupOwnership(rows))...)
-		return err
+		return insertOwnership(ctx, tx, dedupOwnership(rows), `ON CONFLICT (subject, dataset) DO UPDATE SET state = excluded.state,
+			region = excluded.region, epoch = excluded.epoch, move_id = excluded.move_id`)
 	})
 	if err != nil {
 		return fmt.Errorf("set ownership in region %s: %w", s.region, err)

@@ -100,17 +100,14 @@ func (s *Store) StartCapture(ctx context.Context, ds *domicile.Dataset, moveID s
 		}
 	}
 	err = s.update(ctx, func(tx pgx.Tx) error {
-		// Writers of a subject without an ownership row hold its advisory
-		// lock shared (see refuseBody): wait for them, as a transition
-		// does, and refuse new ones (retryably) until the capture commits.
-		// The subjects' locks come first, as in a transition, which takes
-		// captureMarkLock after them.
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(`+subjectLock("$1::text", "x.s")+`)
-			FROM (SELECT DISTINCT unnest($2::text[]) AS s ORDER BY 1) AS x
-			WHERE EXISTS (SELECT 1 FROM domicile_settings WHERE key = 'accept_unknown' AND value = '1')`, ds.Name, subjects); err != nil {
+		// Wait for the writers in flight of subjects without an ownership
+		// row, as a transition does, and refuse new ones (retryably) until
+		// the capture commits. The subjects' locks come first, as in a
+		// transition, which takes the marks' lock after them.
+		if err := lockSubjects(ctx, tx, ds.Name, subjects); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(`+captureMarkLock+`)`); err != nil {
+		if err := lockCaptureMarks(ctx, tx, false); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO domicile_capture (subject, dataset, move_id)
@@ -227,7 +224,7 @@ func (s *Store) EndCapture(ctx context.Context, ds *domicile.Dataset, moveID str
 		return fmt.Errorf("end capture of move %s in region %s: %w", moveID, s.region, err)
 	}
 	err := s.update(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(`+captureMarkLock+`)`); err != nil {
+		if err := lockCaptureMarks(ctx, tx, false); err != nil {
 			return err
 		}
 		// The mark stays on a subject another move still captures. The

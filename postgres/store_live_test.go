@@ -708,39 +708,16 @@ func TestSlotTakenOver(t *testing.T) {
 // subject.
 func TestCaptureMark(t *testing.T) {
 	ctx := context.Background()
-	s, ds, app := triggerStore(t, "")
-	if err := s.SetCapture(CaptureTriggers); err != nil {
-		t.Fatal(err)
-	}
+	s, ds, app := triggerCaptureStore(t)
 	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{AcceptUnknown: true}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.SetOwnership(ctx, []domicile.Ownership{{Subject: "b", Dataset: "ds", State: domicile.Owned}}); err != nil {
 		t.Fatal(err)
 	}
-	start := func(move string, subjects ...string) {
-		t.Helper()
-		snap, err := s.StartCapture(ctx, ds, move, subjects)
-		if err != nil {
-			t.Fatal(err)
-		}
-		snap.Close()
-	}
-	marked := func() []string {
-		t.Helper()
-		rows, err := s.Pool().Query(ctx, `SELECT subject FROM domicile_owner WHERE capture ORDER BY 1`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
-	start("mv1", "o", "u", "c")
-	start("mv2", "o")
-	if got := marked(); !slices.Equal(got, []string{"o"}) {
+	startCapture(t, s, ds, "mv1", "o", "u", "c")
+	startCapture(t, s, ds, "mv2", "o")
+	if got := markedSubjects(t, s); !slices.Equal(got, []string{"o"}) {
 		t.Fatalf("marked after StartCapture: %v, want [o]", got)
 	}
 	// The setting, within one transaction, after each write.
@@ -800,13 +777,13 @@ func TestCaptureMark(t *testing.T) {
 	if err := s.EndCapture(ctx, ds, "mv1"); err != nil {
 		t.Fatal(err)
 	}
-	if got := marked(); !slices.Equal(got, []string{"o"}) {
+	if got := markedSubjects(t, s); !slices.Equal(got, []string{"o"}) {
 		t.Fatalf("marked after the end of mv1: %v, want [o] (mv2 captures it)", got)
 	}
 	if err := s.EndCapture(ctx, ds, "mv2"); err != nil {
 		t.Fatal(err)
 	}
-	if got := marked(); len(got) != 0 {
+	if got := markedSubjects(t, s); len(got) != 0 {
 		t.Fatalf("marked after the end of both: %v", got)
 	}
 }
@@ -817,15 +794,8 @@ func TestCaptureMark(t *testing.T) {
 // move of the same subject, must wait for it and then see that capture.
 func TestCaptureMarkOrdered(t *testing.T) {
 	ctx := context.Background()
-	s, ds, app := triggerStore(t, "")
-	if err := s.SetCapture(CaptureTriggers); err != nil {
-		t.Fatal(err)
-	}
-	if snap, err := s.StartCapture(ctx, ds, "a", []string{"o"}); err != nil {
-		t.Fatal(err)
-	} else {
-		snap.Close()
-	}
+	s, ds, app := triggerCaptureStore(t)
+	startCapture(t, s, ds, "a", "o")
 	// Another move begins to capture o and n (which has no ownership
 	// row yet), and has not committed.
 	x, err := app.Begin(ctx)
@@ -860,15 +830,7 @@ func TestCaptureMarkOrdered(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rows, err := s.Pool().Query(ctx, `SELECT subject FROM domicile_owner WHERE capture ORDER BY 1`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(got, []string{"n", "o"}) {
+	if got := markedSubjects(t, s); !slices.Equal(got, []string{"n", "o"}) {
 		t.Fatalf("marked: %v, want [n o] (move b captures both)", got)
 	}
 }
@@ -880,4 +842,39 @@ func TestNumberedColumnsNone(t *testing.T) {
 	if cols, err := s.NumberedColumns(context.Background(), []*domicile.Dataset{ds}); err != nil || len(cols) != 0 {
 		t.Fatalf("numbered columns: %v %v", cols, err)
 	}
+}
+
+// triggerCaptureStore is triggerStore with its captures made by triggers.
+func triggerCaptureStore(t *testing.T) (*Store, *domicile.Dataset, *pgx.Conn) {
+	t.Helper()
+	s, ds, app := triggerStore(t, "")
+	if err := s.SetCapture(CaptureTriggers); err != nil {
+		t.Fatal(err)
+	}
+	return s, ds, app
+}
+
+// startCapture starts capturing the subjects under move.
+func startCapture(t *testing.T, s *Store, ds *domicile.Dataset, move string, subjects ...string) {
+	t.Helper()
+	snap, err := s.StartCapture(context.Background(), ds, move, subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.Close()
+}
+
+// markedSubjects returns the subjects whose ownership rows carry the
+// capture mark, in order.
+func markedSubjects(t *testing.T, s *Store) []string {
+	t.Helper()
+	rows, err := s.Pool().Query(context.Background(), `SELECT subject FROM domicile_owner WHERE capture ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

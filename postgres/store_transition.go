@@ -21,13 +21,7 @@ func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 		return err
 	}
 	err := s.update(ctx, func(tx pgx.Tx) error {
-		// In a store that accepts unknown subjects, writers of a subject
-		// without an ownership row hold its advisory lock shared (see
-		// refuseBody): wait for them, and keep new ones off until the
-		// transition commits.
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(`+subjectLock("$1::text", "x.s")+`)
-			FROM (SELECT DISTINCT unnest($2::text[]) AS s ORDER BY 1) AS x
-			WHERE EXISTS (SELECT 1 FROM domicile_settings WHERE key = 'accept_unknown' AND value = '1')`, tr.Dataset, tr.Subjects); err != nil {
+		if err := lockSubjects(ctx, tx, tr.Dataset, tr.Subjects); err != nil {
 			return err
 		}
 		rows, err := tx.Query(ctx, `SELECT `+ownerColumns+` FROM domicile_owner
@@ -69,12 +63,7 @@ func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 			}
 		}
 		if len(inserts) > 0 {
-			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared(`+captureMarkLock+`)`); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, `INSERT INTO domicile_owner (`+ownerColumns+`, capture)
-				SELECT n.*, `+capturedNow+` FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
-					AS n(subject, dataset, state, region, epoch, move_id)`, ownershipArrays(inserts)...)
+			err := insertOwnership(ctx, tx, inserts, "")
 			if isConflict(err) {
 				return &domicile.Error{Code: domicile.CodeConflict, Err: domicile.ErrPrecondition,
 					Message: fmt.Sprintf("ownership rows of %s appeared during a transition of move %s", tr.Dataset, tr.MoveID)}
@@ -87,4 +76,15 @@ func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 		return fmt.Errorf("transition of %d subjects of %s to %s in region %s: %w", len(tr.Subjects), tr.Dataset, tr.To, s.region, err)
 	}
 	return nil
+}
+
+// lockSubjects takes the subjects' advisory locks, in a store that accepts
+// unknown subjects: writers of a subject without an ownership row hold its
+// lock shared (see refuseBody), so the caller waits for those in flight,
+// and keeps new ones off until it commits.
+func lockSubjects(ctx context.Context, tx pgx.Tx, dataset string, subjects []string) error {
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(`+subjectLock("$1::text", "x.s")+`)
+		FROM (SELECT DISTINCT unnest($2::text[]) AS s ORDER BY 1) AS x
+		WHERE EXISTS (SELECT 1 FROM domicile_settings WHERE key = 'accept_unknown' AND value = '1')`, dataset, subjects)
+	return err
 }

@@ -621,17 +621,10 @@ func TestInstallUpgradesOwnerTable(t *testing.T) {
 // trigger dropped) is repaired.
 func TestInstallAgainLocksNothing(t *testing.T) {
 	ctx := context.Background()
-	s, ds, app := triggerStore(t, "")
 	// The writer's subject is captured, so that its write also records a
 	// change (a lock on domicile_changes).
-	if err := s.SetCapture(CaptureTriggers); err != nil {
-		t.Fatal(err)
-	}
-	if snap, err := s.StartCapture(ctx, ds, "mv", []string{"o"}); err != nil {
-		t.Fatal(err)
-	} else {
-		snap.Close()
-	}
+	s, ds, app := triggerCaptureStore(t)
+	startCapture(t, s, ds, "mv", "o")
 	tx, err := app.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -304,7 +304,7 @@ func (s *Store) Install(ctx context.Context, datasets []*domicile.Dataset, opts 
 		current := version == installDigest(schema, datasets)
 		// A capture begun before the ownership rows had their mark (an
 		// upgrade in the middle of a live move) marks them now.
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(`+captureMarkLock+`)`); err != nil {
+		if err := lockCaptureMarks(ctx, tx, false); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE domicile_owner AS o SET capture = true
