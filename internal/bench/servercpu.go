@@ -46,15 +46,8 @@ func serverCPU(ctx context.Context, srvs ...server) func() time.Duration {
 			if err != nil {
 				continue
 			}
-			for _, pm := range pms {
-				switch pid {
-				case pm:
-					ticks += st.utime + st.stime + st.cutime + st.cstime
-				default:
-					if st.ppid == int64(pm) {
-						ticks += st.utime + st.stime + st.cutime + st.cstime
-					}
-				}
+			if slices.Contains(pms, pid) || slices.Contains(pms, int(st.ppid)) {
+				ticks += st.utime + st.stime + st.cutime + st.cstime
 			}
 		}
 		return time.Duration(ticks) * time.Second / clockTicks
