@@ -171,6 +171,9 @@ type RowQuery struct {
 type Batch struct {
 	MoveID string // the move carrying the batch, checked by WriteSubjects
 	Tables []TableRows
+	// Snapshot, set by a store that implements ChangeFinder, names the
+	// state of the database the rows were read in, for ChangedSince.
+	Snapshot string
 }
 
 // TableRows is one table's rows in a batch.
@@ -300,6 +303,20 @@ func ValueSize(v any) int64 {
 // from src; the mover then reads and writes the rows itself.
 type SubjectCopier interface {
 	CopySubjectsFrom(ctx context.Context, src Store, ds *Dataset, moveID string, subjects []string) (rows int64, err error)
+}
+
+// ChangeFinder is implemented by stores that can tell which subjects' rows
+// may have changed since a batch of theirs was read, without reading the
+// rows' values: the mover's fence then reads the source's values again only
+// for those, where it would otherwise read and digest every subject's.
+type ChangeFinder interface {
+	// ChangedSince returns those of the subjects whose rows of the dataset
+	// may differ now from the rows of the batch read at snapshot (its
+	// Snapshot), given the rows each subject had then per table (read, as
+	// DigestBatch counts them from that batch). It may name a subject
+	// whose rows are as they were; it never leaves out one whose rows
+	// changed. ErrNotSupported: the store cannot tell for this dataset.
+	ChangedSince(ctx context.Context, ds *Dataset, snapshot string, subjects []string, read map[string]SubjectDigest) ([]string, error)
 }
 
 // LoadReporter is implemented by stores that can say how loaded they are,

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -114,6 +115,11 @@ type run struct {
 	// precopied is set when this run copied the subjects before the fence
 	// (precopy): written then holds the destination's digests of that copy.
 	precopied bool
+	// read and snapshot are, after a precopy from a source that can find
+	// changes (domicile.ChangeFinder), the digests of the rows it read and
+	// the batch's snapshot.
+	read     map[string]domicile.SubjectDigest
+	snapshot string
 
 	fencedAt    time.Time // when this run's fence committed, for the block it reports
 	activatedAt time.Time
@@ -546,8 +552,13 @@ func (r *run) precopy(ctx context.Context) error {
 	if err := r.renew(ctx); err != nil {
 		return err
 	}
-	if _, err := r.copySubjects(ctx, r.mv.Subjects, false); err != nil {
+	_, finds := r.src.(domicile.ChangeFinder)
+	read, snapshot, err := r.copySubjects(ctx, r.mv.Subjects, finds)
+	if err != nil {
 		return err
+	}
+	if snapshot != "" && read != nil {
+		r.read, r.snapshot = read, snapshot
 	}
 	d, err := r.readBack(ctx)
 	if err != nil {
@@ -569,16 +580,16 @@ func (r *run) precopy(ctx context.Context) error {
 }
 
 // copy makes the destination hold the subjects' rows as the fenced source
-// has them. After a precopy it reads the source's digests and copies again
-// only the subjects whose rows differ from the precopy's; without one
-// (Config.NoPrecopy) it copies them all.
+// has them. After a precopy it takes the source's digests (sourceDigests)
+// and copies again only the subjects whose rows differ from the precopy's;
+// without one (Config.NoPrecopy) it copies them all.
 func (r *run) copy(ctx context.Context) error {
 	if err := r.renew(ctx); err != nil {
 		return err
 	}
 	if !r.precopied {
 		// Verify reads back what it needs, both ends at once.
-		digests, err := r.copySubjects(ctx, r.mv.Subjects, true)
+		digests, _, err := r.copySubjects(ctx, r.mv.Subjects, true)
 		if err != nil {
 			return err
 		}
@@ -586,9 +597,9 @@ func (r *run) copy(ctx context.Context) error {
 		r.mark(domicile.MoveCopied)
 		return nil
 	}
-	src, err := r.src.DigestSubjects(ctx, r.ds, r.mv.Subjects)
+	src, err := r.sourceDigests(ctx)
 	if err != nil {
-		return fmt.Errorf("digest %s: %w", r.mv.From, err)
+		return err
 	}
 	var changed []string
 	for _, s := range r.mv.Subjects {
@@ -597,7 +608,7 @@ func (r *run) copy(ctx context.Context) error {
 		}
 	}
 	if len(changed) > 0 {
-		if _, err := r.copySubjects(ctx, changed, false); err != nil {
+		if _, _, err := r.copySubjects(ctx, changed, false); err != nil {
 			return err
 		}
 		// Copying some subjects again may change others' rows there: a
@@ -613,34 +624,67 @@ func (r *run) copy(ctx context.Context) error {
 	return nil
 }
 
+// sourceDigests returns the digests of the move's subjects at the source,
+// inside the fence.
+//
+// A source that can find changes (domicile.ChangeFinder) is asked which
+// subjects may have changed since the precopy read them: only those are
+// read and digested again; the others' are the precopy's. Any other source
+// reads and digests every subject.
+func (r *run) sourceDigests(ctx context.Context) (map[string]domicile.SubjectDigest, error) {
+	if cf, ok := r.src.(domicile.ChangeFinder); ok && r.read != nil {
+		maybe, err := cf.ChangedSince(ctx, r.ds, r.snapshot, r.mv.Subjects, r.read)
+		switch {
+		case err == nil:
+			src := maps.Clone(r.read)
+			if len(maybe) > 0 {
+				now, err := r.src.DigestSubjects(ctx, r.ds, maybe)
+				if err != nil {
+					return nil, fmt.Errorf("digest %s: %w", r.mv.From, err)
+				}
+				maps.Copy(src, now)
+			}
+			return src, nil
+		case !errors.Is(err, domicile.ErrNotSupported):
+			return nil, fmt.Errorf("changes at %s: %w", r.mv.From, err)
+		}
+	}
+	src, err := r.src.DigestSubjects(ctx, r.ds, r.mv.Subjects)
+	if err != nil {
+		return nil, fmt.Errorf("digest %s: %w", r.mv.From, err)
+	}
+	return src, nil
+}
+
 // copySubjects replaces whatever an earlier attempt left at the destination
 // with the subjects' rows from the source. With digestSource, it returns the
 // digests of the source's rows when the copy read them through Go (nil when
-// the destination copied them itself: verify reads the source then).
-func (r *run) copySubjects(ctx context.Context, subjects []string, digestSource bool) (source map[string]domicile.SubjectDigest, err error) {
+// the destination copied them itself: verify reads the source then), and
+// the snapshot the source named for them (domicile.Batch.Snapshot).
+func (r *run) copySubjects(ctx context.Context, subjects []string, digestSource bool) (source map[string]domicile.SubjectDigest, snapshot string, err error) {
 	if c, ok := r.dst.(domicile.SubjectCopier); ok {
 		_, err := c.CopySubjectsFrom(ctx, r.src, r.ds, r.mv.ID, subjects)
 		switch {
 		case err == nil:
-			return nil, nil
+			return nil, "", nil
 		case !errors.Is(err, domicile.ErrNotSupported):
-			return nil, fmt.Errorf("copy %s to %s: %w", r.mv.From, r.mv.To, err)
+			return nil, "", fmt.Errorf("copy %s to %s: %w", r.mv.From, r.mv.To, err)
 		}
 	}
 	b, err := r.src.ReadSubjects(ctx, r.ds, subjects)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", r.mv.From, err)
+		return nil, "", fmt.Errorf("read %s: %w", r.mv.From, err)
 	}
 	if digestSource {
 		if source, err = domicile.DigestBatch(r.ds, subjects, b); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
 	b.MoveID = r.mv.ID
 	if err := r.dst.WriteSubjects(ctx, r.ds, subjects, b); err != nil {
-		return nil, fmt.Errorf("write %s: %w", r.mv.To, err)
+		return nil, "", fmt.Errorf("write %s: %w", r.mv.To, err)
 	}
-	return source, nil
+	return source, b.Snapshot, nil
 }
 
 // readBack returns the digests of the move's subjects as the destination

@@ -70,6 +70,7 @@ type env struct {
 	stores   map[string]domicile.Store
 	sq       map[string]*sqlite.Store   // the regions on SQLite
 	pg       map[string]*postgres.Store // the regions on PostgreSQL
+	added    map[string]int             // rows a test added to a subject's 6 (or took away)
 	ds       *domicile.Dataset
 	subjects []domicile.Subject
 	clock    *clock
@@ -100,7 +101,7 @@ func newEnvOn(t *testing.T, n int, engineA, engineB string) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	e := &env{stores: map[string]domicile.Store{}, sq: map[string]*sqlite.Store{}, pg: map[string]*postgres.Store{},
+	e := &env{stores: map[string]domicile.Store{}, sq: map[string]*sqlite.Store{}, pg: map[string]*postgres.Store{}, added: map[string]int{},
 		clock: &clock{t: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}}
 	ctrl, err := sqlite.OpenControl(filepath.Join(dir, "control.db"), e.clock.Now)
 	if err != nil {
@@ -347,9 +348,9 @@ func (e *env) checkMoved(t *testing.T) {
 		if p.Region != want || p.State != domicile.Active {
 			t.Fatalf("%s: placement %+v, want active in %s", s.ID, p, want)
 		}
-		rows := e.countRows(t, s.ID)
-		if rows[want] != 6 || rows["a"]+rows["b"] != 6 {
-			t.Fatalf("%s: rows per region %v, want 6 in %s only", s.ID, rows, want)
+		rows, n := e.countRows(t, s.ID), int64(6+e.added[s.ID])
+		if rows[want] != n || rows["a"]+rows["b"] != n {
+			t.Fatalf("%s: rows per region %v, want %d in %s only", s.ID, rows, n, want)
 		}
 		o, err := e.stores[want].FindOwnership(ctx, "social", s.ID)
 		if err != nil || o.State != domicile.Owned || o.Epoch != p.Epoch {
@@ -939,15 +940,29 @@ func TestPrecopyRecopiesChangedSubjects(t *testing.T) {
 			}
 			ctx := context.Background()
 			e := newEnvOn(t, 30, c.a, c.b)
+			// A write the precopy missed (the subject is still owned at
+			// the source), of each kind in turn: an update of every
+			// post, a post deleted, a post added.
 			var changed []string
+			want := map[string][2]string{} // subject → posts, changed posts
 			m := e.mover("m", func(mv *domicile.Move, s domicile.MoveState) {
 				if s != mover.StepPrecopied {
 					return
 				}
-				// A write the precopy missed: the subject is still
-				// owned at the source.
 				id := mv.Subjects[len(mv.Subjects)/2]
-				e.exec(t, "a", `UPDATE posts SET body = ? WHERE user_id = ?`, "changed after the precopy", id)
+				switch len(changed) % 3 {
+				case 0:
+					e.exec(t, "a", `UPDATE posts SET body = ? WHERE user_id = ?`, "changed after the precopy", id)
+					want[id] = [2]string{"5", "5"}
+				case 1:
+					e.exec(t, "a", `DELETE FROM posts WHERE post_id = (SELECT min(post_id) FROM posts WHERE user_id = ?)`, id)
+					want[id] = [2]string{"4", "0"}
+					e.added[id] = -1
+				case 2:
+					e.exec(t, "a", `INSERT INTO posts (post_id, user_id, body, n) VALUES (?, ?, ?, 0)`, 9000+len(changed), id, "changed after the precopy")
+					want[id] = [2]string{"6", "1"}
+					e.added[id] = 1
+				}
 				changed = append(changed, id)
 			})
 			sum, err := m.Migrate(ctx, e.plan, mover.MigrateOptions{Batch: 4, Workers: 1})
@@ -961,10 +976,13 @@ func TestPrecopyRecopiesChangedSubjects(t *testing.T) {
 			if rep := e.verify(t); !rep.OK || rep.Pending != 0 {
 				t.Fatalf("verify %+v", rep)
 			}
+			if len(changed) < 3 {
+				t.Fatalf("%d moves, fewer than the kinds of writes", len(changed))
+			}
 			for _, id := range changed {
-				rows := e.query(t, "b", `SELECT count(*) FROM posts WHERE user_id = ? AND body = ?`, id, "changed after the precopy")
-				if n := fmt.Sprint(rows[0][0]); n != "5" {
-					t.Errorf("%s: %s of its 5 posts changed at the destination", id, n)
+				rows := e.query(t, "b", `SELECT count(*), count(*) FILTER (WHERE body = ?) FROM posts WHERE user_id = ?`, "changed after the precopy", id)
+				if got := [2]string{fmt.Sprint(rows[0][0]), fmt.Sprint(rows[0][1])}; got != want[id] {
+					t.Errorf("%s: posts at the destination (all, changed) %v, want %v", id, got, want[id])
 				}
 				rs, err := e.ctrl.FindReceipts(ctx, id)
 				if err != nil || len(rs) != 1 || rs[0].Recopied != 1 {

@@ -28,7 +28,8 @@ func (s *Store) describedDataset(ctx context.Context, ds *domicile.Dataset) ([]*
 }
 
 // ReadSubjects reads every row of the subjects in every table of the
-// dataset, on one snapshot. Columns are in declaration order.
+// dataset, on one snapshot, which the batch names for ChangedSince.
+// Columns are in declaration order.
 func (s *Store) ReadSubjects(ctx context.Context, ds *domicile.Dataset, subjects []string) (*domicile.Batch, error) {
 	tables, decls, err := s.describedDataset(ctx, ds)
 	if err != nil {
@@ -36,6 +37,11 @@ func (s *Store) ReadSubjects(ctx context.Context, ds *domicile.Dataset, subjects
 	}
 	b := &domicile.Batch{Tables: make([]domicile.TableRows, len(tables))}
 	err = s.view(ctx, func(tx pgx.Tx) error {
+		// The transaction's snapshot, taken by its first statement, for
+		// ChangedSince.
+		if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text`).Scan(&b.Snapshot); err != nil {
+			return err
+		}
 		for i, t := range tables {
 			cols := t.ColumnNames()
 			tr := domicile.TableRows{Table: t.Name, Columns: cols}

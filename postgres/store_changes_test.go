@@ -1,0 +1,142 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/domicile/domicile"
+	"github.com/jackc/pgx/v5"
+)
+
+// TestChangedSince reads a batch, changes some subjects' rows in every way
+// a writer can (an update, a delete, an insert, a delete and an insert
+// leaving the count, a write in flight during the read and one in a
+// subtransaction), and checks that ChangedSince names exactly those: not
+// the subject whose row was only locked, not the ones left alone; and
+// that, before the writes in flight commit, it names none.
+func TestChangedSince(t *testing.T) {
+	ctx := context.Background()
+	s, url := openTestStore(t, "us-east")
+	t.Cleanup(func() { s.Close() })
+	pool := s.Pool()
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := pool.Exec(ctx, q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	exec(`CREATE TABLE t (id bigint PRIMARY KEY, user_id text NOT NULL, v text)`)
+	exec(`CREATE TABLE n (id bigint PRIMARY KEY, uid bigint NOT NULL, v text)`)
+	exec(`CREATE TABLE other (id bigint PRIMARY KEY)`)
+	tt, err := s.DescribeTable(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn, err := s.DescribeTable(ctx, "n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tt.SubjectColumn, tn.SubjectColumn = "user_id", "uid"
+	ds := &domicile.Dataset{Name: "ds", Tables: []*domicile.Table{tt, tn}}
+	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	subjects := []string{"1", "2", "3", "4", "5", "6", "7", "8", "9"}
+	var owners []domicile.Ownership
+	for _, id := range subjects {
+		owners = append(owners, domicile.Ownership{Subject: id, Dataset: "ds", State: domicile.Owned})
+	}
+	if err := s.SetOwnership(ctx, owners); err != nil {
+		t.Fatal(err)
+	}
+	exec(`INSERT INTO t SELECT 10 * u + k, u::text, 'v' FROM generate_series(1, 9) AS u, generate_series(0, 1) AS k`)
+	exec(`INSERT INTO n SELECT u, u, 'v' FROM generate_series(1, 9) AS u`)
+	exec(`VACUUM (FREEZE) t`) // the rows' original xmin stays, marked frozen
+
+	// Writes in flight while the batch is read: one plain, one in a
+	// subtransaction begun after its transaction wrote elsewhere.
+	inFlight := func() pgx.Tx {
+		t.Helper()
+		c, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tx
+	}
+	w6 := inFlight()
+	if _, err := w6.Exec(ctx, `UPDATE t SET v = 'w' WHERE user_id = '6'`); err != nil {
+		t.Fatal(err)
+	}
+	w7 := inFlight()
+	if _, err := w7.Exec(ctx, `INSERT INTO other VALUES (1)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w7.Exec(ctx, `SAVEPOINT s`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w7.Exec(ctx, `UPDATE n SET v = 'w' WHERE uid = 7`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w7.Exec(ctx, `RELEASE SAVEPOINT s`); err != nil {
+		t.Fatal(err)
+	}
+
+	b, err := s.ReadSubjects(ctx, ds, subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Snapshot == "" {
+		t.Fatal("the batch names no snapshot")
+	}
+	read, err := domicile.DigestBatch(ds, subjects, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := func(want ...string) {
+		t.Helper()
+		got, err := s.ChangedSince(ctx, ds, b.Snapshot, subjects, read)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("changed %v, want %v", got, want)
+		}
+	}
+	changed()
+
+	if err := w6.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w7.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	exec(`UPDATE t SET v = 'x' WHERE id = 10`)             // subject 1
+	exec(`DELETE FROM t WHERE id = 21`)                    // 2
+	exec(`INSERT INTO n VALUES (103, 3, 'new')`)           // 3
+	exec(`DELETE FROM t WHERE id = 41`)                    // 4, then the same count
+	exec(`INSERT INTO t VALUES (42, '4', 'v')`)            //
+	exec(`UPDATE n SET v = 'x' WHERE uid = 5`)             // 5
+	exec(`SELECT 1 FROM t WHERE user_id = '8' FOR UPDATE`) // 8: a lock only
+	changed("1", "2", "3", "4", "5", "6", "7")
+
+	// A subject whose rows moved to another subject's: both.
+	exec(`UPDATE n SET uid = 9 WHERE uid = 8`)
+	changed("1", "2", "3", "4", "5", "6", "7", "8", "9")
+
+	_, err = s.ChangedSince(ctx, ds, "not a snapshot", subjects, read)
+	if !errors.Is(err, domicile.ErrNotSupported) {
+		t.Errorf("a snapshot that is not one: %v, want ErrNotSupported", err)
+	}
+	path := &domicile.Dataset{Name: "ds", Tables: []*domicile.Table{tt, {Name: "n", Via: &domicile.Path{Subject: "user_id"}}}}
+	_, err = s.ChangedSince(ctx, path, b.Snapshot, subjects, read)
+	if !errors.Is(err, domicile.ErrNotSupported) {
+		t.Errorf("a dataset with a path table: %v, want ErrNotSupported", err)
+	}
+}
