@@ -26,11 +26,12 @@ import (
 // (one that ended before it, but began after the oldest one still
 // running): reported all the same, which costs only a read.
 //
-// Transaction ids are compared as PostgreSQL does, modulo 2^32 within
-// half the range: an xmin more than 2^31 transactions older than the
-// snapshot (a frozen row's original id, after a wraparound) may read as
-// newer, and its subject is reported. Ids are never taken for older than
-// they are.
+// Transaction ids are compared by their age, as PostgreSQL compares them,
+// modulo 2^32 within half the range: an xmin more than 2^31 transactions
+// old (a frozen row's original id, after a wraparound) may read as newer,
+// and its subject is reported. Ids are never taken for older than they
+// are: a snapshot too old to compare so (2^30 transactions) gets
+// ErrNotSupported.
 //
 // Rows that reach their subject through a path are attributed by the rows
 // of other tables, whose changes move them from one subject to another
@@ -47,13 +48,27 @@ func (s *Store) ChangedSince(ctx context.Context, ds *domicile.Dataset, snapshot
 		}
 	}
 	changed := make(map[string]bool)
+	unsure := false
 	err = s.view(ctx, func(tx pgx.Tx) error {
+		// The ages below are measured from one id, fixed for the
+		// transaction; they compare as the ids do while the snapshot's is
+		// less than 2^31 transactions old. Far less is asked: a move's
+		// fence comes minutes after its precopy, not a billion
+		// transactions.
+		var age int64
+		if err := tx.QueryRow(ctx, `SELECT age($1::text::xid)`, strconv.FormatUint(uint64(uint32(xmin)), 10)).Scan(&age); err != nil {
+			return err
+		}
+		if age < 0 || age > 1<<30 {
+			unsure = true
+			return nil
+		}
 		for _, t := range ds.Tables {
 			decl, err := s.table(ctx, t.Name)
 			if err != nil {
 				return err
 			}
-			now, err := subjectRowVersions(ctx, tx, decl, t, subjects, xmin&0xffffffff)
+			now, err := subjectRowVersions(ctx, tx, decl, t, subjects, uint32(xmin))
 			if err != nil {
 				return fmt.Errorf("rows of %s: %w", t.Name, err)
 			}
@@ -68,6 +83,9 @@ func (s *Store) ChangedSince(ctx context.Context, ds *domicile.Dataset, snapshot
 	})
 	if err != nil {
 		return nil, fmt.Errorf("changes in region %s: %w", s.region, err)
+	}
+	if unsure {
+		return nil, fmt.Errorf("snapshot %s is too old to compare: %w", snapshot, domicile.ErrNotSupported)
 	}
 	var out []string
 	for _, id := range subjects {
@@ -87,20 +105,15 @@ type rowVersions struct {
 
 // subjectRowVersions counts the rows of each subject in a table with a
 // subject column, and tells whether any was written by a transaction not
-// older than xmin (the low 32 bits of a snapshot's xmin).
-func subjectRowVersions(ctx context.Context, tx pgx.Tx, decl *pgTable, t *domicile.Table, subjects []string, xmin uint64) (map[string]rowVersions, error) {
-	c, ok := decl.column(t.SubjectColumn)
-	if !ok {
-		return nil, domicile.Errorf(domicile.CodeInvalid, "table %s has no column %s", t.Name, t.SubjectColumn)
-	}
-	id := "s.id"
-	if c.kind != kindText {
-		id = "CAST(s.id AS " + c.Type + ")"
-	}
-	q := `SELECT s.id, count(*), bool_or(((domicile_t.xmin::text::bigint - $2) & 4294967295) < 2147483648)
-		FROM unnest($1::text[]) AS s(id) JOIN ` + quoteIdent(t.Name) + ` AS domicile_t ON domicile_t.` + quoteIdent(t.SubjectColumn) + ` = ` + id + `
-		GROUP BY s.id`
-	rows, err := tx.Query(ctx, q, subjects, int64(xmin))
+// older than xmin, a snapshot's (as xid: its low 32 bits). age(xid) is the
+// distance from the transaction's own reference id back to xid (INT_MAX
+// for the frozen id), so a row is newer when its xmin's age is not above
+// the snapshot's. Subjects are keyed by the column's value as text.
+func subjectRowVersions(ctx context.Context, tx pgx.Tx, decl *pgTable, t *domicile.Table, subjects []string, xmin uint32) (map[string]rowVersions, error) {
+	col := quoteIdent(t.SubjectColumn)
+	q := `SELECT ` + col + `::text, count(*), bool_or(age(xmin) <= age($2::text::xid)) FROM ` + quoteIdent(t.Name) +
+		` WHERE ` + subjectParam(decl, t.SubjectColumn, col, 1, true) + ` GROUP BY 1`
+	rows, err := tx.Query(ctx, q, subjects, strconv.FormatUint(uint64(xmin), 10))
 	if err != nil {
 		return nil, err
 	}
