@@ -47,6 +47,10 @@ func (s *Store) ChangedSince(ctx context.Context, ds *domicile.Dataset, snapshot
 			return nil, fmt.Errorf("table %s reaches its subject through a path: %w", t.Name, domicile.ErrNotSupported)
 		}
 	}
+	asked := make(map[string]bool, len(subjects))
+	for _, id := range subjects {
+		asked[id] = true
+	}
 	changed := make(map[string]bool)
 	unsure := false
 	err = s.view(ctx, func(tx pgx.Tx) error {
@@ -72,6 +76,15 @@ func (s *Store) ChangedSince(ctx context.Context, ds *domicile.Dataset, snapshot
 			if err != nil {
 				return fmt.Errorf("rows of %s: %w", t.Name, err)
 			}
+			for id := range now {
+				if !asked[id] {
+					// The column's text is not the id that matched it (a
+					// number written with leading zeros, a case-blind
+					// type): the rows cannot be told apart by subject.
+					unsure = true
+					return nil
+				}
+			}
 			for _, id := range subjects {
 				v := now[id]
 				if v.newer || v.rows != read[id].Rows[t.Name] {
@@ -85,7 +98,7 @@ func (s *Store) ChangedSince(ctx context.Context, ds *domicile.Dataset, snapshot
 		return nil, fmt.Errorf("changes in region %s: %w", s.region, err)
 	}
 	if unsure {
-		return nil, fmt.Errorf("snapshot %s is too old to compare: %w", snapshot, domicile.ErrNotSupported)
+		return nil, fmt.Errorf("the snapshot is too old to compare, or a subject's value reads otherwise than its id: %w", domicile.ErrNotSupported)
 	}
 	var out []string
 	for _, id := range subjects {
