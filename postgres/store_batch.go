@@ -39,7 +39,8 @@ func (s *Store) ReadSubjects(ctx context.Context, ds *domicile.Dataset, subjects
 	err = s.view(ctx, func(tx pgx.Tx) error {
 		// The transaction's snapshot, taken by its first statement, for
 		// ChangedSince.
-		if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text`).Scan(&b.Snapshot); err != nil {
+		var err error
+		if b.Snapshot, err = snapshotToken(ctx, tx, tables); err != nil {
 			return err
 		}
 		for i, t := range tables {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/domicile/domicile"
 	"github.com/jackc/pgx/v5"
@@ -33,14 +34,23 @@ import (
 // are: a snapshot too old to compare so (2^30 transactions) gets
 // ErrNotSupported.
 //
+// The argument holds on one server's one history of transaction ids, and
+// for rows whose values mean what they meant: the batch's Snapshot also
+// names the server's incarnation and the dataset tables as the catalogue
+// describes them (snapshotToken), and where either has changed since, a
+// failover, a restore, a crash's recovery, a checkpoint, a table renamed,
+// rewritten, attached or detached, or a column altered, ChangedSince gets
+// ErrNotSupported, and the caller reads the values.
+//
 // Rows that reach their subject through a path are attributed by the rows
 // of other tables, whose changes move them from one subject to another
 // without a new version of their own: such datasets get ErrNotSupported,
 // and the caller reads the values.
 func (s *Store) ChangedSince(ctx context.Context, ds *domicile.Dataset, snapshot string, subjects []string, read map[string]domicile.SubjectDigest) ([]string, error) {
-	xmin, err := strconv.ParseUint(snapshot, 10, 64)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot %q: %w", snapshot, domicile.ErrNotSupported)
+	x, then, ok := strings.Cut(snapshot, "/")
+	xmin, err := strconv.ParseUint(x, 10, 64)
+	if !ok || then == "" || err != nil {
+		return nil, fmt.Errorf("snapshot %q names no transaction and server: %w", snapshot, domicile.ErrNotSupported)
 	}
 	for _, t := range ds.Tables {
 		if t.Via != nil {
@@ -59,6 +69,14 @@ func (s *Store) ChangedSince(ctx context.Context, ds *domicile.Dataset, snapshot
 		// less than 2^31 transactions old. Far less is asked: a move's
 		// fence comes minutes after its precopy, not a billion
 		// transactions.
+		now, err := snapshotToken(ctx, tx, ds.Tables)
+		if err != nil {
+			return err
+		}
+		if _, same, _ := strings.Cut(now, "/"); same != then {
+			unsure = true
+			return nil
+		}
 		var age int64
 		if err := tx.QueryRow(ctx, `SELECT age($1::text::xid)`, strconv.FormatUint(uint64(uint32(xmin)), 10)).Scan(&age); err != nil {
 			return err
@@ -98,7 +116,7 @@ func (s *Store) ChangedSince(ctx context.Context, ds *domicile.Dataset, snapshot
 		return nil, fmt.Errorf("changes in region %s: %w", s.region, err)
 	}
 	if unsure {
-		return nil, fmt.Errorf("the snapshot is too old to compare, or a subject's value reads otherwise than its id: %w", domicile.ErrNotSupported)
+		return nil, fmt.Errorf("the server, the tables or the snapshot's age do not allow a comparison, or a subject's value reads otherwise than its id: %w", domicile.ErrNotSupported)
 	}
 	var out []string
 	for _, id := range subjects {
@@ -119,12 +137,14 @@ type rowVersions struct {
 // subjectRowVersions counts the rows of each subject in a table with a
 // subject column, and tells whether any was written by a transaction not
 // older than xmin, a snapshot's (as xid: its low 32 bits). age(xid) is the
-// distance from the transaction's own reference id back to xid (INT_MAX
-// for the frozen id), so a row is newer when its xmin's age is not above
-// the snapshot's. Subjects are keyed by the column's value as text.
+// distance from the transaction's own reference id back to xid, so a row
+// is newer when its xmin's age is not above the snapshot's. A row whose
+// xmin is no transaction's (age INT_MAX: the frozen id of rows from old
+// releases, or 0 from a foreign table) counts as newer. Subjects are keyed
+// by the column's value as text.
 func subjectRowVersions(ctx context.Context, tx pgx.Tx, decl *pgTable, t *domicile.Table, subjects []string, xmin uint32) (map[string]rowVersions, error) {
 	col := quoteIdent(t.SubjectColumn)
-	q := `SELECT ` + col + `::text, count(*), bool_or(age(xmin) <= age($2::text::xid)) FROM ` + quoteIdent(t.Name) +
+	q := `SELECT ` + col + `::text, count(*), bool_or(age(xmin) <= age($2::text::xid) OR age(xmin) = 2147483647) FROM ` + quoteIdent(t.Name) +
 		` WHERE ` + subjectParam(decl, t.SubjectColumn, col, 1, true) + ` GROUP BY 1`
 	rows, err := tx.Query(ctx, q, subjects, strconv.FormatUint(uint64(xmin), 10))
 	if err != nil {
@@ -141,4 +161,52 @@ func subjectRowVersions(ctx context.Context, tx pgx.Tx, decl *pgTable, t *domici
 		out[id] = v
 	}
 	return out, rows.Err()
+}
+
+// snapshotToken names, for ChangedSince, the snapshot of the transaction
+// tx (its first statement takes it), the server and the tables:
+// "<xmin>/<hash>", the hash over
+//
+//   - the server's incarnation: its system identifier, timeline, start
+//     time and last checkpoint. Transaction ids are not unique across a
+//     failover, a restore or the recovery from a crash (where commits not
+//     yet flushed are lost and their ids handed out again): each of those
+//     changes one of these. So does an ordinary checkpoint, which only
+//     costs the comparison;
+//   - the tables, each with the partitions and children that a query of it
+//     reads: their ids, storage (a TRUNCATE or a rewrite gives a new one),
+//     kinds, and columns (name, type, modifier, dropped, a default added
+//     without a rewrite).
+//
+// The hash is empty, and ChangedSince does not compare, when a table's tree
+// holds anything but plain and partitioned tables (a foreign table's rows
+// carry no transaction ids) or a column of a type not built in: the
+// catalogue can change what an enum's or composite type's stored values
+// read as, with no new row version.
+func snapshotToken(ctx context.Context, tx pgx.Tx, tables []*domicile.Table) (string, error) {
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = quoteIdent(t.Name)
+	}
+	var xmin, hash string
+	err := tx.QueryRow(ctx, `WITH RECURSIVE tree(oid) AS (
+			SELECT unnest($1::text[]::regclass[])::oid
+			UNION SELECT i.inhrelid FROM pg_inherits AS i JOIN tree ON i.inhparent = tree.oid)
+		SELECT pg_snapshot_xmin(pg_current_snapshot())::text,
+			CASE WHEN EXISTS (SELECT 1 FROM pg_class AS c JOIN tree USING (oid) WHERE c.relkind NOT IN ('r', 'p'))
+				OR EXISTS (SELECT 1 FROM pg_attribute AS a JOIN tree ON a.attrelid = tree.oid
+					WHERE a.attnum > 0 AND NOT a.attisdropped AND a.atttypid >= 16384)
+			THEN ''
+			ELSE md5(concat_ws('/',
+				(SELECT system_identifier FROM pg_control_system()),
+				(SELECT timeline_id || ':' || checkpoint_lsn FROM pg_control_checkpoint()),
+				pg_postmaster_start_time(),
+				(SELECT string_agg(concat_ws(':', c.oid, c.relfilenode, c.relkind), ',' ORDER BY c.oid) FROM pg_class AS c JOIN tree USING (oid)),
+				(SELECT string_agg(concat_ws(':', a.attrelid, a.attnum, a.attname, a.atttypid, a.atttypmod, a.attisdropped, a.atthasmissing), ',' ORDER BY a.attrelid, a.attnum)
+					FROM pg_attribute AS a JOIN tree ON a.attrelid = tree.oid WHERE a.attnum > 0)))
+			END`, names).Scan(&xmin, &hash)
+	if err != nil {
+		return "", err
+	}
+	return xmin + "/" + hash, nil
 }

@@ -54,6 +54,7 @@ func TestChangedSince(t *testing.T) {
 	exec(`INSERT INTO t SELECT 10 * u + k, u::text, 'v' FROM generate_series(1, 9) AS u, generate_series(0, 1) AS k`)
 	exec(`INSERT INTO n SELECT u, u, 'v' FROM generate_series(1, 9) AS u`)
 	exec(`VACUUM (FREEZE) t`) // the rows' original xmin stays, marked frozen
+	exec(`CHECKPOINT`)        // none comes on its own before the test ends
 
 	// Writes in flight while the batch is read: one plain, one in a
 	// subtransaction begun after its transaction wrote elsewhere.
@@ -146,4 +147,78 @@ func TestChangedSince(t *testing.T) {
 	if !errors.Is(err, domicile.ErrNotSupported) {
 		t.Errorf("a dataset with a path table: %v, want ErrNotSupported", err)
 	}
+}
+
+// TestChangedSinceNeedsTheSameServerAndTables checks that ChangedSince
+// does not compare (ErrNotSupported: the caller reads the values) once the
+// server's incarnation or the dataset's tables have changed since the read
+// (a checkpoint, a column added without a rewrite, a table swapped for
+// another of the same name), nor for a table whose column is of a type of
+// the user's (an enum's labels can be renamed with no new row version).
+func TestChangedSinceNeedsTheSameServerAndTables(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTestStore(t, "us-east")
+	t.Cleanup(func() { s.Close() })
+	exec := func(q string) {
+		t.Helper()
+		if _, err := s.Pool().Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	exec(`CREATE TYPE mood AS ENUM ('happy', 'sad')`)
+	exec(`CREATE TABLE t (id bigint PRIMARY KEY, user_id text NOT NULL, v text)`)
+	exec(`CREATE TABLE e (id bigint PRIMARY KEY, user_id text NOT NULL, m mood)`)
+	dataset := func(name string) *domicile.Dataset {
+		tb, err := s.DescribeTable(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb.SubjectColumn = "user_id"
+		return &domicile.Dataset{Name: name, Tables: []*domicile.Table{tb}}
+	}
+	ds, de := dataset("t"), dataset("e")
+	if err := s.Install(ctx, []*domicile.Dataset{ds, de}, domicile.InstallOptions{AcceptUnknown: true}); err != nil {
+		t.Fatal(err)
+	}
+	exec(`INSERT INTO t VALUES (1, 'a', 'v'), (2, 'b', 'v')`)
+	exec(`INSERT INTO e VALUES (1, 'a', 'happy')`)
+	subjects := []string{"a", "b"}
+	read := func(ds *domicile.Dataset) (string, map[string]domicile.SubjectDigest) {
+		t.Helper()
+		exec(`CHECKPOINT`)
+		b, err := s.ReadSubjects(ctx, ds, subjects)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := domicile.DigestBatch(ds, subjects, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b.Snapshot, d
+	}
+	compares := func(what string, ds *domicile.Dataset, snap string, d map[string]domicile.SubjectDigest, want bool) {
+		t.Helper()
+		_, err := s.ChangedSince(ctx, ds, snap, subjects, d)
+		if got := !errors.Is(err, domicile.ErrNotSupported); got != want || (err != nil && want) {
+			t.Errorf("%s: ChangedSince %v, want a comparison %v", what, err, want)
+		}
+	}
+
+	snap, d := read(ds)
+	compares("nothing changed", ds, snap, d, true)
+	exec(`CHECKPOINT`)
+	compares("after a checkpoint", ds, snap, d, false)
+
+	snap, d = read(ds)
+	exec(`ALTER TABLE t ADD COLUMN w text DEFAULT 'w'`)
+	compares("after a column added with a default", ds, snap, d, false)
+
+	snap, d = read(ds)
+	exec(`ALTER TABLE t RENAME TO t_old`)
+	exec(`CREATE TABLE t (LIKE t_old INCLUDING ALL)`)
+	exec(`INSERT INTO t SELECT * FROM t_old`)
+	compares("after the table was swapped for another", ds, snap, d, false)
+
+	snap, d = read(de)
+	compares("a column of an enum", de, snap, d, false)
 }
