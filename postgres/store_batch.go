@@ -31,6 +31,12 @@ func (s *Store) describedDataset(ctx context.Context, ds *domicile.Dataset) ([]*
 // dataset, on one snapshot, which the batch names for ChangedSince.
 // Columns are in declaration order.
 func (s *Store) ReadSubjects(ctx context.Context, ds *domicile.Dataset, subjects []string) (*domicile.Batch, error) {
+	return s.readSubjects(ctx, ds, subjects, true)
+}
+
+// readSubjects is ReadSubjects, naming the snapshot only when asked: a
+// digest's read (DigestSubjects) has no use for it.
+func (s *Store) readSubjects(ctx context.Context, ds *domicile.Dataset, subjects []string, snapshot bool) (*domicile.Batch, error) {
 	tables, decls, err := s.describedDataset(ctx, ds)
 	if err != nil {
 		return nil, err
@@ -39,9 +45,11 @@ func (s *Store) ReadSubjects(ctx context.Context, ds *domicile.Dataset, subjects
 	err = s.view(ctx, func(tx pgx.Tx) error {
 		// The transaction's snapshot, taken by its first statement, for
 		// ChangedSince.
-		var err error
-		if b.Snapshot, err = snapshotToken(ctx, tx, tables); err != nil {
-			return err
+		if snapshot {
+			var err error
+			if b.Snapshot, err = snapshotToken(ctx, tx); err != nil {
+				return err
+			}
 		}
 		for i, t := range tables {
 			cols := t.ColumnNames()

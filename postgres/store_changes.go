@@ -36,11 +36,11 @@ import (
 //
 // The argument holds on one server's one history of transaction ids, and
 // for rows whose values mean what they meant: the batch's Snapshot also
-// names the server's incarnation and the dataset tables as the catalogue
-// describes them (snapshotToken), and where either has changed since, a
-// failover, a restore, a crash's recovery, a checkpoint, a table renamed,
-// rewritten, attached or detached, or a column altered, ChangedSince gets
-// ErrNotSupported, and the caller reads the values.
+// names the server's incarnation (snapshotToken), and where it has
+// changed since (a failover, a restore, a crash's recovery, a checkpoint)
+// or the catalogue's description of the tables has (tablesChanged: a
+// table renamed, rewritten, attached or detached, a column altered),
+// ChangedSince gets ErrNotSupported, and the caller reads the values.
 //
 // Rows that reach their subject through a path are attributed by the rows
 // of other tables, whose changes move them from one subject to another
@@ -69,7 +69,7 @@ func (s *Store) ChangedSince(ctx context.Context, ds *domicile.Dataset, snapshot
 		// less than 2^31 transactions old. Far less is asked: a move's
 		// fence comes minutes after its precopy, not a billion
 		// transactions.
-		now, err := snapshotToken(ctx, tx, ds.Tables)
+		now, err := snapshotToken(ctx, tx)
 		if err != nil {
 			return err
 		}
@@ -84,6 +84,9 @@ func (s *Store) ChangedSince(ctx context.Context, ds *domicile.Dataset, snapshot
 		if age < 0 || age > 1<<30 {
 			unsure = true
 			return nil
+		}
+		if unsure, err = tablesChanged(ctx, tx, ds.Tables, uint32(xmin)); err != nil || unsure {
+			return err
 		}
 		for _, t := range ds.Tables {
 			decl, err := s.table(ctx, t.Name)
@@ -164,49 +167,54 @@ func subjectRowVersions(ctx context.Context, tx pgx.Tx, decl *pgTable, t *domici
 }
 
 // snapshotToken names, for ChangedSince, the snapshot of the transaction
-// tx (its first statement takes it), the server and the tables:
-// "<xmin>/<hash>", the hash over
-//
-//   - the server's incarnation: its system identifier, timeline, start
-//     time and last checkpoint. Transaction ids are not unique across a
-//     failover, a restore or the recovery from a crash (where commits not
-//     yet flushed are lost and their ids handed out again): each of those
-//     changes one of these. So does an ordinary checkpoint, which only
-//     costs the comparison;
-//   - the tables, each with the partitions and children that a query of it
-//     reads: their ids, storage (a TRUNCATE or a rewrite gives a new one),
-//     kinds, and columns (name, type, modifier, dropped, a default added
-//     without a rewrite).
-//
-// The hash is empty, and ChangedSince does not compare, when a table's tree
-// holds anything but plain and partitioned tables (a foreign table's rows
-// carry no transaction ids) or a column of a type not built in: the
-// catalogue can change what an enum's or composite type's stored values
-// read as, with no new row version.
-func snapshotToken(ctx context.Context, tx pgx.Tx, tables []*domicile.Table) (string, error) {
+// tx (its first statement takes it) and the server's incarnation:
+// "<xmin>/<timeline>:<last checkpoint>@<start time>". Transaction ids are
+// not unique across a failover, a restore or the recovery from a crash
+// (where commits not yet flushed are lost and their ids handed out again):
+// each changes one of these (another server, or the same one started
+// again, has another start time; a recovery ends with a checkpoint). So
+// does an ordinary checkpoint, which only costs the comparison.
+func snapshotToken(ctx context.Context, tx pgx.Tx) (string, error) {
+	var xmin, incarnation string
+	err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text,
+		(SELECT timeline_id || ':' || checkpoint_lsn FROM pg_control_checkpoint()) || '@' || pg_postmaster_start_time()`).Scan(&xmin, &incarnation)
+	if err != nil {
+		return "", err
+	}
+	return xmin + "/" + incarnation, nil
+}
+
+// tablesChanged tells whether the catalogue's description of the tables
+// may have changed since the transaction xmin (a snapshot's, as xid), or
+// describes what ChangedSince cannot compare: each table with the
+// partitions and children a query of it reads, their columns and their
+// places in the tree. A table renamed, truncated, rewritten, attached or
+// detached, a column added (even without a rewrite), dropped or altered,
+// all write a new version of one of those catalogue rows, with a newer
+// xmin. (So do an index built or a grant, which only cost the
+// comparison; VACUUM and ANALYZE update them in place.) Nor can it compare
+// a tree holding anything but plain and partitioned tables (a foreign
+// table's rows carry no transaction ids) or a column of a type not built
+// in: the catalogue can change what an enum's or a composite type's stored
+// values read as, with no new version of any row of the tree.
+func tablesChanged(ctx context.Context, tx pgx.Tx, tables []*domicile.Table, xmin uint32) (bool, error) {
 	names := make([]string, len(tables))
 	for i, t := range tables {
 		names[i] = quoteIdent(t.Name)
 	}
-	var xmin, hash string
+	var changed bool
+	// The tree as an array, so that the catalogues are read by their
+	// indexes (joined to the recursive query, pg_attribute was scanned
+	// whole).
 	err := tx.QueryRow(ctx, `WITH RECURSIVE tree(oid) AS (
 			SELECT unnest($1::text[]::regclass[])::oid
-			UNION SELECT i.inhrelid FROM pg_inherits AS i JOIN tree ON i.inhparent = tree.oid)
-		SELECT pg_snapshot_xmin(pg_current_snapshot())::text,
-			CASE WHEN EXISTS (SELECT 1 FROM pg_class AS c JOIN tree USING (oid) WHERE c.relkind NOT IN ('r', 'p'))
-				OR EXISTS (SELECT 1 FROM pg_attribute AS a JOIN tree ON a.attrelid = tree.oid
-					WHERE a.attnum > 0 AND NOT a.attisdropped AND a.atttypid >= 16384)
-			THEN ''
-			ELSE md5(concat_ws('/',
-				(SELECT system_identifier FROM pg_control_system()),
-				(SELECT timeline_id || ':' || checkpoint_lsn FROM pg_control_checkpoint()),
-				pg_postmaster_start_time(),
-				(SELECT string_agg(concat_ws(':', c.oid, c.relfilenode, c.relkind), ',' ORDER BY c.oid) FROM pg_class AS c JOIN tree USING (oid)),
-				(SELECT string_agg(concat_ws(':', a.attrelid, a.attnum, a.attname, a.atttypid, a.atttypmod, a.attisdropped, a.atthasmissing), ',' ORDER BY a.attrelid, a.attnum)
-					FROM pg_attribute AS a JOIN tree ON a.attrelid = tree.oid WHERE a.attnum > 0)))
-			END`, names).Scan(&xmin, &hash)
-	if err != nil {
-		return "", err
-	}
-	return xmin + "/" + hash, nil
+			UNION SELECT i.inhrelid FROM pg_inherits AS i JOIN tree ON i.inhparent = tree.oid),
+		t AS (SELECT array_agg(oid) AS oids FROM tree)
+		SELECT EXISTS (SELECT 1 FROM pg_class AS c, t WHERE c.oid = ANY (t.oids)
+				AND (c.relkind NOT IN ('r', 'p') OR age(c.xmin) <= age($2::text::xid)))
+			OR EXISTS (SELECT 1 FROM pg_attribute AS a, t WHERE a.attrelid = ANY (t.oids) AND a.attnum > 0
+				AND (age(a.xmin) <= age($2::text::xid) OR NOT a.attisdropped AND a.atttypid >= 16384))
+			OR EXISTS (SELECT 1 FROM pg_inherits AS i, t WHERE i.inhrelid = ANY (t.oids)
+				AND age(i.xmin) <= age($2::text::xid))`, names, strconv.FormatUint(uint64(xmin), 10)).Scan(&changed)
+	return changed, err
 }

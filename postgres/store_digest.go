@@ -17,7 +17,7 @@ func (s *Store) DigestSubjects(ctx context.Context, ds *domicile.Dataset, subjec
 		return nil, err
 	}
 	described := &domicile.Dataset{Name: ds.Name, Tables: tables}
-	b, err := s.ReadSubjects(ctx, described, subjects)
+	b, err := s.readSubjects(ctx, described, subjects, false)
 	if err != nil {
 		return nil, err
 	}
