@@ -149,6 +149,17 @@ type InstallOptions struct {
 	Templates map[string]*Table
 	// TemplateIndexes are the CREATE INDEX statements for those tables.
 	TemplateIndexes map[string][]string
+	// TemplateConstraints are those tables' constraints other than the
+	// primary key (unique, check, exclusion, foreign keys), in the words
+	// of the engine each template was read from (TemplateEngine): a store
+	// of that engine adds them to the tables it makes, the foreign keys
+	// whose tables it has.
+	TemplateConstraints map[string][]string
+	// TemplateEngine names the engine each template was read from
+	// ("postgres"): a store of the same engine makes the table with the
+	// template's column types as they are, where it would otherwise map
+	// them from another engine's.
+	TemplateEngine map[string]string
 	// Global names reference tables that hold no personal data and are
 	// kept whole in every region, so that the foreign keys of dataset rows
 	// hold wherever the rows move: a global table the store lacks is

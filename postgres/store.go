@@ -305,6 +305,25 @@ func (s *Store) Indexes(ctx context.Context, table string) ([]string, error) {
 	return out, nil
 }
 
+// Constraints returns a table's constraints other than its primary key
+// (unique, check, exclusion, foreign keys) as "CONSTRAINT name definition",
+// foreign keys last, for Install to give a table it makes from this one
+// (InstallOptions.TemplateConstraints).
+func (s *Store) Constraints(ctx context.Context, table string) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT 'CONSTRAINT ' || quote_ident(conname) || ' ' || pg_get_constraintdef(oid)
+		FROM pg_constraint
+		WHERE conrelid = to_regclass($1) AND contype IN ('u', 'c', 'x', 'f') AND conislocal
+		ORDER BY contype = 'f', conname`, quoteIdent(table))
+	if err != nil {
+		return nil, fmt.Errorf("constraints of %s: %w", table, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("constraints of %s: %w", table, err)
+	}
+	return out, nil
+}
+
 const ownerColumns = `subject, dataset, state, region, epoch, move_id`
 
 func scanOwnership(sc pgx.Row, o *domicile.Ownership) error {

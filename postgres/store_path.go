@@ -376,18 +376,24 @@ func (s *Store) ReadTable(ctx context.Context, name string) (*domicile.TableRows
 // installGlobal creates a global table the store lacks from its template
 // and adds the given rows whose key it lacks: COPY into a temporary table,
 // then INSERT … ON CONFLICT DO NOTHING.
-func installGlobal(ctx context.Context, tx pgx.Tx, name string, opts domicile.InstallOptions) error {
-	_, err := readTable(ctx, tx, name)
+func installGlobal(ctx context.Context, tx pgx.Tx, name string, opts domicile.InstallOptions) (created bool, err error) {
+	_, err = readTable(ctx, tx, name)
 	if domicile.ErrorCode(err) == domicile.CodeNotFound {
 		tmpl := opts.Templates[name]
 		if tmpl == nil {
-			return domicile.Errorf(domicile.CodeInvalid, "global table %s is missing and there is no template for it", name)
+			return false, domicile.Errorf(domicile.CodeInvalid, "global table %s is missing and there is no template for it", name)
 		}
-		err = createTable(ctx, tx, name, tmpl, opts.TemplateIndexes[name])
+		err, created = createTable(ctx, tx, name, tmpl, opts), true
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
+	return created, fillGlobal(ctx, tx, name, opts)
+}
+
+// fillGlobal adds the global table's rows (InstallOptions.GlobalRows)
+// whose primary key it lacks.
+func fillGlobal(ctx context.Context, tx pgx.Tx, name string, opts domicile.InstallOptions) error {
 	for i := range opts.GlobalRows {
 		tr := &opts.GlobalRows[i]
 		if tr.Table != name || len(tr.Rows) == 0 {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/domicile/domicile"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // installSchema is domicile's own tables in a regional store. There is no
@@ -327,19 +328,31 @@ func (s *Store) Install(ctx context.Context, datasets []*domicile.Dataset, opts 
 				return fmt.Errorf("create domicile_refuse: %w", err)
 			}
 		}
+		var made []string
 		for _, name := range opts.Global {
-			if err := installGlobal(ctx, tx, name, opts); err != nil {
+			created, err := installGlobal(ctx, tx, name, opts)
+			if err != nil {
 				return err
+			}
+			if created {
+				made = append(made, name)
 			}
 		}
 		// Every table first: the trigger function of a path table reads the
 		// tables of its path.
 		for _, ds := range datasets {
 			for _, t := range ds.Tables {
-				if err := ensureTable(ctx, tx, ds, t, opts); err != nil {
+				created, err := ensureTable(ctx, tx, ds, t, opts)
+				if err != nil {
 					return err
 				}
+				if created {
+					made = append(made, t.Name)
+				}
 			}
+		}
+		if err := addConstraints(ctx, tx, made, opts); err != nil {
+			return err
 		}
 		for _, ds := range datasets {
 			for _, t := range ds.Tables {
@@ -395,19 +408,56 @@ func setSetting(ctx context.Context, tx pgx.Tx, key, value string) error {
 }
 
 // ensureTable creates a dataset table the store lacks from its template.
-func ensureTable(ctx context.Context, tx pgx.Tx, ds *domicile.Dataset, t *domicile.Table, opts domicile.InstallOptions) error {
+// ensureTable creates a dataset table the store lacks from its template,
+// reporting whether it did.
+func ensureTable(ctx context.Context, tx pgx.Tx, ds *domicile.Dataset, t *domicile.Table, opts domicile.InstallOptions) (bool, error) {
 	_, err := readTable(ctx, tx, t.Name)
 	if domicile.ErrorCode(err) != domicile.CodeNotFound {
-		return err
+		return false, err
 	}
 	tmpl := opts.Templates[t.Name]
 	if tmpl == nil && len(t.Columns) > 0 {
 		tmpl = t
 	}
 	if tmpl == nil {
-		return domicile.Errorf(domicile.CodeInvalid, "table %s of dataset %s is missing and there is no template for it", t.Name, ds.Name)
+		return false, domicile.Errorf(domicile.CodeInvalid, "table %s of dataset %s is missing and there is no template for it", t.Name, ds.Name)
 	}
-	return createTable(ctx, tx, t.Name, tmpl, opts.TemplateIndexes[t.Name])
+	return true, createTable(ctx, tx, t.Name, tmpl, opts)
+}
+
+// addConstraints gives the tables Install made their templates'
+// constraints (InstallOptions.TemplateConstraints), once every table is
+// made: the others first, then the foreign keys, which may point at a
+// unique constraint added before. A foreign key to a table this store
+// lacks (neither a dataset's nor a global one) is left out: its rows
+// could not be here.
+func addConstraints(ctx context.Context, tx pgx.Tx, made []string, opts domicile.InstallOptions) error {
+	for _, fks := range []bool{false, true} {
+		for _, name := range made {
+			for _, c := range opts.TemplateConstraints[name] {
+				if fk := strings.Contains(c, " FOREIGN KEY "); fk != fks {
+					continue
+				}
+				if _, err := tx.Exec(ctx, `SAVEPOINT domicile_constraint`); err != nil {
+					return err
+				}
+				_, err := tx.Exec(ctx, `ALTER TABLE `+quoteIdent(name)+` ADD `+c)
+				if e, ok := errors.AsType[*pgconn.PgError](err); ok && fks && e.Code == "42P01" { // undefined_table
+					if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT domicile_constraint`); err != nil {
+						return err
+					}
+					continue
+				}
+				if err != nil {
+					return fmt.Errorf("table %s, made as another region has it: add %s: %w", name, c, err)
+				}
+				if _, err := tx.Exec(ctx, `RELEASE SAVEPOINT domicile_constraint`); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func installTable(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, opts domicile.InstallOptions, current bool) error {
@@ -437,7 +487,7 @@ func installTable(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Da
 		if tmpl == nil {
 			return domicile.Errorf(domicile.CodeInvalid, "table %s of dataset %s is missing and there is no template for it", t.Name, ds.Name)
 		}
-		if err := createTable(ctx, tx, t.Name, tmpl, opts.TemplateIndexes[t.Name]); err != nil {
+		if err := createTable(ctx, tx, t.Name, tmpl, opts); err != nil {
 			return err
 		}
 		have, err = readTable(ctx, tx, t.Name)
@@ -479,7 +529,8 @@ func installTable(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Da
 
 // createTable creates table name from a description read from another
 // store, possibly of another engine, and its indexes.
-func createTable(ctx context.Context, tx pgx.Tx, name string, tmpl *domicile.Table, indexes []string) error {
+func createTable(ctx context.Context, tx pgx.Tx, name string, tmpl *domicile.Table, opts domicile.InstallOptions) error {
+	native := opts.TemplateEngine[name] == "postgres"
 	if len(tmpl.PrimaryKey) == 0 {
 		return domicile.Errorf(domicile.CodeInvalid, "template of table %s has no primary key", name)
 	}
@@ -489,7 +540,11 @@ func createTable(ctx context.Context, tx pgx.Tx, name string, tmpl *domicile.Tab
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(quoteIdent(c.Name) + " " + pgType(c.Type))
+		typ := c.Type
+		if !native {
+			typ = pgType(typ)
+		}
+		b.WriteString(quoteIdent(c.Name) + " " + typ)
 		if c.NotNull {
 			b.WriteString(" NOT NULL")
 		}
@@ -507,7 +562,7 @@ func createTable(ctx context.Context, tx pgx.Tx, name string, tmpl *domicile.Tab
 			"types and primary key only: create it here yourself, with its types, defaults and keys, from the source's schema "+
 			"(pg_dump --schema-only), then install again)", name, err)
 	}
-	for _, q := range indexes {
+	for _, q := range opts.TemplateIndexes[name] {
 		if _, err := tx.Exec(ctx, retargetIndex(q)); err != nil {
 			return fmt.Errorf("create index on %s: %w", name, err)
 		}

@@ -132,9 +132,13 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time
 		if err != nil {
 			return nil, err
 		}
+		constraints, engines, err := a.templateConstraints(ctx, cfg, templates)
+		if err != nil {
+			return nil, err
+		}
 		for _, r := range cfg.Regions {
 			opts := domicile.InstallOptions{AcceptUnknown: r.AcceptUnknown, Templates: templates, TemplateIndexes: indexes,
-				Global: order, GlobalRows: global}
+				TemplateConstraints: constraints, TemplateEngine: engines, Global: order, GlobalRows: global}
 			if err := a.stores[r.Name].Install(ctx, a.datasets, opts); err != nil {
 				return nil, err // the store names its region
 			}
@@ -145,6 +149,34 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time
 		}
 	}
 	return a, nil
+}
+
+// templateConstraints reads the constraints of the templates' tables (other
+// than their primary keys) where a template comes from a PostgreSQL store,
+// the first region's that has the table, as the templates were taken: a
+// PostgreSQL store that makes the table then gives it the same types and
+// constraints.
+func (a *app) templateConstraints(ctx context.Context, cfg *Config, templates map[string]*domicile.Table) (map[string][]string, map[string]string, error) {
+	constraints, engines := map[string][]string{}, map[string]string{}
+	for name := range templates {
+		for _, r := range cfg.Regions {
+			st := a.stores[r.Name]
+			if _, err := st.DescribeTable(ctx, name); domicile.ErrorCode(err) == domicile.CodeNotFound {
+				continue
+			} else if err != nil {
+				return nil, nil, fmt.Errorf("region %s: %w", r.Name, err)
+			}
+			if pg, ok := st.(*postgres.Store); ok {
+				cs, err := pg.Constraints(ctx, name)
+				if err != nil {
+					return nil, nil, fmt.Errorf("region %s: %w", r.Name, err)
+				}
+				constraints[name], engines[name] = cs, "postgres"
+			}
+			break
+		}
+	}
+	return constraints, engines, nil
 }
 
 // recordPolicy records the policy version in force in the ledger, with its
