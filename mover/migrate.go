@@ -276,7 +276,7 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 		mu.Unlock()
 		if limiter != nil && j.rows > 0 && j.tries == 0 {
 			// Between batches, never while subjects are fenced.
-			if err := limiter.WaitN(gctx, int(min(j.rows, int64(limiter.Burst())))); err != nil {
+			if err := waitRows(gctx, limiter, j.rows); err != nil {
 				return err
 			}
 		}
@@ -634,3 +634,17 @@ func (m *Mover) AbortAll(ctx context.Context, reason string) (int, error) {
 }
 
 var openStates = domicile.OpenMoveStates
+
+// waitRows waits until the limiter lets rows more rows go, a burst (a
+// second's worth) at a time: a batch larger than the burst waits its whole
+// share, not one second.
+func waitRows(ctx context.Context, l *rate.Limiter, rows int64) error {
+	for rows > 0 {
+		n := min(rows, int64(l.Burst()))
+		if err := l.WaitN(ctx, int(n)); err != nil {
+			return err
+		}
+		rows -= n
+	}
+	return nil
+}

@@ -420,7 +420,7 @@ func (w *moveWorker) Work(ctx context.Context, job *river.Job[MoveArgs]) error {
 			return fmt.Errorf("move %s: %w", id, err)
 		}
 		if mv.State == domicile.MovePlanned {
-			if err := q.limiter.WaitN(ctx, int(min(job.Args.Rows, int64(q.limiter.Burst())))); err != nil {
+			if err := waitRows(ctx, q.limiter, job.Args.Rows); err != nil {
 				return err
 			}
 		}

@@ -1,8 +1,11 @@
 package mover
 
 import (
+	"context"
 	"testing"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/domicile/domicile"
 )
@@ -44,5 +47,19 @@ func TestThrottleDelays(t *testing.T) {
 	only := newThrottle(0, time.Second, nil)
 	if only.over(hot) || !only.over(lagging) {
 		t.Fatal("with only a lag ceiling, latency must not count and lag must")
+	}
+}
+
+// TestWaitRowsWaitsForEveryRow: a batch larger than the limiter's burst
+// (a second's worth) waits its whole share, not one burst's.
+func TestWaitRowsWaitsForEveryRow(t *testing.T) {
+	l := rate.NewLimiter(50, 50) // 50 rows a second
+	start := time.Now()
+	if err := waitRows(context.Background(), l, 150); err != nil {
+		t.Fatal(err)
+	}
+	// The first 50 go at once, the other 100 take two seconds.
+	if d := time.Since(start); d < 1900*time.Millisecond {
+		t.Fatalf("150 rows at 50 rows/s took %s", d)
 	}
 }

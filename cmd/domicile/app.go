@@ -357,7 +357,7 @@ func (a *app) queue(ctx context.Context, mv *mover.Mover, workers int) (*mover.Q
 	// River speaks at info level of its own start and stop on every run:
 	// only its warnings and errors are worth an operator's attention.
 	quiet := slog.New(minLevel{a.log.Handler(), slog.LevelWarn})
-	opts := mover.QueueOptions{Workers: max(workers, 1), RetryFor: a.cfg.Mover.RetryFor, Logger: quiet}
+	opts := mover.QueueOptions{Workers: max(workers, 1), RetryFor: a.cfg.Mover.RetryFor, Rate: float64(a.cfg.Mover.Rate), Logger: quiet}
 	var q *mover.Queue
 	var err error
 	switch c := a.ctrl.(type) {
