@@ -19,6 +19,9 @@ const (
 	CodeForbidden    Code = "forbidden"
 	CodeUnauthorized Code = "unauthorized"
 	CodeInternal     Code = "internal"
+	// CodeUnavailable: a store cannot be reached now; retryable. Given to
+	// errors wrapping ErrUnavailable.
+	CodeUnavailable Code = "unavailable"
 )
 
 // CodeConsentRequired: a write would store a value of a category that a

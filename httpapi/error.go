@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -48,6 +49,15 @@ func errorBody(code, message string) errorJSON {
 func (h *handler) error(w http.ResponseWriter, r *http.Request, err error) {
 	code := domicile.ErrorCode(err)
 	st := status(code)
+	if st == http.StatusInternalServerError && errors.Is(err, domicile.ErrUnavailable) {
+		// A region's store out of reach: logged, and answered as a
+		// retryable refusal, without the store's address.
+		h.log.LogAttrs(r.Context(), slog.LevelWarn, "store unavailable",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, errorBody(string(domicile.CodeUnavailable), "the store holding this subject cannot be reached; retry later"))
+		return
+	}
 	if st == http.StatusInternalServerError {
 		code = domicile.CodeInternal
 		h.log.LogAttrs(r.Context(), slog.LevelError, "request failed",

@@ -7,8 +7,8 @@
 // Bodies and answers are JSON; errors are {"error":{"code","message"}}, with
 // the status of their code: invalid 400 (413 for a body over the limit),
 // unauthorized 401, forbidden and consent_required 403, not_found 404 (also
-// an unknown dataset or table), conflict 409, fenced and moved 503 with
-// Retry-After, internal 500.
+// an unknown dataset or table), conflict 409, fenced, moved and unavailable
+// (a store out of reach) 503 with Retry-After, internal 500.
 //
 //	POST   /v1/subjects                   {"id","country"} → 201 subject
 //	GET    /v1/subjects/{id}              → {"id","country","placements"}

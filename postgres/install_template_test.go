@@ -80,6 +80,17 @@ func TestMadeTableKeepsTypesAndConstraints(t *testing.T) {
 	if err := dst.SetOwnership(ctx, []domicile.Ownership{{Subject: "a", Dataset: "ds", State: domicile.Owned}}); err != nil {
 		t.Fatal(err)
 	}
+	// Through the store, as the API writes: a key to a row not here is a
+	// conflict, a value the check refuses is invalid, neither internal.
+	tb := ds.Tables[0]
+	err = dst.PutRow(ctx, tb, "a", []string{"id", "user_id", "rep"}, []any{int64(1), "a", int64(99)})
+	if domicile.ErrorCode(err) != domicile.CodeConflict {
+		t.Errorf("a row pointing at no employee: %v (code %q), want a conflict", err, domicile.ErrorCode(err))
+	}
+	err = dst.PutRow(ctx, tb, "a", []string{"id", "user_id", "price"}, []any{int64(1), "a", "-1"})
+	if domicile.ErrorCode(err) != domicile.CodeInvalid {
+		t.Errorf("a negative price: %v (code %q), want invalid", err, domicile.ErrorCode(err))
+	}
 	for _, c := range []struct {
 		q, code string
 	}{

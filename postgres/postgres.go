@@ -56,9 +56,12 @@ const (
 
 // PostgreSQL's SQLSTATEs that domicile maps.
 const (
-	uniqueViolation = "23505"
-	undefinedTable  = "42P01"
-	undefinedColumn = "42703"
+	uniqueViolation     = "23505"
+	foreignKeyViolation = "23503"
+	notNullViolation    = "23502"
+	checkViolation      = "23514"
+	undefinedTable      = "42P01"
+	undefinedColumn     = "42703"
 )
 
 // errOldInstall is the error of a store installed by an older domicile

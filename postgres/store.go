@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/domicile/domicile"
@@ -231,7 +232,7 @@ func (s *Store) table(ctx context.Context, name string) (*pgTable, error) {
 	}
 	t, err := readTable(ctx, s.pool, name)
 	if err != nil {
-		return nil, err
+		return nil, s.reachable(err)
 	}
 	s.mu.Lock()
 	s.tables[name] = t
@@ -357,7 +358,7 @@ func (s *Store) FindOwnership(ctx context.Context, dataset, subject string) (dom
 	if errors.Is(err, pgx.ErrNoRows) || pgCode(err) == undefinedTable {
 		return o, ownershipNotFound()
 	}
-	return o, err
+	return o, s.reachable(err)
 }
 
 // ListOwnership calls fn for every ownership row of the dataset, in subject
@@ -500,5 +501,15 @@ func (s *Store) writeErr(ctx context.Context, err error, table, subject string) 
 	if isConflict(err) {
 		return &domicile.Error{Code: domicile.CodeConflict, Message: fmt.Sprintf("a row of %s with this key exists", table), Err: err}
 	}
-	return err
+	if e, ok := errors.AsType[*pgconn.PgError](err); ok {
+		switch {
+		case e.Code == foreignKeyViolation:
+			// A key pointing at a row this region lacks, or a row others
+			// point at: the client's request against the rows here.
+			return &domicile.Error{Code: domicile.CodeConflict, Message: fmt.Sprintf("%s: %s", table, e.Message), Err: err}
+		case e.Code == notNullViolation || e.Code == checkViolation || strings.HasPrefix(e.Code, "22"): // data exceptions
+			return &domicile.Error{Code: domicile.CodeInvalid, Message: fmt.Sprintf("%s: %s", table, e.Message), Err: err}
+		}
+	}
+	return s.reachable(err)
 }
