@@ -64,29 +64,17 @@ func (s *Store) ChangedSince(ctx context.Context, ds *domicile.Dataset, snapshot
 	changed := make(map[string]bool)
 	unsure := false
 	err = s.view(ctx, func(tx pgx.Tx) error {
-		// The ages below are measured from one id, fixed for the
-		// transaction; they compare as the ids do while the snapshot's is
-		// less than 2^31 transactions old. Far less is asked: a move's
-		// fence comes minutes after its precopy, not a billion
-		// transactions.
-		now, err := snapshotToken(ctx, tx)
+		// The ages are measured from one id, fixed for the transaction;
+		// they compare as the ids do while the snapshot's is less than
+		// 2^31 transactions old. Far less is asked: a move's fence comes
+		// minutes after its precopy, not a billion transactions.
+		incarnation, age, altered, err := tablesChanged(ctx, tx, ds.Tables, uint32(xmin))
 		if err != nil {
 			return err
 		}
-		if _, same, _ := strings.Cut(now, "/"); same != then {
+		if incarnation != then || age < 0 || age > 1<<30 || altered {
 			unsure = true
 			return nil
-		}
-		var age int64
-		if err := tx.QueryRow(ctx, `SELECT age($1::text::xid)`, strconv.FormatUint(uint64(uint32(xmin)), 10)).Scan(&age); err != nil {
-			return err
-		}
-		if age < 0 || age > 1<<30 {
-			unsure = true
-			return nil
-		}
-		if unsure, err = tablesChanged(ctx, tx, ds.Tables, uint32(xmin)); err != nil || unsure {
-			return err
 		}
 		for _, t := range ds.Tables {
 			decl, err := s.table(ctx, t.Name)
@@ -176,17 +164,20 @@ func subjectRowVersions(ctx context.Context, tx pgx.Tx, decl *pgTable, t *domici
 // does an ordinary checkpoint, which only costs the comparison.
 func snapshotToken(ctx context.Context, tx pgx.Tx) (string, error) {
 	var xmin, incarnation string
-	err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text,
-		(SELECT timeline_id || ':' || checkpoint_lsn FROM pg_control_checkpoint()) || '@' || pg_postmaster_start_time()`).Scan(&xmin, &incarnation)
+	err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text, `+incarnationSQL).Scan(&xmin, &incarnation)
 	if err != nil {
 		return "", err
 	}
 	return xmin + "/" + incarnation, nil
 }
 
-// tablesChanged tells whether the catalogue's description of the tables
-// may have changed since the transaction xmin (a snapshot's, as xid), or
-// describes what ChangedSince cannot compare: each table with the
+// incarnationSQL is the expression of the server's incarnation.
+const incarnationSQL = `(SELECT timeline_id || ':' || checkpoint_lsn FROM pg_control_checkpoint()) || '@' || pg_postmaster_start_time()`
+
+// tablesChanged returns, in one statement, the server's incarnation now
+// (incarnationSQL), the age of xmin (a snapshot's, as xid), and whether the
+// catalogue's description of the tables may have changed since that
+// transaction, or describes what ChangedSince cannot compare: each table with the
 // partitions and children a query of it reads, their columns and their
 // places in the tree. A table renamed, truncated, rewritten, attached or
 // detached, a column added (even without a rewrite), dropped or altered,
@@ -197,24 +188,25 @@ func snapshotToken(ctx context.Context, tx pgx.Tx) (string, error) {
 // table's rows carry no transaction ids) or a column of a type not built
 // in: the catalogue can change what an enum's or a composite type's stored
 // values read as, with no new version of any row of the tree.
-func tablesChanged(ctx context.Context, tx pgx.Tx, tables []*domicile.Table, xmin uint32) (bool, error) {
+func tablesChanged(ctx context.Context, tx pgx.Tx, tables []*domicile.Table, xmin uint32) (incarnation string, age int64, changed bool, err error) {
 	names := make([]string, len(tables))
 	for i, t := range tables {
 		names[i] = quoteIdent(t.Name)
 	}
-	var changed bool
-	// The tree as an array, so that the catalogues are read by their
-	// indexes (joined to the recursive query, pg_attribute was scanned
-	// whole).
-	err := tx.QueryRow(ctx, `WITH RECURSIVE tree(oid) AS (
+	// The tree as an array, a parameter of each scan, so that the
+	// catalogues are read by their indexes (joined to the recursive query,
+	// or to the array as a table, pg_class and pg_attribute were scanned
+	// whole: most of a millisecond inside the fence).
+	err = tx.QueryRow(ctx, `WITH RECURSIVE tree(oid) AS (
 			SELECT unnest($1::text[]::regclass[])::oid
 			UNION SELECT i.inhrelid FROM pg_inherits AS i JOIN tree ON i.inhparent = tree.oid),
 		t AS (SELECT array_agg(oid) AS oids FROM tree)
-		SELECT EXISTS (SELECT 1 FROM pg_class AS c, t WHERE c.oid = ANY (t.oids)
+		SELECT `+incarnationSQL+`, age($2::text::xid),
+			EXISTS (SELECT 1 FROM pg_class AS c WHERE c.oid = ANY ((SELECT oids FROM t)::oid[])
 				AND (c.relkind NOT IN ('r', 'p') OR age(c.xmin) <= age($2::text::xid)))
-			OR EXISTS (SELECT 1 FROM pg_attribute AS a, t WHERE a.attrelid = ANY (t.oids) AND a.attnum > 0
+			OR EXISTS (SELECT 1 FROM pg_attribute AS a WHERE a.attrelid = ANY ((SELECT oids FROM t)::oid[]) AND a.attnum > 0
 				AND (age(a.xmin) <= age($2::text::xid) OR NOT a.attisdropped AND a.atttypid >= 16384))
-			OR EXISTS (SELECT 1 FROM pg_inherits AS i, t WHERE i.inhrelid = ANY (t.oids)
-				AND age(i.xmin) <= age($2::text::xid))`, names, strconv.FormatUint(uint64(xmin), 10)).Scan(&changed)
-	return changed, err
+			OR EXISTS (SELECT 1 FROM pg_inherits AS i WHERE i.inhrelid = ANY ((SELECT oids FROM t)::oid[])
+				AND age(i.xmin) <= age($2::text::xid))`, names, strconv.FormatUint(uint64(xmin), 10)).Scan(&incarnation, &age, &changed)
+	return incarnation, age, changed, err
 }
