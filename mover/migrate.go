@@ -271,9 +271,6 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 		retryFor = DefaultRetryFor
 	}
 	runJob = func(j job) error {
-		mu.Lock()
-		delete(waiting, j.id)
-		mu.Unlock()
 		if limiter != nil && j.rows > 0 && j.tries == 0 {
 			// Between batches, never while subjects are fenced.
 			if err := waitRows(gctx, limiter, j.rows); err != nil {
@@ -285,6 +282,9 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 		if err := m.throttle.wait(gctx, j.route.From, m.cfg.Stores[j.route.From]); err != nil {
 			return err
 		}
+		mu.Lock()
+		delete(waiting, j.id)
+		mu.Unlock()
 		res, err := m.runOrWait(gctx, j.id)
 		if err != nil && (res.Move == nil || !res.Move.State.Done()) {
 			if gctx.Err() != nil {

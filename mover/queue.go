@@ -393,6 +393,9 @@ func (q *Queue) Sweep(ctx context.Context) (int, error) {
 	return len(jobs), q.Enqueue(ctx, jobs...)
 }
 
+// Timeout: none of River's; Work applies JobTimeout once the rate lets the move go.
+func (w *moveWorker) Timeout(*river.Job[MoveArgs]) time.Duration { return -1 }
+
 // moveWorker runs one move per job.
 type moveWorker struct {
 	river.WorkerDefaults[MoveArgs]
@@ -434,7 +437,10 @@ func (w *moveWorker) Work(ctx context.Context, job *river.Job[MoveArgs]) error {
 			}
 		}
 	}
-	_, err := q.m.Run(ctx, id)
+	// JobTimeout bounds the move, not its turn under the rate.
+	rctx, cancel := context.WithTimeout(ctx, q.opts.JobTimeout)
+	defer cancel()
+	_, err := q.m.Run(rctx, id)
 	if err == nil {
 		return nil
 	}

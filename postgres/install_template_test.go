@@ -113,3 +113,123 @@ func TestMadeTableKeepsTypesAndConstraints(t *testing.T) {
 		}
 	}
 }
+
+// templateOpts reads templates, indexes, constraints and global rows from
+// src as cmd/domicile's openApp does.
+func templateOpts(t *testing.T, src *Store, tables, global []string) domicile.InstallOptions {
+	t.Helper()
+	ctx := context.Background()
+	opts := domicile.InstallOptions{Templates: map[string]*domicile.Table{}, TemplateIndexes: map[string][]string{},
+		TemplateConstraints: map[string][]string{}, TemplateEngine: map[string]string{}, Global: global}
+	for _, name := range append(append([]string{}, tables...), global...) {
+		d, err := src.DescribeTable(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Templates[name] = d
+		if opts.TemplateIndexes[name], err = src.Indexes(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		if opts.TemplateConstraints[name], err = src.Constraints(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		opts.TemplateEngine[name] = "postgres"
+	}
+	for _, name := range global {
+		rows, err := src.ReadTable(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.GlobalRows = append(opts.GlobalRows, *rows)
+	}
+	return opts
+}
+
+func execAll(t *testing.T, s *Store, qs ...string) {
+	t.Helper()
+	for _, q := range qs {
+		if _, err := s.Pool().Exec(context.Background(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
+// TestInstallFKToOtherSchema: a foreign key to a table in a schema off the
+// source's search_path reads schema-qualified; at a store without that
+// schema it is left out, as a key to a table the store lacks.
+func TestInstallFKToOtherSchema(t *testing.T) {
+	ctx := context.Background()
+	src, _ := openTestStore(t, "eu")
+	t.Cleanup(func() { src.Close() })
+	dst, _ := openTestStore(t, "us")
+	t.Cleanup(func() { dst.Close() })
+	execAll(t, src,
+		`CREATE SCHEMA ref`,
+		`CREATE TABLE ref.country (code text PRIMARY KEY)`,
+		`CREATE TABLE cust (id integer PRIMARY KEY, user_id text NOT NULL, country text REFERENCES ref.country (code))`)
+	opts := templateOpts(t, src, []string{"cust"}, nil)
+	cust := *opts.Templates["cust"]
+	cust.SubjectColumn = "user_id"
+	if err := dst.Install(ctx, []*domicile.Dataset{{Name: "ds", Tables: []*domicile.Table{&cust}}}, opts); err != nil {
+		t.Fatalf("install at a store without schema ref: %v", err)
+	}
+}
+
+// TestInstallGlobalKeyToOwnedByTable: pagila's shape. store is global and
+// points at address, a dataset table owned through owned_by (a reverse
+// hop), whose store addresses belong to no one. At a fresh region install
+// makes address (empty) and store (with the global rows), whose key to
+// address those rows break: the key is left out, and install passes.
+func TestInstallGlobalKeyToOwnedByTable(t *testing.T) {
+	ctx := context.Background()
+	src, _ := openTestStore(t, "eu")
+	t.Cleanup(func() { src.Close() })
+	dst, _ := openTestStore(t, "us")
+	t.Cleanup(func() { dst.Close() })
+	execAll(t, src,
+		`CREATE TABLE address (address_id integer PRIMARY KEY, line text)`,
+		`CREATE TABLE customer (customer_id integer PRIMARY KEY, user_id text NOT NULL, address_id integer REFERENCES address (address_id))`,
+		`CREATE TABLE store (store_id integer PRIMARY KEY, address_id integer NOT NULL REFERENCES address (address_id))`,
+		`INSERT INTO address VALUES (1, 'the store''s address')`,
+		`INSERT INTO store VALUES (1, 1)`)
+	opts := templateOpts(t, src, []string{"customer", "address"}, []string{"store"})
+	ds := &domicile.Dataset{Name: "ds"}
+	for _, name := range []string{"customer", "address"} {
+		tb := *opts.Templates[name]
+		if name == "address" {
+			tb.Via = &domicile.Path{Hops: []domicile.Hop{{Column: "address_id", Table: "customer", Match: "address_id", Reverse: true}}}
+		} else {
+			tb.SubjectColumn = "user_id"
+		}
+		ds.Tables = append(ds.Tables, &tb)
+	}
+	if err := ds.ResolvePaths(); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Install(ctx, []*domicile.Dataset{ds}, opts); err != nil {
+		t.Fatalf("source: %v", err)
+	}
+	if err := dst.Install(ctx, []*domicile.Dataset{ds}, opts); err != nil {
+		t.Fatalf("install at a fresh region: %v", err)
+	}
+}
+
+// TestInstallCheckCallingFunction: a CHECK calling a function of the
+// source's own, which the destination lacks, is left out; the table is
+// made with its other constraints.
+func TestInstallCheckCallingFunction(t *testing.T) {
+	ctx := context.Background()
+	src, _ := openTestStore(t, "eu")
+	t.Cleanup(func() { src.Close() })
+	dst, _ := openTestStore(t, "us")
+	t.Cleanup(func() { dst.Close() })
+	execAll(t, src,
+		`CREATE FUNCTION valid_email(text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT $1 LIKE '%@%' $$`,
+		`CREATE TABLE cust (id integer PRIMARY KEY, user_id text NOT NULL, email text CHECK (valid_email(email)))`)
+	opts := templateOpts(t, src, []string{"cust"}, nil)
+	cust := *opts.Templates["cust"]
+	cust.SubjectColumn = "user_id"
+	if err := dst.Install(ctx, []*domicile.Dataset{{Name: "ds", Tables: []*domicile.Table{&cust}}}, opts); err != nil {
+		t.Fatalf("install: %v", err)
+	}
+}

@@ -97,7 +97,8 @@ func unreachable(err error) bool {
 		return false
 	}
 	if code := pgCode(err); code != "" {
-		return strings.HasPrefix(code, "08") || code == "57P01" || code == "57P02" || code == "57P03"
+		// 53300: too many connections, for now.
+		return strings.HasPrefix(code, "08") || code == "57P01" || code == "57P02" || code == "57P03" || code == "53300"
 	}
 	if _, ok := errors.AsType[*pgconn.ConnectError](err); ok {
 		return true

@@ -428,9 +428,17 @@ func ensureTable(ctx context.Context, tx pgx.Tx, ds *domicile.Dataset, t *domici
 // addConstraints gives the tables Install made their templates'
 // constraints (InstallOptions.TemplateConstraints), once every table is
 // made: the others first, then the foreign keys, which may point at a
-// unique constraint added before. A foreign key to a table this store
-// lacks (neither a dataset's nor a global one) is left out: its rows
-// could not be here.
+// unique constraint added before. A constraint this store cannot make is
+// left out, as the table was made without any before: a foreign key to a
+// table (or schema) it lacks, whose rows could not be here; one a global
+// table's rows break (a key into a dataset table owned through owned_by,
+// whose rows are not all here); a check calling a function, or an
+// exclusion needing an operator class, the store does not have.
+// cannotMake are the SQLSTATEs of a constraint addConstraints leaves out:
+// undefined_table, invalid_schema_name, foreign_key_violation,
+// undefined_function, undefined_object.
+var cannotMake = []string{"42P01", "3F000", "23503", "42883", "42704"}
+
 func addConstraints(ctx context.Context, tx pgx.Tx, made []string, opts domicile.InstallOptions) error {
 	for _, fks := range []bool{false, true} {
 		for _, name := range made {
@@ -442,7 +450,7 @@ func addConstraints(ctx context.Context, tx pgx.Tx, made []string, opts domicile
 					return err
 				}
 				_, err := tx.Exec(ctx, `ALTER TABLE `+quoteIdent(name)+` ADD `+c)
-				if e, ok := errors.AsType[*pgconn.PgError](err); ok && fks && e.Code == "42P01" { // undefined_table
+				if e, ok := errors.AsType[*pgconn.PgError](err); ok && slices.Contains(cannotMake, e.Code) {
 					if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT domicile_constraint`); err != nil {
 						return err
 					}
