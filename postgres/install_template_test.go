@@ -17,10 +17,7 @@ import (
 // table the store lacks is left out.
 func TestMadeTableKeepsTypesAndConstraints(t *testing.T) {
 	ctx := context.Background()
-	src, _ := openTestStore(t, "eu")
-	t.Cleanup(func() { src.Close() })
-	dst, _ := openTestStore(t, "us")
-	t.Cleanup(func() { dst.Close() })
+	src, dst := sourceAndDestination(t)
 	for _, q := range []string{
 		`CREATE TABLE other (id integer PRIMARY KEY)`,
 		`CREATE TABLE emp (id integer PRIMARY KEY, name varchar(20) NOT NULL UNIQUE)`,
@@ -32,24 +29,7 @@ func TestMadeTableKeepsTypesAndConstraints(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	opts := domicile.InstallOptions{Templates: map[string]*domicile.Table{}, TemplateIndexes: map[string][]string{},
-		TemplateConstraints: map[string][]string{}, TemplateEngine: map[string]string{}, Global: []string{"emp"}}
-	for _, name := range []string{"emp", "cust"} {
-		d, err := src.DescribeTable(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts.Templates[name] = d
-		if opts.TemplateConstraints[name], err = src.Constraints(ctx, name); err != nil {
-			t.Fatal(err)
-		}
-		opts.TemplateEngine[name] = "postgres"
-	}
-	rows, err := src.ReadTable(ctx, "emp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.GlobalRows = []domicile.TableRows{*rows}
+	opts := templateOpts(t, src, []string{"cust"}, []string{"emp"})
 	cust := *opts.Templates["cust"]
 	cust.SubjectColumn = "user_id"
 	ds := &domicile.Dataset{Name: "ds", Tables: []*domicile.Table{&cust}}
@@ -83,7 +63,7 @@ func TestMadeTableKeepsTypesAndConstraints(t *testing.T) {
 	// Through the store, as the API writes: a key to a row not here is a
 	// conflict, a value the check refuses is invalid, neither internal.
 	tb := ds.Tables[0]
-	err = dst.PutRow(ctx, tb, "a", []string{"id", "user_id", "rep"}, []any{int64(1), "a", int64(99)})
+	err := dst.PutRow(ctx, tb, "a", []string{"id", "user_id", "rep"}, []any{int64(1), "a", int64(99)})
 	if domicile.ErrorCode(err) != domicile.CodeConflict {
 		t.Errorf("a row pointing at no employee: %v (code %q), want a conflict", err, domicile.ErrorCode(err))
 	}
@@ -159,18 +139,12 @@ func execAll(t *testing.T, s *Store, qs ...string) {
 // schema it is left out, as a key to a table the store lacks.
 func TestInstallFKToOtherSchema(t *testing.T) {
 	ctx := context.Background()
-	src, _ := openTestStore(t, "eu")
-	t.Cleanup(func() { src.Close() })
-	dst, _ := openTestStore(t, "us")
-	t.Cleanup(func() { dst.Close() })
+	src, dst := sourceAndDestination(t)
 	execAll(t, src,
 		`CREATE SCHEMA ref`,
 		`CREATE TABLE ref.country (code text PRIMARY KEY)`,
 		`CREATE TABLE cust (id integer PRIMARY KEY, user_id text NOT NULL, country text REFERENCES ref.country (code))`)
-	opts := templateOpts(t, src, []string{"cust"}, nil)
-	cust := *opts.Templates["cust"]
-	cust.SubjectColumn = "user_id"
-	if err := dst.Install(ctx, []*domicile.Dataset{{Name: "ds", Tables: []*domicile.Table{&cust}}}, opts); err != nil {
+	if err := installCust(ctx, t, src, dst); err != nil {
 		t.Fatalf("install at a store without schema ref: %v", err)
 	}
 }
@@ -182,10 +156,7 @@ func TestInstallFKToOtherSchema(t *testing.T) {
 // address those rows break: the key is left out, and install passes.
 func TestInstallGlobalKeyToOwnedByTable(t *testing.T) {
 	ctx := context.Background()
-	src, _ := openTestStore(t, "eu")
-	t.Cleanup(func() { src.Close() })
-	dst, _ := openTestStore(t, "us")
-	t.Cleanup(func() { dst.Close() })
+	src, dst := sourceAndDestination(t)
 	execAll(t, src,
 		`CREATE TABLE address (address_id integer PRIMARY KEY, line text)`,
 		`CREATE TABLE customer (customer_id integer PRIMARY KEY, user_id text NOT NULL, address_id integer REFERENCES address (address_id))`,
@@ -219,17 +190,32 @@ func TestInstallGlobalKeyToOwnedByTable(t *testing.T) {
 // made with its other constraints.
 func TestInstallCheckCallingFunction(t *testing.T) {
 	ctx := context.Background()
-	src, _ := openTestStore(t, "eu")
-	t.Cleanup(func() { src.Close() })
-	dst, _ := openTestStore(t, "us")
-	t.Cleanup(func() { dst.Close() })
+	src, dst := sourceAndDestination(t)
 	execAll(t, src,
 		`CREATE FUNCTION valid_email(text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT $1 LIKE '%@%' $$`,
 		`CREATE TABLE cust (id integer PRIMARY KEY, user_id text NOT NULL, email text CHECK (valid_email(email)))`)
+	if err := installCust(ctx, t, src, dst); err != nil {
+		t.Fatalf("install: %v", err)
+	}
+}
+
+// sourceAndDestination opens two stores of their own: a source region and
+// an empty destination.
+func sourceAndDestination(t *testing.T) (src, dst *Store) {
+	t.Helper()
+	src, _ = openTestStore(t, "eu")
+	t.Cleanup(func() { src.Close() })
+	dst, _ = openTestStore(t, "us")
+	t.Cleanup(func() { dst.Close() })
+	return src, dst
+}
+
+// installCust installs at dst a dataset of src's table cust (subject
+// column user_id), made from src's template.
+func installCust(ctx context.Context, t *testing.T, src, dst *Store) error {
+	t.Helper()
 	opts := templateOpts(t, src, []string{"cust"}, nil)
 	cust := *opts.Templates["cust"]
 	cust.SubjectColumn = "user_id"
-	if err := dst.Install(ctx, []*domicile.Dataset{{Name: "ds", Tables: []*domicile.Table{&cust}}}, opts); err != nil {
-		t.Fatalf("install: %v", err)
-	}
+	return dst.Install(ctx, []*domicile.Dataset{{Name: "ds", Tables: []*domicile.Table{&cust}}}, opts)
 }
