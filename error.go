@@ -55,7 +55,8 @@ func Errorf(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// ErrorCode returns the code of the first *Error in err's chain, CodeInternal
+// ErrorCode returns the code of the first *Error in err's chain,
+// CodeUnavailable for another error wrapping ErrUnavailable, CodeInternal
 // for any other non-nil error, and "" for nil.
 func ErrorCode(err error) Code {
 	if err == nil {
@@ -64,14 +65,21 @@ func ErrorCode(err error) Code {
 	if e, ok := errors.AsType[*Error](err); ok {
 		return e.Code
 	}
+	if errors.Is(err, ErrUnavailable) {
+		return CodeUnavailable
+	}
 	return CodeInternal
 }
 
 // ErrorMessage returns the user-facing message of err: the message of its
-// first *Error, or "internal error" for anything uncoded.
+// first *Error, a fixed one for a store out of reach (whose error names
+// the store's address), or "internal error" for anything else uncoded.
 func ErrorMessage(err error) string {
 	if e, ok := errors.AsType[*Error](err); ok {
 		return e.Message
+	}
+	if errors.Is(err, ErrUnavailable) {
+		return "the store holding this subject cannot be reached; retry later"
 	}
 	return "internal error"
 }

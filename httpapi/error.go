@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -21,7 +20,7 @@ func status(code domicile.Code) int {
 		return http.StatusNotFound
 	case domicile.CodeConflict:
 		return http.StatusConflict
-	case domicile.CodeFenced, domicile.CodeMoved:
+	case domicile.CodeFenced, domicile.CodeMoved, domicile.CodeUnavailable:
 		return http.StatusServiceUnavailable
 	case domicile.CodeForbidden, domicile.CodeConsentRequired:
 		return http.StatusForbidden
@@ -49,14 +48,11 @@ func errorBody(code, message string) errorJSON {
 func (h *handler) error(w http.ResponseWriter, r *http.Request, err error) {
 	code := domicile.ErrorCode(err)
 	st := status(code)
-	if st == http.StatusInternalServerError && errors.Is(err, domicile.ErrUnavailable) {
-		// A region's store out of reach: logged, and answered as a
-		// retryable refusal, without the store's address.
+	if code == domicile.CodeUnavailable {
+		// A region's store out of reach: the cause is the operator's,
+		// the answer a retryable refusal without the store's address.
 		h.log.LogAttrs(r.Context(), slog.LevelWarn, "store unavailable",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
-		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, errorBody(string(domicile.CodeUnavailable), "the store holding this subject cannot be reached; retry later"))
-		return
 	}
 	if st == http.StatusInternalServerError {
 		code = domicile.CodeInternal

@@ -177,9 +177,9 @@ const incarnationSQL = `(SELECT timeline_id || ':' || checkpoint_lsn FROM pg_con
 // tablesChanged returns, in one statement, the server's incarnation now
 // (incarnationSQL), the age of xmin (a snapshot's, as xid), and whether the
 // catalogue's description of the tables may have changed since that
-// transaction, or describes what ChangedSince cannot compare: each table with the
-// partitions and children a query of it reads, their columns and their
-// places in the tree. A table renamed, truncated, rewritten, attached or
+// transaction, or describes what ChangedSince cannot compare: each table
+// with the partitions and children a query of it reads, their columns and
+// their places in the tree. A table renamed, truncated, rewritten, attached or
 // detached, a column added (even without a rewrite), dropped or altered,
 // all write a new version of one of those catalogue rows, with a newer
 // xmin. (So do an index built or a grant, which only cost the

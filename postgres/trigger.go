@@ -356,7 +356,7 @@ func (s *Store) Install(ctx context.Context, datasets []*domicile.Dataset, opts 
 		}
 		for _, ds := range datasets {
 			for _, t := range ds.Tables {
-				if err := installTable(ctx, tx, schema, ds, t, opts, current); err != nil {
+				if err := installTable(ctx, tx, schema, ds, t, current); err != nil {
 					return err
 				}
 			}
@@ -407,7 +407,6 @@ func setSetting(ctx context.Context, tx pgx.Tx, key, value string) error {
 	return err
 }
 
-// ensureTable creates a dataset table the store lacks from its template.
 // ensureTable creates a dataset table the store lacks from its template,
 // reporting whether it did.
 func ensureTable(ctx context.Context, tx pgx.Tx, ds *domicile.Dataset, t *domicile.Table, opts domicile.InstallOptions) (bool, error) {
@@ -425,6 +424,11 @@ func ensureTable(ctx context.Context, tx pgx.Tx, ds *domicile.Dataset, t *domici
 	return true, createTable(ctx, tx, t.Name, tmpl, opts)
 }
 
+// cannotMake are the SQLSTATEs of a constraint addConstraints leaves out:
+// undefined_table, invalid_schema_name, foreign_key_violation,
+// undefined_function, undefined_object.
+var cannotMake = []string{"42P01", "3F000", "23503", "42883", "42704"}
+
 // addConstraints gives the tables Install made their templates'
 // constraints (InstallOptions.TemplateConstraints), once every table is
 // made: the others first, then the foreign keys, which may point at a
@@ -433,12 +437,8 @@ func ensureTable(ctx context.Context, tx pgx.Tx, ds *domicile.Dataset, t *domici
 // table (or schema) it lacks, whose rows could not be here; one a global
 // table's rows break (a key into a dataset table owned through owned_by,
 // whose rows are not all here); a check calling a function, or an
-// exclusion needing an operator class, the store does not have.
-// cannotMake are the SQLSTATEs of a constraint addConstraints leaves out:
-// undefined_table, invalid_schema_name, foreign_key_violation,
-// undefined_function, undefined_object.
-var cannotMake = []string{"42P01", "3F000", "23503", "42883", "42704"}
-
+// exclusion needing an operator class, the store does not have
+// (cannotMake).
 func addConstraints(ctx context.Context, tx pgx.Tx, made []string, opts domicile.InstallOptions) error {
 	for _, fks := range []bool{false, true} {
 		for _, name := range made {
@@ -468,7 +468,7 @@ func addConstraints(ctx context.Context, tx pgx.Tx, made []string, opts domicile
 	return nil
 }
 
-func installTable(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, opts domicile.InstallOptions, current bool) error {
+func installTable(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, current bool) error {
 	if current {
 		// Dropping and creating the triggers again would lock the table
 		// against every writer until the installation commits (and a
@@ -486,20 +486,8 @@ func installTable(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Da
 			return nil
 		}
 	}
+	// Install made every missing table (ensureTable) before this.
 	have, err := readTable(ctx, tx, t.Name)
-	if domicile.ErrorCode(err) == domicile.CodeNotFound {
-		tmpl := opts.Templates[t.Name]
-		if tmpl == nil && len(t.Columns) > 0 {
-			tmpl = t
-		}
-		if tmpl == nil {
-			return domicile.Errorf(domicile.CodeInvalid, "table %s of dataset %s is missing and there is no template for it", t.Name, ds.Name)
-		}
-		if err := createTable(ctx, tx, t.Name, tmpl, opts); err != nil {
-			return err
-		}
-		have, err = readTable(ctx, tx, t.Name)
-	}
 	if err != nil {
 		return err
 	}

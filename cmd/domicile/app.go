@@ -75,7 +75,7 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time
 	}
 	// Describe every table from the first region that has it; the others
 	// get it from that description when installed.
-	templates, indexes := map[string]*domicile.Table{}, map[string][]string{}
+	tt := newTableTemplates()
 	a.datasets = cfg.DomicileDatasets()
 	for _, ds := range a.datasets {
 		a.byName[ds.Name] = ds
@@ -105,9 +105,8 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time
 			}
 			desc.SubjectColumn, desc.Via, desc.Categories = t.SubjectColumn, t.Via, t.Categories
 			ds.Tables[i] = desc
-			templates[t.Name] = desc
-			if indexes[t.Name], err = a.stores[from].Indexes(ctx, t.Name); err != nil {
-				return nil, err
+			if err := tt.add(ctx, a.stores[from], t.Name, desc); err != nil {
+				return nil, fmt.Errorf("region %s: %w", from, err)
 			}
 		}
 	}
@@ -128,17 +127,13 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time
 		}
 	}
 	if install {
-		global, order, err := a.globalTables(ctx, templates, indexes)
-		if err != nil {
-			return nil, err
-		}
-		constraints, engines, err := a.templateConstraints(ctx, cfg, templates)
+		global, order, err := a.globalTables(ctx, tt)
 		if err != nil {
 			return nil, err
 		}
 		for _, r := range cfg.Regions {
-			opts := domicile.InstallOptions{AcceptUnknown: r.AcceptUnknown, Templates: templates, TemplateIndexes: indexes,
-				TemplateConstraints: constraints, TemplateEngine: engines, Global: order, GlobalRows: global}
+			opts := domicile.InstallOptions{AcceptUnknown: r.AcceptUnknown, Templates: tt.tables, TemplateIndexes: tt.indexes,
+				TemplateConstraints: tt.constraints, TemplateEngine: tt.engines, Global: order, GlobalRows: global}
 			if err := a.stores[r.Name].Install(ctx, a.datasets, opts); err != nil {
 				return nil, err // the store names its region
 			}
@@ -151,32 +146,36 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time
 	return a, nil
 }
 
-// templateConstraints reads the constraints of the templates' tables (other
-// than their primary keys) where a template comes from a PostgreSQL store,
-// the first region's that has the table, as the templates were taken: a
-// PostgreSQL store that makes the table then gives it the same types and
-// constraints.
-func (a *app) templateConstraints(ctx context.Context, cfg *Config, templates map[string]*domicile.Table) (map[string][]string, map[string]string, error) {
-	constraints, engines := map[string][]string{}, map[string]string{}
-	for name := range templates {
-		for _, r := range cfg.Regions {
-			st := a.stores[r.Name]
-			if _, err := st.DescribeTable(ctx, name); domicile.ErrorCode(err) == domicile.CodeNotFound {
-				continue
-			} else if err != nil {
-				return nil, nil, fmt.Errorf("region %s: %w", r.Name, err)
-			}
-			if pg, ok := st.(*postgres.Store); ok {
-				cs, err := pg.Constraints(ctx, name)
-				if err != nil {
-					return nil, nil, fmt.Errorf("region %s: %w", r.Name, err)
-				}
-				constraints[name], engines[name] = cs, "postgres"
-			}
-			break
-		}
+// tableTemplates are what Install makes a missing table from, each read
+// from the first region that has the table: its description, its indexes
+// and, from a PostgreSQL store, its constraints, whose types then stay as
+// they are in a PostgreSQL store that makes it.
+type tableTemplates struct {
+	tables      map[string]*domicile.Table
+	indexes     map[string][]string
+	constraints map[string][]string
+	engines     map[string]string
+}
+
+func newTableTemplates() *tableTemplates {
+	return &tableTemplates{tables: map[string]*domicile.Table{}, indexes: map[string][]string{},
+		constraints: map[string][]string{}, engines: map[string]string{}}
+}
+
+// add takes table name, described as d, from the store st.
+func (tt *tableTemplates) add(ctx context.Context, st domicile.Store, name string, d *domicile.Table) error {
+	var err error
+	tt.tables[name] = d
+	if tt.indexes[name], err = st.Indexes(ctx, name); err != nil {
+		return err
 	}
-	return constraints, engines, nil
+	if pg, ok := st.(*postgres.Store); ok {
+		if tt.constraints[name], err = pg.Constraints(ctx, name); err != nil {
+			return err
+		}
+		tt.engines[name] = "postgres"
+	}
+	return nil
 }
 
 // recordPolicy records the policy version in force in the ledger, with its

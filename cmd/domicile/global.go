@@ -9,15 +9,14 @@ import (
 )
 
 // globalTables reads the config's global tables for Install: each table's
-// description and indexes from the first region that has it, into
-// templates and indexes, and its rows from every region that has it, so
+// template from the first region that has it, into tt, and its rows from every region that has it, so
 // that Install gives every region every row any region has (a row whose key
 // two regions hold with other values keeps each region's own). It returns
 // the global tables in the order to fill them: a table after those its
 // foreign keys point to. A global table may not point to a dataset's
 // table whose every row belongs to a subject: it is kept whole in every
 // region, and the rows it points to move.
-func (a *app) globalTables(ctx context.Context, templates map[string]*domicile.Table, indexes map[string][]string) ([]domicile.TableRows, []string, error) {
+func (a *app) globalTables(ctx context.Context, tt *tableTemplates) ([]domicile.TableRows, []string, error) {
 	var rows []domicile.TableRows
 	for _, name := range a.cfg.Global {
 		found := false
@@ -44,9 +43,8 @@ func (a *app) globalTables(ctx context.Context, templates map[string]*domicile.T
 			}
 			if !found {
 				found = true
-				templates[name] = d
-				if indexes[name], err = st.Indexes(ctx, name); err != nil {
-					return nil, nil, err
+				if err := tt.add(ctx, st, name, d); err != nil {
+					return nil, nil, fmt.Errorf("region %s: %w", r.Name, err)
 				}
 			}
 			tr, err := st.ReadTable(ctx, name)
@@ -59,7 +57,7 @@ func (a *app) globalTables(ctx context.Context, templates map[string]*domicile.T
 			return nil, nil, fmt.Errorf("global table %s exists in no region's store: create it in one", name)
 		}
 	}
-	return rows, globalOrder(a.cfg.Global, templates), nil
+	return rows, globalOrder(a.cfg.Global, tt.tables), nil
 }
 
 // globalOrder returns the global tables so that each comes after the
