@@ -271,6 +271,17 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 		retryFor = DefaultRetryFor
 	}
 	runJob = func(j job) error {
+		// A region out of reach holds its moves back, without beginning
+		// them, until a probe finds it back (gate).
+		if wait, since := m.gate.hold(gctx, j.route.From, j.route.To); wait > 0 && time.Since(since) < retryFor {
+			mu.Lock()
+			if sum.outageSince.IsZero() || since.Before(sum.outageSince) {
+				sum.outageSince = since
+			}
+			mu.Unlock()
+			q.retry(j, time.Now().Add(wait))
+			return nil
+		}
 		if limiter != nil && j.rows > 0 && j.tries == 0 {
 			// Between batches, never while subjects are fenced.
 			if err := waitRows(gctx, limiter, j.rows); err != nil {
@@ -291,6 +302,7 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 				return err
 			}
 			if errors.Is(err, domicile.ErrUnavailable) {
+				m.gate.suspect(gctx, j.route.From, j.route.To)
 				if j.failing.IsZero() {
 					j.failing = time.Now()
 					mu.Lock()
@@ -323,6 +335,9 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 		}
 		mv := res.Move
 		outage := mv.State == domicile.MoveRolledBack && (errors.Is(err, domicile.ErrUnavailable) || rolledBackUnreachable(mv))
+		if outage {
+			m.gate.suspect(gctx, j.route.From, j.route.To)
+		}
 		if outage && j.failing.IsZero() {
 			j.failing = time.Now()
 			mu.Lock()
@@ -516,7 +531,7 @@ func (m *Mover) SweepCaptures(ctx context.Context) (map[string][]string, error) 
 		}
 		ids, err := sw.SweepCaptures(ctx, live)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("sweep captures in region %s: %w", region, err))
+			errs = append(errs, err) // the store names its region
 			continue
 		}
 		if len(ids) > 0 {

@@ -52,6 +52,13 @@ type Config struct {
 	Now    func() time.Time
 	Logger *slog.Logger
 
+	// Probe tells whether a region's store can be used again after a move
+	// found it out of reach: nil, or an error wrapping
+	// domicile.ErrUnavailable while it stays so. Until it says so, moves
+	// to and from the region wait instead of beginning (see gate). Default:
+	// the store's Ping, where it has one.
+	Probe func(ctx context.Context, region string) error
+
 	// AfterStep, if set, is called after each step, whether or not the
 	// step is recorded (see mark). Tests use it to kill the process at a
 	// chosen point.
@@ -67,6 +74,7 @@ const StepPrecopied domicile.MoveState = "precopied"
 type Mover struct {
 	cfg      Config
 	throttle *throttle // nil without ceilings
+	gate     *gate
 
 	// running holds the moves this Mover is running. A claim is granted
 	// again to the owner that holds it, so without this two goroutines
@@ -93,7 +101,8 @@ func New(cfg Config) *Mover {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Mover{cfg: cfg, throttle: newThrottle(cfg.MaxWriteLatency, cfg.MaxReplicationLag, cfg.Logger), running: map[string]bool{}}
+	return &Mover{cfg: cfg, throttle: newThrottle(cfg.MaxWriteLatency, cfg.MaxReplicationLag, cfg.Logger),
+		gate: newGate(cfg.Probe, cfg.Stores, cfg.Logger), running: map[string]bool{}}
 }
 
 // Result is what one Run did.

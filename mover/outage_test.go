@@ -214,6 +214,23 @@ func TestRegionUnreachableMidMigration(t *testing.T) {
 	}
 	t.Logf("moves to c pending when b stopped: %d, finished while it was down: %d; %d writes acknowledged, %d not",
 		pendingC.Load(), cDuringOut.Load(), len(acks), failed.Load())
+	// While b was down its batches waited for a probe of it (the gate)
+	// rather than each beginning moves that failed and rolled back: only
+	// the moves in flight when it stopped, one per worker, may have.
+	rolledBack, err := ctrl.ListMoves(ctx, domicile.MoveRolledBack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	intoB := 0
+	for _, mv := range rolledBack {
+		if mv.To == "b" {
+			intoB++
+		}
+	}
+	t.Logf("moves into b rolled back: %d", intoB)
+	if intoB > 2 {
+		t.Errorf("%d moves into b rolled back; want at most one per worker", intoB)
+	}
 	if pendingC.Load() > 0 && cDuringOut.Load() == 0 {
 		t.Error("no move to c went on while b was down")
 	}

@@ -2,6 +2,7 @@ package mover
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -24,6 +25,9 @@ type Route struct {
 	Count         int       `json:"subjects"`
 	Rows          int64     `json:"rows"`
 	Bytes         int64     `json:"bytes"`
+	// Unmeasured: the source's store was out of reach, so Rows and Bytes
+	// are not known (zero).
+	Unmeasured bool `json:"unmeasured,omitempty"`
 	// Transfer and Reason are set on a blocked route: the transfer rules
 	// (comma-separated) that need an approval none on record gives, and
 	// what would give it.
@@ -222,6 +226,12 @@ func MakePlan(ctx context.Context, ctrl domicile.Control, stores map[string]domi
 				}
 				for chunk := range slices.Chunk(r.Subjects, 500) {
 					rows, bytes, err := src.MeasureSubjects(ctx, ds, chunk)
+					if errors.Is(err, domicile.ErrUnavailable) {
+						// Its moves wait for the store; batched by
+						// subjects alone meanwhile.
+						r.Rows, r.Bytes, r.Unmeasured = 0, 0, true
+						break
+					}
 					if err != nil {
 						return nil, fmt.Errorf("measure %s at %s: %w", ds.Name, r.From, err)
 					}

@@ -415,6 +415,18 @@ func (w *moveWorker) Work(ctx context.Context, job *river.Job[MoveArgs]) error {
 		return river.JobSnooze(q.m.cfg.Lease)
 	}
 	defer q.end(id)
+	retryFor := q.opts.RetryFor
+	if retryFor <= 0 {
+		retryFor = DefaultRetryFor
+	}
+	// A region out of reach holds back a move that has not begun, until a
+	// probe finds it back (gate). One that has may need its source to roll
+	// back, and goes on.
+	if mv, err := q.m.cfg.Control.FindMove(ctx, id); err == nil && mv.State == domicile.MovePlanned {
+		if wait, since := q.m.gate.hold(ctx, mv.From, mv.To); wait > 0 && time.Since(since) < retryFor {
+			return river.JobSnooze(wait)
+		}
+	}
 	if job.Args.Rows > 0 && q.limiter.Limit() != rate.Inf {
 		// Only a move still planned waits: a resumed move may have fenced
 		// subjects, and the rate never applies while they are fenced.
@@ -452,13 +464,15 @@ func (w *moveWorker) Work(ctx context.Context, job *river.Job[MoveArgs]) error {
 		// using up the job's attempts; a move that rolled back meanwhile is
 		// planned again by Migrate.
 		if mv, ferr := q.m.cfg.Control.FindMove(ctx, id); ferr == nil && !mv.State.Done() {
-			retryFor := q.opts.RetryFor
-			if retryFor <= 0 {
-				retryFor = DefaultRetryFor
-			}
+			q.m.gate.suspect(ctx, mv.From, mv.To)
 			n, waited := snoozes(job.JobRow), time.Duration(0)
 			for i := range n {
 				waited += retryBackoff(i)
+			}
+			if since := q.m.gate.downSince(mv.From, mv.To); !since.IsZero() {
+				// The gate's count is the outage's own; the snoozes'
+				// also has the gate's and the leases' in it.
+				waited = time.Since(since)
 			}
 			if waited >= retryFor {
 				return river.JobCancel(fmt.Errorf("move %s: a store has been out of reach for longer than %s: %w", id, retryFor, err))

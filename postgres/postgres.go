@@ -134,14 +134,7 @@ var runtimeParams = map[string]string{
 
 // openPool opens a pool on url with runtimeParams.
 func openPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		return nil, fmt.Errorf("parse url: %w", err)
-	}
-	for k, v := range runtimeParams {
-		cfg.ConnConfig.RuntimeParams[k] = v
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := newPool(ctx, url)
 	if err != nil {
 		return nil, err
 	}
@@ -150,6 +143,19 @@ func openPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 		return nil, err
 	}
 	return pool, nil
+}
+
+// newPool makes a pool on url with runtimeParams without connecting: its
+// first use connects.
+func newPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse url: %w", err)
+	}
+	for k, v := range runtimeParams {
+		cfg.ConnConfig.RuntimeParams[k] = v
+	}
+	return pgxpool.NewWithConfig(ctx, cfg)
 }
 
 // kind is how the store reads and writes a column's values.

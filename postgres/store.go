@@ -38,7 +38,36 @@ func OpenStore(ctx context.Context, url, region string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store of region %s: %w", region, err)
 	}
-	return &Store{pool: pool, region: region, tables: make(map[string]*pgTable), datasets: make(map[string]string)}, nil
+	return newStore(pool, region), nil
+}
+
+// NewStore makes the store of region in the PostgreSQL database at url
+// without connecting to it, so that a process can start while the region's
+// server is out of reach: each use connects, and fails with an error
+// wrapping domicile.ErrUnavailable while it stays so. Ping tells whether it
+// can be reached now. Only a url that cannot be parsed is an error.
+func NewStore(ctx context.Context, url, region string) (*Store, error) {
+	pool, err := newPool(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("open store of region %s: %w", region, err)
+	}
+	return newStore(pool, region), nil
+}
+
+func newStore(pool *pgxpool.Pool, region string) *Store {
+	return &Store{pool: pool, region: region, tables: make(map[string]*pgTable), datasets: make(map[string]string)}
+}
+
+// Ping connects to the store's server, or checks a pooled connection: an
+// error wrapping domicile.ErrUnavailable if the server cannot be reached,
+// another if it answers with a refusal (a wrong password, a database that
+// does not exist).
+func (s *Store) Ping(ctx context.Context) error {
+	err := s.pool.Ping(ctx)
+	if err == nil || unreachable(err) {
+		return s.reachable(err)
+	}
+	return fmt.Errorf("region %s: %w", s.region, err)
 }
 
 // Pool returns the store's connection pool, for tests and tooling.
@@ -246,7 +275,7 @@ func (s *Store) table(ctx context.Context, name string) (*pgTable, error) {
 func (s *Store) DescribeTable(ctx context.Context, name string) (*domicile.Table, error) {
 	t, err := readTable(ctx, s.pool, name)
 	if err != nil {
-		return nil, err
+		return nil, s.reachable(err)
 	}
 	return t.describe()
 }

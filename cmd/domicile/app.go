@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +40,14 @@ type app struct {
 
 	sealMu sync.Mutex
 	sealer *ledger.Sealer // made by the first seal
+
+	// The regions whose store was out of reach when the process started,
+	// each with the error that said so: their tables were described
+	// elsewhere and, where the command installs, their installation waits
+	// for them to come back (see recover).
+	downMu  sync.Mutex
+	down    map[string]error
+	install func(ctx context.Context, region string) error // set where the command installs
 }
 
 // open opens what the config names. With install set, it also installs (or
@@ -52,7 +62,8 @@ func (m *Main) open(ctx context.Context, install bool) (*app, error) {
 }
 
 func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time.Time, install bool) (_ *app, err error) {
-	a := &app{cfg: cfg, stores: map[string]domicile.Store{}, byName: map[string]*domicile.Dataset{}, policy: cfg.PolicyEngine(), log: log, now: now}
+	a := &app{cfg: cfg, stores: map[string]domicile.Store{}, byName: map[string]*domicile.Dataset{}, policy: cfg.PolicyEngine(), log: log, now: now,
+		down: map[string]error{}}
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -72,6 +83,14 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time
 				return nil, fmt.Errorf("region %s: %w", r.Name, err)
 			}
 		}
+		// A region out of reach does not keep the process from starting:
+		// its moves wait for it (mover.Config.Probe), its API requests are
+		// answered 503.
+		if err := ping(ctx, st); errors.Is(err, domicile.ErrUnavailable) {
+			a.markDown(r.Name, err)
+		} else if err != nil {
+			return nil, err
+		}
 	}
 	// Describe every table from the first region that has it; the others
 	// get it from that description when installed.
@@ -83,8 +102,14 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time
 			var desc *domicile.Table
 			var from string
 			for _, r := range cfg.Regions {
+				if a.isDown(r.Name) {
+					continue
+				}
 				d, err := a.stores[r.Name].DescribeTable(ctx, t.Name)
 				if domicile.ErrorCode(err) == domicile.CodeNotFound {
+					continue
+				} else if errors.Is(err, domicile.ErrUnavailable) {
+					a.markDown(r.Name, err)
 					continue
 				} else if err != nil {
 					return nil, fmt.Errorf("region %s: %w", r.Name, err)
@@ -93,6 +118,9 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time
 				break
 			}
 			if desc == nil {
+				if down := a.downRegions(); len(down) > 0 {
+					return nil, fmt.Errorf("table %s of dataset %s exists in none of the stores that can be reached (out of reach: %s): it cannot be described", t.Name, ds.Name, strings.Join(down, ", "))
+				}
 				return nil, fmt.Errorf("table %s of dataset %s exists in no region's store: create it in one (for the example: domicile init)", t.Name, ds.Name)
 			}
 			if t.Via == nil && !desc.HasColumn(t.SubjectColumn) {
@@ -131,11 +159,20 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time
 		if err != nil {
 			return nil, err
 		}
-		for _, r := range cfg.Regions {
+		a.install = func(ctx context.Context, region string) error {
+			r, _ := cfg.Region(region)
 			opts := domicile.InstallOptions{AcceptUnknown: r.AcceptUnknown, Templates: tt.tables, TemplateIndexes: tt.indexes,
 				TemplateConstraints: tt.constraints, TemplateEngine: tt.engines, Global: order, GlobalRows: global}
-			if err := a.stores[r.Name].Install(ctx, a.datasets, opts); err != nil {
-				return nil, err // the store names its region
+			return a.stores[region].Install(ctx, a.datasets, opts) // the store names its region
+		}
+		for _, r := range cfg.Regions {
+			if a.isDown(r.Name) {
+				continue // installed when it is back (recover)
+			}
+			if err := a.install(ctx, r.Name); errors.Is(err, domicile.ErrUnavailable) {
+				a.markDown(r.Name, err)
+			} else if err != nil {
+				return nil, err
 			}
 		}
 		// The commands that install are those that act under the policy.
@@ -144,6 +181,114 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger, now func() time
 		}
 	}
 	return a, nil
+}
+
+// pingTimeout bounds the wait for a region's server at start.
+const pingTimeout = 5 * time.Second
+
+// ping checks that st's server can be reached, where it has one: an error
+// wrapping domicile.ErrUnavailable if not, within pingTimeout.
+func ping(ctx context.Context, st domicile.Store) error {
+	p, ok := st.(interface{ Ping(context.Context) error })
+	if !ok {
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	err := p.Ping(pctx)
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("region %s: %w: no answer in %s", st.Region(), domicile.ErrUnavailable, pingTimeout)
+	}
+	return err
+}
+
+// markDown records that region's store was out of reach while the process
+// started.
+func (a *app) markDown(region string, err error) {
+	a.downMu.Lock()
+	defer a.downMu.Unlock()
+	if _, ok := a.down[region]; !ok {
+		a.log.Warn("a region's store is out of reach: starting without it; its moves wait for it, and its API requests are answered 503",
+			"region", region, "err", err)
+	}
+	a.down[region] = err
+}
+
+func (a *app) isDown(region string) bool {
+	a.downMu.Lock()
+	defer a.downMu.Unlock()
+	return a.down[region] != nil
+}
+
+// downRegions returns the regions out of reach since the start, sorted.
+func (a *app) downRegions() []string {
+	a.downMu.Lock()
+	defer a.downMu.Unlock()
+	return slices.Sorted(maps.Keys(a.down))
+}
+
+// recover checks whether region's store can be reached: if so and the
+// region was out of reach at the start, the process installs there what
+// the others got at the start (where the command installs) and counts the
+// region back. It is the movers' probe (mover.Config.Probe).
+func (a *app) recover(ctx context.Context, region string) error {
+	st := a.stores[region]
+	if st == nil {
+		return fmt.Errorf("no region %q", region)
+	}
+	if err := ping(ctx, st); err != nil {
+		return err
+	}
+	if !a.isDown(region) {
+		return nil
+	}
+	if a.install != nil {
+		if err := a.install(ctx, region); err != nil {
+			return err
+		}
+	}
+	a.downMu.Lock()
+	delete(a.down, region)
+	a.downMu.Unlock()
+	a.log.Info("a region's store out of reach at the start is back", "region", region, "installed", a.install != nil)
+	return nil
+}
+
+// awaitRegions tries, until ctx ends or none is left, to recover the regions
+// that were out of reach at the start, so that a process that installs
+// installs there once they are back even if no move probes them first.
+func (a *app) awaitRegions(ctx context.Context) {
+	for tries := 0; ; tries++ {
+		down := a.downRegions()
+		if len(down) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(min(time.Second<<min(tries, 5), 30*time.Second)):
+		}
+		for _, r := range down {
+			if err := a.recover(ctx, r); err != nil && !errors.Is(err, domicile.ErrUnavailable) && ctx.Err() == nil {
+				a.log.Error("a region's store is back but could not be installed", "region", r, "err", err)
+			}
+		}
+	}
+}
+
+// watchRegions runs awaitRegions while regions are out of reach since the
+// start, until the function it returns is called.
+func (a *app) watchRegions(ctx context.Context) (stop func()) {
+	if len(a.downRegions()) == 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { a.awaitRegions(ctx) })
+	return func() {
+		cancel()
+		wg.Wait()
+	}
 }
 
 // tableTemplates are what Install makes a missing table from, each read
@@ -255,7 +400,8 @@ func nonNil[T any, I any](v T, err error) (I, error) {
 // openStore opens the store of region that ref names, on its engine.
 func openStore(ctx context.Context, ref StoreRef, region string) (domicile.Store, error) {
 	if ref.Postgres() {
-		return nonNil[*postgres.Store, domicile.Store](postgres.OpenStore(ctx, ref.URL, region))
+		// Connected at first use: openApp pings it.
+		return nonNil[*postgres.Store, domicile.Store](postgres.NewStore(ctx, ref.URL, region))
 	}
 	return nonNil[*sqlite.Store, domicile.Store](sqlite.OpenStore(ref.Path, region))
 }
@@ -313,6 +459,7 @@ func (a *app) mover() (*mover.Mover, error) {
 		LiveRows:  liveRows(a.cfg.Mover.LiveRows),
 		NoPrecopy: !a.cfg.Mover.Precopy,
 		Now:       a.now, Logger: a.log,
+		Probe: a.recover,
 	}
 	if spec := os.Getenv("DOMICILE_CRASH_AFTER"); spec != "" {
 		hook, err := crashHook(spec)
@@ -321,7 +468,11 @@ func (a *app) mover() (*mover.Mover, error) {
 		}
 		cfg.AfterStep = hook
 	}
-	return mover.New(cfg), nil
+	mv := mover.New(cfg)
+	for _, r := range a.downRegions() {
+		mv.MarkDown(r)
+	}
+	return mv, nil
 }
 
 // crashHook parses STATE[:N] and returns a hook that kills the process.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -69,6 +70,10 @@ type discoverConflict struct {
 // discover runs the discover queries and registers what they find.
 func (a *app) discover(ctx context.Context) (*discoverReport, error) {
 	rep := &discoverReport{Unresolved: []unresolvedCountry{}, Conflicts: []discoverConflict{}}
+	// A subject's rows may be anywhere: every region must answer.
+	if down := a.downRegions(); len(down) > 0 {
+		return nil, fmt.Errorf("discover reads every region, and the store of %s cannot be reached: run it again once it is back", strings.Join(down, ", "))
+	}
 	type found struct {
 		country string
 		region  string

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -22,8 +23,14 @@ func (a *app) globalTables(ctx context.Context, tt *tableTemplates) ([]domicile.
 		found := false
 		for _, r := range a.cfg.Regions {
 			st := a.stores[r.Name]
+			if a.isDown(r.Name) {
+				continue // filled when it is back (recover installs)
+			}
 			d, err := st.DescribeTable(ctx, name)
 			if domicile.ErrorCode(err) == domicile.CodeNotFound {
+				continue
+			} else if errors.Is(err, domicile.ErrUnavailable) {
+				a.markDown(r.Name, err)
 				continue
 			} else if err != nil {
 				return nil, nil, fmt.Errorf("region %s: global table %s: %w", r.Name, name, err)

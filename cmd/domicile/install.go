@@ -25,6 +25,11 @@ commands that need it run it too.`,
 				return err
 			}
 			defer a.Close()
+			// Every other command starts without a region out of reach;
+			// install is the one asked to install everywhere.
+			if down := a.downRegions(); len(down) > 0 {
+				return fmt.Errorf("installed in the other regions, but the store of %s cannot be reached: run install again once it is back (serve, worker and migrate also install there then)", strings.Join(down, ", "))
+			}
 			type region struct {
 				Region string `json:"region"`
 				Tables int    `json:"tables"`

@@ -52,6 +52,7 @@ and run again, it resolves what was left and goes on; nothing is lost.
 			}
 			defer a.Close()
 			defer a.sealed(ctx, &err)
+			defer a.watchRegions(ctx)()
 			mv, err := a.mover()
 			if err != nil {
 				return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -108,7 +109,11 @@ func printRoutes(wr io.Writer, p *mover.Plan, w *whatIf) error {
 	deadlines := slices.ContainsFunc(append(slices.Clone(p.Routes), p.Blocked...), func(r *mover.Route) bool { return !r.Deadline.IsZero() })
 	tw := tabwriter.NewWriter(wr, 0, 4, 2, ' ', 0)
 	row := func(r *mover.Route) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d", r.Dataset, r.From, r.To, r.Rule, r.Count, r.Rows, r.Bytes)
+		rows, bytes := strconv.FormatInt(r.Rows, 10), strconv.FormatInt(r.Bytes, 10)
+		if r.Unmeasured {
+			rows, bytes = "?", "?" // the source is out of reach
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s", r.Dataset, r.From, r.To, r.Rule, r.Count, rows, bytes)
 		if deadlines {
 			by := "-"
 			if !r.Deadline.IsZero() {

@@ -78,6 +78,7 @@ func (a *app) serve(ctx context.Context, srv *http.Server, ln net.Listener) erro
 	var background sync.WaitGroup
 	background.Go(func() { a.recoverLoop(bg, mv.ResolveExpired, mv.PurgeDue) })
 	background.Go(func() { a.sealLoop(bg) })
+	background.Go(func() { a.awaitRegions(bg) })
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

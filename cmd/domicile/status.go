@@ -22,6 +22,9 @@ type statusReport struct {
 	OpenMoves     map[string]int    `json:"open_moves"`           // moves not finished, by state
 	RowsPerSecond float64           `json:"rows_per_s,omitempty"` // the rate of the last finished moves
 	Deadlines     []*deadlineStatus `json:"deadlines"`
+	// Unreachable are the regions whose store could not be reached: the
+	// rows of their pending placements are not counted.
+	Unreachable []string `json:"unreachable,omitempty"`
 }
 
 // deadlineStatus is a deadline's progress, with the time the pending moves
@@ -70,7 +73,11 @@ is at risk. It changes nothing.`,
 			rep.Pending, rep.Blocked = p.Subjects(), p.BlockedSubjects()
 			for _, r := range p.Routes {
 				rep.Rows += r.Rows
+				if r.Unmeasured && !a.isDown(r.From) {
+					a.markDown(r.From, domicile.ErrUnavailable)
+				}
 			}
+			rep.Unreachable = a.downRegions()
 			open, err := a.ctrl.ListMoves(ctx, domicile.OpenMoveStates...)
 			if err != nil {
 				return err
@@ -98,6 +105,9 @@ is at risk. It changes nothing.`,
 			return m.report(rep, func(w io.Writer) error {
 				fmt.Fprintf(w, "at %s, policy %s: %d placements pending (%d rows), %d blocked for lack of an approval, %d in flight in %d open moves\n",
 					when.Format(time.RFC3339), rep.PolicyVersion, rep.Pending, rep.Rows, rep.Blocked, rep.InFlight, len(open))
+				for _, r := range rep.Unreachable {
+					fmt.Fprintf(w, "OUT OF REACH: region %s: its store cannot be reached; the rows of its pending placements are not counted\n", r)
+				}
 				if len(p.Deadlines) == 0 {
 					fmt.Fprintln(w, "no rule or requirement carries a deadline")
 					return nil

@@ -44,6 +44,7 @@ batches in hand.`,
 			fmt.Fprintf(m.Stderr, "domicile: worker running %d batches at once; stop with Ctrl-C\n", cmp(workers, a.cfg.Mover.Workers))
 			var sealing sync.WaitGroup
 			sealing.Go(func() { a.sealLoop(ctx) })
+			sealing.Go(func() { a.awaitRegions(ctx) })
 			a.recoverLoop(ctx, mv.ResolveExpired, mv.PurgeDue)
 			sealing.Wait()
 			return nil
