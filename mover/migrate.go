@@ -212,6 +212,7 @@ type job struct {
 
 	tries   int       // times it found a store unreachable
 	failing time.Time // since when it has
+	begun   bool      // run at least once: never held by the gate
 }
 
 // runPlan creates the plan's moves and runs them on opts.Workers goroutines,
@@ -271,15 +272,29 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 		retryFor = DefaultRetryFor
 	}
 	runJob = func(j job) error {
-		// A region out of reach holds its moves back, without beginning
-		// them, until a probe finds it back (gate).
-		if wait, since := m.gate.hold(gctx, j.route.From, j.route.To); wait > 0 && time.Since(since) < retryFor {
+		// A region out of reach holds back the moves that have not begun,
+		// until a probe finds it back (gate); for retry_for, after which
+		// they count as failed without beginning.
+		if wait, since, why := m.gate.hold(gctx, j.route.From, j.route.To); wait > 0 && !j.begun {
 			mu.Lock()
 			if sum.outageSince.IsZero() || since.Before(sum.outageSince) {
 				sum.outageSince = since
 			}
 			mu.Unlock()
-			q.retry(j, time.Now().Add(wait))
+			if time.Since(since) < retryFor {
+				q.retry(j, time.Now().Add(wait))
+				return nil
+			}
+			m.cfg.Logger.Error("move failed: a store has been out of reach for longer than retry_for; it did not begin",
+				"move", j.id, "from", j.route.From, "to", j.route.To, "retry_for", retryFor, "err", why)
+			mu.Lock()
+			delete(waiting, j.id)
+			failed += j.subjects
+			done += j.subjects
+			sum.Moves++
+			sum.unreachable += j.subjects
+			mu.Unlock()
+			q.finish()
 			return nil
 		}
 		if limiter != nil && j.rows > 0 && j.tries == 0 {
@@ -296,6 +311,7 @@ func (m *Mover) runPlan(ctx context.Context, p *Plan, opts MigrateOptions, limit
 		mu.Lock()
 		delete(waiting, j.id)
 		mu.Unlock()
+		j.begun = true
 		res, err := m.runOrWait(gctx, j.id)
 		if err != nil && (res.Move == nil || !res.Move.State.Done()) {
 			if gctx.Err() != nil {
@@ -423,7 +439,7 @@ func (m *Mover) again(ctx context.Context, j job, old *domicile.Move) (job, bool
 		return job{}, false, err
 	}
 	next := j
-	next.id, next.subjects = mv.ID, len(mv.Subjects)
+	next.id, next.subjects, next.begun = mv.ID, len(mv.Subjects), false
 	next.tries++
 	return next, true, nil
 }

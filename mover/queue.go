@@ -423,8 +423,11 @@ func (w *moveWorker) Work(ctx context.Context, job *river.Job[MoveArgs]) error {
 	// probe finds it back (gate). One that has may need its source to roll
 	// back, and goes on.
 	if mv, err := q.m.cfg.Control.FindMove(ctx, id); err == nil && mv.State == domicile.MovePlanned {
-		if wait, since := q.m.gate.hold(ctx, mv.From, mv.To); wait > 0 && time.Since(since) < retryFor {
-			return river.JobSnooze(wait)
+		if wait, since, why := q.m.gate.hold(ctx, mv.From, mv.To); wait > 0 {
+			if time.Since(since) < retryFor {
+				return river.JobSnooze(wait)
+			}
+			return river.JobCancel(fmt.Errorf("move %s: a store has been out of reach for longer than %s; the move did not begin: %v", id, retryFor, why))
 		}
 	}
 	if job.Args.Rows > 0 && q.limiter.Limit() != rate.Inf {
@@ -470,8 +473,9 @@ func (w *moveWorker) Work(ctx context.Context, job *river.Job[MoveArgs]) error {
 				waited += retryBackoff(i)
 			}
 			if since := q.m.gate.downSince(mv.From, mv.To); !since.IsZero() {
-				// The gate's count is the outage's own; the snoozes'
-				// also has the gate's and the leases' in it.
+				// The gate's count (suspect has just probed) is the
+				// outage's own time; the snoozes' also has the gate's
+				// and the leases' in it.
 				waited = time.Since(since)
 			}
 			if waited >= retryFor {

@@ -39,6 +39,16 @@ func (r *Router) EraseSubject(ctx context.Context, id string) (*domicile.Erasure
 	if id == "" {
 		return nil, domicile.Errorf(domicile.CodeInvalid, "missing subject id")
 	}
+	// The subject's rows may be in any region: every one must answer, or
+	// the erasure would stop half-way, its subject fenced at home until
+	// it is run again.
+	for _, region := range r.regions() {
+		if p, ok := r.stores[region].(interface{ Ping(context.Context) error }); ok {
+			if err := p.Ping(ctx); err != nil {
+				return nil, fmt.Errorf("erase %s: every region's store must be reached, and %s's cannot: %w", id, region, err)
+			}
+		}
+	}
 	ps, err := r.eraser.BeginErasure(ctx, id)
 	if err != nil {
 		return nil, notFound(err, "subject %q not found", id)

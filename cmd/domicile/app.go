@@ -47,6 +47,7 @@ type app struct {
 	// for them to come back (see recover).
 	downMu  sync.Mutex
 	down    map[string]error
+	movers  []*mover.Mover // told when a region is back
 	install func(ctx context.Context, region string) error // set where the command installs
 }
 
@@ -249,7 +250,11 @@ func (a *app) recover(ctx context.Context, region string) error {
 	}
 	a.downMu.Lock()
 	delete(a.down, region)
+	movers := slices.Clone(a.movers)
 	a.downMu.Unlock()
+	for _, mv := range movers {
+		mv.MarkUp(region)
+	}
 	a.log.Info("a region's store out of reach at the start is back", "region", region, "installed", a.install != nil)
 	return nil
 }
@@ -469,9 +474,12 @@ func (a *app) mover() (*mover.Mover, error) {
 		cfg.AfterStep = hook
 	}
 	mv := mover.New(cfg)
-	for _, r := range a.downRegions() {
-		mv.MarkDown(r)
+	a.downMu.Lock()
+	for r, err := range a.down {
+		mv.MarkDown(r, err)
 	}
+	a.movers = append(a.movers, mv)
+	a.downMu.Unlock()
 	return mv, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/domicile/domicile"
 )
@@ -61,6 +62,9 @@ func (a *app) globalTables(ctx context.Context, tt *tableTemplates) ([]domicile.
 			rows = append(rows, *tr)
 		}
 		if !found {
+			if down := a.downRegions(); len(down) > 0 {
+				return nil, nil, fmt.Errorf("global table %s exists in none of the stores that can be reached (out of reach: %s)", name, strings.Join(down, ", "))
+			}
 			return nil, nil, fmt.Errorf("global table %s exists in no region's store: create it in one", name)
 		}
 	}
