@@ -191,7 +191,7 @@ func TestGateForgetsAnOutageThatEnded(t *testing.T) {
 			}
 			q := newQueue(t, e, m, mover.QueueOptions{Workers: 1, RetryFor: 2 * time.Second, Sweep: -1})
 			time.Sleep(2500 * time.Millisecond) // b has been back for a while
-			b.fails.Store(1)                     // one more blip
+			b.fails.Store(1)                    // one more blip
 			if err := q.Enqueue(ctx, mover.MoveArgs{MoveID: mv.ID, Attempt: got.Attempt}); err != nil {
 				t.Fatal(err)
 			}

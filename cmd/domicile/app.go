@@ -47,7 +47,7 @@ type app struct {
 	// for them to come back (see recover).
 	downMu  sync.Mutex
 	down    map[string]error
-	movers  []*mover.Mover // told when a region is back
+	movers  []*mover.Mover                                 // told when a region is back
 	install func(ctx context.Context, region string) error // set where the command installs
 }
 
