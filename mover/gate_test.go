@@ -246,13 +246,11 @@ func TestGateHeldJobsOutlastAProbeThatHangs(t *testing.T) {
 		t.Fatal(err)
 	}
 	subjects := p.Routes[0].Subjects
-	var ids []string
-	for i := 0; i < 4; i++ {
+	for i := range 4 {
 		mv := &domicile.Move{ID: mover.NewMoveID(e.clock.Now()), Dataset: "social", From: "a", To: "b", Rule: "brazil", Subjects: subjects[i*5 : i*5+5]}
 		if ok, err := e.ctrl.CreateMove(ctx, mv); !ok || err != nil {
 			t.Fatal(ok, err)
 		}
-		ids = append(ids, mv.ID)
 		if err := q.Enqueue(ctx, mover.MoveArgs{MoveID: mv.ID}); err != nil {
 			t.Fatal(err)
 		}
