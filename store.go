@@ -227,6 +227,12 @@ type Transition struct {
 	// is above the subject's entry: a later move has been there since this
 	// one was planned, and a stale process must not touch its rows.
 	MaxEpoch map[string]int64
+	// SkipLater skips, instead of refusing, a row under another move whose
+	// epoch is at least the one this transition writes (Epochs): a later
+	// move has taken the subject on since this one committed. For the
+	// steps after a commit, which a resumed run may take again after a
+	// later move has begun from where they left the subject.
+	SkipLater bool
 }
 
 // Validate checks that the transition names a valid state, a dataset and a
@@ -258,6 +264,9 @@ func (tr Transition) Writes(have map[string]Ownership) ([]Ownership, error) {
 		c := have[id] // no row: state ""
 		if c.State == tr.To && c.MoveID == tr.MoveID {
 			continue // this step ran already
+		}
+		if e, ok := tr.Epochs[id]; tr.SkipLater && ok && c.State != "" && c.MoveID != tr.MoveID && c.Epoch >= e {
+			continue // a later move's
 		}
 		maxEpoch, capped := tr.MaxEpoch[id]
 		if !slices.Contains(tr.From, c.State) || (c.MoveID == tr.MoveID) != tr.Own || capped && c.State != "" && c.Epoch > maxEpoch {

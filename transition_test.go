@@ -39,6 +39,14 @@ func TestTransitionWrites(t *testing.T) {
 		{"own: only rows under this move", Transition{Dataset: "d", MoveID: "m1", From: []OwnerState{Fenced}, Own: true, To: Moved, Region: "b"}, []string{"mine"}, []string{"mine"}, false},
 		{"own refuses another move's row", Transition{Dataset: "d", MoveID: "m1", From: []OwnerState{Fenced}, Own: true, To: Moved, Region: "b"}, []string{"other"}, nil, true},
 		{"max epoch keeps a stale move off", func() Transition { tr := fence; tr.MaxEpoch = map[string]int64{"later": 3}; return tr }(), []string{"later"}, nil, true},
+		{"skip later: a later move's row is left alone", Transition{Dataset: "d", MoveID: "m1", From: []OwnerState{Fenced}, Own: true, To: Moved, Region: "b", SkipLater: true,
+			Epochs: map[string]int64{"mine": 4, "later": 4}}, []string{"later", "mine"}, []string{"mine"}, false},
+		{"skip later: one at the epoch this move writes, under another move", Transition{Dataset: "d", MoveID: "m1", From: []OwnerState{Incoming}, Own: true, To: Owned, Region: "b", SkipLater: true,
+			Epochs: map[string]int64{"other": 3}}, []string{"other"}, nil, false},
+		{"skip later: an older row under another move is still refused", Transition{Dataset: "d", MoveID: "m1", From: []OwnerState{Fenced}, Own: true, To: Moved, Region: "b", SkipLater: true,
+			Epochs: map[string]int64{"other": 4}}, []string{"other"}, nil, true},
+		{"skip later: this move's own row in another state is still refused", Transition{Dataset: "d", MoveID: "m1", From: []OwnerState{Fenced}, Own: true, To: Moved, Region: "b", SkipLater: true,
+			Epochs: map[string]int64{"givenup": 3}}, []string{"givenup"}, nil, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -758,32 +758,40 @@ func (r *run) verify(ctx context.Context) error {
 }
 
 // tombstone leaves "moved to T at epoch E" at the source, so that a stale
-// writer or reader there is redirected.
+// writer or reader there is redirected, then activates the destination;
+// the activation's record covers both. The tombstone comes first: until
+// it is in place the fenced source still serves reads, and none may be
+// served there once the destination takes writes.
+//
+// A run resumed from the commit takes both steps again: each is a no-op
+// where it ran already, and leaves alone a subject a later move has taken
+// on since (SkipLater: the commit made the placements active at the
+// destination, so a later move may begin there as soon as the activation
+// is done, before its record).
 func (r *run) tombstone(ctx context.Context) error {
 	epochs, err := r.epochs(ctx, r.mv, true)
 	if err != nil {
 		return err
 	}
 	err = r.transition(ctx, r.src, domicile.Transition{
-		From: []domicile.OwnerState{domicile.Fenced}, Own: true, To: domicile.Moved, Region: r.mv.To, Epochs: epochs,
+		From: []domicile.OwnerState{domicile.Fenced}, Own: true, To: domicile.Moved, Region: r.mv.To, Epochs: epochs, SkipLater: true,
 	})
 	if err != nil {
 		return err
 	}
-	// Recorded: once the commit has made the placements active at the
-	// destination, a later move may take the subjects on, and a run
-	// resumed from the commit could no longer tell its own tombstone.
-	return r.record(ctx, domicile.MoveTombstoned)
+	r.mark(domicile.MoveTombstoned) // not recorded: see above
+	return r.activate(ctx)
 }
 
-// activate makes the destination the owner: writes resume there.
+// activate makes the destination the owner: writes resume there. (A move
+// recorded as tombstoned, by an earlier version, resumes here.)
 func (r *run) activate(ctx context.Context) error {
 	epochs, err := r.epochs(ctx, r.mv, true)
 	if err != nil {
 		return err
 	}
 	err = r.transition(ctx, r.dst, domicile.Transition{
-		From: []domicile.OwnerState{domicile.Incoming}, Own: true, To: domicile.Owned, Region: r.mv.To, Epochs: epochs,
+		From: []domicile.OwnerState{domicile.Incoming}, Own: true, To: domicile.Owned, Region: r.mv.To, Epochs: epochs, SkipLater: true,
 	})
 	if err != nil {
 		return err

@@ -746,16 +746,22 @@ func TestStaleFenceAfterLaterMoves(t *testing.T) {
 	}
 }
 
-// TestResumeAfterLaterMove: a move M1 (a→b) dies after each step past its
-// commit; before its lease lapses, a later move M2 carries one of its
-// subjects back (b→a), which the commit allows (the placement is active
-// at b). The process that takes M1 over must still finish it, with a
-// receipt that counts that subject as superseded where M2 got there first.
+// TestResumeAfterLaterMove: a move M1 (a→b) dies after its commit, at each
+// point past it: after the tombstone (not recorded), after the activation
+// but before its record, and after that record. Before its lease lapses, a
+// later move M2 carries one of its subjects back (b→a), which the commit
+// allows once b is active. The process that takes M1 over must still
+// finish it, with a receipt that counts that subject as superseded where M2
+// got there first.
 func TestResumeAfterLaterMove(t *testing.T) {
-	for _, step := range []domicile.MoveState{domicile.MoveTombstoned, domicile.MoveActivated} {
-		t.Run(string(step), func(t *testing.T) {
+	for _, point := range []string{"tombstoned", "activated before its record", "activated"} {
+		t.Run(point, func(t *testing.T) {
 			ctx := context.Background()
 			e := newEnv(t, 3) // u0000 is Brazilian
+			step, recorded := domicile.MoveActivated, domicile.MoveActivated
+			if point != "activated" {
+				step, recorded = domicile.MoveTombstoned, domicile.MoveCommitted
+			}
 			hook := func(m *domicile.Move, s domicile.MoveState) {
 				if s == step {
 					runtime.Goexit()
@@ -767,8 +773,25 @@ func TestResumeAfterLaterMove(t *testing.T) {
 				t.Fatalf("open moves %+v %v", open, err)
 			}
 			m1 := open[0]
-			if m1.State != step {
-				t.Fatalf("M1 recorded as %s, want %s", m1.State, step)
+			if m1.State != recorded {
+				t.Fatalf("M1 recorded as %s, want %s", m1.State, recorded)
+			}
+			active := point != "tombstoned"
+			if point == "activated before its record" {
+				// The activation M1 would have made before dying.
+				m1, err := e.ctrl.FindMove(ctx, m1.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				epochs, err := e.ctrl.MoveEpochs(ctx, m1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = e.stores["b"].Transition(ctx, domicile.Transition{Dataset: "social", MoveID: m1.ID, Subjects: m1.Subjects,
+					From: []domicile.OwnerState{domicile.Incoming}, Own: true, To: domicile.Owned, Region: "b", Epochs: epochs})
+				if err != nil {
+					t.Fatal(err)
+				}
 			}
 			m2 := &domicile.Move{ID: mover.NewMoveID(e.clock.Now()), Dataset: "social", From: "b", To: "a", Rule: "back", Subjects: []string{"u0000"}}
 			if ok, err := e.ctrl.CreateMove(ctx, m2); !ok || err != nil {
@@ -776,7 +799,7 @@ func TestResumeAfterLaterMove(t *testing.T) {
 			}
 			res, err := e.mover("other", nil).Run(ctx, m2.ID)
 			switch {
-			case step == domicile.MoveTombstoned:
+			case !active:
 				// b is not active yet: M2 cannot fence it, and gives
 				// the subject back.
 				if err == nil && res.Move.State != domicile.MoveRolledBack {
@@ -790,7 +813,7 @@ func TestResumeAfterLaterMove(t *testing.T) {
 			if err != nil || res.Move.State != domicile.MovePurged {
 				t.Fatalf("M1 after the takeover: %+v %v", res.Move, err)
 			}
-			if step == domicile.MoveActivated && res.Move.Receipt.Superseded != 1 {
+			if active && res.Move.Receipt.Superseded != 1 {
 				t.Errorf("M1's receipt counts %d subjects superseded, want 1 (M2 carried it back first)", res.Move.Receipt.Superseded)
 			}
 			p, err := e.ctrl.FindPlacement(ctx, "u0000", "social")
