@@ -211,6 +211,8 @@ func (b *Batch) Rows() int64 {
 //   - a row in one of the From states ("" meaning no row) is changed, provided
 //     its move_id is MoveID when Own is set, and is not MoveID otherwise (a
 //     move never re-fences a subject it has given back);
+//   - a row under another move at the epoch this transition writes or a
+//     later one is skipped when SkipLater is set (a later move's);
 //   - any other row fails the whole transition with CodeConflict wrapping
 //     ErrPrecondition, unless Lenient is set, in which case it is skipped.
 type Transition struct {

@@ -820,14 +820,9 @@ func (r *run) purge(ctx context.Context) error {
 		// came back here by a later move (a rollback) before the purge,
 		// and their rows are live again. Prove that none of the subjects
 		// still tombstoned under this move has rows left.
-		var still []string
-		for _, s := range r.mv.Subjects {
-			o, err := r.src.FindOwnership(ctx, r.ds.Name, s)
-			if err == nil && o.State == domicile.Moved && o.MoveID == r.mv.ID {
-				still = append(still, s)
-			} else if err != nil && domicile.ErrorCode(err) != domicile.CodeNotFound {
-				return fmt.Errorf("purge %s: %w", r.mv.From, err)
-			}
+		still, err := r.stillMoved(ctx)
+		if err != nil {
+			return fmt.Errorf("purge %s: %w", r.mv.From, err)
 		}
 		left, _, err := r.src.MeasureSubjects(ctx, r.ds, still)
 		if err != nil {
@@ -845,6 +840,21 @@ func (r *run) purge(ctx context.Context) error {
 	r.mv.Receipt.Purged = n
 	r.mv.Receipt.Finished = r.m.cfg.Now()
 	return r.record(ctx, domicile.MovePurged)
+}
+
+// stillMoved returns the move's subjects that the source still holds
+// tombstoned under it: the others a later move has taken on since.
+func (r *run) stillMoved(ctx context.Context) ([]string, error) {
+	var still []string
+	for _, s := range r.mv.Subjects {
+		o, err := r.src.FindOwnership(ctx, r.ds.Name, s)
+		if err == nil && o.State == domicile.Moved && o.MoveID == r.mv.ID {
+			still = append(still, s)
+		} else if err != nil && domicile.ErrorCode(err) != domicile.CodeNotFound {
+			return nil, err
+		}
+	}
+	return still, nil
 }
 
 // rollback undoes an uncommitted move: the source takes writes again, the

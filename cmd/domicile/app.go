@@ -453,7 +453,8 @@ func (a *app) planToMove(ctx context.Context, datasets []*domicile.Dataset, at t
 
 // mover returns a mover with the config's settings. The test-only
 // environment variable DOMICILE_CRASH_AFTER=STATE[:N] kills the process with
-// SIGKILL just after the N-th (default first) move records STATE.
+// SIGKILL just after the N-th (default first) move reaches STATE (recorded,
+// or, for the steps a move does not record, such as tombstoned, done).
 func (a *app) mover() (*mover.Mover, error) {
 	cfg := mover.Config{
 		Control: a.ctrl, Stores: a.stores, Datasets: a.byName,
