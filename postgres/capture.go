@@ -206,10 +206,11 @@ func captureDigest(schema string, t *domicile.Table) string {
 	return captureSchema + captureSettings + captureLock + strings.Join(q[:], "\x00")
 }
 
-// installCapture creates, again, the capture functions and triggers of a
-// dataset table declared here as decl. A table that reaches its subject
-// through a path, or has no primary key, has none.
-func installCapture(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, decl *pgTable) error {
+// installCapture creates, again, the capture functions of a dataset table
+// declared here as decl and, with capture, its capture triggers (without,
+// it drops them: see Store.captureTriggers). A table that reaches its
+// subject through a path, or has no primary key, has none.
+func installCapture(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, decl *pgTable, capture bool) error {
 	for _, name := range captureNames(t.Name) {
 		if _, err := tx.Exec(ctx, `DROP TRIGGER IF EXISTS `+quoteIdent(name)+` ON `+quoteIdent(schema)+`.`+quoteIdent(t.Name)); err != nil {
 			return err
@@ -224,10 +225,13 @@ LANGUAGE plpgsql SECURITY DEFINER` + captureSettings + ` AS $domicile$` + record
 	if _, err := tx.Exec(ctx, rec); err != nil {
 		return fmt.Errorf("create capture record function of %s: %w", t.Name, err)
 	}
-	capture := `CREATE OR REPLACE FUNCTION ` + captureFuncSignature(schema, t.Name) + ` RETURNS trigger
+	fn := `CREATE OR REPLACE FUNCTION ` + captureFuncSignature(schema, t.Name) + ` RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER AS $domicile$` + captureBody(schema, ds.Name, t, decl) + `$domicile$`
-	if _, err := tx.Exec(ctx, capture); err != nil {
+	if _, err := tx.Exec(ctx, fn); err != nil {
 		return fmt.Errorf("create capture function of %s: %w", t.Name, err)
+	}
+	if !capture {
+		return nil
 	}
 	for _, q := range captureTriggerSQL(schema, t.Name) {
 		if _, err := tx.Exec(ctx, q); err != nil {
@@ -237,8 +241,37 @@ LANGUAGE plpgsql SECURITY DEFINER AS $domicile$` + captureBody(schema, ds.Name, 
 	return nil
 }
 
+// captureTriggers reports whether the store's dataset tables need their
+// capture triggers: where a live copy captures its changes with them (the
+// capture mode triggers, or auto on a cluster without logical
+// replication), or while a capture by triggers is under way. Elsewhere
+// install leaves them out: an AFTER row trigger costs every write even
+// when its WHEN never lets it call its function (in the benchmark's write
+// script, a sixth of the throughput), and a live copy by logical
+// replication has no use for them. Without them, a capture by triggers
+// is refused as not supported (liveTables), and the subject is moved
+// inside the fence.
+func (s *Store) captureTriggers(ctx context.Context, tx pgx.Tx) (bool, error) {
+	var inFlight bool
+	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM domicile_capture)`).Scan(&inFlight)
+	if err != nil && pgCode(err) != undefinedTable {
+		return false, err
+	}
+	if inFlight {
+		return true, nil
+	}
+	switch s.captureMode() {
+	case CaptureTriggers:
+		return true, nil
+	case CaptureLogical:
+		return false, nil
+	}
+	why, err := logicalUnavailable(ctx, tx)
+	return why != "", err
+}
+
 // checkCapture adds the problems of the capture of a dataset table.
-func checkCapture(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, add func(string, ...any)) error {
+func checkCapture(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, capture bool, add func(string, ...any)) error {
 	if t.Via != nil {
 		return nil
 	}
@@ -284,6 +317,10 @@ func checkCapture(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Da
 		name := captureNames(t.Name)[i]
 		tg, ok := have[name]
 		switch {
+		case !capture:
+			if ok {
+				add("capture trigger %s on %s is installed, but no capture uses it", name, t.Name)
+			}
 		case !ok:
 			add("capture trigger %s on %s is missing", name, t.Name)
 		case tg.enabled != "O" && tg.enabled != "A":

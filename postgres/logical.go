@@ -118,13 +118,19 @@ type slotRecord struct {
 // logicalUnavailable returns why the store cannot capture by logical
 // replication, or "".
 func (s *Store) logicalUnavailable(ctx context.Context) (string, error) {
+	why, err := logicalUnavailable(ctx, s.pool)
+	return why, s.reachable(err)
+}
+
+// logicalUnavailable is Store.logicalUnavailable on q.
+func logicalUnavailable(ctx context.Context, q querier) (string, error) {
 	var level string
 	var replicate, emit bool
-	err := s.pool.QueryRow(ctx, `SELECT current_setting('wal_level'), r.rolsuper OR r.rolreplication,
+	err := q.QueryRow(ctx, `SELECT current_setting('wal_level'), r.rolsuper OR r.rolreplication,
 			has_function_privilege('pg_logical_emit_message(boolean, text, text)', 'EXECUTE')
 		FROM pg_roles r WHERE r.rolname = current_user`).Scan(&level, &replicate, &emit)
 	if err != nil {
-		return "", s.reachable(err)
+		return "", err
 	}
 	switch {
 	case level != "logical":

@@ -41,7 +41,7 @@ func (s *Store) liveTables(ctx context.Context, ds *domicile.Dataset, triggers b
 			return nil, nil, s.reachable(err)
 		}
 		if !ok {
-			return nil, nil, fmt.Errorf("live copy of %s in region %s: no capture triggers (run install): %w", t.Name, s.region, domicile.ErrNotSupported)
+			return nil, nil, fmt.Errorf("live copy of %s in region %s: no capture triggers (install makes them where the capture mode uses them): %w", t.Name, s.region, domicile.ErrNotSupported)
 		}
 	}
 	return tables, decls, nil
@@ -109,6 +109,19 @@ func (s *Store) StartCapture(ctx context.Context, ds *domicile.Dataset, moveID s
 		}
 		if err := lockCaptureMarks(ctx, tx, false); err != nil {
 			return err
+		}
+		// Under the lock an installation takes to decide whether to keep
+		// the capture triggers (captureTriggers): they are there, and stay
+		// while this capture is under way.
+		for _, t := range tables {
+			var ok bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2)`,
+				quoteIdent(t.Name), captureNames(t.Name)[0]).Scan(&ok); err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("live copy of %s: no capture triggers (install makes them where the capture mode uses them): %w", t.Name, domicile.ErrNotSupported)
+			}
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO domicile_capture (subject, dataset, move_id)
 			SELECT unnest($1::text[]), $2, $3 ON CONFLICT DO NOTHING`, subjects, ds.Name, moveID); err != nil {

@@ -66,9 +66,7 @@ func TestCaptureRecordsKeys(t *testing.T) { onCaptures(t, testCaptureRecordsKeys
 func testCaptureRecordsKeys(t *testing.T, mode string) {
 	ctx := context.Background()
 	s, ds, app := triggerStore(t, liveTable)
-	if err := s.SetCapture(mode); err != nil {
-		t.Fatal(err)
-	}
+	useCapture(t, s, ds, mode)
 	if err := s.SetOwnership(ctx, []domicile.Ownership{{Subject: "o2", Dataset: "ds", State: domicile.Owned}}); err != nil {
 		t.Fatal(err)
 	}
@@ -192,6 +190,14 @@ func testCaptureRecordsKeys(t *testing.T, mode string) {
 	if left := slots(t, s); len(left) != 0 {
 		t.Fatalf("slots after EndCapture: %v", left)
 	}
+	if mode != CaptureTriggers {
+		// Installed without the capture triggers, which it does not use.
+		var n int
+		if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_trigger WHERE tgrelid = 't'::regclass AND tgname LIKE '%\_cap\_%'`).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("capture triggers installed with capture %s: %d %v", mode, n, err)
+		}
+		return
+	}
 	// A missing capture trigger is a problem of the installation.
 	if _, err := s.Pool().Exec(ctx, `DROP TRIGGER `+quoteIdent(captureNames("t")[1])+` ON t`); err != nil {
 		t.Fatal(err)
@@ -261,9 +267,7 @@ func TestCaptureOrderUnderConcurrency(t *testing.T) { onCaptures(t, testCaptureO
 func testCaptureOrderUnderConcurrency(t *testing.T, mode string) {
 	ctx := context.Background()
 	s, ds, _ := triggerStore(t, "")
-	if err := s.SetCapture(mode); err != nil {
-		t.Fatal(err)
-	}
+	useCapture(t, s, ds, mode)
 	var owners []domicile.Ownership
 	var subjects []string
 	const writers, perWriter = 8, 60
@@ -518,6 +522,9 @@ func TestSweepCaptures(t *testing.T) {
 func TestCaptureFallsBack(t *testing.T) {
 	ctx := context.Background()
 	s, ds, _ := triggerStore(t, "")
+	// The capture triggers: installed where the capture mode uses them,
+	// here by the superuser's store, which captures by triggers.
+	useCapture(t, s, ds, CaptureTriggers)
 	role := fmt.Sprintf("plain_%d", time.Now().UnixNano())
 	if _, err := s.Pool().Exec(ctx, `CREATE ROLE `+role+` LOGIN NOREPLICATION NOSUPERUSER;
 		GRANT ALL ON ALL TABLES IN SCHEMA public TO `+role+`; GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO `+role+`;
@@ -848,10 +855,20 @@ func TestNumberedColumnsNone(t *testing.T) {
 func triggerCaptureStore(t *testing.T) (*Store, *domicile.Dataset, *pgx.Conn) {
 	t.Helper()
 	s, ds, app := triggerStore(t, "")
-	if err := s.SetCapture(CaptureTriggers); err != nil {
+	useCapture(t, s, ds, CaptureTriggers)
+	return s, ds, app
+}
+
+// useCapture sets the store's capture mode and installs again, with the
+// capture triggers where the mode uses them.
+func useCapture(t *testing.T, s *Store, ds *domicile.Dataset, mode string) {
+	t.Helper()
+	if err := s.SetCapture(mode); err != nil {
 		t.Fatal(err)
 	}
-	return s, ds, app
+	if err := s.Install(context.Background(), []*domicile.Dataset{ds}, domicile.InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // startCapture starts capturing the subjects under move.
@@ -877,4 +894,57 @@ func markedSubjects(t *testing.T, s *Store) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestCaptureTriggersOnlyWhereUsed: install makes the capture triggers only
+// where the capture mode uses them, keeps them while a capture by triggers
+// is under way whatever the mode, and drops them after; a capture by
+// triggers where they are missing is refused as not supported (the subject
+// then moves inside the fence), before it records anything.
+func TestCaptureTriggersOnlyWhereUsed(t *testing.T) {
+	ctx := context.Background()
+	s, ds, _ := triggerStore(t, "")
+	count := func() int {
+		t.Helper()
+		var n int
+		if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_trigger WHERE tgrelid = 't'::regclass AND tgname LIKE '%\_cap\_%'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("installed in auto mode on a cluster with logical replication: %d capture triggers", n)
+	}
+	useCapture(t, s, ds, CaptureTriggers)
+	if n := count(); n != 3 {
+		t.Fatalf("capture by triggers: %d capture triggers", n)
+	}
+	startCapture(t, s, ds, "mv", "o")
+	useCapture(t, s, ds, CaptureLogical)
+	if n := count(); n != 3 {
+		t.Fatalf("installed with a capture by triggers under way: %d capture triggers left", n)
+	}
+	if problems, err := s.CheckInstall(ctx, []*domicile.Dataset{ds}); err != nil || len(problems) != 0 {
+		t.Fatalf("check install with the capture under way: %v %v", problems, err)
+	}
+	if err := s.EndCapture(ctx, ds, "mv"); err != nil {
+		t.Fatal(err)
+	}
+	useCapture(t, s, ds, CaptureLogical)
+	if n := count(); n != 0 {
+		t.Fatalf("installed after the capture ended: %d capture triggers", n)
+	}
+	if problems, err := s.CheckInstall(ctx, []*domicile.Dataset{ds}); err != nil || len(problems) != 0 {
+		t.Fatalf("check install: %v %v", problems, err)
+	}
+	if err := s.SetCapture(CaptureTriggers); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StartCapture(ctx, ds, "mv2", []string{"o"}); !errors.Is(err, domicile.ErrNotSupported) {
+		t.Fatalf("capture by triggers without them: %v", err)
+	}
+	var n int
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM domicile_capture`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("capture records after the refusal: %d %v", n, err)
+	}
 }

@@ -240,8 +240,9 @@ func triggerSQL(schema, table string) [3]string {
 }
 
 // installDigest is the version of an installation of datasets in schema: a
-// digest of its trigger SQL.
-func installDigest(schema string, datasets []*domicile.Dataset) string {
+// digest of its trigger SQL, with the capture triggers or without them
+// (capture).
+func installDigest(schema string, datasets []*domicile.Dataset, capture bool) string {
 	h := sha256.New()
 	h.Write([]byte(installVersion + "\n" + refuseSQL(schema) + "\x00"))
 	for _, ds := range datasets {
@@ -250,7 +251,11 @@ func installDigest(schema string, datasets []*domicile.Dataset) string {
 			for _, q := range triggerSQL(schema, t.Name) {
 				h.Write([]byte(q + "\x00"))
 			}
-			h.Write([]byte(captureDigest(schema, t) + "\x00"))
+			if capture {
+				h.Write([]byte(captureDigest(schema, t) + "\x00"))
+			} else {
+				h.Write([]byte("no capture triggers\x00"))
+			}
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
@@ -295,6 +300,18 @@ func (s *Store) Install(ctx context.Context, datasets []*domicile.Dataset, opts 
 		if err := upgradeOwner(ctx, tx); err != nil {
 			return err
 		}
+		// A capture begun before the ownership rows had their mark (an
+		// upgrade in the middle of a live move) marks them now. The lock
+		// also keeps a capture by triggers from starting while the
+		// installation decides whether to keep the capture triggers
+		// (StartCapture looks for them under it).
+		if err := lockCaptureMarks(ctx, tx, false); err != nil {
+			return err
+		}
+		capture, err := s.captureTriggers(ctx, tx)
+		if err != nil {
+			return err
+		}
 		// An installation made by this version, of these datasets, is
 		// current: its functions and triggers are made again only where
 		// the check finds them changed (see installTable).
@@ -302,12 +319,7 @@ func (s *Store) Install(ctx context.Context, datasets []*domicile.Dataset, opts 
 		if err != nil {
 			return err
 		}
-		current := version == installDigest(schema, datasets)
-		// A capture begun before the ownership rows had their mark (an
-		// upgrade in the middle of a live move) marks them now.
-		if err := lockCaptureMarks(ctx, tx, false); err != nil {
-			return err
-		}
+		current := version == installDigest(schema, datasets, capture)
 		if _, err := tx.Exec(ctx, `UPDATE domicile_owner AS o SET capture = true
 			WHERE (o.subject, o.dataset) IN (SELECT subject, dataset FROM domicile_capture) AND NOT o.capture`); err != nil {
 			return err
@@ -356,12 +368,12 @@ func (s *Store) Install(ctx context.Context, datasets []*domicile.Dataset, opts 
 		}
 		for _, ds := range datasets {
 			for _, t := range ds.Tables {
-				if err := installTable(ctx, tx, schema, ds, t, current); err != nil {
+				if err := installTable(ctx, tx, schema, ds, t, current, capture); err != nil {
 					return err
 				}
 			}
 		}
-		return setSetting(ctx, tx, "install_version", installDigest(schema, datasets))
+		return setSetting(ctx, tx, "install_version", installDigest(schema, datasets, capture))
 	})
 	s.mu.Lock()
 	clear(s.tables)
@@ -468,13 +480,13 @@ func addConstraints(ctx context.Context, tx pgx.Tx, made []string, opts domicile
 	return nil
 }
 
-func installTable(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, current bool) error {
+func installTable(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, current, capture bool) error {
 	if current {
 		// Dropping and creating the triggers again would lock the table
 		// against every writer until the installation commits (and a
 		// writer holding a row lock the installation waits for would
 		// deadlock with it): leave a table whose installation checks out.
-		problems, err := tableProblems(ctx, tx, schema, ds, t)
+		problems, err := tableProblems(ctx, tx, schema, ds, t, capture)
 		if err != nil {
 			return err
 		}
@@ -517,7 +529,7 @@ func installTable(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Da
 			return fmt.Errorf("create trigger on %s: %w", t.Name, err)
 		}
 	}
-	if err := installCapture(ctx, tx, schema, ds, t, have); err != nil {
+	if err := installCapture(ctx, tx, schema, ds, t, have, capture); err != nil {
 		return err
 	}
 	return setSetting(ctx, tx, tableKey(t.Name), ds.Name)
@@ -663,7 +675,11 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 		if err != nil {
 			return err
 		}
-		if want := installDigest(schema, datasets); version != want {
+		capture, err := s.captureTriggers(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if want := installDigest(schema, datasets, capture); version != want {
 			add("installation is out of date (version %q, current %q)", version, want)
 		}
 		if msg, err := checkFunction(ctx, tx, schema+".domicile_refuse(text, text, text)", quoteIdent(schema)+".domicile_refuse(text, text, text)", refuseBody(schema)); err != nil {
@@ -673,7 +689,7 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 		}
 		for _, ds := range datasets {
 			for _, t := range ds.Tables {
-				more, err := tableProblems(ctx, tx, schema, ds, t)
+				more, err := tableProblems(ctx, tx, schema, ds, t, capture)
 				if err != nil {
 					return err
 				}
@@ -701,7 +717,7 @@ func setting(ctx context.Context, tx pgx.Tx, key string) (string, error) {
 
 // tableProblems returns what is missing or out of date in the
 // installation of table t of dataset ds.
-func tableProblems(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table) ([]string, error) {
+func tableProblems(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, capture bool) ([]string, error) {
 	var problems []string
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	var ok bool
@@ -734,7 +750,7 @@ func tableProblems(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.D
 	if err := checkTriggers(ctx, tx, t.Name, fn, add); err != nil {
 		return nil, err
 	}
-	if err := checkCapture(ctx, tx, schema, ds, t, add); err != nil {
+	if err := checkCapture(ctx, tx, schema, ds, t, capture, add); err != nil {
 		return nil, err
 	}
 	if t.Via != nil {
