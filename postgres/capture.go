@@ -241,6 +241,15 @@ LANGUAGE plpgsql SECURITY DEFINER AS $domicile$` + captureBody(schema, ds.Name, 
 	return nil
 }
 
+// captureWant is which capture triggers a check of a table expects.
+type captureWant int
+
+const (
+	captureAbsent    captureWant = iota // install made none: any is a problem
+	capturePresent                      // install made them, or a capture by triggers needs them: each must be there
+	captureIfPresent                    // CheckInstall, no capture needs them: those there are checked, none is fine
+)
+
 // captureTriggers reports whether the store's dataset tables need their
 // capture triggers: where a live copy captures its changes with them (the
 // capture mode triggers, or auto on a cluster without logical
@@ -251,27 +260,41 @@ LANGUAGE plpgsql SECURITY DEFINER AS $domicile$` + captureBody(schema, ds.Name, 
 // replication has no use for them. Without them, a capture by triggers
 // is refused as not supported (liveTables), and the subject is moved
 // inside the fence.
+//
+// In the mode auto the decision sticks: capture triggers an installation
+// has are kept, so that processes whose roles differ (one may replicate,
+// another not) do not drop and make them in turn, each time locking every
+// dataset table; only the mode logical drops them.
 func (s *Store) captureTriggers(ctx context.Context, tx pgx.Tx) (bool, error) {
-	var inFlight bool
-	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM domicile_capture)`).Scan(&inFlight)
-	if err != nil && pgCode(err) != undefinedTable {
-		return false, err
+	if need, err := s.capturesByTriggers(ctx, tx); err != nil || need {
+		return need, err
 	}
-	if inFlight {
-		return true, nil
-	}
-	switch s.captureMode() {
-	case CaptureTriggers:
-		return true, nil
-	case CaptureLogical:
+	if s.captureMode() == CaptureLogical {
 		return false, nil
+	}
+	var have bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE NOT tgisinternal AND tgname LIKE 'domicile\_%\_cap\_ins')`).Scan(&have); err != nil || have {
+		return have, err
 	}
 	why, err := logicalUnavailable(ctx, tx)
 	return why != "", err
 }
 
+// capturesByTriggers reports whether the store's captures need the capture
+// triggers whatever install decides: a capture by triggers is under way,
+// or the capture mode is triggers.
+func (s *Store) capturesByTriggers(ctx context.Context, tx pgx.Tx) (bool, error) {
+	if s.captureMode() == CaptureTriggers {
+		return true, nil
+	}
+	var inFlight bool
+	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM domicile_capture)`).Scan(&inFlight)
+	return inFlight, err
+}
+
 // checkCapture adds the problems of the capture of a dataset table.
-func checkCapture(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, capture bool, add func(string, ...any)) error {
+// want says which capture triggers are expected (see captureWant).
+func checkCapture(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, want captureWant, add func(string, ...any)) error {
 	if t.Via != nil {
 		return nil
 	}
@@ -313,14 +336,21 @@ func checkCapture(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Da
 	if err := rows.Err(); err != nil {
 		return err
 	}
+	some := false
+	for _, name := range captureNames(t.Name) {
+		_, ok := have[name]
+		some = some || ok
+	}
 	for i, event := range []string{"INSERT", "UPDATE", "DELETE"} {
 		name := captureNames(t.Name)[i]
 		tg, ok := have[name]
 		switch {
-		case !capture:
+		case want == captureAbsent:
 			if ok {
 				add("capture trigger %s on %s is installed, but no capture uses it", name, t.Name)
 			}
+		case !ok && want == captureIfPresent && !some:
+			// none made here: a capture by triggers is refused
 		case !ok:
 			add("capture trigger %s on %s is missing", name, t.Name)
 		case tg.enabled != "O" && tg.enabled != "A":

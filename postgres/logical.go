@@ -127,7 +127,8 @@ func logicalUnavailable(ctx context.Context, q querier) (string, error) {
 	var level string
 	var replicate, emit bool
 	err := q.QueryRow(ctx, `SELECT current_setting('wal_level'), r.rolsuper OR r.rolreplication,
-			has_function_privilege('pg_logical_emit_message(boolean, text, text)', 'EXECUTE')
+			coalesce(has_function_privilege(coalesce(to_regprocedure('pg_logical_emit_message(boolean, text, text)'),
+				to_regprocedure('pg_logical_emit_message(boolean, text, text, boolean)')), 'EXECUTE'), false)
 		FROM pg_roles r WHERE r.rolname = current_user`).Scan(&level, &replicate, &emit)
 	if err != nil {
 		return "", err

@@ -122,7 +122,7 @@ func inTx(ctx context.Context, db beginner, opts pgx.TxOptions, fn func(pgx.Tx) 
 
 // update runs fn in a read-write transaction (READ COMMITTED).
 func (s *Store) update(ctx context.Context, fn func(pgx.Tx) error) error {
-	return s.reachable(inTx(ctx, s.pool, pgx.TxOptions{}, fn))
+	return s.reachable(inTx(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, fn))
 }
 
 // bypass runs fn in a write transaction that passes domicile's triggers: it

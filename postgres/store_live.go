@@ -15,8 +15,9 @@ var _ domicile.LiveCopier = (*Store)(nil)
 
 // liveTables returns the dataset's tables described, with their
 // declarations, or ErrNotSupported if a table's changes cannot be captured
-// here: it reaches its subject through a path, or (with triggers) the
-// store's installation predates capture (see capture.go).
+// here: it reaches its subject through a path, or (with triggers) it has
+// no capture triggers, which install makes only where the capture mode
+// uses them (see Store.captureTriggers).
 func (s *Store) liveTables(ctx context.Context, ds *domicile.Dataset, triggers bool) ([]*domicile.Table, []*pgTable, error) {
 	for _, t := range ds.Tables {
 		if t.Via != nil {

@@ -898,9 +898,10 @@ func markedSubjects(t *testing.T, s *Store) []string {
 
 // TestCaptureTriggersOnlyWhereUsed: install makes the capture triggers only
 // where the capture mode uses them, keeps them while a capture by triggers
-// is under way whatever the mode, and drops them after; a capture by
-// triggers where they are missing is refused as not supported (the subject
-// then moves inside the fence), before it records anything.
+// is under way whatever the mode, keeps them in auto, and drops them in
+// logical; verify finds nothing wrong either way; a capture by triggers
+// where they are missing is refused as not supported (the subject then
+// moves inside the fence), before it records anything.
 func TestCaptureTriggersOnlyWhereUsed(t *testing.T) {
 	ctx := context.Background()
 	s, ds, _ := triggerStore(t, "")
@@ -929,6 +930,12 @@ func TestCaptureTriggersOnlyWhereUsed(t *testing.T) {
 	}
 	if err := s.EndCapture(ctx, ds, "mv"); err != nil {
 		t.Fatal(err)
+	}
+	// In auto the triggers an installation has stay (a process whose role
+	// may not replicate made them; one whose role may must not drop them).
+	useCapture(t, s, ds, CaptureAuto)
+	if n := count(); n != 3 {
+		t.Fatalf("installed in auto over capture triggers: %d left", n)
 	}
 	useCapture(t, s, ds, CaptureLogical)
 	if n := count(); n != 0 {

@@ -240,9 +240,9 @@ func triggerSQL(schema, table string) [3]string {
 }
 
 // installDigest is the version of an installation of datasets in schema: a
-// digest of its trigger SQL, with the capture triggers or without them
-// (capture).
-func installDigest(schema string, datasets []*domicile.Dataset, capture bool) string {
+// digest of its trigger SQL. Whether the capture triggers are made is not
+// in it (see Store.captureTriggers): installTable's check tells.
+func installDigest(schema string, datasets []*domicile.Dataset) string {
 	h := sha256.New()
 	h.Write([]byte(installVersion + "\n" + refuseSQL(schema) + "\x00"))
 	for _, ds := range datasets {
@@ -251,11 +251,7 @@ func installDigest(schema string, datasets []*domicile.Dataset, capture bool) st
 			for _, q := range triggerSQL(schema, t.Name) {
 				h.Write([]byte(q + "\x00"))
 			}
-			if capture {
-				h.Write([]byte(captureDigest(schema, t) + "\x00"))
-			} else {
-				h.Write([]byte("no capture triggers\x00"))
-			}
+			h.Write([]byte(captureDigest(schema, t) + "\x00"))
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
@@ -319,7 +315,7 @@ func (s *Store) Install(ctx context.Context, datasets []*domicile.Dataset, opts 
 		if err != nil {
 			return err
 		}
-		current := version == installDigest(schema, datasets, capture)
+		current := version == installDigest(schema, datasets)
 		if _, err := tx.Exec(ctx, `UPDATE domicile_owner AS o SET capture = true
 			WHERE (o.subject, o.dataset) IN (SELECT subject, dataset FROM domicile_capture) AND NOT o.capture`); err != nil {
 			return err
@@ -373,7 +369,7 @@ func (s *Store) Install(ctx context.Context, datasets []*domicile.Dataset, opts 
 				}
 			}
 		}
-		return setSetting(ctx, tx, "install_version", installDigest(schema, datasets, capture))
+		return setSetting(ctx, tx, "install_version", installDigest(schema, datasets))
 	})
 	s.mu.Lock()
 	clear(s.tables)
@@ -486,7 +482,11 @@ func installTable(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Da
 		// against every writer until the installation commits (and a
 		// writer holding a row lock the installation waits for would
 		// deadlock with it): leave a table whose installation checks out.
-		problems, err := tableProblems(ctx, tx, schema, ds, t, capture)
+		want := captureAbsent
+		if capture {
+			want = capturePresent
+		}
+		problems, err := tableProblems(ctx, tx, schema, ds, t, want)
 		if err != nil {
 			return err
 		}
@@ -675,11 +675,7 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 		if err != nil {
 			return err
 		}
-		capture, err := s.captureTriggers(ctx, tx)
-		if err != nil {
-			return err
-		}
-		if want := installDigest(schema, datasets, capture); version != want {
+		if want := installDigest(schema, datasets); version != want {
 			add("installation is out of date (version %q, current %q)", version, want)
 		}
 		if msg, err := checkFunction(ctx, tx, schema+".domicile_refuse(text, text, text)", quoteIdent(schema)+".domicile_refuse(text, text, text)", refuseBody(schema)); err != nil {
@@ -687,9 +683,18 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 		} else if msg != "" {
 			add("%s", msg)
 		}
+		// A capture by triggers under way, or the mode triggers, needs the
+		// capture triggers; elsewhere none is fine (a capture by triggers
+		// is then refused, and the subject moves inside the fence).
+		want := captureIfPresent
+		if need, err := s.capturesByTriggers(ctx, tx); err != nil {
+			return err
+		} else if need {
+			want = capturePresent
+		}
 		for _, ds := range datasets {
 			for _, t := range ds.Tables {
-				more, err := tableProblems(ctx, tx, schema, ds, t, capture)
+				more, err := tableProblems(ctx, tx, schema, ds, t, want)
 				if err != nil {
 					return err
 				}
@@ -717,7 +722,9 @@ func setting(ctx context.Context, tx pgx.Tx, key string) (string, error) {
 
 // tableProblems returns what is missing or out of date in the
 // installation of table t of dataset ds.
-func tableProblems(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, capture bool) ([]string, error) {
+// tableProblems returns what is missing or out of date in the installation
+// of t, expecting its capture triggers as want says.
+func tableProblems(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, want captureWant) ([]string, error) {
 	var problems []string
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	var ok bool
@@ -750,7 +757,7 @@ func tableProblems(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.D
 	if err := checkTriggers(ctx, tx, t.Name, fn, add); err != nil {
 		return nil, err
 	}
-	if err := checkCapture(ctx, tx, schema, ds, t, capture, add); err != nil {
+	if err := checkCapture(ctx, tx, schema, ds, t, want, add); err != nil {
 		return nil, err
 	}
 	if t.Via != nil {
