@@ -89,7 +89,8 @@ const (
 
 // CaptureSweeper is implemented by source stores whose captures outlive the
 // process that started them (PostgreSQL's replication slots, which hold WAL
-// until dropped).
+// until dropped, and its captures by triggers, whose marks keep the
+// subjects' writes recording changes).
 type CaptureSweeper interface {
 	// ListCaptures returns the ids of the moves whose captures the store
 	// holds (where the move is not known, the capture's name).

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -409,7 +410,39 @@ func (s *Store) ListCaptures(ctx context.Context) ([]string, error) {
 			out[i] = id
 		}
 	}
+	byTriggers, err := s.triggerCaptures(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list captures in region %s: %w", s.region, err)
+	}
+	for id := range byTriggers {
+		if !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
 	return out, nil
+}
+
+// triggerCaptures returns the captures by triggers this database records:
+// move → dataset.
+func (s *Store) triggerCaptures(ctx context.Context) (map[string]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT move_id, dataset FROM domicile_capture`)
+	if pgCode(err) == undefinedTable {
+		return nil, nil // installed before capture
+	}
+	if err != nil {
+		return nil, s.reachable(err)
+	}
+	out := make(map[string]string)
+	for rows.Next() {
+		var id, ds string
+		if err := rows.Scan(&id, &ds); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out[id] = ds
+	}
+	return out, s.reachable(rows.Err())
 }
 
 // SweepCaptures drops the slots (and records) of this database's captures
@@ -422,20 +455,39 @@ func (s *Store) SweepCaptures(ctx context.Context, live func(context.Context, []
 		return nil, fmt.Errorf("sweep captures in region %s: %w", s.region, err)
 	}
 	slots = append(slots, orphans...)
+	byTriggers, err := s.triggerCaptures(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sweep captures in region %s: %w", s.region, err)
+	}
 	var ids []string
 	for _, slot := range slots {
 		if id, ok := owner[slot]; ok {
 			ids = append(ids, id)
 		}
 	}
+	for id := range byTriggers {
+		ids = append(ids, id)
+	}
 	running, err := live(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
 	var dropped []string
+	// A capture by triggers left by a move no longer running (its
+	// EndCapture never ran) keeps its subjects' marks, and so the capture
+	// triggers and their calls, for ever: ended here.
+	for _, id := range slices.Sorted(maps.Keys(byTriggers)) {
+		if running[id] {
+			continue
+		}
+		if err := s.EndCapture(ctx, &domicile.Dataset{Name: byTriggers[id]}, id); err != nil {
+			return dropped, fmt.Errorf("sweep captures in region %s: %w", s.region, err)
+		}
+		dropped = append(dropped, id)
+	}
 	for _, slot := range slots {
 		id, ok := owner[slot]
-		if ok && running[id] {
+		if ok && (running[id] || slices.Contains(dropped, id)) {
 			continue
 		}
 		if err := s.dropSlot(ctx, slot); err != nil {

@@ -955,3 +955,40 @@ func TestCaptureTriggersOnlyWhereUsed(t *testing.T) {
 		t.Fatalf("capture records after the refusal: %d %v", n, err)
 	}
 }
+
+// TestSweepCapturesByTriggers: a capture by triggers whose move is no
+// longer running (its EndCapture never ran) is listed, and swept: its
+// records and its subjects' capture marks go, so that writes no longer
+// call the capture function, and install may drop the triggers again.
+func TestSweepCapturesByTriggers(t *testing.T) {
+	ctx := context.Background()
+	s, ds, _ := triggerCaptureStore(t)
+	startCapture(t, s, ds, "mv", "o")
+	if ids, err := s.ListCaptures(ctx); err != nil || !slices.Equal(ids, []string{"mv"}) {
+		t.Fatalf("list captures: %v %v", ids, err)
+	}
+	live := func(on bool) func(context.Context, []string) (map[string]bool, error) {
+		return func(_ context.Context, ids []string) (map[string]bool, error) {
+			out := map[string]bool{}
+			for _, id := range ids {
+				out[id] = on
+			}
+			return out, nil
+		}
+	}
+	if dropped, err := s.SweepCaptures(ctx, live(true)); err != nil || len(dropped) != 0 {
+		t.Fatalf("sweep with the move running: %v %v", dropped, err)
+	}
+	if got := markedSubjects(t, s); len(got) != 1 {
+		t.Fatalf("marked with the move running: %v", got)
+	}
+	if dropped, err := s.SweepCaptures(ctx, live(false)); err != nil || !slices.Equal(dropped, []string{"mv"}) {
+		t.Fatalf("sweep with the move gone: %v %v", dropped, err)
+	}
+	if got := markedSubjects(t, s); len(got) != 0 {
+		t.Fatalf("marked after the sweep: %v", got)
+	}
+	if ids, err := s.ListCaptures(ctx); err != nil || len(ids) != 0 {
+		t.Fatalf("list captures after the sweep: %v %v", ids, err)
+	}
+}

@@ -132,8 +132,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if len(problems) > 0 {
 			continue
 		}
-		// A capture (a replication slot, holding WAL) outlives only an
-		// open move. A move begun since the listing above is looked up.
+		// A capture (a replication slot, holding WAL; or a capture by
+		// triggers) outlives only an open move. A move begun since the listing above is looked up.
 		if sw, ok := st.(domicile.CaptureSweeper); ok {
 			ids, err := sw.ListCaptures(ctx)
 			if err != nil {
@@ -149,7 +149,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					return nil, err
 				}
 				rep.add(Violation{Kind: "leftover_capture", Region: region,
-					Message: fmt.Sprintf("the capture of move %s is left in region %s, holding WAL: run migrate to drop it", id, region)})
+					Message: fmt.Sprintf("the capture of move %s is left in region %s (a replication slot holds WAL; a capture by triggers keeps its subjects' writes recording changes): run migrate to end it", id, region)})
 			}
 		}
 		for _, ds := range cfg.Datasets {
