@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/domicile/domicile"
 	"github.com/domicile/domicile/internal/example"
-	"github.com/domicile/domicile/internal/pgtest"
 )
 
 // TestEraseWithARegionOutOfReach: an erasure reads every region, so with
@@ -16,19 +14,7 @@ import (
 // half-way, its subject fenced at home until run again), with an error
 // naming the region; once the region is back it erases.
 func TestEraseWithARegionOutOfReach(t *testing.T) {
-	pgtest.Shared(t)
-	cb, err := pgtest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cb.Stop() })
-	url, err := cb.CreateDatabase("useast")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "domicile.yaml")
-	runJSON(t, nil, "init", "--dir", dir, "--subjects", "30", "--store", example.USEast+"="+url)
+	cb, cfg := usEastOnItsOwnCluster(t, 30)
 	runJSON(t, nil, "--config", cfg, "discover")
 	if err := cb.Down(); err != nil {
 		t.Fatal(err)

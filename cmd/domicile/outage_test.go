@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,19 +23,7 @@ import (
 // When the cluster comes back, migrate installs domicile there (its tables
 // made from cn-beijing's) and moves the rest, and verify passes.
 func TestStartsWithARegionOutOfReach(t *testing.T) {
-	pgtest.Shared(t)
-	cb, err := pgtest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cb.Stop() })
-	url, err := cb.CreateDatabase("useast")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "domicile.yaml")
-	runJSON(t, nil, "init", "--dir", dir, "--subjects", "120", "--store", example.USEast+"="+url)
+	cb, cfg := usEastOnItsOwnCluster(t, 120)
 	if err := cb.Down(); err != nil {
 		t.Fatal(err)
 	}
@@ -139,6 +128,26 @@ func TestStartsWithARegionOutOfReach(t *testing.T) {
 		t.Fatalf("verify: %+v", ver)
 	}
 	runJSON(t, nil, "--config", cfg, "install")
+}
+
+// usEastOnItsOwnCluster makes the example with that many subjects, us-east
+// in a PostgreSQL cluster of its own (to stop and start), the other regions
+// on SQLite, and returns the cluster and the config's path.
+func usEastOnItsOwnCluster(t *testing.T, subjects int) (*pgtest.Cluster, string) {
+	t.Helper()
+	pgtest.Shared(t)
+	cb, err := pgtest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cb.Stop() })
+	url, err := cb.CreateDatabase("useast")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	runJSON(t, nil, "init", "--dir", dir, "--subjects", strconv.Itoa(subjects), "--store", example.USEast+"="+url)
+	return cb, filepath.Join(dir, "domicile.yaml")
 }
 
 // openTestApp opens the config at path without installing.
