@@ -327,6 +327,13 @@ type SubjectCopier interface {
 	CopySubjectsFrom(ctx context.Context, src Store, ds *Dataset, moveID string, subjects []string) (rows int64, err error)
 }
 
+// Pinger is implemented by stores on a server, which can be out of reach:
+// Ping returns an error wrapping ErrUnavailable if the server cannot be
+// reached now (or does not answer before ctx's deadline).
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
 // ChangeFinder is implemented by stores that can tell which subjects' rows
 // may have changed since a batch of theirs was read, without reading the
 // rows' values: the mover's fence then reads the source's values again only

@@ -48,7 +48,7 @@ type outage struct {
 func newGate(probe func(ctx context.Context, region string) error, stores map[string]domicile.Store, log *slog.Logger) *gate {
 	if probe == nil {
 		probe = func(ctx context.Context, region string) error {
-			if p, ok := stores[region].(interface{ Ping(context.Context) error }); ok {
+			if p, ok := stores[region].(domicile.Pinger); ok {
 				return p.Ping(ctx)
 			}
 			return nil
@@ -58,14 +58,16 @@ func newGate(probe func(ctx context.Context, region string) error, stores map[st
 }
 
 // markDown records that region's store is out of reach, from now, unless
-// it is already.
-func (g *gate) markDown(region string, err error) {
+// it is already; it reports whether it was not.
+func (g *gate) markDown(region string, err error) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.down[region] == nil {
-		now := time.Now()
-		g.down[region] = &outage{since: now, next: now.Add(retryBackoff(0)), err: err}
+	if g.down[region] != nil {
+		return false
 	}
+	now := time.Now()
+	g.down[region] = &outage{since: now, next: now.Add(retryBackoff(0)), err: err}
+	return true
 }
 
 // markUp counts region back.
@@ -90,12 +92,8 @@ func (g *gate) suspect(ctx context.Context, regions ...string) {
 		case err == nil:
 			g.markUp(r)
 		case errors.Is(err, domicile.ErrUnavailable):
-			g.mu.Lock()
-			known := g.down[r] != nil
-			g.mu.Unlock()
-			if !known {
+			if g.markDown(r, err) {
 				g.log.Warn("a region's store is out of reach: its moves wait for it", "region", r, "err", err)
-				g.markDown(r, err)
 			}
 		}
 	}

@@ -419,10 +419,14 @@ func (w *moveWorker) Work(ctx context.Context, job *river.Job[MoveArgs]) error {
 	if retryFor <= 0 {
 		retryFor = DefaultRetryFor
 	}
+	// The gate, the rate and the throttle apply only to a move that has
+	// not begun: one that has may have fenced subjects, and may need its
+	// source to roll back. Its state is read once for the three.
+	mv, ferr := q.m.cfg.Control.FindMove(ctx, id)
+	planned := ferr == nil && mv.State == domicile.MovePlanned
 	// A region out of reach holds back a move that has not begun, until a
-	// probe finds it back (gate). One that has may need its source to roll
-	// back, and goes on.
-	if mv, err := q.m.cfg.Control.FindMove(ctx, id); err == nil && mv.State == domicile.MovePlanned {
+	// probe finds it back (gate).
+	if planned {
 		if wait, since, why := q.m.gate.hold(ctx, mv.From, mv.To); wait > 0 {
 			if time.Since(since) < retryFor {
 				return river.JobSnooze(wait)
@@ -431,25 +435,19 @@ func (w *moveWorker) Work(ctx context.Context, job *river.Job[MoveArgs]) error {
 		}
 	}
 	if job.Args.Rows > 0 && q.limiter.Limit() != rate.Inf {
-		// Only a move still planned waits: a resumed move may have fenced
-		// subjects, and the rate never applies while they are fenced.
-		mv, err := q.m.cfg.Control.FindMove(ctx, id)
-		if err != nil {
-			return fmt.Errorf("move %s: %w", id, err)
+		// The rate never applies while subjects are fenced.
+		if ferr != nil {
+			return fmt.Errorf("move %s: %w", id, ferr)
 		}
-		if mv.State == domicile.MovePlanned {
+		if planned {
 			if err := waitRows(ctx, q.limiter, job.Args.Rows); err != nil {
 				return err
 			}
 		}
 	}
-	if q.m.throttle != nil {
-		// As the rate: only before a move begins, never while subjects
-		// may be fenced.
-		if mv, err := q.m.cfg.Control.FindMove(ctx, id); err == nil && mv.State == domicile.MovePlanned {
-			if err := q.m.throttle.wait(ctx, mv.From, q.m.cfg.Stores[mv.From]); err != nil {
-				return err
-			}
+	if planned && q.m.throttle != nil {
+		if err := q.m.throttle.wait(ctx, mv.From, q.m.cfg.Stores[mv.From]); err != nil {
+			return err
 		}
 	}
 	// JobTimeout bounds the move, not its turn under the rate.

@@ -255,9 +255,9 @@ const (
 // capture mode triggers, or auto on a cluster without logical
 // replication), or while a capture by triggers is under way. Elsewhere
 // install leaves them out: an AFTER row trigger costs every write even
-// when its WHEN never lets it call its function (in the benchmark's write
-// script, a sixth of the throughput), and a live copy by logical
-// replication has no use for them. Without them, a capture by triggers
+// when its WHEN never lets it call its function (a third of the triggers'
+// time a written row, measured: docs/benchmarks.md), and a live copy by
+// logical replication has no use for them. Without them, a capture by triggers
 // is refused as not supported (liveTables), and the subject is moved
 // inside the fence.
 //

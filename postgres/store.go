@@ -29,7 +29,10 @@ type Store struct {
 	datasets map[string]string      // table → dataset, as installed
 }
 
-var _ domicile.Store = (*Store)(nil)
+var (
+	_ domicile.Store  = (*Store)(nil)
+	_ domicile.Pinger = (*Store)(nil)
+)
 
 // OpenStore opens the store of region in the PostgreSQL database at url.
 // Install creates domicile's tables.
@@ -60,12 +63,15 @@ func newStore(pool *pgxpool.Pool, region string) *Store {
 
 // Ping connects to the store's server, or checks a pooled connection: an
 // error wrapping domicile.ErrUnavailable if the server cannot be reached,
-// another if it answers with a refusal (a wrong password, a database that
-// does not exist).
+// also if it does not answer before ctx's deadline, another if it answers
+// with a refusal (a wrong password, a database that does not exist).
 func (s *Store) Ping(ctx context.Context) error {
 	err := s.pool.Ping(ctx)
-	if err == nil || unreachable(err) {
+	switch {
+	case err == nil || unreachable(err):
 		return s.reachable(err)
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == context.DeadlineExceeded:
+		return fmt.Errorf("region %s: %w: no answer before the deadline: %w", s.region, domicile.ErrUnavailable, err)
 	}
 	return fmt.Errorf("region %s: %w", s.region, err)
 }
@@ -319,20 +325,12 @@ func (s *Store) described(ctx context.Context, t *domicile.Table) (*domicile.Tab
 // Indexes returns the CREATE INDEX statements of a table (pg_indexes'
 // indexdef), leaving out the indexes of constraints and domicile's own.
 func (s *Store) Indexes(ctx context.Context, table string) ([]string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT pg_get_indexdef(i.indexrelid)
+	return s.catalogLines(ctx, "indexes", table, `SELECT pg_get_indexdef(i.indexrelid)
 		FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 		WHERE i.indrelid = to_regclass($1)
 			AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
 			AND c.relname NOT LIKE 'domicile\_%'
-		ORDER BY c.relname`, quoteIdent(table))
-	if err != nil {
-		return nil, fmt.Errorf("indexes of %s: %w", table, err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("indexes of %s: %w", table, err)
-	}
-	return out, nil
+		ORDER BY c.relname`)
 }
 
 // Constraints returns a table's constraints other than its primary key
@@ -340,16 +338,22 @@ func (s *Store) Indexes(ctx context.Context, table string) ([]string, error) {
 // foreign keys last, for Install to give a table it makes from this one
 // (InstallOptions.TemplateConstraints).
 func (s *Store) Constraints(ctx context.Context, table string) ([]string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT 'CONSTRAINT ' || quote_ident(conname) || ' ' || pg_get_constraintdef(oid)
+	return s.catalogLines(ctx, "constraints", table, `SELECT 'CONSTRAINT ' || quote_ident(conname) || ' ' || pg_get_constraintdef(oid)
 		FROM pg_constraint
 		WHERE conrelid = to_regclass($1) AND contype IN ('u', 'c', 'x', 'f') AND conislocal
-		ORDER BY contype = 'f', conname`, quoteIdent(table))
+		ORDER BY contype = 'f', conname`)
+}
+
+// catalogLines runs query, which reads the catalogue about table ($1, its
+// quoted name) one text a row, and returns the texts.
+func (s *Store) catalogLines(ctx context.Context, what, table, query string) ([]string, error) {
+	rows, err := s.pool.Query(ctx, query, quoteIdent(table))
 	if err != nil {
-		return nil, fmt.Errorf("constraints of %s: %w", table, err)
+		return nil, fmt.Errorf("%s of %s: %w", what, table, err)
 	}
 	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, fmt.Errorf("constraints of %s: %w", table, err)
+		return nil, fmt.Errorf("%s of %s: %w", what, table, err)
 	}
 	return out, nil
 }

@@ -32,20 +32,30 @@ func (s *Store) liveTables(ctx context.Context, ds *domicile.Dataset, triggers b
 		if len(decls[i].pk) == 0 {
 			return nil, nil, fmt.Errorf("live copy of %s in region %s: no primary key: %w", t.Name, s.region, domicile.ErrNotSupported)
 		}
-		if !triggers {
-			continue
-		}
-		var ok bool
-		err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2)`,
-			quoteIdent(t.Name), captureNames(t.Name)[0]).Scan(&ok)
-		if err != nil {
-			return nil, nil, s.reachable(err)
-		}
-		if !ok {
-			return nil, nil, fmt.Errorf("live copy of %s in region %s: no capture triggers (install makes them where the capture mode uses them): %w", t.Name, s.region, domicile.ErrNotSupported)
+	}
+	if triggers {
+		if err := captureTriggersMade(ctx, s.pool, tables); err != nil {
+			return nil, nil, fmt.Errorf("region %s: %w", s.region, s.reachable(err))
 		}
 	}
 	return tables, decls, nil
+}
+
+// captureTriggersMade returns nil if every table has its capture triggers,
+// else an error wrapping ErrNotSupported: install makes them only where the
+// capture mode uses them (Store.captureTriggers).
+func captureTriggersMade(ctx context.Context, q querier, tables []*domicile.Table) error {
+	for _, t := range tables {
+		var ok bool
+		if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2)`,
+			quoteIdent(t.Name), captureNames(t.Name)[0]).Scan(&ok); err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("live copy of %s: no capture triggers (install makes them where the capture mode uses them): %w", t.Name, domicile.ErrNotSupported)
+		}
+	}
+	return nil
 }
 
 // StartCapture begins recording the changes to the subjects' rows, by
@@ -114,15 +124,8 @@ func (s *Store) StartCapture(ctx context.Context, ds *domicile.Dataset, moveID s
 		// Under the lock an installation takes to decide whether to keep
 		// the capture triggers (captureTriggers): they are there, and stay
 		// while this capture is under way.
-		for _, t := range tables {
-			var ok bool
-			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2)`,
-				quoteIdent(t.Name), captureNames(t.Name)[0]).Scan(&ok); err != nil {
-				return err
-			}
-			if !ok {
-				return fmt.Errorf("live copy of %s: no capture triggers (install makes them where the capture mode uses them): %w", t.Name, domicile.ErrNotSupported)
-			}
+		if err := captureTriggersMade(ctx, tx, tables); err != nil {
+			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO domicile_capture (subject, dataset, move_id)
 			SELECT unnest($1::text[]), $2, $3 ON CONFLICT DO NOTHING`, subjects, ds.Name, moveID); err != nil {

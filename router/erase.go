@@ -43,7 +43,7 @@ func (r *Router) EraseSubject(ctx context.Context, id string) (*domicile.Erasure
 	// the erasure would stop half-way, its subject fenced at home until
 	// it is run again.
 	for _, region := range r.regions() {
-		if p, ok := r.stores[region].(interface{ Ping(context.Context) error }); ok {
+		if p, ok := r.stores[region].(domicile.Pinger); ok {
 			if err := p.Ping(ctx); err != nil {
 				return nil, fmt.Errorf("erase %s: every region's store must be reached, and %s's cannot: %w", id, region, err)
 			}

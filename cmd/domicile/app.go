@@ -190,17 +190,13 @@ const pingTimeout = 5 * time.Second
 // ping checks that st's server can be reached, where it has one: an error
 // wrapping domicile.ErrUnavailable if not, within pingTimeout.
 func ping(ctx context.Context, st domicile.Store) error {
-	p, ok := st.(interface{ Ping(context.Context) error })
+	p, ok := st.(domicile.Pinger)
 	if !ok {
 		return nil
 	}
 	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
-	err := p.Ping(pctx)
-	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("region %s: %w: no answer in %s", st.Region(), domicile.ErrUnavailable, pingTimeout)
-	}
-	return err
+	return p.Ping(pctx)
 }
 
 // markDown records that region's store was out of reach while the process
