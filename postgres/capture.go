@@ -77,12 +77,18 @@ const captureMarkLock = `hashtext('domicile capture mark')`
 // lockCaptureMarks takes captureMarkLock until the transaction ends,
 // shared or not.
 func lockCaptureMarks(ctx context.Context, tx pgx.Tx, shared bool) error {
+	b := &pgx.Batch{}
+	queueLockCaptureMarks(b, shared)
+	return tx.SendBatch(ctx, b).Close()
+}
+
+// queueLockCaptureMarks queues lockCaptureMarks' statement.
+func queueLockCaptureMarks(b *pgx.Batch, shared bool) {
 	fn := "pg_advisory_xact_lock"
 	if shared {
 		fn += "_shared"
 	}
-	_, err := tx.Exec(ctx, `SELECT `+fn+`(`+captureMarkLock+`)`)
-	return err
+	b.Queue(`SELECT ` + fn + `(` + captureMarkLock + `)`)
 }
 
 // captureLock is the advisory lock the record functions hold from their

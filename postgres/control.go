@@ -10,6 +10,7 @@ import (
 
 	"github.com/domicile/domicile"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -586,15 +587,39 @@ func (c *Control) AdvanceMove(ctx context.Context, m *domicile.Move, token int64
 	if done {
 		lease = time.Time{}
 	}
+	placements := state == domicile.MoveRolledBack || state == domicile.MoveCommitted
+	body := map[string]any{"from": m.From, "to": m.To, "dataset": m.Dataset, "attempt": token}
+	if state == domicile.MovePurged {
+		body["receipt"] = m.Receipt
+	}
+	if m.Error != "" {
+		body["error"] = m.Error
+	}
 	err = c.update(ctx, func(tx pgx.Tx) error {
+		// Two round trips (three with the placements): the move's row and
+		// the ledger's head, locked (after the lazy BEGIN); then the
+		// writes with the COMMIT. Where the placements change, the head
+		// is locked after them, as the transaction's last lock.
+		e, err := newLedgerEntry(c.now(), "move."+string(state), m.ID, body)
+		if err != nil {
+			return err
+		}
 		// The row lock holds off claimers until this commits; a claim
 		// that committed first changed the attempt, and FOR UPDATE checks
 		// the condition again on the row it wrote.
 		var cur domicile.MoveState
-		err := tx.QueryRow(ctx, `SELECT state FROM moves WHERE id = $1 AND attempt = $2 FOR UPDATE`, m.ID, token).Scan(&cur)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return ctlLeaseLost(m.ID)
-		} else if err != nil {
+		b := &pgx.Batch{}
+		b.Queue(`SELECT state FROM moves WHERE id = $1 AND attempt = $2 FOR UPDATE`, m.ID, token).QueryRow(func(row pgx.Row) error {
+			err := row.Scan(&cur)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return ctlLeaseLost(m.ID)
+			}
+			return err
+		})
+		if !placements {
+			queueLedgerHead(b, &e)
+		}
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return err
 		}
 		if cur.Done() && cur != state {
@@ -606,13 +631,12 @@ func (c *Control) AdvanceMove(ctx context.Context, m *domicile.Move, token int64
 		if controlCommitted(cur) && (state == domicile.MoveRollingBack || state == domicile.MoveRolledBack) {
 			return domicile.Errorf(domicile.CodeConflict, "move %s is committed: it can no longer roll back", m.ID)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE moves SET state = $1, fenced_at = $2, purge_after = $3, receipt = $4, error = $5,
+		w := &pgx.Batch{}
+		w.Queue(`UPDATE moves SET state = $1, fenced_at = $2, purge_after = $3, receipt = $4, error = $5,
 			owner = CASE WHEN $6 THEN '' ELSE owner END,
 			lease_expires = CASE WHEN $6 THEN 0 ELSE GREATEST(lease_expires, $7) END
 			WHERE id = $8`,
-			state, ctlMillis(m.FencedAt), ctlMillis(m.PurgeAfter), string(receipt), m.Error, done, ctlMillis(lease), m.ID); err != nil {
-			return err
-		}
+			state, ctlMillis(m.FencedAt), ctlMillis(m.PurgeAfter), string(receipt), m.Error, done, ctlMillis(lease), m.ID)
 		switch {
 		case state == domicile.MoveCommitted && cur != domicile.MoveCommitted:
 			// The point of no return: every subject's placement flips to the
@@ -621,33 +645,33 @@ func (c *Control) AdvanceMove(ctx context.Context, m *domicile.Move, token int64
 			// that each is found by its key: with IN (SELECT …) the planner,
 			// which cannot estimate a move's share of the dataset, hashed
 			// every placement of the dataset instead.
-			tag, err := tx.Exec(ctx, `UPDATE placements SET region = $1, epoch = epoch + 1, state = $2, move_id = $3
+			w.Queue(`UPDATE placements SET region = $1, epoch = epoch + 1, state = $2, move_id = $3
 				WHERE subject = ANY(ARRAY(SELECT subject FROM move_subjects WHERE move_id = $3)) AND dataset = $5 AND move_id = $3 AND state = $4`,
-				m.To, domicile.Active, m.ID, domicile.Moving, m.Dataset)
-			if err != nil {
-				return err
-			}
-			if n := tag.RowsAffected(); n != int64(len(m.Subjects)) && len(m.Subjects) > 0 {
-				return fmt.Errorf("commit move %s: %d placements flipped, want %d", m.ID, n, len(m.Subjects))
-			}
+				m.To, domicile.Active, m.ID, domicile.Moving, m.Dataset).Exec(func(tag pgconn.CommandTag) error {
+				if n := tag.RowsAffected(); n != int64(len(m.Subjects)) && len(m.Subjects) > 0 {
+					return fmt.Errorf("commit move %s: %d placements flipped, want %d", m.ID, n, len(m.Subjects))
+				}
+				return nil
+			})
 		case state == domicile.MoveRolledBack:
-			if _, err := tx.Exec(ctx, `UPDATE placements SET state = $1, move_id = ''
+			w.Queue(`UPDATE placements SET state = $1, move_id = ''
 				WHERE subject = ANY(ARRAY(SELECT subject FROM move_subjects WHERE move_id = $2)) AND dataset = $4 AND move_id = $2 AND state = $3`,
-				domicile.Active, m.ID, domicile.Moving, m.Dataset); err != nil {
-				return err
-			}
+				domicile.Active, m.ID, domicile.Moving, m.Dataset)
 		}
 		if cur == state {
-			return nil // a step run again: recorded once
+			return commitBatch(ctx, tx, w) // a step run again: recorded once
 		}
-		body := map[string]any{"from": m.From, "to": m.To, "dataset": m.Dataset, "attempt": token}
-		if state == domicile.MovePurged {
-			body["receipt"] = m.Receipt
+		if placements {
+			// The placements' count is checked before the head is locked
+			// and the entry goes in.
+			queueLedgerHead(w, &e)
+			if err := tx.SendBatch(ctx, w).Close(); err != nil {
+				return err
+			}
+			w = &pgx.Batch{}
 		}
-		if m.Error != "" {
-			body["error"] = m.Error
-		}
-		return controlAppend(ctx, tx, c.now(), "move."+string(state), m.ID, body)
+		queueAppend(w, &e)
+		return commitBatch(ctx, tx, w)
 	})
 	if err == nil && done {
 		m.LeaseExpires = time.Time{}

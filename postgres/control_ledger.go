@@ -19,24 +19,52 @@ import (
 // The entry's hash is domicile.LedgerEntry.ChainHash, as on SQLite: a
 // ledger verifies alike whichever store wrote it.
 func controlAppend(ctx context.Context, tx pgx.Tx, at time.Time, kind, ref string, body any) error {
-	b, err := json.Marshal(body)
+	e, err := newLedgerEntry(at, kind, ref, body)
 	if err != nil {
 		return err
 	}
-	e := domicile.LedgerEntry{At: at, Kind: kind, Ref: ref, Body: b}
-	if err := tx.QueryRow(ctx, `SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE`).Scan(&e.Seq, &e.Prev); err != nil {
-		return fmt.Errorf("ledger head: %w", err)
+	head := &pgx.Batch{}
+	queueLedgerHead(head, &e)
+	if err := tx.SendBatch(ctx, head).Close(); err != nil {
+		return err
 	}
-	e.Seq++
-	e.Hash = e.ChainHash()
-	batch := &pgx.Batch{}
-	batch.Queue(`INSERT INTO ledger (seq, at, kind, ref, body, prev, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		e.Seq, ctlMillis(at), e.Kind, e.Ref, string(e.Body), e.Prev, e.Hash)
-	batch.Queue(`UPDATE ledger_head SET seq = $1, hash = $2 WHERE id = 1`, e.Seq, e.Hash)
-	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+	b := &pgx.Batch{}
+	queueAppend(b, &e)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("append to ledger: %w", err)
 	}
 	return nil
+}
+
+// newLedgerEntry returns an entry with body, to be chained by
+// queueLedgerHead and queueAppend.
+func newLedgerEntry(at time.Time, kind, ref string, body any) (domicile.LedgerEntry, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return domicile.LedgerEntry{}, err
+	}
+	return domicile.LedgerEntry{At: at, Kind: kind, Ref: ref, Body: b}, nil
+}
+
+// queueLedgerHead queues the read of the ledger's head, locked until the
+// transaction ends, into e's Seq and Prev.
+func queueLedgerHead(b *pgx.Batch, e *domicile.LedgerEntry) {
+	b.Queue(`SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE`).QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(&e.Seq, &e.Prev); err != nil {
+			return fmt.Errorf("ledger head: %w", err)
+		}
+		return nil
+	})
+}
+
+// queueAppend chains e after the head queueLedgerHead read and queues its
+// insertion and the head's update.
+func queueAppend(b *pgx.Batch, e *domicile.LedgerEntry) {
+	e.Seq++
+	e.Hash = e.ChainHash()
+	b.Queue(`INSERT INTO ledger (seq, at, kind, ref, body, prev, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		e.Seq, ctlMillis(e.At), e.Kind, e.Ref, string(e.Body), e.Prev, e.Hash)
+	b.Queue(`UPDATE ledger_head SET seq = $1, hash = $2 WHERE id = 1`, e.Seq, e.Hash)
 }
 
 // VerifyLedger walks the ledger and returns the entries whose hash or chain

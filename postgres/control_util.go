@@ -9,6 +9,7 @@ import (
 	"github.com/domicile/domicile"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // SQLSTATEs the control store branches on.
@@ -59,6 +60,9 @@ func ctlInTx(ctx context.Context, db interface {
 func ctlTxOnce(ctx context.Context, db interface {
 	BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
 }, opts pgx.TxOptions, fn func(pgx.Tx) error) (err error) {
+	if pool, ok := db.(*pgxpool.Pool); ok {
+		return inLazyTx(ctx, pool, opts, fn)
+	}
 	tx, err := db.BeginTx(ctx, opts)
 	if err != nil {
 		return err

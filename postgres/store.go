@@ -104,9 +104,12 @@ type beginner interface {
 	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
 }
 
-// inTx runs fn in a transaction begun with opts, committing if fn returns
-// nil and rolling back on error or panic.
+// inTx runs fn in a transaction begun with opts (on a pool, a lazyTx),
+// committing if fn returns nil and rolling back on error or panic.
 func inTx(ctx context.Context, db beginner, opts pgx.TxOptions, fn func(pgx.Tx) error) (err error) {
+	if pool, ok := db.(*pgxpool.Pool); ok {
+		return inLazyTx(ctx, pool, opts, fn)
+	}
 	tx, err := db.BeginTx(ctx, opts)
 	if err != nil {
 		return err
@@ -369,14 +372,18 @@ func scanOwnership(sc pgx.Row, o *domicile.Ownership) error {
 // says whether a live copy lists its subject already; the statement that
 // reads domicile_capture comes after captureMarkLock, taken shared.
 func insertOwnership(ctx context.Context, tx pgx.Tx, rows []domicile.Ownership, onConflict string) error {
-	if err := lockCaptureMarks(ctx, tx, true); err != nil {
-		return err
-	}
-	_, err := tx.Exec(ctx, `INSERT INTO domicile_owner (`+ownerColumns+`, capture)
+	b := &pgx.Batch{}
+	queueInsertOwnership(b, rows, onConflict)
+	return tx.SendBatch(ctx, b).Close()
+}
+
+// queueInsertOwnership queues insertOwnership's statements.
+func queueInsertOwnership(b *pgx.Batch, rows []domicile.Ownership, onConflict string) {
+	queueLockCaptureMarks(b, true)
+	b.Queue(`INSERT INTO domicile_owner (`+ownerColumns+`, capture)
 		SELECT n.*, EXISTS (SELECT 1 FROM domicile_capture AS c WHERE c.subject = n.subject AND c.dataset = n.dataset)
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
 			AS n(subject, dataset, state, region, epoch, move_id) `+onConflict, ownershipArrays(rows)...)
-	return err
 }
 
 // ownershipNotFound is the error of a missing ownership row.

@@ -42,29 +42,33 @@ func (s *Store) readSubjects(ctx context.Context, ds *domicile.Dataset, subjects
 		return nil, err
 	}
 	b := &domicile.Batch{Tables: make([]domicile.TableRows, len(tables))}
+	queries := make([]string, len(tables))
+	for i, t := range tables {
+		cond, err := s.subjectWhere(ctx, t, 1, true)
+		if err != nil {
+			return nil, err
+		}
+		queries[i] = "SELECT " + selectList(decls[i], t.ColumnNames()) + " FROM " + quoteIdent(t.Name) + " WHERE " + cond
+	}
 	err = s.view(ctx, func(tx pgx.Tx) error {
-		// The transaction's snapshot, taken by its first statement, for
-		// ChangedSince.
+		// One round trip: the BEGIN, the snapshot's name, every table's
+		// rows and the COMMIT.
+		q := &pgx.Batch{}
 		if snapshot {
-			var err error
-			if b.Snapshot, err = snapshotToken(ctx, tx); err != nil {
-				return err
-			}
+			// The transaction's snapshot, taken by its first statement,
+			// for ChangedSince.
+			queueSnapshotToken(q, &b.Snapshot)
 		}
 		for i, t := range tables {
-			cols := t.ColumnNames()
-			tr := domicile.TableRows{Table: t.Name, Columns: cols}
-			cond, err := s.subjectWhere(ctx, t, 1, true)
-			if err != nil {
-				return err
-			}
-			q := "SELECT " + selectList(decls[i], cols) + " FROM " + quoteIdent(t.Name) + " WHERE " + cond
-			if tr.Rows, err = queryRows(ctx, tx, q, []any{subjects}, nil); err != nil {
-				return fmt.Errorf("read %s: %w", t.Name, err)
-			}
-			b.Tables[i] = tr
+			b.Tables[i] = domicile.TableRows{Table: t.Name, Columns: t.ColumnNames()}
+			q.Queue(queries[i], subjects).Query(func(rows pgx.Rows) (err error) {
+				if b.Tables[i].Rows, err = scanRows(rows, nil); err != nil {
+					return fmt.Errorf("read %s: %w", t.Name, err)
+				}
+				return nil
+			})
 		}
-		return nil
+		return commitBatch(ctx, tx, q)
 	})
 	if err != nil {
 		return nil, err
@@ -172,6 +176,9 @@ func (s *Store) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subject
 				quoted[j] = quoteIdent(c)
 			}
 			q := "COPY " + quoteIdent(p.t.Name) + " (" + strings.Join(quoted, ", ") + ") FROM STDIN"
+			if err := begin(ctx, tx); err != nil {
+				return err
+			}
 			if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data[i]), q); err != nil {
 				if isConflict(err) {
 					return &domicile.Error{Code: domicile.CodeConflict,

@@ -38,7 +38,7 @@ import (
 // for rows whose values mean what they meant: the batch's Snapshot also
 // names the server's incarnation (snapshotToken), and where it has
 // changed since (a failover, a restore, a crash's recovery, a checkpoint)
-// or the catalogue's description of the tables has (tablesChanged: a
+// or the catalogue's description of the tables has (queueTablesChanged: a
 // table renamed, rewritten, attached or detached, a column altered),
 // ChangedSince gets ErrNotSupported, and the caller reads the values.
 //
@@ -63,29 +63,40 @@ func (s *Store) ChangedSince(ctx context.Context, ds *domicile.Dataset, snapshot
 	}
 	changed := make(map[string]bool)
 	unsure := false
+	decls := make([]*pgTable, len(ds.Tables))
+	for i, t := range ds.Tables {
+		if decls[i], err = s.table(ctx, t.Name); err != nil {
+			return nil, err
+		}
+	}
+	now := make([]map[string]rowVersions, len(ds.Tables))
 	err = s.view(ctx, func(tx pgx.Tx) error {
+		// One round trip: the BEGIN, the catalogue's check, every table's
+		// row versions and the COMMIT. The rows are read even where the
+		// check says they cannot be compared (rarely): a statement that
+		// fails then (a table gone) leaves the answer unsure, not an
+		// error.
+		//
 		// The ages are measured from one id, fixed for the transaction;
 		// they compare as the ids do while the snapshot's is less than
 		// 2^31 transactions old. Far less is asked: a move's fence comes
 		// minutes after its precopy, not a billion transactions.
-		incarnation, age, altered, err := tablesChanged(ctx, tx, ds.Tables, uint32(xmin))
-		if err != nil {
+		b := &pgx.Batch{}
+		var incarnation string
+		var age int64
+		var altered bool
+		queueTablesChanged(b, ds.Tables, uint32(xmin), func(inc string, a int64, alt bool) {
+			incarnation, age, altered = inc, a, alt
+			unsure = incarnation != then || age < 0 || age > 1<<30 || altered
+		})
+		for i, t := range ds.Tables {
+			queueSubjectRowVersions(b, decls[i], t, subjects, uint32(xmin), func(v map[string]rowVersions) { now[i] = v })
+		}
+		if err := commitBatch(ctx, tx, b); err != nil || unsure {
 			return err
 		}
-		if incarnation != then || age < 0 || age > 1<<30 || altered {
-			unsure = true
-			return nil
-		}
-		for _, t := range ds.Tables {
-			decl, err := s.table(ctx, t.Name)
-			if err != nil {
-				return err
-			}
-			now, err := subjectRowVersions(ctx, tx, decl, t, subjects, uint32(xmin))
-			if err != nil {
-				return fmt.Errorf("rows of %s: %w", t.Name, err)
-			}
-			for id := range now {
+		for i, t := range ds.Tables {
+			for id := range now[i] {
 				if !asked[id] {
 					// The column's text is not the id that matched it (a
 					// number written with leading zeros, a case-blind
@@ -95,7 +106,7 @@ func (s *Store) ChangedSince(ctx context.Context, ds *domicile.Dataset, snapshot
 				}
 			}
 			for _, id := range subjects {
-				v := now[id]
+				v := now[i][id]
 				if v.newer || v.rows != read[id].Rows[t.Name] {
 					changed[id] = true
 				}
@@ -103,11 +114,11 @@ func (s *Store) ChangedSince(ctx context.Context, ds *domicile.Dataset, snapshot
 		}
 		return nil
 	})
+	if unsure { // whatever a statement after the check said
+		return nil, fmt.Errorf("the server, the tables or the snapshot's age do not allow a comparison, or a subject's value reads otherwise than its id: %w", domicile.ErrNotSupported)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("changes in region %s: %w", s.region, err)
-	}
-	if unsure {
-		return nil, fmt.Errorf("the server, the tables or the snapshot's age do not allow a comparison, or a subject's value reads otherwise than its id: %w", domicile.ErrNotSupported)
 	}
 	var out []string
 	for _, id := range subjects {
@@ -119,13 +130,13 @@ func (s *Store) ChangedSince(ctx context.Context, ds *domicile.Dataset, snapshot
 	return out, nil
 }
 
-// rowVersions is what subjectRowVersions finds of a subject in a table.
+// rowVersions is what queueSubjectRowVersions finds of a subject in a table.
 type rowVersions struct {
 	rows  int64
 	newer bool // a row's xmin is not older than the snapshot's
 }
 
-// subjectRowVersions counts the rows of each subject in a table with a
+// queueSubjectRowVersions queues the count of the rows of each subject in a table with a
 // subject column, and tells whether any was written by a transaction not
 // older than xmin, a snapshot's (as xid: its low 32 bits). age(xid) is the
 // distance from the transaction's own reference id back to xid, so a row
@@ -133,25 +144,26 @@ type rowVersions struct {
 // xmin is no transaction's (age INT_MAX: the frozen id of rows from old
 // releases, or 0 from a foreign table) counts as newer. Subjects are keyed
 // by the column's value as text.
-func subjectRowVersions(ctx context.Context, tx pgx.Tx, decl *pgTable, t *domicile.Table, subjects []string, xmin uint32) (map[string]rowVersions, error) {
+func queueSubjectRowVersions(b *pgx.Batch, decl *pgTable, t *domicile.Table, subjects []string, xmin uint32, found func(map[string]rowVersions)) {
 	col := quoteIdent(t.SubjectColumn)
 	q := `SELECT ` + col + `::text, count(*), bool_or(age(xmin) <= age($2::text::xid) OR age(xmin) = 2147483647) FROM ` + quoteIdent(t.Name) +
 		` WHERE ` + subjectParam(decl, t.SubjectColumn, col, 1, true) + ` GROUP BY 1`
-	rows, err := tx.Query(ctx, q, subjects, strconv.FormatUint(uint64(xmin), 10))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := make(map[string]rowVersions)
-	for rows.Next() {
-		var id string
-		var v rowVersions
-		if err := rows.Scan(&id, &v.rows, &v.newer); err != nil {
-			return nil, err
+	b.Queue(q, subjects, strconv.FormatUint(uint64(xmin), 10)).Query(func(rows pgx.Rows) error {
+		out := make(map[string]rowVersions)
+		for rows.Next() {
+			var id string
+			var v rowVersions
+			if err := rows.Scan(&id, &v.rows, &v.newer); err != nil {
+				return fmt.Errorf("rows of %s: %w", t.Name, err)
+			}
+			out[id] = v
 		}
-		out[id] = v
-	}
-	return out, rows.Err()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("rows of %s: %w", t.Name, err)
+		}
+		found(out)
+		return nil
+	})
 }
 
 // snapshotToken names, for ChangedSince, the snapshot of the transaction
@@ -163,18 +175,29 @@ func subjectRowVersions(ctx context.Context, tx pgx.Tx, decl *pgTable, t *domici
 // again, has another start time; a recovery ends with a checkpoint). So
 // does an ordinary checkpoint, which only costs the comparison.
 func snapshotToken(ctx context.Context, tx pgx.Tx) (string, error) {
-	var xmin, incarnation string
-	err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text, `+incarnationSQL).Scan(&xmin, &incarnation)
-	if err != nil {
-		return "", err
-	}
-	return xmin + "/" + incarnation, nil
+	var token string
+	b := &pgx.Batch{}
+	queueSnapshotToken(b, &token)
+	err := tx.SendBatch(ctx, b).Close()
+	return token, err
+}
+
+// queueSnapshotToken queues snapshotToken's statement, which sets token.
+func queueSnapshotToken(b *pgx.Batch, token *string) {
+	b.Queue(`SELECT pg_snapshot_xmin(pg_current_snapshot())::text, ` + incarnationSQL).QueryRow(func(row pgx.Row) error {
+		var xmin, incarnation string
+		if err := row.Scan(&xmin, &incarnation); err != nil {
+			return err
+		}
+		*token = xmin + "/" + incarnation
+		return nil
+	})
 }
 
 // incarnationSQL is the expression of the server's incarnation.
 const incarnationSQL = `(SELECT timeline_id || ':' || checkpoint_lsn FROM pg_control_checkpoint()) || '@' || pg_postmaster_start_time()`
 
-// tablesChanged returns, in one statement, the server's incarnation now
+// queueTablesChanged queues the one statement that finds the server's incarnation now
 // (incarnationSQL), the age of xmin (a snapshot's, as xid), and whether the
 // catalogue's description of the tables may have changed since that
 // transaction, or describes what ChangedSince cannot compare: each table
@@ -188,7 +211,7 @@ const incarnationSQL = `(SELECT timeline_id || ':' || checkpoint_lsn FROM pg_con
 // table's rows carry no transaction ids) or a column of a type not built
 // in: the catalogue can change what an enum's or a composite type's stored
 // values read as, with no new version of any row of the tree.
-func tablesChanged(ctx context.Context, tx pgx.Tx, tables []*domicile.Table, xmin uint32) (incarnation string, age int64, changed bool, err error) {
+func queueTablesChanged(b *pgx.Batch, tables []*domicile.Table, xmin uint32, found func(incarnation string, age int64, changed bool)) {
 	names := make([]string, len(tables))
 	for i, t := range tables {
 		names[i] = quoteIdent(t.Name)
@@ -197,7 +220,7 @@ func tablesChanged(ctx context.Context, tx pgx.Tx, tables []*domicile.Table, xmi
 	// catalogues are read by their indexes (joined to the recursive query,
 	// or to the array as a table, pg_class and pg_attribute were scanned
 	// whole: most of a millisecond inside the fence).
-	err = tx.QueryRow(ctx, `WITH RECURSIVE tree(oid) AS (
+	b.Queue(`WITH RECURSIVE tree(oid) AS (
 			SELECT unnest($1::text[]::regclass[])::oid
 			UNION SELECT i.inhrelid FROM pg_inherits AS i JOIN tree ON i.inhparent = tree.oid),
 		t AS (SELECT array_agg(oid) AS oids FROM tree)
@@ -207,6 +230,14 @@ func tablesChanged(ctx context.Context, tx pgx.Tx, tables []*domicile.Table, xmi
 			OR EXISTS (SELECT 1 FROM pg_attribute AS a WHERE a.attrelid = ANY ((SELECT oids FROM t)::oid[]) AND a.attnum > 0
 				AND (age(a.xmin) <= age($2::text::xid) OR NOT a.attisdropped AND a.atttypid >= 16384))
 			OR EXISTS (SELECT 1 FROM pg_inherits AS i WHERE i.inhrelid = ANY ((SELECT oids FROM t)::oid[])
-				AND age(i.xmin) <= age($2::text::xid))`, names, strconv.FormatUint(uint64(xmin), 10)).Scan(&incarnation, &age, &changed)
-	return incarnation, age, changed, err
+				AND age(i.xmin) <= age($2::text::xid))`, names, strconv.FormatUint(uint64(xmin), 10)).QueryRow(func(row pgx.Row) error {
+		var incarnation string
+		var age int64
+		var changed bool
+		if err := row.Scan(&incarnation, &age, &changed); err != nil {
+			return err
+		}
+		found(incarnation, age, changed)
+		return nil
+	})
 }

@@ -415,6 +415,9 @@ func fillGlobal(ctx context.Context, tx pgx.Tx, name string, opts domicile.Insta
 		if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE domicile_global (LIKE `+quoteIdent(name)+`) ON COMMIT DROP`); err != nil {
 			return fmt.Errorf("global table %s: %w", name, err)
 		}
+		if err := begin(ctx, tx); err != nil {
+			return err
+		}
 		if _, err := tx.Conn().PgConn().CopyFrom(ctx, strings.NewReader(string(data)), "COPY domicile_global ("+cols+") FROM STDIN"); err != nil {
 			return fmt.Errorf("global table %s: %w", name, err)
 		}

@@ -213,6 +213,11 @@ func queryRows(ctx context.Context, q querier, query string, args []any, out [][
 	if err != nil {
 		return out, err
 	}
+	return scanRows(rows, out)
+}
+
+// scanRows appends rows' rows to out, as queryRows does, and closes them.
+func scanRows(rows pgx.Rows, out [][]any) ([][]any, error) {
 	defer rows.Close()
 	for rows.Next() {
 		row, err := scanRow(rows)

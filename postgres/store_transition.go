@@ -21,24 +21,23 @@ func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 		return err
 	}
 	err := s.update(ctx, func(tx pgx.Tx) error {
-		if err := lockSubjects(ctx, tx, tr.Dataset, tr.Subjects); err != nil {
-			return err
-		}
-		rows, err := tx.Query(ctx, `SELECT `+ownerColumns+` FROM domicile_owner
-			WHERE dataset = $1 AND subject = ANY($2::text[]) ORDER BY subject FOR UPDATE`, tr.Dataset, tr.Subjects)
-		if err != nil {
-			return err
-		}
+		// Two round trips: the locks and the read (after the lazy BEGIN),
+		// then the writes with the COMMIT.
 		have := make(map[string]domicile.Ownership, len(tr.Subjects))
-		for rows.Next() {
-			var o domicile.Ownership
-			if err := scanOwnership(rows, &o); err != nil {
-				rows.Close()
-				return err
+		b := &pgx.Batch{}
+		queueLockSubjects(b, tr.Dataset, tr.Subjects)
+		b.Queue(`SELECT `+ownerColumns+` FROM domicile_owner
+			WHERE dataset = $1 AND subject = ANY($2::text[]) ORDER BY subject FOR UPDATE`, tr.Dataset, tr.Subjects).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var o domicile.Ownership
+				if err := scanOwnership(rows, &o); err != nil {
+					return err
+				}
+				have[o.Subject] = o
 			}
-			have[o.Subject] = o
-		}
-		if err := rows.Err(); err != nil {
+			return rows.Err()
+		})
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return err
 		}
 		writes, err := tr.Writes(have)
@@ -53,24 +52,23 @@ func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 				updates = append(updates, o)
 			}
 		}
+		w := &pgx.Batch{}
 		if len(updates) > 0 {
-			_, err := tx.Exec(ctx, `UPDATE domicile_owner AS o SET state = n.state, region = n.region, epoch = n.epoch, move_id = n.move_id
+			w.Queue(`UPDATE domicile_owner AS o SET state = n.state, region = n.region, epoch = n.epoch, move_id = n.move_id
 				FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
 					AS n(subject, dataset, state, region, epoch, move_id)
 				WHERE o.subject = n.subject AND o.dataset = n.dataset`, ownershipArrays(updates)...)
-			if err != nil {
-				return err
-			}
 		}
 		if len(inserts) > 0 {
-			err := insertOwnership(ctx, tx, inserts, "")
-			if isConflict(err) {
-				return &domicile.Error{Code: domicile.CodeConflict, Err: domicile.ErrPrecondition,
-					Message: fmt.Sprintf("ownership rows of %s appeared during a transition of move %s", tr.Dataset, tr.MoveID)}
-			}
-			return err
+			queueInsertOwnership(w, inserts, "")
 		}
-		return nil
+		err = commitBatch(ctx, tx, w)
+		if len(inserts) > 0 && isConflict(err) {
+			// Only an inserted row can conflict.
+			return &domicile.Error{Code: domicile.CodeConflict, Err: domicile.ErrPrecondition,
+				Message: fmt.Sprintf("ownership rows of %s appeared during a transition of move %s", tr.Dataset, tr.MoveID)}
+		}
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("transition of %d subjects of %s to %s in region %s: %w", len(tr.Subjects), tr.Dataset, tr.To, s.region, err)
@@ -78,13 +76,19 @@ func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 	return nil
 }
 
-// lockSubjects takes the subjects' advisory locks, in a store that accepts
-// unknown subjects: writers of a subject without an ownership row hold its
-// lock shared (see refuseBody), so the caller waits for those in flight,
-// and keeps new ones off until it commits.
-func lockSubjects(ctx context.Context, tx pgx.Tx, dataset string, subjects []string) error {
-	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(`+subjectLock("$1::text", "x.s")+`)
+// queueLockSubjects queues the taking of the subjects' advisory locks, in
+// a store that accepts unknown subjects: writers of a subject without an
+// ownership row hold its lock shared (see refuseBody), so the caller waits
+// for those in flight, and keeps new ones off until it commits.
+func queueLockSubjects(b *pgx.Batch, dataset string, subjects []string) {
+	b.Queue(`SELECT pg_advisory_xact_lock(`+subjectLock("$1::text", "x.s")+`)
 		FROM (SELECT DISTINCT unnest($2::text[]) AS s ORDER BY 1) AS x
 		WHERE EXISTS (SELECT 1 FROM domicile_settings WHERE key = 'accept_unknown' AND value = '1')`, dataset, subjects)
-	return err
+}
+
+// lockSubjects takes the subjects' advisory locks (queueLockSubjects).
+func lockSubjects(ctx context.Context, tx pgx.Tx, dataset string, subjects []string) error {
+	b := &pgx.Batch{}
+	queueLockSubjects(b, dataset, subjects)
+	return tx.SendBatch(ctx, b).Close()
 }
