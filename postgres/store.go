@@ -139,11 +139,18 @@ func (s *Store) update(ctx context.Context, fn func(pgx.Tx) error) error {
 // transaction sees, and the triggers' WHEN clause skips the rows it writes.
 func (s *Store) bypass(ctx context.Context, fn func(pgx.Tx) error) error {
 	return s.update(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT set_config('domicile.bypass', pg_current_xact_id()::text, true)`); err != nil {
+		b := &pgx.Batch{}
+		queueBypass(b)
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("bypass: %w", err)
 		}
 		return fn(tx)
 	})
+}
+
+// queueBypass queues bypass's setting.
+func queueBypass(b *pgx.Batch) {
+	b.Queue(`SELECT set_config('domicile.bypass', pg_current_xact_id()::text, true)`)
 }
 
 // view runs fn in a read-only transaction on one snapshot (REPEATABLE

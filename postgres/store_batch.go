@@ -147,19 +147,34 @@ func (s *Store) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subject
 			return fmt.Errorf("write %s: %w", p.t.Name, err)
 		}
 	}
-	err := s.bypass(ctx, func(tx pgx.Tx) error {
+	clear, err := s.deleteSQL(ctx, ds.Tables)
+	if err != nil {
+		return err
+	}
+	err = s.update(ctx, func(tx pgx.Tx) error {
+		// One round trip for the BEGIN, the bypass, the check and the
+		// clearing: a check that fails rolls the clearing back.
+		q := &pgx.Batch{}
+		queueBypass(q)
+		var in []string
 		if b.MoveID != "" {
-			in, err := subjectsIn(ctx, tx, ds.Name, b.MoveID, domicile.Incoming, subjects)
-			if err != nil {
-				return err
-			}
-			if len(in) != len(subjects) {
-				return &domicile.Error{Code: domicile.CodeConflict, Err: domicile.ErrPrecondition,
-					Message: fmt.Sprintf("%d of %d subjects are not incoming under move %s", len(subjects)-len(in), len(subjects), b.MoveID)}
-			}
+			queueSubjectsIn(q, ds.Name, b.MoveID, domicile.Incoming, subjects, &in)
 		}
-		if _, err := s.deleteDataset(ctx, tx, ds.Tables, subjects); err != nil {
-			return fmt.Errorf("clear: %w", err)
+		if clear != "" {
+			q.Queue(clear, subjects).QueryRow(func(row pgx.Row) error {
+				var n int64
+				if err := row.Scan(&n); err != nil {
+					return fmt.Errorf("clear: %w", err)
+				}
+				return nil
+			})
+		}
+		if err := tx.SendBatch(ctx, q).Close(); err != nil {
+			return err
+		}
+		if b.MoveID != "" && len(in) != len(subjects) {
+			return &domicile.Error{Code: domicile.CodeConflict, Err: domicile.ErrPrecondition,
+				Message: fmt.Sprintf("%d of %d subjects are not incoming under move %s", len(subjects)-len(in), len(subjects), b.MoveID)}
 		}
 		// Parents first: the foreign keys are checked at the end of each COPY.
 		refs := func(t *domicile.Table) []string {
@@ -234,12 +249,11 @@ func copyData(t *pgTable, tr *domicile.TableRows) ([]byte, error) {
 	return buf, nil
 }
 
-// PurgeSubjects deletes every row of the subjects in the dataset's tables,
-// passing the triggers, and returns how many rows it deleted.
+// PurgeSubjects deletes the subjects' rows, passing the triggers, and
+// returns how many rows it deleted.
 func (s *Store) PurgeSubjects(ctx context.Context, ds *domicile.Dataset, subjects []string) (int64, error) {
 	var total int64
-	err := s.purge(ctx, ds, func(ctx context.Context, tx pgx.Tx) ([]string, error) { return subjects, nil }, &total)
-	if err != nil {
+	if err := s.purge(ctx, ds, "", subjects, &total); err != nil {
 		return 0, fmt.Errorf("purge %d subjects of %s in region %s: %w", len(subjects), ds.Name, s.region, err)
 	}
 	return total, nil
@@ -250,33 +264,39 @@ func (s *Store) PurgeSubjects(ctx context.Context, ds *domicile.Dataset, subject
 // deleted. Subjects in any other state are left alone.
 func (s *Store) PurgeMoved(ctx context.Context, ds *domicile.Dataset, moveID string, subjects []string) (int64, error) {
 	var total int64
-	err := s.purge(ctx, ds, func(ctx context.Context, tx pgx.Tx) ([]string, error) {
-		return subjectsIn(ctx, tx, ds.Name, moveID, domicile.Moved, subjects)
-	}, &total)
-	if err != nil {
+	if err := s.purge(ctx, ds, moveID, subjects, &total); err != nil {
 		return 0, fmt.Errorf("purge move %s of %s in region %s: %w", moveID, ds.Name, s.region, err)
 	}
 	return total, nil
 }
 
 // purge deletes, in a transaction passing the triggers, the rows of the
-// subjects that which returns, adding their number to total.
-func (s *Store) purge(ctx context.Context, ds *domicile.Dataset, which func(context.Context, pgx.Tx) ([]string, error), total *int64) error {
-	decls := make([]*pgTable, len(ds.Tables))
-	for i, t := range ds.Tables {
-		var err error
-		if decls[i], err = s.table(ctx, t.Name); err != nil {
-			return err
-		}
-	}
-	return s.bypass(ctx, func(tx pgx.Tx) error {
-		*total = 0
-		subjects, err := which(ctx, tx)
-		if err != nil || len(subjects) == 0 {
-			return err
-		}
-		*total, err = s.deleteDataset(ctx, tx, ds.Tables, subjects)
+// subjects (with moveID, of those Moved under it, locked while it runs),
+// adding their number to total: two round trips, the BEGIN, the bypass and
+// the ownership rows' read, then the deletion and the COMMIT (one without
+// moveID).
+func (s *Store) purge(ctx context.Context, ds *domicile.Dataset, moveID string, subjects []string, total *int64) error {
+	del, err := s.deleteSQL(ctx, ds.Tables)
+	if err != nil || del == "" {
 		return err
+	}
+	return s.update(ctx, func(tx pgx.Tx) error {
+		*total = 0
+		b := &pgx.Batch{}
+		queueBypass(b)
+		if moveID != "" {
+			var in []string
+			queueSubjectsIn(b, ds.Name, moveID, domicile.Moved, subjects, &in)
+			if err := tx.SendBatch(ctx, b).Close(); err != nil {
+				return err
+			}
+			if subjects = in; len(subjects) == 0 {
+				return nil
+			}
+			b = &pgx.Batch{}
+		}
+		b.Queue(del, subjects).QueryRow(func(row pgx.Row) error { return row.Scan(total) })
+		return commitBatch(ctx, tx, b)
 	})
 }
 
@@ -447,25 +467,32 @@ func (s *Store) MeasureSubjects(ctx context.Context, ds *domicile.Dataset, subje
 // with the move's id, locking their rows (FOR SHARE) so that no transition
 // changes them before the caller's transaction ends.
 func subjectsIn(ctx context.Context, tx pgx.Tx, dataset, moveID string, state domicile.OwnerState, subjects []string) ([]string, error) {
-	rows, err := tx.Query(ctx, `SELECT subject FROM domicile_owner
-		WHERE dataset = $1 AND subject = ANY($2::text[]) AND state = $3 AND move_id = $4 FOR SHARE`,
-		dataset, subjects, string(state), moveID)
-	if err != nil {
-		return nil, err
-	}
-	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, err
-	}
-	in := make(map[string]bool, len(found))
-	for _, s := range found {
-		in[s] = true
-	}
 	var out []string
-	for _, s := range subjects {
-		if in[s] {
-			out = append(out, s)
+	b := &pgx.Batch{}
+	queueSubjectsIn(b, dataset, moveID, state, subjects, &out)
+	err := tx.SendBatch(ctx, b).Close()
+	return out, err
+}
+
+// queueSubjectsIn queues subjectsIn's statement, which sets out.
+func queueSubjectsIn(b *pgx.Batch, dataset, moveID string, state domicile.OwnerState, subjects []string, out *[]string) {
+	b.Queue(`SELECT subject FROM domicile_owner
+		WHERE dataset = $1 AND subject = ANY($2::text[]) AND state = $3 AND move_id = $4 FOR SHARE`,
+		dataset, subjects, string(state), moveID).Query(func(rows pgx.Rows) error {
+		found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
 		}
-	}
-	return out, nil
+		in := make(map[string]bool, len(found))
+		for _, s := range found {
+			in[s] = true
+		}
+		*out = (*out)[:0]
+		for _, s := range subjects {
+			if in[s] {
+				*out = append(*out, s)
+			}
+		}
+		return nil
+	})
 }

@@ -36,7 +36,7 @@ import (
 //
 // The argument holds on one server's one history of transaction ids, and
 // for rows whose values mean what they meant: the batch's Snapshot also
-// names the server's incarnation (snapshotToken), and where it has
+// names the server's incarnation (queueSnapshotToken), and where it has
 // changed since (a failover, a restore, a crash's recovery, a checkpoint)
 // or the catalogue's description of the tables has (queueTablesChanged: a
 // table renamed, rewritten, attached or detached, a column altered),
@@ -166,23 +166,15 @@ func queueSubjectRowVersions(b *pgx.Batch, decl *pgTable, t *domicile.Table, sub
 	})
 }
 
-// snapshotToken names, for ChangedSince, the snapshot of the transaction
-// tx (its first statement takes it) and the server's incarnation:
+// queueSnapshotToken queues the statement that names in token, for
+// ChangedSince, the snapshot of its transaction (which must be the
+// transaction's first statement, which takes it) and the server's incarnation:
 // "<xmin>/<timeline>:<last checkpoint>@<start time>". Transaction ids are
 // not unique across a failover, a restore or the recovery from a crash
 // (where commits not yet flushed are lost and their ids handed out again):
 // each changes one of these (another server, or the same one started
 // again, has another start time; a recovery ends with a checkpoint). So
 // does an ordinary checkpoint, which only costs the comparison.
-func snapshotToken(ctx context.Context, tx pgx.Tx) (string, error) {
-	var token string
-	b := &pgx.Batch{}
-	queueSnapshotToken(b, &token)
-	err := tx.SendBatch(ctx, b).Close()
-	return token, err
-}
-
-// queueSnapshotToken queues snapshotToken's statement, which sets token.
 func queueSnapshotToken(b *pgx.Batch, token *string) {
 	b.Queue(`SELECT pg_snapshot_xmin(pg_current_snapshot())::text, ` + incarnationSQL).QueryRow(func(row pgx.Row) error {
 		var xmin, incarnation string

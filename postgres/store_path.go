@@ -212,28 +212,27 @@ func ensurePathIndexes(ctx context.Context, tx pgx.Tx, t *domicile.Table) error 
 	return nil
 }
 
-// deleteDataset deletes the subjects' rows of every table of tables in one
-// statement, and counts them. Each DELETE of a data-modifying WITH reads
-// the rows as they were before the statement, so a path table's rows are
-// found through rows deleted beside them, and the foreign keys are checked
-// once all are gone, whatever they point to.
-func (s *Store) deleteDataset(ctx context.Context, tx pgx.Tx, tables []*domicile.Table, subjects []string) (int64, error) {
+// deleteSQL returns the statement that deletes the subjects' rows (its
+// parameter) of every table of tables, and counts them; "" for no tables.
+// Each DELETE of a data-modifying WITH reads the rows as they were before
+// the statement, so a path table's rows are found through rows deleted
+// beside them, and the foreign keys are checked once all are gone,
+// whatever they point to.
+func (s *Store) deleteSQL(ctx context.Context, tables []*domicile.Table) (string, error) {
 	var with, sum []string
 	for i, t := range tables {
 		cond, err := s.subjectWhere(ctx, t, 1, true)
 		if err != nil {
-			return 0, err
+			return "", err
 		}
 		d := "domicile_d" + strconv.Itoa(i)
 		with = append(with, d+" AS (DELETE FROM "+quoteIdent(t.Name)+" WHERE "+cond+" RETURNING 1)")
 		sum = append(sum, "(SELECT count(*) FROM "+d+")")
 	}
 	if len(tables) == 0 {
-		return 0, nil
+		return "", nil
 	}
-	var n int64
-	err := tx.QueryRow(ctx, "WITH "+strings.Join(with, ", ")+" SELECT "+strings.Join(sum, " + "), subjects).Scan(&n)
-	return n, err
+	return "WITH " + strings.Join(with, ", ") + " SELECT " + strings.Join(sum, " + "), nil
 }
 
 // countReached counts the rows of a path table that the subjects reach.
