@@ -411,22 +411,32 @@ func (c *Control) CreateMove(ctx context.Context, m *domicile.Move) (bool, error
 				}
 			}
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO move_subjects (move_id, subject, epoch)
-			SELECT $1, * FROM unnest($2::text[], $3::bigint[])`, m.ID, kept, list); err != nil {
-			return fmt.Errorf("add subjects to move: %w", err)
+		// Two round trips more: the subjects, the move and the ledger's
+		// head (locked last); then the entry with the COMMIT.
+		entry, err := newLedgerEntry(c.now(), "move.planned", m.ID, map[string]any{
+			"dataset": m.Dataset, "from": m.From, "to": m.To, "rule": m.Rule,
+			"policy_version": m.PolicyVersion, "subjects": len(kept),
+		})
+		if err != nil {
+			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO moves (id, dataset, from_region, to_region, rule, policy_version, state, created, receipt, owner, lease_expires)
+		b := &pgx.Batch{}
+		b.Queue(`INSERT INTO move_subjects (move_id, subject, epoch)
+			SELECT $1, * FROM unnest($2::text[], $3::bigint[])`, m.ID, kept, list)
+		b.Queue(`INSERT INTO moves (id, dataset, from_region, to_region, rule, policy_version, state, created, receipt, owner, lease_expires)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 			m.ID, m.Dataset, m.From, m.To, m.Rule, m.PolicyVersion, domicile.MovePlanned, ctlMillis(created), string(receipt), m.Owner, ctlMillis(m.LeaseExpires))
+		queueLedgerHead(b, &entry)
+		err = tx.SendBatch(ctx, b).Close()
 		if ctlSQLState(err) == ctlUniqueViolation {
+			// The move's subjects or its row: the move exists.
 			return &domicile.Error{Code: domicile.CodeConflict, Message: fmt.Sprintf("move %q already exists", m.ID), Err: err}
 		} else if err != nil {
 			return fmt.Errorf("create move: %w", err)
 		}
-		return controlAppend(ctx, tx, c.now(), "move.planned", m.ID, map[string]any{
-			"dataset": m.Dataset, "from": m.From, "to": m.To, "rule": m.Rule,
-			"policy_version": m.PolicyVersion, "subjects": len(kept),
-		})
+		b = &pgx.Batch{}
+		queueAppend(b, &entry)
+		return commitBatch(ctx, tx, b)
 	})
 	if err != nil || len(kept) == 0 {
 		return false, err
@@ -458,6 +468,7 @@ func controlScanMove(row pgx.Row) (*domicile.Move, error) {
 type controlQuerier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 // FindMove returns a move with its subjects.
@@ -473,25 +484,39 @@ func (c *Control) FindMove(ctx context.Context, id string) (*domicile.Move, erro
 }
 
 func controlFindMove(ctx context.Context, q controlQuerier, id string) (*domicile.Move, error) {
-	m, err := controlScanMove(q.QueryRow(ctx, `SELECT `+controlMoveColumns+` FROM moves WHERE id = $1`, id))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, ctlNotFound(fmt.Sprintf("move %q", id))
-	} else if err != nil {
+	var m *domicile.Move
+	b := &pgx.Batch{}
+	queueFindMove(b, id, &m)
+	if err := q.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
 	}
-	rows, err := q.Query(ctx, `SELECT subject, epoch FROM move_subjects WHERE move_id = $1 ORDER BY subject`, id)
-	if err != nil {
-		return nil, err
-	}
-	m.Epochs = map[string]int64{}
-	var s string
-	var e int64
-	_, err = pgx.ForEachRow(rows, []any{&s, &e}, func() error {
-		m.Subjects = append(m.Subjects, s)
-		m.Epochs[s] = e
+	return m, nil
+}
+
+// queueFindMove queues the reads of a move and its subjects into m.
+func queueFindMove(b *pgx.Batch, id string, m **domicile.Move) {
+	b.Queue(`SELECT `+controlMoveColumns+` FROM moves WHERE id = $1`, id).QueryRow(func(row pgx.Row) error {
+		mv, err := controlScanMove(row)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ctlNotFound(fmt.Sprintf("move %q", id))
+		} else if err != nil {
+			return err
+		}
+		*m = mv
 		return nil
 	})
-	return m, err
+	b.Queue(`SELECT subject, epoch FROM move_subjects WHERE move_id = $1 ORDER BY subject`, id).Query(func(rows pgx.Rows) error {
+		mv := *m
+		mv.Epochs = map[string]int64{}
+		var s string
+		var e int64
+		_, err := pgx.ForEachRow(rows, []any{&s, &e}, func() error {
+			mv.Subjects = append(mv.Subjects, s)
+			mv.Epochs[s] = e
+			return nil
+		})
+		return err
+	})
 }
 
 // ListMoves returns the moves in the given states (all if none), oldest
@@ -522,16 +547,21 @@ func (c *Control) ClaimMove(ctx context.Context, id, owner string, lease time.Du
 		now := c.now()
 		// The compare-and-set: a concurrent claimer's update makes this
 		// one wait, then test the condition against the row it wrote.
-		tag, err := tx.Exec(ctx, `UPDATE moves SET attempt = attempt + 1, owner = $1, lease_expires = $2
+		// One round trip: the move is read after it, and a claim refused
+		// commits having changed nothing.
+		b := &pgx.Batch{}
+		var claimed bool
+		b.Queue(`UPDATE moves SET attempt = attempt + 1, owner = $1, lease_expires = $2
 			WHERE id = $3 AND state <> ALL($4) AND (owner = '' OR owner = $1 OR lease_expires <= $5)`,
-			owner, ctlMillis(now.Add(lease)), id, []string{string(domicile.MovePurged), string(domicile.MoveRolledBack)}, ctlMillis(now))
-		if err != nil {
+			owner, ctlMillis(now.Add(lease)), id, []string{string(domicile.MovePurged), string(domicile.MoveRolledBack)}, ctlMillis(now)).Exec(func(tag pgconn.CommandTag) error {
+			claimed = tag.RowsAffected() > 0
+			return nil
+		})
+		queueFindMove(b, id, &m)
+		if err := commitBatch(ctx, tx, b); err != nil {
 			return err
 		}
-		if m, err = controlFindMove(ctx, tx, id); err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
+		if !claimed {
 			if m.State.Done() {
 				return domicile.Errorf(domicile.CodeConflict, "move %s is finished (%s)", id, m.State)
 			}
