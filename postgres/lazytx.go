@@ -223,6 +223,12 @@ func (t *lazyTx) Conn() *pgx.Conn { return t.conn }
 // where tx is a lazyTx; b's queued callbacks see the results. If one of b's
 // statements fails, the server skips the rest and the commit, and the
 // transaction is left aborted for the rollback.
+//
+// The callbacks run as the results are read, after the whole batch has
+// gone: an error a callback returns does not stop the COMMIT. They may
+// only take in what the caller reads (their errors come back, but the
+// transaction has committed); a check that must hold before the commit
+// goes in a batch of its own, before commitBatch.
 func commitBatch(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
 	t, ok := tx.(*lazyTx)
 	if !ok {
@@ -237,6 +243,11 @@ func commitBatch(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
 	var tag pgconn.CommandTag
 	b.Queue("COMMIT").Exec(func(ct pgconn.CommandTag) error { tag = ct; return nil })
 	if err := t.SendBatch(ctx, b).Close(); err != nil {
+		if t.conn.PgConn().TxStatus() == 'I' {
+			// Out of the transaction: a callback failed after the
+			// COMMIT, or the COMMIT failed. Nothing more goes in it.
+			t.state = txEnded
+		}
 		return err
 	}
 	t.state = txEnded

@@ -9,6 +9,7 @@ import (
 
 	"github.com/domicile/domicile/internal/pgtest"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -164,6 +165,42 @@ func TestLazyTxCommitBatch(t *testing.T) {
 	}
 	if len(keys) != 2 || keys[0] != 1 || keys[1] != 2 {
 		t.Fatalf("rows %v, want [1 2]: the failed batch's first write was kept", keys)
+	}
+	assertIdle(t, pool)
+}
+
+// TestLazyTxCommitBatchCallbackAfterCommit checks that a callback's error in
+// commitBatch's batch, which comes after the COMMIT went, comes back and
+// leaves the transaction ended: a statement after it is refused, not run
+// on its own outside any transaction.
+func TestLazyTxCommitBatchCallbackAfterCommit(t *testing.T) {
+	ctx := context.Background()
+	pool, err := openPool(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, `CREATE TABLE lz (k int PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	failed := errors.New("a callback's check")
+	var after error
+	err = inLazyTx(ctx, pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		b.Queue(`INSERT INTO lz VALUES (1)`).Exec(func(pgconn.CommandTag) error { return failed })
+		err := commitBatch(ctx, tx, b)
+		_, after = tx.Exec(ctx, `INSERT INTO lz VALUES (2)`)
+		return err
+	})
+	if !errors.Is(err, failed) {
+		t.Fatalf("commitBatch: %v, want the callback's error", err)
+	}
+	if !errors.Is(after, errTxEnded) {
+		t.Fatalf("a statement after it: %v, want errTxEnded", after)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM lz WHERE k = 2`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the statement after the commit wrote %d rows (%v)", n, err)
 	}
 	assertIdle(t, pool)
 }

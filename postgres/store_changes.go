@@ -73,9 +73,9 @@ func (s *Store) ChangedSince(ctx context.Context, ds *domicile.Dataset, snapshot
 	err = s.view(ctx, func(tx pgx.Tx) error {
 		// One round trip: the BEGIN, the catalogue's check, every table's
 		// row versions and the COMMIT. The rows are read even where the
-		// check says they cannot be compared (rarely): a statement that
-		// fails then (a table gone) leaves the answer unsure, not an
-		// error.
+		// check says they cannot be compared (rarely). A statement that
+		// fails then (a column renamed) may fail before the check has
+		// run, when pgx prepares it: the check then runs alone, below.
 		//
 		// The ages are measured from one id, fixed for the transaction;
 		// they compare as the ids do while the snapshot's is less than
@@ -114,6 +114,17 @@ func (s *Store) ChangedSince(ctx context.Context, ds *domicile.Dataset, snapshot
 		}
 		return nil
 	})
+	if err != nil && !unsure && pgCode(err) != "" {
+		// The server refused a statement: is it because the tables are
+		// not the ones read?
+		_ = s.view(ctx, func(tx pgx.Tx) error {
+			b := &pgx.Batch{}
+			queueTablesChanged(b, ds.Tables, uint32(xmin), func(incarnation string, age int64, altered bool) {
+				unsure = incarnation != then || age < 0 || age > 1<<30 || altered
+			})
+			return commitBatch(ctx, tx, b)
+		})
+	}
 	if unsure { // whatever a statement after the check said
 		return nil, fmt.Errorf("the server, the tables or the snapshot's age do not allow a comparison, or a subject's value reads otherwise than its id: %w", domicile.ErrNotSupported)
 	}
