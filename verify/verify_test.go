@@ -154,6 +154,18 @@ func TestViolations(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		{"residency", func(t *testing.T, w *world) {
+			// The trigger stays dropped: the region's installation has
+			// a problem, and its rows are checked all the same.
+			if _, err := w.stores["b"].DB().Exec(`DROP TRIGGER domicile_notes_ins; INSERT INTO notes VALUES (9, 's1', 'copy')`); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"unchecked", func(t *testing.T, w *world) {
+			if _, err := w.stores["b"].DB().Exec(`DROP TABLE domicile_owner`); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{"ledger", func(t *testing.T, w *world) {
 			// A second entry, so that deleting the first breaks the chain
 			// (dropping the newest entries is the compliance issue's).

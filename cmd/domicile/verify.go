@@ -21,7 +21,8 @@ the directory names, at its epoch; the triggers are installed and current in
 every store; no move's claim has expired unresolved; no row lies outside its
 home region past the rollback window; and every home is allowed by the policy
 at --at (a move the plan still has to make is counted as pending, not as a
-violation).`,
+violation). A region whose installation has problems is checked all the
+same; what cannot be read there for that reason is reported as unchecked.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			when, err := parseAt(at, m.Now())
 			if err != nil {
