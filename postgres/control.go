@@ -547,8 +547,8 @@ func (c *Control) ClaimMove(ctx context.Context, id, owner string, lease time.Du
 		now := c.now()
 		// The compare-and-set: a concurrent claimer's update makes this
 		// one wait, then test the condition against the row it wrote.
-		// One round trip: the move is read after it, and a claim refused
-		// commits having changed nothing.
+		// The update and the reads of the move after it in one round
+		// trip, the COMMIT once they are in hand.
 		b := &pgx.Batch{}
 		var claimed bool
 		b.Queue(`UPDATE moves SET attempt = attempt + 1, owner = $1, lease_expires = $2
@@ -558,7 +558,7 @@ func (c *Control) ClaimMove(ctx context.Context, id, owner string, lease time.Du
 			return nil
 		})
 		queueFindMove(b, id, &m)
-		if err := commitBatch(ctx, tx, b); err != nil {
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return err
 		}
 		if !claimed {

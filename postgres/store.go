@@ -413,7 +413,7 @@ func (s *Store) FindOwnership(ctx context.Context, dataset, subject string) (dom
 func (s *Store) ListOwnership(ctx context.Context, dataset string, fn func(domicile.Ownership) error) error {
 	rows, err := s.pool.Query(ctx, `SELECT `+ownerColumns+` FROM domicile_owner WHERE dataset = $1 ORDER BY subject`, dataset)
 	if err != nil {
-		return err
+		return s.reachable(err)
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -425,7 +425,7 @@ func (s *Store) ListOwnership(ctx context.Context, dataset string, fn func(domic
 			return err
 		}
 	}
-	return rows.Err()
+	return s.reachable(rows.Err())
 }
 
 // SetOwnership writes the ownership rows in one transaction. A row given

@@ -152,29 +152,28 @@ func (s *Store) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subject
 		return err
 	}
 	err = s.update(ctx, func(tx pgx.Tx) error {
-		// One round trip for the BEGIN, the bypass, the check and the
-		// clearing: a check that fails rolls the clearing back.
+		// The BEGIN, the bypass and the check in one round trip, the
+		// clearing in the next: a write that fails the check (a stale
+		// run's) touches no row of the subjects, which may be live here.
 		q := &pgx.Batch{}
 		queueBypass(q)
-		var in []string
 		if b.MoveID != "" {
+			var in []string
 			queueSubjectsIn(q, ds.Name, b.MoveID, domicile.Incoming, subjects, &in)
+			if err := tx.SendBatch(ctx, q).Close(); err != nil {
+				return err
+			}
+			if len(in) != len(subjects) {
+				return &domicile.Error{Code: domicile.CodeConflict, Err: domicile.ErrPrecondition,
+					Message: fmt.Sprintf("%d of %d subjects are not incoming under move %s", len(subjects)-len(in), len(subjects), b.MoveID)}
+			}
+			q = &pgx.Batch{}
 		}
 		if clear != "" {
-			q.Queue(clear, subjects).QueryRow(func(row pgx.Row) error {
-				var n int64
-				if err := row.Scan(&n); err != nil {
-					return fmt.Errorf("clear: %w", err)
-				}
-				return nil
-			})
+			q.Queue(clear, subjects)
 		}
 		if err := tx.SendBatch(ctx, q).Close(); err != nil {
-			return err
-		}
-		if b.MoveID != "" && len(in) != len(subjects) {
-			return &domicile.Error{Code: domicile.CodeConflict, Err: domicile.ErrPrecondition,
-				Message: fmt.Sprintf("%d of %d subjects are not incoming under move %s", len(subjects)-len(in), len(subjects), b.MoveID)}
+			return fmt.Errorf("clear: %w", err)
 		}
 		// Parents first: the foreign keys are checked at the end of each COPY.
 		refs := func(t *domicile.Table) []string {

@@ -197,14 +197,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				}
 				return nil
 			})
+			ownershipRead := err == nil
 			if err != nil {
 				if err := unchecked("ownership of "+ds.Name, err); err != nil {
 					return nil, err
 				}
-				continue
 			}
 			for k, p := range homes {
-				if k.dataset == ds.Name && p.Region == region && !owned[k.subject] {
+				if ownershipRead && k.dataset == ds.Name && p.Region == region && !owned[k.subject] {
 					rep.add(Violation{Kind: "no_owner", Subject: k.subject, Dataset: ds.Name, Region: region,
 						Message: "the directory names this region, whose store does not own the subject"})
 				}

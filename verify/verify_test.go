@@ -166,6 +166,12 @@ func TestViolations(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		{"residency", func(t *testing.T, w *world) {
+			// The ownership table cannot be read; the rows still can.
+			if _, err := w.stores["b"].DB().Exec(`DROP TRIGGER domicile_notes_ins; INSERT INTO notes VALUES (9, 's1', 'copy'); DROP TABLE domicile_owner`); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{"ledger", func(t *testing.T, w *world) {
 			// A second entry, so that deleting the first breaks the chain
 			// (dropping the newest entries is the compliance issue's).
