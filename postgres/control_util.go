@@ -9,7 +9,6 @@ import (
 	"github.com/domicile/domicile"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // SQLSTATEs the control store branches on.
@@ -44,42 +43,15 @@ func ctlRetryable(err error) bool {
 // returns nil and rolling back on error or panic. A transaction the server
 // aborted as a deadlock or serialization failure is run again, a few times:
 // fn must therefore set, not accumulate, what it reports to its caller.
-func ctlInTx(ctx context.Context, db interface {
-	BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
-}, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
+func ctlInTx(ctx context.Context, db beginner, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
 	const attempts = 5
 	var err error
 	for range attempts {
-		if err = ctlTxOnce(ctx, db, opts, fn); !ctlRetryable(err) || ctx.Err() != nil {
+		if err = inTx(ctx, db, opts, fn); !ctlRetryable(err) || ctx.Err() != nil {
 			return err
 		}
 	}
 	return err
-}
-
-func ctlTxOnce(ctx context.Context, db interface {
-	BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
-}, opts pgx.TxOptions, fn func(pgx.Tx) error) (err error) {
-	if pool, ok := db.(*pgxpool.Pool); ok {
-		return inLazyTx(ctx, pool, opts, fn)
-	}
-	tx, err := db.BeginTx(ctx, opts)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			tx.Rollback(context.WithoutCancel(ctx))
-			panic(p)
-		}
-		if err != nil {
-			tx.Rollback(context.WithoutCancel(ctx))
-		}
-	}()
-	if err = fn(tx); err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
 }
 
 func ctlNotFound(what string) error {

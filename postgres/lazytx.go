@@ -63,26 +63,13 @@ func beginSQL(opts pgx.TxOptions) string {
 // inLazyTx runs fn in a lazyTx on a connection of pool, committing if fn
 // returns nil (unless fn committed already, with commitBatch) and rolling
 // back on error or panic.
-func inLazyTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, fn func(pgx.Tx) error) (err error) {
+func inLazyTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
 	c, err := pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Release() // a connection left inside a transaction is destroyed
-	tx := &lazyTx{conn: c.Conn(), begin: beginSQL(opts)}
-	defer func() {
-		if p := recover(); p != nil {
-			_ = tx.Rollback(context.WithoutCancel(ctx))
-			panic(p)
-		}
-		if err != nil {
-			_ = tx.Rollback(context.WithoutCancel(ctx))
-		}
-	}()
-	if err = fn(tx); err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
+	return runTx(ctx, &lazyTx{conn: c.Conn(), begin: beginSQL(opts)}, fn)
 }
 
 // start sends BEGIN alone, if it has not gone yet.

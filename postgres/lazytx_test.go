@@ -19,14 +19,7 @@ import (
 // keeps it, and that the statement's result reaches the caller.
 func TestLazyTxIsATransaction(t *testing.T) {
 	ctx := context.Background()
-	pool, err := openPool(ctx, pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := pool.Exec(ctx, `CREATE TABLE lz (k int PRIMARY KEY, v text)`); err != nil {
-		t.Fatal(err)
-	}
+	pool := lazyTestPool(t, `CREATE TABLE lz (k int PRIMARY KEY, v text)`)
 	firsts := []struct {
 		name  string
 		write func(tx pgx.Tx, k int) error
@@ -131,14 +124,7 @@ func TestLazyTxIsATransaction(t *testing.T) {
 // and that a write that fails leaves nothing and the connection clean.
 func TestLazyTxCommitBatch(t *testing.T) {
 	ctx := context.Background()
-	pool, err := openPool(ctx, pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := pool.Exec(ctx, `CREATE TABLE lz (k int PRIMARY KEY)`); err != nil {
-		t.Fatal(err)
-	}
+	pool := lazyTestPool(t, `CREATE TABLE lz (k int PRIMARY KEY)`)
 	write := func(keys ...int) error {
 		return inLazyTx(ctx, pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 			var n int
@@ -158,9 +144,9 @@ func TestLazyTxCommitBatch(t *testing.T) {
 	if err := write(3, 1); !isConflict(err) {
 		t.Fatalf("a duplicate key in the batch: %v, want a unique violation", err)
 	}
-	var keys []int
 	rows, _ := pool.Query(ctx, `SELECT k FROM lz ORDER BY k`)
-	if keys, err = pgx.CollectRows(rows, pgx.RowTo[int]); err != nil {
+	keys, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
 		t.Fatal(err)
 	}
 	if len(keys) != 2 || keys[0] != 1 || keys[1] != 2 {
@@ -175,17 +161,10 @@ func TestLazyTxCommitBatch(t *testing.T) {
 // on its own outside any transaction.
 func TestLazyTxCommitBatchCallbackAfterCommit(t *testing.T) {
 	ctx := context.Background()
-	pool, err := openPool(ctx, pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := pool.Exec(ctx, `CREATE TABLE lz (k int PRIMARY KEY)`); err != nil {
-		t.Fatal(err)
-	}
+	pool := lazyTestPool(t, `CREATE TABLE lz (k int PRIMARY KEY)`)
 	failed := errors.New("a callback's check")
 	var after error
-	err = inLazyTx(ctx, pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+	err := inLazyTx(ctx, pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		b.Queue(`INSERT INTO lz VALUES (1)`).Exec(func(pgconn.CommandTag) error { return failed })
 		err := commitBatch(ctx, tx, b)
@@ -210,14 +189,7 @@ func TestLazyTxCommitBatchCallbackAfterCommit(t *testing.T) {
 // transactions: each reads and increments a counter under FOR UPDATE.
 func TestLazyTxSerializes(t *testing.T) {
 	ctx := context.Background()
-	pool, err := openPool(ctx, pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := pool.Exec(ctx, `CREATE TABLE lz (id int PRIMARY KEY, n int); INSERT INTO lz VALUES (1, 0)`); err != nil {
-		t.Fatal(err)
-	}
+	pool := lazyTestPool(t, `CREATE TABLE lz (id int PRIMARY KEY, n int); INSERT INTO lz VALUES (1, 0)`)
 	const workers, each = 6, 20
 	var wg sync.WaitGroup
 	errs := make(chan error, workers*each)
@@ -253,6 +225,21 @@ func TestLazyTxSerializes(t *testing.T) {
 	if n != workers*each {
 		t.Fatalf("counter %d after %d increments: increments were lost", n, workers*each)
 	}
+}
+
+// lazyTestPool returns a pool on a new database where ddl has run.
+func lazyTestPool(t *testing.T, ddl string) *pgxpool.Pool {
+	t.Helper()
+	ctx := context.Background()
+	pool, err := openPool(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := pool.Exec(ctx, ddl); err != nil {
+		t.Fatal(err)
+	}
+	return pool
 }
 
 // assertIdle checks that every idle connection of pool is outside a

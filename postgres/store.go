@@ -106,7 +106,7 @@ type beginner interface {
 
 // inTx runs fn in a transaction begun with opts (on a pool, a lazyTx),
 // committing if fn returns nil and rolling back on error or panic.
-func inTx(ctx context.Context, db beginner, opts pgx.TxOptions, fn func(pgx.Tx) error) (err error) {
+func inTx(ctx context.Context, db beginner, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
 	if pool, ok := db.(*pgxpool.Pool); ok {
 		return inLazyTx(ctx, pool, opts, fn)
 	}
@@ -114,6 +114,12 @@ func inTx(ctx context.Context, db beginner, opts pgx.TxOptions, fn func(pgx.Tx) 
 	if err != nil {
 		return err
 	}
+	return runTx(ctx, tx, fn)
+}
+
+// runTx runs fn in tx, committing if fn returns nil (a no-op where fn
+// committed already) and rolling back on error or panic.
+func runTx(ctx context.Context, tx pgx.Tx, fn func(pgx.Tx) error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
