@@ -157,14 +157,7 @@ func TestChangedSince(t *testing.T) {
 // the user's (an enum's labels can be renamed with no new row version).
 func TestChangedSinceNeedsTheSameServerAndTables(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTestStore(t, "us-east")
-	t.Cleanup(func() { s.Close() })
-	exec := func(q string) {
-		t.Helper()
-		if _, err := s.Pool().Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	s, exec := changesStore(t)
 	exec(`CREATE TYPE mood AS ENUM ('happy', 'sad')`)
 	exec(`CREATE TABLE t (id bigint PRIMARY KEY, user_id text NOT NULL, v text)`)
 	exec(`CREATE TABLE e (id bigint PRIMARY KEY, user_id text NOT NULL, m mood)`)
@@ -229,14 +222,7 @@ func TestChangedSinceNeedsTheSameServerAndTables(t *testing.T) {
 // that the tables cannot be compared.
 func TestChangedSinceSubjectColumnRenamed(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTestStore(t, "us-east")
-	t.Cleanup(func() { s.Close() })
-	exec := func(q string) {
-		t.Helper()
-		if _, err := s.Pool().Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	s, exec := changesStore(t)
 	exec(`CREATE TABLE t (id bigint PRIMARY KEY, user_id text NOT NULL, v text)`)
 	tb, err := s.DescribeTable(ctx, "t")
 	if err != nil {
@@ -261,5 +247,18 @@ func TestChangedSinceSubjectColumnRenamed(t *testing.T) {
 	exec(`ALTER TABLE t RENAME COLUMN user_id TO uid`)
 	if _, err = s.ChangedSince(ctx, ds, b.Snapshot, subjects, d); !errors.Is(err, domicile.ErrNotSupported) {
 		t.Errorf("ChangedSince %v, want ErrNotSupported", err)
+	}
+}
+
+// changesStore opens a store for the ChangedSince tests and returns it with
+// a function that runs a statement on it or fails the test.
+func changesStore(t *testing.T) (*Store, func(string)) {
+	s, _ := openTestStore(t, "us-east")
+	t.Cleanup(func() { s.Close() })
+	return s, func(q string) {
+		t.Helper()
+		if _, err := s.Pool().Exec(context.Background(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
 	}
 }
