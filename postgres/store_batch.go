@@ -48,7 +48,8 @@ func (s *Store) readSubjects(ctx context.Context, ds *domicile.Dataset, subjects
 		if err != nil {
 			return nil, err
 		}
-		queries[i] = "SELECT " + selectList(decls[i], t.ColumnNames()) + " FROM " + quoteIdent(t.Name) + " WHERE " + cond
+		b.Tables[i] = domicile.TableRows{Table: t.Name, Columns: t.ColumnNames()}
+		queries[i] = "SELECT " + selectList(decls[i], b.Tables[i].Columns) + " FROM " + quoteIdent(t.Name) + " WHERE " + cond
 	}
 	err = s.view(ctx, func(tx pgx.Tx) error {
 		// One round trip: the BEGIN, the snapshot's name, every table's
@@ -60,7 +61,6 @@ func (s *Store) readSubjects(ctx context.Context, ds *domicile.Dataset, subjects
 			queueSnapshotToken(q, &b.Snapshot)
 		}
 		for i, t := range tables {
-			b.Tables[i] = domicile.TableRows{Table: t.Name, Columns: t.ColumnNames()}
 			q.Queue(queries[i], subjects).Query(func(rows pgx.Rows) (err error) {
 				if b.Tables[i].Rows, err = scanRows(rows, nil); err != nil {
 					return fmt.Errorf("read %s: %w", t.Name, err)
@@ -152,22 +152,16 @@ func (s *Store) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subject
 		return err
 	}
 	err = s.update(ctx, func(tx pgx.Tx) error {
-		// The BEGIN, the bypass and the check in one round trip, the
-		// clearing in the next: a write that fails the check (a stale
-		// run's) touches no row of the subjects, which may be live here.
-		q := &pgx.Batch{}
-		queueBypass(q)
-		if b.MoveID != "" {
-			var in []string
-			queueSubjectsIn(q, ds.Name, b.MoveID, domicile.Incoming, subjects, &in)
-			if err := tx.SendBatch(ctx, q).Close(); err != nil {
-				return err
-			}
-			if len(in) != len(subjects) {
-				return &domicile.Error{Code: domicile.CodeConflict, Err: domicile.ErrPrecondition,
-					Message: fmt.Sprintf("%d of %d subjects are not incoming under move %s", len(subjects)-len(in), len(subjects), b.MoveID)}
-			}
-			q = &pgx.Batch{}
+		// The check comes back before the clearing: a write that fails
+		// it (a stale run's) touches no row of the subjects, which may be
+		// live here.
+		q, in, err := bypassUnder(ctx, tx, ds.Name, b.MoveID, domicile.Incoming, subjects)
+		if err != nil {
+			return err
+		}
+		if len(in) != len(subjects) {
+			return &domicile.Error{Code: domicile.CodeConflict, Err: domicile.ErrPrecondition,
+				Message: fmt.Sprintf("%d of %d subjects are not incoming under move %s", len(subjects)-len(in), len(subjects), b.MoveID)}
 		}
 		if clear != "" {
 			q.Queue(clear, subjects)
@@ -248,8 +242,8 @@ func copyData(t *pgTable, tr *domicile.TableRows) ([]byte, error) {
 	return buf, nil
 }
 
-// PurgeSubjects deletes the subjects' rows, passing the triggers, and
-// returns how many rows it deleted.
+// PurgeSubjects deletes every row of the subjects in the dataset's tables,
+// passing the triggers, and returns how many rows it deleted.
 func (s *Store) PurgeSubjects(ctx context.Context, ds *domicile.Dataset, subjects []string) (int64, error) {
 	var total int64
 	if err := s.purge(ctx, ds, "", subjects, &total); err != nil {
@@ -281,20 +275,11 @@ func (s *Store) purge(ctx context.Context, ds *domicile.Dataset, moveID string, 
 	}
 	return s.update(ctx, func(tx pgx.Tx) error {
 		*total = 0
-		b := &pgx.Batch{}
-		queueBypass(b)
-		if moveID != "" {
-			var in []string
-			queueSubjectsIn(b, ds.Name, moveID, domicile.Moved, subjects, &in)
-			if err := tx.SendBatch(ctx, b).Close(); err != nil {
-				return err
-			}
-			if subjects = in; len(subjects) == 0 {
-				return nil
-			}
-			b = &pgx.Batch{}
+		b, in, err := bypassUnder(ctx, tx, ds.Name, moveID, domicile.Moved, subjects)
+		if err != nil || len(in) == 0 {
+			return err
 		}
-		b.Queue(del, subjects).QueryRow(func(row pgx.Row) error { return row.Scan(total) })
+		b.Queue(del, in).QueryRow(func(row pgx.Row) error { return row.Scan(total) })
 		return commitBatch(ctx, tx, b)
 	})
 }
@@ -471,6 +456,26 @@ func subjectsIn(ctx context.Context, tx pgx.Tx, dataset, moveID string, state do
 	queueSubjectsIn(b, dataset, moveID, state, subjects, &out)
 	err := tx.SendBatch(ctx, b).Close()
 	return out, err
+}
+
+// bypassUnder begins a transaction that passes the triggers on the
+// subjects that are in state under moveID, which it returns: it sends the
+// bypass and the read of their ownership rows (locked FOR SHARE, as
+// subjectsIn), and returns a batch for the caller's next statements.
+// Without a moveID it sends nothing: the batch holds the bypass, and every
+// subject is returned.
+func bypassUnder(ctx context.Context, tx pgx.Tx, dataset, moveID string, state domicile.OwnerState, subjects []string) (*pgx.Batch, []string, error) {
+	b := &pgx.Batch{}
+	queueBypass(b)
+	if moveID == "" {
+		return b, subjects, nil
+	}
+	var in []string
+	queueSubjectsIn(b, dataset, moveID, state, subjects, &in)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, nil, err
+	}
+	return &pgx.Batch{}, in, nil
 }
 
 // queueSubjectsIn queues subjectsIn's statement, which sets out.

@@ -69,6 +69,11 @@ func (s *Store) ChangedSince(ctx context.Context, ds *domicile.Dataset, snapshot
 			return nil, err
 		}
 	}
+	// judge takes the catalogue's check: the rows compare only on the
+	// same server, tables and history of transaction ids.
+	judge := func(incarnation string, age int64, altered bool) {
+		unsure = incarnation != then || age < 0 || age > 1<<30 || altered
+	}
 	now := make([]map[string]rowVersions, len(ds.Tables))
 	err = s.view(ctx, func(tx pgx.Tx) error {
 		// One round trip: the BEGIN, the catalogue's check, every table's
@@ -82,13 +87,7 @@ func (s *Store) ChangedSince(ctx context.Context, ds *domicile.Dataset, snapshot
 		// 2^31 transactions old. Far less is asked: a move's fence comes
 		// minutes after its precopy, not a billion transactions.
 		b := &pgx.Batch{}
-		var incarnation string
-		var age int64
-		var altered bool
-		queueTablesChanged(b, ds.Tables, uint32(xmin), func(inc string, a int64, alt bool) {
-			incarnation, age, altered = inc, a, alt
-			unsure = incarnation != then || age < 0 || age > 1<<30 || altered
-		})
+		queueTablesChanged(b, ds.Tables, uint32(xmin), judge)
 		for i, t := range ds.Tables {
 			queueSubjectRowVersions(b, decls[i], t, subjects, uint32(xmin), func(v map[string]rowVersions) { now[i] = v })
 		}
@@ -119,9 +118,7 @@ func (s *Store) ChangedSince(ctx context.Context, ds *domicile.Dataset, snapshot
 		// not the ones read?
 		_ = s.view(ctx, func(tx pgx.Tx) error {
 			b := &pgx.Batch{}
-			queueTablesChanged(b, ds.Tables, uint32(xmin), func(incarnation string, age int64, altered bool) {
-				unsure = incarnation != then || age < 0 || age > 1<<30 || altered
-			})
+			queueTablesChanged(b, ds.Tables, uint32(xmin), judge)
 			return commitBatch(ctx, tx, b)
 		})
 	}
@@ -147,9 +144,9 @@ type rowVersions struct {
 	newer bool // a row's xmin is not older than the snapshot's
 }
 
-// queueSubjectRowVersions queues the count of the rows of each subject in a table with a
-// subject column, and tells whether any was written by a transaction not
-// older than xmin, a snapshot's (as xid: its low 32 bits). age(xid) is the
+// queueSubjectRowVersions queues the count of the rows of each subject in
+// a table with a subject column, which tells found, with whether any was
+// written by a transaction not older than xmin, a snapshot's (as xid: its low 32 bits). age(xid) is the
 // distance from the transaction's own reference id back to xid, so a row
 // is newer when its xmin's age is not above the snapshot's. A row whose
 // xmin is no transaction's (age INT_MAX: the frozen id of rows from old
@@ -178,8 +175,9 @@ func queueSubjectRowVersions(b *pgx.Batch, decl *pgTable, t *domicile.Table, sub
 }
 
 // queueSnapshotToken queues the statement that names in token, for
-// ChangedSince, the snapshot of its transaction (which must be the
-// transaction's first statement, which takes it) and the server's incarnation:
+// ChangedSince, the snapshot of its transaction (it must be the
+// transaction's first statement, which takes the snapshot) and the
+// server's incarnation:
 // "<xmin>/<timeline>:<last checkpoint>@<start time>". Transaction ids are
 // not unique across a failover, a restore or the recovery from a crash
 // (where commits not yet flushed are lost and their ids handed out again):
@@ -200,9 +198,9 @@ func queueSnapshotToken(b *pgx.Batch, token *string) {
 // incarnationSQL is the expression of the server's incarnation.
 const incarnationSQL = `(SELECT timeline_id || ':' || checkpoint_lsn FROM pg_control_checkpoint()) || '@' || pg_postmaster_start_time()`
 
-// queueTablesChanged queues the one statement that finds the server's incarnation now
-// (incarnationSQL), the age of xmin (a snapshot's, as xid), and whether the
-// catalogue's description of the tables may have changed since that
+// queueTablesChanged queues the one statement that tells found the
+// server's incarnation now (incarnationSQL), the age of xmin (a snapshot's,
+// as xid), and whether the catalogue's description of the tables may have changed since that
 // transaction, or describes what ChangedSince cannot compare: each table
 // with the partitions and children a query of it reads, their columns and
 // their places in the tree. A table renamed, truncated, rewritten, attached or

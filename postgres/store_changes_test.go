@@ -161,15 +161,7 @@ func TestChangedSinceNeedsTheSameServerAndTables(t *testing.T) {
 	exec(`CREATE TYPE mood AS ENUM ('happy', 'sad')`)
 	exec(`CREATE TABLE t (id bigint PRIMARY KEY, user_id text NOT NULL, v text)`)
 	exec(`CREATE TABLE e (id bigint PRIMARY KEY, user_id text NOT NULL, m mood)`)
-	dataset := func(name string) *domicile.Dataset {
-		tb, err := s.DescribeTable(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tb.SubjectColumn = "user_id"
-		return &domicile.Dataset{Name: name, Tables: []*domicile.Table{tb}}
-	}
-	ds, de := dataset("t"), dataset("e")
+	ds, de := userDataset(t, s, "t"), userDataset(t, s, "e")
 	if err := s.Install(ctx, []*domicile.Dataset{ds, de}, domicile.InstallOptions{AcceptUnknown: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -178,16 +170,7 @@ func TestChangedSinceNeedsTheSameServerAndTables(t *testing.T) {
 	subjects := []string{"a", "b"}
 	read := func(ds *domicile.Dataset) (string, map[string]domicile.SubjectDigest) {
 		t.Helper()
-		exec(`CHECKPOINT`)
-		b, err := s.ReadSubjects(ctx, ds, subjects)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d, err := domicile.DigestBatch(ds, subjects, b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b.Snapshot, d
+		return readForChanges(t, s, exec, ds, subjects)
 	}
 	compares := func(what string, ds *domicile.Dataset, snap string, d map[string]domicile.SubjectDigest, want bool) {
 		t.Helper()
@@ -224,28 +207,15 @@ func TestChangedSinceSubjectColumnRenamed(t *testing.T) {
 	ctx := context.Background()
 	s, exec := changesStore(t)
 	exec(`CREATE TABLE t (id bigint PRIMARY KEY, user_id text NOT NULL, v text)`)
-	tb, err := s.DescribeTable(ctx, "t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb.SubjectColumn = "user_id"
-	ds := &domicile.Dataset{Name: "t", Tables: []*domicile.Table{tb}}
+	ds := userDataset(t, s, "t")
 	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{AcceptUnknown: true}); err != nil {
 		t.Fatal(err)
 	}
 	exec(`INSERT INTO t VALUES (1, 'a', 'v'), (2, 'b', 'v')`)
 	subjects := []string{"a", "b"}
-	exec(`CHECKPOINT`)
-	b, err := s.ReadSubjects(ctx, ds, subjects)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := domicile.DigestBatch(ds, subjects, b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap, d := readForChanges(t, s, exec, ds, subjects)
 	exec(`ALTER TABLE t RENAME COLUMN user_id TO uid`)
-	if _, err = s.ChangedSince(ctx, ds, b.Snapshot, subjects, d); !errors.Is(err, domicile.ErrNotSupported) {
+	if _, err := s.ChangedSince(ctx, ds, snap, subjects, d); !errors.Is(err, domicile.ErrNotSupported) {
 		t.Errorf("ChangedSince %v, want ErrNotSupported", err)
 	}
 }
@@ -261,4 +231,32 @@ func changesStore(t *testing.T) (*Store, func(string)) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
+}
+
+// userDataset returns a dataset of the one table name, whose subject column
+// is user_id.
+func userDataset(t *testing.T, s *Store, name string) *domicile.Dataset {
+	t.Helper()
+	tb, err := s.DescribeTable(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.SubjectColumn = "user_id"
+	return &domicile.Dataset{Name: name, Tables: []*domicile.Table{tb}}
+}
+
+// readForChanges reads the subjects' rows after a checkpoint, as a precopy
+// does, and returns the batch's snapshot and the rows' digests.
+func readForChanges(t *testing.T, s *Store, exec func(string), ds *domicile.Dataset, subjects []string) (string, map[string]domicile.SubjectDigest) {
+	t.Helper()
+	exec(`CHECKPOINT`)
+	b, err := s.ReadSubjects(context.Background(), ds, subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := domicile.DigestBatch(ds, subjects, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.Snapshot, d
 }
