@@ -182,9 +182,11 @@ type Receipt struct {
 	Bytes         int64          `json:"bytes"`  // size of the values copied
 	Tables        []TableReceipt `json:"tables"`
 	Purged        int64          `json:"purged"`
-	// Superseded counts subjects that a later move (a rollback) carried
-	// back to the source before the purge: their rows there are live and
-	// were not purged.
+	// Superseded counts subjects that a later move took on at the source
+	// before this move's purge, which therefore left their rows there to
+	// that move: live rows if it carried the subjects back, rows it drops
+	// itself if it rolled back (its rollback purges the subjects' rows) or
+	// moves them away again (its own purge).
 	Superseded int       `json:"superseded,omitempty"`
 	Started    time.Time `json:"started"`
 	Fenced     time.Time `json:"fenced"`
