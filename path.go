@@ -142,47 +142,6 @@ func (d *Dataset) DeleteOrder() []*Table {
 	return order(rev, dependents)
 }
 
-// StrictDeleteOrder returns the dataset's tables in an order in which each
-// table's rows can be deleted by a statement of its own, every foreign key
-// checked when its statement ends: a table comes before the tables its path
-// goes through (as in DeleteOrder) and before the tables of the dataset it
-// refers to (refs, a store's reading of the table's foreign keys; nil:
-// References). It reports false when no such order exists (an address that
-// a customer row points to is found through the customer, whose key wants
-// it deleted after the customer); the rows must then go in one statement,
-// or with the keys' checks deferred.
-func (d *Dataset) StrictDeleteOrder(refs func(*Table) []string) ([]*Table, bool) {
-	if refs == nil {
-		refs = func(t *Table) []string { return t.References }
-	}
-	// after[name]: the tables to delete from before table name, those whose
-	// paths go through it and those that refer to it.
-	after := make(map[string][]string, len(d.Tables))
-	for _, o := range d.Tables {
-		if o.Via != nil {
-			for _, name := range o.Via.Tables() {
-				after[name] = append(after[name], o.Name)
-			}
-		}
-		for _, name := range refs(o) {
-			after[name] = append(after[name], o.Name)
-		}
-	}
-	out := order(d.Tables, func(t *Table) []string { return after[t.Name] })
-	pos := make(map[string]int, len(out))
-	for i, t := range out {
-		pos[t.Name] = i
-	}
-	for i, t := range out {
-		for _, name := range after[t.Name] {
-			if j, ok := pos[name]; ok && name != t.Name && j > i {
-				return nil, false // a cycle
-			}
-		}
-	}
-	return out, true
-}
-
 // order sorts tables so that each comes after the tables named by before
 // (those among tables), stably; tables in a cycle keep their order.
 func order(tables []*Table, before func(*Table) []string) []*Table {

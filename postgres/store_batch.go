@@ -147,10 +147,7 @@ func (s *Store) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subject
 			return fmt.Errorf("write %s: %w", p.t.Name, err)
 		}
 	}
-	// One statement: the clearing finds rows only when a write is done
-	// again, and then a key added since the tables were described cannot
-	// break its order.
-	clear, err := s.deletion(ctx, ds, false)
+	clear, err := s.deleteSQL(ctx, ds.Tables)
 	if err != nil {
 		return err
 	}
@@ -166,8 +163,9 @@ func (s *Store) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subject
 			return &domicile.Error{Code: domicile.CodeConflict, Err: domicile.ErrPrecondition,
 				Message: fmt.Sprintf("%d of %d subjects are not incoming under move %s", len(subjects)-len(in), len(subjects), b.MoveID)}
 		}
-		var cleared int64
-		clear.queue(q, subjects, &cleared)
+		if clear != "" {
+			q.Queue(clear, subjects)
+		}
 		if err := tx.SendBatch(ctx, q).Close(); err != nil {
 			return fmt.Errorf("clear: %w", err)
 		}
@@ -271,31 +269,19 @@ func (s *Store) PurgeMoved(ctx context.Context, ds *domicile.Dataset, moveID str
 // the ownership rows' read, then the deletion and the COMMIT (one without
 // moveID).
 func (s *Store) purge(ctx context.Context, ds *domicile.Dataset, moveID string, subjects []string, total *int64) error {
-	del, err := s.deletion(ctx, ds, true)
-	if err != nil || del.empty() {
+	del, err := s.deleteSQL(ctx, ds.Tables)
+	if err != nil || del == "" {
 		return err
 	}
-	run := func(del deletion) error {
-		return s.update(ctx, func(tx pgx.Tx) error {
-			*total = 0
-			b, in, err := bypassUnder(ctx, tx, ds.Name, moveID, domicile.Moved, subjects)
-			if err != nil || len(in) == 0 {
-				return err
-			}
-			del.queue(b, in, total)
-			return commitBatch(ctx, tx, b)
-		})
-	}
-	err = run(del)
-	if len(del.each) > 0 && pgCode(err) == foreignKeyViolation {
-		// A foreign key added since the tables were described, which
-		// wants another order: all in one statement.
-		if del, err = s.deletion(ctx, ds, false); err != nil {
+	return s.update(ctx, func(tx pgx.Tx) error {
+		*total = 0
+		b, in, err := bypassUnder(ctx, tx, ds.Name, moveID, domicile.Moved, subjects)
+		if err != nil || len(in) == 0 {
 			return err
 		}
-		err = run(del)
-	}
-	return err
+		b.Queue(del, in).QueryRow(func(row pgx.Row) error { return row.Scan(total) })
+		return commitBatch(ctx, tx, b)
+	})
 }
 
 // CountRows returns, per table, how many rows the subject has here.
