@@ -102,7 +102,8 @@ type Queue struct {
 	opts    QueueOptions
 
 	runMu   sync.Mutex
-	running map[string]bool // moves this process's workers are running
+	running map[string]bool      // moves this process's workers are running
+	turns   map[string]time.Time // when a move's rows have their turn under the rate (see turn)
 
 	mu      sync.Mutex
 	started bool
@@ -192,7 +193,7 @@ func newQueue[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], m *M
 	if err := serialize(ctx, migrate); err != nil {
 		return nil, err
 	}
-	q := &Queue{m: m, opts: opts, limiter: rate.NewLimiter(rate.Inf, 1), running: map[string]bool{}}
+	q := &Queue{m: m, opts: opts, limiter: rate.NewLimiter(rate.Inf, 1), running: map[string]bool{}, turns: map[string]time.Time{}}
 	q.setRate(opts.Rate)
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &moveWorker{q: q}); err != nil {
@@ -440,9 +441,19 @@ func (w *moveWorker) Work(ctx context.Context, job *river.Job[MoveArgs]) error {
 			return fmt.Errorf("move %s: %w", id, ferr)
 		}
 		if planned {
-			if err := waitRows(ctx, q.limiter, job.Args.Rows); err != nil {
+			// A turn further off than a lease is waited for as a
+			// scheduled job: Migrate takes a job running that long for
+			// a move whose worker died before claiming it.
+			wait := q.turn(id, job.Args.Rows)
+			if wait > q.m.cfg.Lease {
+				return river.JobSnooze(wait)
+			}
+			if err := sleep(ctx, wait); err != nil {
 				return err
 			}
+			q.runMu.Lock()
+			delete(q.turns, id)
+			q.runMu.Unlock()
 		}
 	}
 	if planned && q.m.throttle != nil {
@@ -515,6 +526,50 @@ func (q *Queue) begin(id string) bool {
 	}
 	q.running[id] = true
 	return true
+}
+
+// turn returns how long until the rows of move id have their turn under
+// the rate: reserved the first time a worker of this process asks, so that
+// a job snoozed until then does not queue its rows again when it comes
+// back. Turns long past (of jobs that came back to another process) are
+// dropped.
+func (q *Queue) turn(id string, rows int64) time.Duration {
+	q.runMu.Lock()
+	defer q.runMu.Unlock()
+	now := time.Now()
+	if at, ok := q.turns[id]; ok {
+		return at.Sub(now)
+	}
+	for other, at := range q.turns {
+		if now.Sub(at) > 10*q.m.cfg.Lease {
+			delete(q.turns, other)
+		}
+	}
+	at := now
+	for rows > 0 {
+		n := min(rows, int64(q.limiter.Burst()))
+		if r := q.limiter.ReserveN(now, int(n)); r.OK() {
+			at = now.Add(r.DelayFrom(now))
+		}
+		rows -= n
+	}
+	q.turns[id] = at
+	return at.Sub(now)
+}
+
+// sleep waits for d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }
 
 func (q *Queue) end(id string) {

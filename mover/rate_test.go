@@ -80,3 +80,29 @@ func TestRateWaitOutlastsJobTimeout(t *testing.T) {
 		t.Fatalf("one move of 60 rows at 10 rows/s (5 s), job timeout 2 s: after %s: %+v %v", time.Since(start), sum, err)
 	}
 }
+
+// TestRateWaitIsNotADeadWorker: a queued move whose rows' turn under the
+// rate is further off than three leases is not taken for one whose worker
+// died before claiming it (Migrate enqueues such a move again, and the
+// second job would wait for the rate too): its job waits scheduled, not
+// running.
+func TestRateWaitIsNotADeadWorker(t *testing.T) {
+	e := newEnvOn(t, 30, "postgres", "postgres") // 10 Brazilians, 60 rows
+	m := e.moverWith("m", time.Second, nil)
+	q := newQueue(t, e, m, mover.QueueOptions{Workers: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// One move of 60 rows at 10 rows/s: 10 at once, the other 50 in 5 s,
+	// past three leases of 1 s.
+	sum, err := m.Migrate(ctx, e.plan, mover.MigrateOptions{Batch: 10, Queue: q, Rate: 10})
+	if err != nil || sum.Subjects != 10 {
+		t.Fatalf("%+v %v", sum, err)
+	}
+	var jobs int
+	if err := e.ctrl.DB().QueryRow(`SELECT count(*) FROM river_job WHERE kind = 'domicile_move'`).Scan(&jobs); err != nil {
+		t.Fatal(err)
+	}
+	if jobs != 1 {
+		t.Errorf("%d jobs for one move: Migrate took its wait for the rate for a dead worker's and enqueued it again", jobs)
+	}
+}
