@@ -102,8 +102,7 @@ type Queue struct {
 	opts    QueueOptions
 
 	runMu   sync.Mutex
-	running map[string]bool      // moves this process's workers are running
-	turns   map[string]time.Time // when a move's rows have their turn under the rate (see turn)
+	running map[string]bool // moves this process's workers are running
 
 	mu      sync.Mutex
 	started bool
@@ -193,7 +192,7 @@ func newQueue[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], m *M
 	if err := serialize(ctx, migrate); err != nil {
 		return nil, err
 	}
-	q := &Queue{m: m, opts: opts, limiter: rate.NewLimiter(rate.Inf, 1), running: map[string]bool{}, turns: map[string]time.Time{}}
+	q := &Queue{m: m, opts: opts, limiter: rate.NewLimiter(rate.Inf, 1), running: map[string]bool{}}
 	q.setRate(opts.Rate)
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &moveWorker{q: q}); err != nil {
@@ -318,6 +317,8 @@ func (q *Queue) enqueue(ctx context.Context, jobs []MoveArgs) (map[string]int64,
 
 // setRate sets the rows per second the workers may start moving.
 func (q *Queue) setRate(rowsPerSecond float64) {
+	q.runMu.Lock()
+	defer q.runMu.Unlock()
 	if rowsPerSecond <= 0 {
 		q.limiter.SetLimit(rate.Inf)
 		return
@@ -442,18 +443,24 @@ func (w *moveWorker) Work(ctx context.Context, job *river.Job[MoveArgs]) error {
 		}
 		if planned {
 			// A turn further off than a lease is waited for as a
-			// scheduled job: Migrate takes a job running that long for
-			// a move whose worker died before claiming it.
-			wait := q.turn(id, job.Args.Rows)
-			if wait > q.m.cfg.Lease {
+			// snoozed job, which Migrate does not take for a move whose
+			// worker died before claiming it, as it does a job running
+			// that long. The turn goes with the job, so that whichever
+			// process's worker takes it up again does not charge its
+			// rows again.
+			at, ok := recordedTurn(job.JobRow)
+			if !ok {
+				at = q.turn(job.Args.Rows)
+			}
+			if wait := time.Until(at); wait > q.m.cfg.Lease {
+				if err := river.RecordOutput(ctx, turnOutput{Turn: at}); err != nil {
+					return err
+				}
 				return river.JobSnooze(wait)
 			}
-			if err := sleep(ctx, wait); err != nil {
+			if err := sleep(ctx, time.Until(at)); err != nil {
 				return err
 			}
-			q.runMu.Lock()
-			delete(q.turns, id)
-			q.runMu.Unlock()
 		}
 	}
 	if planned && q.m.throttle != nil {
@@ -528,23 +535,11 @@ func (q *Queue) begin(id string) bool {
 	return true
 }
 
-// turn returns how long until the rows of move id have their turn under
-// the rate: reserved the first time a worker of this process asks, so that
-// a job snoozed until then does not queue its rows again when it comes
-// back. Turns long past (of jobs that came back to another process) are
-// dropped.
-func (q *Queue) turn(id string, rows int64) time.Duration {
-	q.runMu.Lock()
+// turn charges rows to the rate and returns when they have their turn.
+func (q *Queue) turn(rows int64) time.Time {
+	q.runMu.Lock() // setRate's too: the burst does not change under ReserveN
 	defer q.runMu.Unlock()
 	now := time.Now()
-	if at, ok := q.turns[id]; ok {
-		return at.Sub(now)
-	}
-	for other, at := range q.turns {
-		if now.Sub(at) > 10*q.m.cfg.Lease {
-			delete(q.turns, other)
-		}
-	}
 	at := now
 	for rows > 0 {
 		n := min(rows, int64(q.limiter.Burst()))
@@ -553,8 +548,21 @@ func (q *Queue) turn(id string, rows int64) time.Duration {
 		}
 		rows -= n
 	}
-	q.turns[id] = at
-	return at.Sub(now)
+	return at
+}
+
+// turnOutput is what a job snoozed for its turn under the rate records.
+type turnOutput struct {
+	Turn time.Time `json:"turn"`
+}
+
+// recordedTurn returns the turn a job recorded when it was snoozed for it.
+func recordedTurn(job *rivertype.JobRow) (time.Time, bool) {
+	var out turnOutput
+	if raw := job.Output(); raw == nil || json.Unmarshal(raw, &out) != nil || out.Turn.IsZero() {
+		return time.Time{}, false
+	}
+	return out.Turn, true
 }
 
 // sleep waits for d, or until ctx ends.
