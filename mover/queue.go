@@ -458,8 +458,10 @@ func (w *moveWorker) Work(ctx context.Context, job *river.Job[MoveArgs]) error {
 				}
 				return river.JobSnooze(wait)
 			}
-			if err := sleep(ctx, time.Until(at)); err != nil {
-				return err
+			select {
+			case <-time.After(time.Until(at)):
+			case <-ctx.Done():
+				return context.Cause(ctx)
 			}
 		}
 	}
@@ -563,21 +565,6 @@ func recordedTurn(job *rivertype.JobRow) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return out.Turn, true
-}
-
-// sleep waits for d, or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
 }
 
 func (q *Queue) end(id string) {
