@@ -317,8 +317,6 @@ func (q *Queue) enqueue(ctx context.Context, jobs []MoveArgs) (map[string]int64,
 
 // setRate sets the rows per second the workers may start moving.
 func (q *Queue) setRate(rowsPerSecond float64) {
-	q.runMu.Lock()
-	defer q.runMu.Unlock()
 	if rowsPerSecond <= 0 {
 		q.limiter.SetLimit(rate.Inf)
 		return
@@ -436,44 +434,27 @@ func (w *moveWorker) Work(ctx context.Context, job *river.Job[MoveArgs]) error {
 			return river.JobCancel(fmt.Errorf("move %s: a store has been out of reach for longer than %s; the move did not begin: %v", id, retryFor, why))
 		}
 	}
+	if planned && q.m.throttle != nil {
+		if err := q.m.throttle.wait(ctx, mv.From, q.m.cfg.Stores[mv.From]); err != nil {
+			return err
+		}
+	}
+	// The turn under the rate is waited for once the move is claimed
+	// (RunAfter), its lease kept meanwhile: Migrate takes a planned move
+	// that nobody holds, whose job has run for three leases, for one whose
+	// worker died before claiming it, and enqueues it again.
+	var turn func(context.Context) error
 	if job.Args.Rows > 0 && q.limiter.Limit() != rate.Inf {
 		// The rate never applies while subjects are fenced.
 		if ferr != nil {
 			return fmt.Errorf("move %s: %w", id, ferr)
 		}
 		if planned {
-			// A turn further off than a lease is waited for as a
-			// snoozed job, which Migrate does not take for a move whose
-			// worker died before claiming it, as it does a job running
-			// that long. The turn goes with the job, so that whichever
-			// process's worker takes it up again does not charge its
-			// rows again.
-			at, ok := recordedTurn(job.JobRow)
-			if !ok {
-				at = q.turn(job.Args.Rows)
-			}
-			if wait := time.Until(at); wait > q.m.cfg.Lease {
-				if err := river.RecordOutput(ctx, turnOutput{Turn: at}); err != nil {
-					return err
-				}
-				return river.JobSnooze(wait)
-			}
-			select {
-			case <-time.After(time.Until(at)):
-			case <-ctx.Done():
-				return context.Cause(ctx)
-			}
-		}
-	}
-	if planned && q.m.throttle != nil {
-		if err := q.m.throttle.wait(ctx, mv.From, q.m.cfg.Stores[mv.From]); err != nil {
-			return err
+			turn = func(ctx context.Context) error { return waitRows(ctx, q.limiter, job.Args.Rows) }
 		}
 	}
 	// JobTimeout bounds the move, not its turn under the rate.
-	rctx, cancel := context.WithTimeout(ctx, q.opts.JobTimeout)
-	defer cancel()
-	_, err := q.m.Run(rctx, id)
+	_, err := q.m.RunAfter(ctx, id, q.opts.JobTimeout, turn)
 	if err == nil {
 		return nil
 	}
@@ -535,36 +516,6 @@ func (q *Queue) begin(id string) bool {
 	}
 	q.running[id] = true
 	return true
-}
-
-// turn charges rows to the rate and returns when they have their turn.
-func (q *Queue) turn(rows int64) time.Time {
-	q.runMu.Lock() // setRate's too: the burst does not change under ReserveN
-	defer q.runMu.Unlock()
-	now := time.Now()
-	at := now
-	for rows > 0 {
-		n := min(rows, int64(q.limiter.Burst()))
-		if r := q.limiter.ReserveN(now, int(n)); r.OK() {
-			at = now.Add(r.DelayFrom(now))
-		}
-		rows -= n
-	}
-	return at
-}
-
-// turnOutput is what a job snoozed for its turn under the rate records.
-type turnOutput struct {
-	Turn time.Time `json:"turn"`
-}
-
-// recordedTurn returns the turn a job recorded when it was snoozed for it.
-func recordedTurn(job *rivertype.JobRow) (time.Time, bool) {
-	var out turnOutput
-	if raw := job.Output(); raw == nil || json.Unmarshal(raw, &out) != nil || out.Turn.IsZero() {
-		return time.Time{}, false
-	}
-	return out.Turn, true
 }
 
 func (q *Queue) end(id string) {

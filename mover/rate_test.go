@@ -84,8 +84,8 @@ func TestRateWaitOutlastsJobTimeout(t *testing.T) {
 // TestRateWaitIsNotADeadWorker: a queued move whose rows' turn under the
 // rate is further off than three leases is not taken for one whose worker
 // died before claiming it (Migrate enqueues such a move again, and the
-// second job would wait for the rate too): its job waits scheduled, not
-// running.
+// second job would wait for the rate too): the worker claims the move
+// before it waits, and keeps its lease.
 func TestRateWaitIsNotADeadWorker(t *testing.T) {
 	e := newEnvOn(t, 30, "postgres", "postgres") // 10 Brazilians, 60 rows
 	m := e.moverWith("m", time.Second, nil)
@@ -104,47 +104,5 @@ func TestRateWaitIsNotADeadWorker(t *testing.T) {
 	}
 	if jobs != 1 {
 		t.Errorf("%d jobs for one move: Migrate took its wait for the rate for a dead worker's and enqueued it again", jobs)
-	}
-}
-
-// TestRateTurnIsChargedOnce: two worker processes at 5 rows/s each share a
-// migration (the documented rate is their sum). A job snoozed for its turn
-// comes back to whichever process fetches it first; one that did not
-// reserve the turn must not charge the rows again (and snooze again, to the
-// end of its own backlog).
-func TestRateTurnIsChargedOnce(t *testing.T) {
-	e := newEnvOn(t, 30, "postgres", "postgres") // 10 Brazilians, 60 rows
-	p1 := e.moverWith("p1", time.Second, nil)
-	p2 := e.moverWith("p2", time.Second, nil)
-	q1 := newQueue(t, e, p1, mover.QueueOptions{Workers: 2, Rate: 5})
-	newQueue(t, e, p2, mover.QueueOptions{Workers: 2, Rate: 5})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	start := time.Now()
-	// Ten moves of 6 rows; 60 rows at 10 rows/s (5 + 5) is about 5 s.
-	sum, err := p1.Migrate(ctx, e.plan, mover.MigrateOptions{Batch: 1, Queue: q1})
-	if err != nil || sum.Subjects != 10 {
-		t.Fatalf("%+v %v", sum, err)
-	}
-	took := time.Since(start)
-	rows, err := e.ctrl.DB().Query(`SELECT id, coalesce(json_extract(metadata, '$.snoozes'), 0) FROM river_job WHERE kind = 'domicile_move' ORDER BY id`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	twice := 0
-	for rows.Next() {
-		var id, n int64
-		if err := rows.Scan(&id, &n); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("job %d: %d snoozes", id, n)
-		if n > 1 {
-			twice++
-		}
-	}
-	t.Logf("took %s", took)
-	if twice > 0 {
-		t.Errorf("%d of 10 jobs snoozed for their turn more than once (the rows charged in two processes); the migration took %s for 60 rows at 5+5 rows/s", twice, took)
 	}
 }
