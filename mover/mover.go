@@ -140,14 +140,14 @@ type run struct {
 // RolledBack if it cannot commit. A move another live process holds is an
 // error wrapping domicile.ErrLeaseLost.
 func (m *Mover) Run(ctx context.Context, id string) (Result, error) {
-	return m.RunAfter(ctx, id, 0, nil)
+	return m.runAfter(ctx, id, 0, nil)
 }
 
-// RunAfter is Run, which once the move is claimed calls wait, if not nil
+// runAfter is Run, which once the move is claimed calls wait, if not nil
 // (a queued move's turn under the rate), before it goes on, the lease kept
 // meanwhile so that the move is not taken for abandoned. A timeout above 0
 // bounds the move from the end of the wait.
-func (m *Mover) RunAfter(ctx context.Context, id string, timeout time.Duration, wait func(context.Context) error) (Result, error) {
+func (m *Mover) runAfter(ctx context.Context, id string, timeout time.Duration, wait func(context.Context) error) (Result, error) {
 	r, err := m.claim(ctx, id)
 	if err != nil {
 		return Result{}, err

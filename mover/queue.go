@@ -440,7 +440,7 @@ func (w *moveWorker) Work(ctx context.Context, job *river.Job[MoveArgs]) error {
 		}
 	}
 	// The turn under the rate is waited for once the move is claimed
-	// (RunAfter), its lease kept meanwhile: Migrate takes a planned move
+	// (runAfter), its lease kept meanwhile: Migrate takes a planned move
 	// that nobody holds, whose job has run for three leases, for one whose
 	// worker died before claiming it, and enqueues it again.
 	var turn func(context.Context) error
@@ -454,7 +454,7 @@ func (w *moveWorker) Work(ctx context.Context, job *river.Job[MoveArgs]) error {
 		}
 	}
 	// JobTimeout bounds the move, not its turn under the rate.
-	_, err := q.m.RunAfter(ctx, id, q.opts.JobTimeout, turn)
+	_, err := q.m.runAfter(ctx, id, q.opts.JobTimeout, turn)
 	if err == nil {
 		return nil
 	}

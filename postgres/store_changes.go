@@ -146,12 +146,12 @@ type rowVersions struct {
 
 // queueSubjectRowVersions queues the count of the rows of each subject in
 // a table with a subject column, which tells found, with whether any was
-// written by a transaction not older than xmin, a snapshot's (as xid: its low 32 bits). age(xid) is the
-// distance from the transaction's own reference id back to xid, so a row
-// is newer when its xmin's age is not above the snapshot's. A row whose
-// xmin is no transaction's (age INT_MAX: the frozen id of rows from old
-// releases, or 0 from a foreign table) counts as newer. Subjects are keyed
-// by the column's value as text.
+// written by a transaction not older than xmin, a snapshot's (as xid: its
+// low 32 bits). age(xid) is the distance from the transaction's own
+// reference id back to xid, so a row is newer when its xmin's age is not
+// above the snapshot's. A row whose xmin is no transaction's (age INT_MAX:
+// the frozen id of rows from old releases, or 0 from a foreign table)
+// counts as newer. Subjects are keyed by the column's value as text.
 func queueSubjectRowVersions(b *pgx.Batch, decl *pgTable, t *domicile.Table, subjects []string, xmin uint32, found func(map[string]rowVersions)) {
 	col := quoteIdent(t.SubjectColumn)
 	q := `SELECT ` + col + `::text, count(*), bool_or(age(xmin) <= age($2::text::xid) OR age(xmin) = 2147483647) FROM ` + quoteIdent(t.Name) +
@@ -200,13 +200,13 @@ const incarnationSQL = `(SELECT timeline_id || ':' || checkpoint_lsn FROM pg_con
 
 // queueTablesChanged queues the one statement that tells found the
 // server's incarnation now (incarnationSQL), the age of xmin (a snapshot's,
-// as xid), and whether the catalogue's description of the tables may have changed since that
-// transaction, or describes what ChangedSince cannot compare: each table
-// with the partitions and children a query of it reads, their columns and
-// their places in the tree. A table renamed, truncated, rewritten, attached or
-// detached, a column added (even without a rewrite), dropped or altered,
-// all write a new version of one of those catalogue rows, with a newer
-// xmin. (So do an index built or a grant, which only cost the
+// as xid), and whether the catalogue's description of the tables may have
+// changed since that transaction, or describes what ChangedSince cannot
+// compare: each table with the partitions and children a query of it
+// reads, their columns and their places in the tree. A table renamed,
+// truncated, rewritten, attached or detached, a column added (even without
+// a rewrite), dropped or altered, all write a new version of one of those
+// catalogue rows, with a newer xmin. (So do an index built or a grant, which only cost the
 // comparison; VACUUM and ANALYZE update them in place.) Nor can it compare
 // a tree holding anything but plain and partitioned tables (a foreign
 // table's rows carry no transaction ids) or a column of a type not built

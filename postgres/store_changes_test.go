@@ -233,16 +233,13 @@ func changesStore(t *testing.T) (*Store, func(string)) {
 	}
 }
 
-// userDataset returns a dataset of the one table name, whose subject column
-// is user_id.
+// userDataset returns tableDataset's dataset of the one table name, named
+// after the table, so that a test can install several.
 func userDataset(t *testing.T, s *Store, name string) *domicile.Dataset {
 	t.Helper()
-	tb, err := s.DescribeTable(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb.SubjectColumn = "user_id"
-	return &domicile.Dataset{Name: name, Tables: []*domicile.Table{tb}}
+	ds := tableDataset(t, s, name)
+	ds.Name = name
+	return ds
 }
 
 // readForChanges reads the subjects' rows after a checkpoint, as a precopy
