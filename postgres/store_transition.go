@@ -27,11 +27,43 @@ import (
 // cost the server about as much as the writes. Otherwise the rows it
 // wrote read as done (Writes skips them) and the others are decided as
 // above, in the same transaction.
+//
+// Both paths lock the rows in the subjects' byte order (the read sorts
+// with COLLATE "C"; the UPDATE takes the subjects sorted, in the order its
+// plans, a nested loop or a hash join over them, visit them), so two
+// transitions of the same rows (a stale run and the live one, a rollback)
+// do not deadlock each other. The order holds only as far as the planner
+// keeps it, and other lockers
+// of several rows (a writer's transaction, a purge's check) keep none: a
+// transition the server ends as a deadlock's victim rolls back whole and
+// is run again, up to transitionTries times.
 func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 	if err := tr.Validate(); err != nil {
 		return err
 	}
-	err := s.update(ctx, func(tx pgx.Tx) error {
+	var err error
+	for try := 1; ; try++ {
+		if err = s.transition(ctx, tr); pgCode(err) != deadlockDetected || try == transitionTries || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("transition of %d subjects of %s to %s in region %s: %w", len(tr.Subjects), tr.Dataset, tr.To, s.region, err)
+	}
+	return nil
+}
+
+// transitionTries is how many times Transition runs a transition that
+// ends in a deadlock.
+const transitionTries = 3
+
+// deadlockDetected is PostgreSQL's code for a transaction ended as a
+// deadlock's victim.
+const deadlockDetected = "40P01"
+
+// transition is one attempt of Transition, in one transaction.
+func (s *Store) transition(ctx context.Context, tr domicile.Transition) error {
+	return s.update(ctx, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		queueLockSubjects(b, tr.Dataset, tr.Subjects)
 		if !slices.Contains(tr.From, "") {
@@ -53,7 +85,7 @@ func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 		// then the writes with the COMMIT.
 		have := make(map[string]domicile.Ownership, len(tr.Subjects))
 		b.Queue(`SELECT `+ownerColumns+` FROM domicile_owner
-			WHERE dataset = $1 AND subject = ANY($2::text[]) ORDER BY subject FOR UPDATE`, tr.Dataset, tr.Subjects).Query(func(rows pgx.Rows) error {
+			WHERE dataset = $1 AND subject = ANY($2::text[]) ORDER BY subject COLLATE "C" FOR UPDATE`, tr.Dataset, tr.Subjects).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var o domicile.Ownership
 				if err := scanOwnership(rows, &o); err != nil {
@@ -96,10 +128,6 @@ func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 		}
 		return err
 	})
-	if err != nil {
-		return fmt.Errorf("transition of %d subjects of %s to %s in region %s: %w", len(tr.Subjects), tr.Dataset, tr.To, s.region, err)
-	}
-	return nil
 }
 
 // transitionUpdate is the UPDATE of a transition's fast path: it writes
@@ -114,19 +142,14 @@ const transitionUpdate = `UPDATE domicile_owner AS o
 		AND o.state = ANY($5::text[]) AND (o.move_id = $4) = $6
 		AND (n.max_epoch IS NULL OR o.epoch <= n.max_epoch)`
 
-// transitionArgs returns the arguments of transitionUpdate for tr, and the
-// number of distinct subjects, which it writes when each meets the
-// precondition.
+// transitionArgs returns the arguments of transitionUpdate for tr, the
+// subjects once each and in byte order, and their number, which it
+// writes when each meets the precondition.
 func transitionArgs(tr domicile.Transition) ([]any, int) {
-	var subjects []string
-	var epochs, maxEpochs []*int64
-	seen := make(map[string]bool, len(tr.Subjects))
-	for _, id := range tr.Subjects {
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		subjects = append(subjects, id)
+	subjects := slices.Compact(slices.Sorted(slices.Values(tr.Subjects)))
+	epochs := make([]*int64, len(subjects))
+	maxEpochs := make([]*int64, len(subjects))
+	for i, id := range subjects {
 		var e, m *int64
 		if v, ok := tr.Epochs[id]; ok {
 			e = &v
@@ -134,7 +157,7 @@ func transitionArgs(tr domicile.Transition) ([]any, int) {
 		if v, ok := tr.MaxEpoch[id]; ok {
 			m = &v
 		}
-		epochs, maxEpochs = append(epochs, e), append(maxEpochs, m)
+		epochs[i], maxEpochs[i] = e, m
 	}
 	from := make([]string, len(tr.From))
 	for i, f := range tr.From {
