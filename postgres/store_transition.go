@@ -33,10 +33,9 @@ import (
 // plans, a nested loop or a hash join over them, visit them), so two
 // transitions of the same rows (a stale run and the live one, a rollback)
 // do not deadlock each other. The order holds only as far as the planner
-// keeps it, and other lockers
-// of several rows (a writer's transaction, a purge's check) keep none: a
-// transition the server ends as a deadlock's victim rolls back whole and
-// is run again, up to transitionTries times.
+// keeps it, and other lockers of several rows (a writer's transaction, a
+// purge's check) keep none: a transition the server ends as a deadlock's
+// victim rolls back whole and is run again, up to transitionTries times.
 func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 	if err := tr.Validate(); err != nil {
 		return err

@@ -29,7 +29,8 @@ func async(f func() error) <-chan error {
 	return c
 }
 
-// stillWaiting fails the test if c delivers within 300 ms.
+// stillWaiting fails the test if c delivers within 300 ms: what sends on
+// it still waits for a lock.
 func stillWaiting(t *testing.T, c <-chan error) {
 	t.Helper()
 	select {

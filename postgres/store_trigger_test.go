@@ -428,16 +428,11 @@ func TestAcceptUnknownWriterHoldsTheFence(t *testing.T) {
 	if err := s.SetOwnership(ctx, []domicile.Ownership{{Subject: "u1", Dataset: "ds", State: domicile.Owned}}); err != nil {
 		t.Fatal(err)
 	}
-	fenced := make(chan error, 1)
-	go func() {
-		fenced <- s.Transition(ctx, domicile.Transition{Dataset: "ds", MoveID: "m1", Subjects: []string{"u1"},
+	fenced := async(func() error {
+		return s.Transition(ctx, domicile.Transition{Dataset: "ds", MoveID: "m1", Subjects: []string{"u1"},
 			From: []domicile.OwnerState{domicile.Owned}, To: domicile.Fenced})
-	}()
-	select {
-	case err := <-fenced:
-		t.Fatalf("the fence did not wait for the writer in flight (%v)", err)
-	case <-time.After(300 * time.Millisecond):
-	}
+	})
+	stillWaiting(t, fenced) // the fence waits for the writer in flight
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}

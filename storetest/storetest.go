@@ -1036,13 +1036,21 @@ type transitioner interface {
 	Transition(ctx context.Context, t domicile.Transition) error
 }
 
-func testTransition(t *testing.T, h Harness) {
-	ctx := context.Background()
+// transitionStore sets up a store for a test of Transition, which it
+// skips where the store has none.
+func transitionStore(t *testing.T, h Harness) (*fixture, transitioner) {
+	t.Helper()
 	f := h.setup(t, regionA, domicile.InstallOptions{})
 	ts, ok := f.s.(transitioner)
 	if !ok {
 		t.Skip("the store has no Transition method")
 	}
+	return f, ts
+}
+
+func testTransition(t *testing.T, h Harness) {
+	ctx := context.Background()
+	f, ts := transitionStore(t, h)
 	state := func(s string) string {
 		t.Helper()
 		o, err := f.s.FindOwnership(ctx, Dataset, s)
@@ -1117,11 +1125,7 @@ func testTransition(t *testing.T, h Harness) {
 // it by one subject, or leave it for the read.
 func testTransitionAgainstWrites(t *testing.T, h Harness) {
 	ctx := context.Background()
-	f := h.setup(t, regionA, domicile.InstallOptions{})
-	ts, ok := f.s.(transitioner)
-	if !ok {
-		t.Skip("the store has no Transition method")
-	}
+	f, ts := transitionStore(t, h)
 	rng := rand.New(rand.NewPCG(7, uint64(len(t.Name()))))
 	subjects := []string{"w0", "w1", "w2", "w3", "w4"}
 	states := []domicile.OwnerState{"", domicile.Owned, domicile.Incoming, domicile.Fenced, domicile.Moved}
