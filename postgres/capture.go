@@ -11,23 +11,24 @@ import (
 
 // A live copy captures the changes of the subjects it is copying as on
 // SQLite, with triggers: domicile_capture lists the subjects being
-// captured, under their move, and domicile_changes receives, from AFTER
-// row triggers on every dataset table that has a subject column, the
-// table, subject and primary key of every row of theirs that a write
-// inserts, updates or deletes, in the transaction of the write.
+// captured, under their move, and domicile_changes receives the table,
+// subject and primary key of every row of theirs that a write inserts,
+// updates or deletes, in the transaction of the write.
 //
-// Each table has two functions. Its capture trigger function
-// (domicile_<table>_cap) returns at once unless the row's subject is in
-// domicile_capture. It is called only in a transaction whose guard has
-// found a captured subject (captureCondition): a trigger's WHEN clause
-// cannot hold a subquery, but the guard reads the subject's ownership row
-// anyway, and that row says whether the subject is captured, so the writes
-// of subjects no one captures, nearly all of them, pay for no second
-// function call. For a captured row it calls the table's record function
-// (domicile_<table>_rec), which runs with the store's own settings (time
-// zone, date and interval style, float digits, bytea output) whatever the
-// writer's session has, so the key's text is the one ReadSubjects reads.
-// Keys are kept as text arrays and decoded by the column's kind.
+// The table's guard records them: it reads the subject's ownership row
+// anyway, and that row says whether the subject is captured (its capture
+// column), so the writes of subjects no one captures, nearly all of them,
+// pay for no second trigger and no second function call. For a captured
+// row the guard calls the table's capture function (domicile_<table>_cap),
+// which looks the subjects up in domicile_capture and calls the record
+// function (domicile_<table>_rec) for each captured one; the record
+// function runs with the store's own settings (time zone, date and
+// interval style, float digits, bytea output) whatever the writer's
+// session has, so the key's text is the one ReadSubjects reads. Keys are
+// kept as text arrays and decoded by the column's kind. The capture cannot
+// have triggers of its own: the guards are AFTER triggers, and an AFTER
+// trigger's WHEN clause is evaluated when the row is written, before the
+// guard has read the mark.
 //
 // Sequence numbers and commit order. A sequence hands out numbers when a
 // transaction asks, not when it commits: a transaction may take seq 9,
@@ -100,14 +101,15 @@ const captureLock = `hashtext('domicile capture')`
 const captureSettings = ` SET timezone = 'UTC' SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres'` +
 	` SET extra_float_digits = 1 SET bytea_output = 'hex'`
 
-// captureNames returns the names of table's capture triggers (insert,
-// update, delete).
-func captureNames(table string) [3]string {
+// oldCaptureNames returns the names of the capture triggers of table that
+// installations before the guards were AFTER triggers made (insert,
+// update, delete): install drops them.
+func oldCaptureNames(table string) [3]string {
 	return [3]string{objectName(table, "_cap_ins"), objectName(table, "_cap_upd"), objectName(table, "_cap_del")}
 }
 
-// captureFuncName and recordFuncName name table's capture trigger function
-// and record function.
+// captureFuncName and recordFuncName name table's capture function and
+// record function.
 func captureFuncName(table string) string { return objectName(table, "_cap") }
 func recordFuncName(table string) string  { return objectName(table, "_rec") }
 
@@ -116,9 +118,16 @@ func recordSignature(schema, table string) string {
 	return quoteIdent(schema) + "." + quoteIdent(recordFuncName(table)) + "(" + quoteIdent(schema) + "." + quoteIdent(table) + ")"
 }
 
-// captureFuncSignature is the capture trigger function as to_regprocedure
-// reads it.
+// captureFuncSignature is the capture function as to_regprocedure reads
+// it: the operation, the old row and the new.
 func captureFuncSignature(schema, table string) string {
+	row := quoteIdent(schema) + "." + quoteIdent(table)
+	return quoteIdent(schema) + "." + quoteIdent(captureFuncName(table)) + "(text, " + row + ", " + row + ")"
+}
+
+// oldCaptureFuncSignature is the capture trigger function that
+// installations before the guards were AFTER triggers made.
+func oldCaptureFuncSignature(schema, table string) string {
 	return quoteIdent(schema) + "." + quoteIdent(captureFuncName(table)) + "()"
 }
 
@@ -157,70 +166,54 @@ END
 `
 }
 
-// captureBody is the body of t's capture trigger function. An UPDATE
-// records the old key and, if the key or the subject changed, the new one.
+// captureBody is the body of t's capture function, which the guard calls
+// with the operation (op), the old row (o) and the new (n) when a subject
+// it checked is captured. An UPDATE records the old key and, if the key or
+// the subject changed, the new one.
 func captureBody(schema, dataset string, t *domicile.Table, decl *pgTable) string {
-	changed := []string{`NEW.` + quoteIdent(t.SubjectColumn) + ` IS DISTINCT FROM OLD.` + quoteIdent(t.SubjectColumn)}
+	changed := []string{`n.` + quoteIdent(t.SubjectColumn) + ` IS DISTINCT FROM o.` + quoteIdent(t.SubjectColumn)}
 	for _, k := range decl.pk {
-		changed = append(changed, `NEW.`+quoteIdent(k)+` IS DISTINCT FROM OLD.`+quoteIdent(k))
+		changed = append(changed, `n.`+quoteIdent(k)+` IS DISTINCT FROM o.`+quoteIdent(k))
 	}
 	rec := quoteIdent(schema) + "." + quoteIdent(recordFuncName(t.Name))
 	return `
 BEGIN
-  IF TG_OP <> 'INSERT' THEN
-    IF EXISTS (` + captured(schema, dataset, "OLD", t.SubjectColumn) + `) THEN
-      PERFORM ` + rec + `(OLD);
+  IF op <> 'INSERT' THEN
+    IF EXISTS (` + captured(schema, dataset, "o", t.SubjectColumn) + `) THEN
+      PERFORM ` + rec + `(o);
     END IF;
   END IF;
-  IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND (` + strings.Join(changed, " OR ") + `)) THEN
-    IF EXISTS (` + captured(schema, dataset, "NEW", t.SubjectColumn) + `) THEN
-      PERFORM ` + rec + `(NEW);
+  IF op = 'INSERT' OR (op = 'UPDATE' AND (` + strings.Join(changed, " OR ") + `)) THEN
+    IF EXISTS (` + captured(schema, dataset, "n", t.SubjectColumn) + `) THEN
+      PERFORM ` + rec + `(n);
     END IF;
   END IF;
-  RETURN NULL;
 END
 `
 }
 
-// captureCondition is the capture triggers' WHEN clause: the writer's
-// guard has set domicile.capture in this transaction (see guardBody), and
-// the write is not the mover's. A setting no one has set reads as NULL,
-// and one set local to an ended transaction as the empty string. A
-// setting left at session level by a careless SET only calls the function
-// for nothing: the function looks the subject up itself.
-const captureCondition = `current_setting('domicile.capture', true) <> '' AND ` + bypassCondition
-
-// captureTriggerSQL returns the CREATE TRIGGER statements of t's capture,
-// in the order of captureNames. The mover's own writes (domicile.bypass)
-// are not recorded, as on SQLite, and never call the function.
-func captureTriggerSQL(schema, table string) [3]string {
-	names := captureNames(table)
-	var out [3]string
-	for i, event := range []string{"INSERT", "UPDATE", "DELETE"} {
-		out[i] = `CREATE TRIGGER ` + quoteIdent(names[i]) + ` AFTER ` + event + ` ON ` + quoteIdent(schema) + `.` + quoteIdent(table) +
-			` FOR EACH ROW WHEN (` + captureCondition + `) EXECUTE FUNCTION ` + captureFuncSignature(schema, table)
-	}
-	return out
-}
-
 // captureDigest returns what capture adds to the installation's version.
-func captureDigest(schema string, t *domicile.Table) string {
+func captureDigest(t *domicile.Table) string {
 	if t.Via != nil {
 		return ""
 	}
-	q := captureTriggerSQL(schema, t.Name)
-	return captureSchema + captureSettings + captureLock + strings.Join(q[:], "\x00")
+	return captureSchema + captureSettings + captureLock
 }
 
 // installCapture creates, again, the capture functions of a dataset table
-// declared here as decl and, with capture, its capture triggers (without,
-// it drops them: see Store.captureTriggers). A table that reaches its
-// subject through a path, or has no primary key, has none.
-func installCapture(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, decl *pgTable, capture bool) error {
-	for _, name := range captureNames(t.Name) {
+// declared here as decl, and drops what an older installation made for the
+// capture: its capture triggers and their function. A table that reaches
+// its subject through a path, or has no primary key, has none: a live copy
+// of its dataset is refused (liveTables), so its guard never finds a
+// captured subject.
+func installCapture(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, decl *pgTable) error {
+	for _, name := range oldCaptureNames(t.Name) {
 		if _, err := tx.Exec(ctx, `DROP TRIGGER IF EXISTS `+quoteIdent(name)+` ON `+quoteIdent(schema)+`.`+quoteIdent(t.Name)); err != nil {
 			return err
 		}
+	}
+	if _, err := tx.Exec(ctx, `DROP FUNCTION IF EXISTS `+oldCaptureFuncSignature(schema, t.Name)); err != nil {
+		return err
 	}
 	if t.Via != nil || len(decl.pk) == 0 {
 		return nil
@@ -231,76 +224,40 @@ LANGUAGE plpgsql SECURITY DEFINER` + captureSettings + ` AS $domicile$` + record
 	if _, err := tx.Exec(ctx, rec); err != nil {
 		return fmt.Errorf("create capture record function of %s: %w", t.Name, err)
 	}
-	fn := `CREATE OR REPLACE FUNCTION ` + captureFuncSignature(schema, t.Name) + ` RETURNS trigger
+	row := quoteIdent(schema) + `.` + quoteIdent(t.Name)
+	fn := `CREATE OR REPLACE FUNCTION ` + quoteIdent(schema) + `.` + quoteIdent(captureFuncName(t.Name)) +
+		`(op text, o ` + row + `, n ` + row + `) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER AS $domicile$` + captureBody(schema, ds.Name, t, decl) + `$domicile$`
 	if _, err := tx.Exec(ctx, fn); err != nil {
 		return fmt.Errorf("create capture function of %s: %w", t.Name, err)
 	}
-	if !capture {
-		return nil
-	}
-	for _, q := range captureTriggerSQL(schema, t.Name) {
-		if _, err := tx.Exec(ctx, q); err != nil {
-			return fmt.Errorf("create capture trigger on %s: %w", t.Name, err)
-		}
-	}
 	return nil
 }
 
-// captureWant is which capture triggers a check of a table expects.
-type captureWant int
-
-const (
-	captureAbsent    captureWant = iota // install made none: any is a problem
-	capturePresent                      // install made them, or a capture by triggers needs them: each must be there
-	captureIfPresent                    // CheckInstall, no capture needs them: those there are checked, none is fine
-)
-
-// captureTriggers reports whether the store's dataset tables need their
-// capture triggers: where a live copy captures its changes with them (the
-// capture mode triggers, or auto on a cluster without logical
-// replication), or while a capture by triggers is under way. Elsewhere
-// install leaves them out: an AFTER row trigger costs every write even
-// when its WHEN never lets it call its function (a third of the triggers'
-// time a written row, measured: docs/benchmarks.md), and a live copy by
-// logical replication has no use for them. Without them, a capture by triggers
-// is refused as not supported (liveTables), and the subject is moved
-// inside the fence.
-//
-// In the mode auto the decision sticks: capture triggers an installation
-// has are kept, so that processes whose roles differ (one may replicate,
-// another not) do not drop and make them in turn, each time locking every
-// dataset table; only the mode logical drops them.
-func (s *Store) captureTriggers(ctx context.Context, tx pgx.Tx) (bool, error) {
-	if need, err := s.capturesByTriggers(ctx, tx); err != nil || need {
-		return need, err
+// checkCapture adds the problems of the capture of a dataset table: its
+// functions missing or out of date, or an older installation's capture
+// triggers left.
+func checkCapture(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, add func(string, ...any)) error {
+	var left []string
+	rows, err := tx.Query(ctx, `SELECT tgname::text FROM pg_trigger WHERE tgrelid = to_regclass($1) AND NOT tgisinternal AND tgname = ANY($2::text[])
+		ORDER BY tgname`, quoteIdent(t.Name), oldCaptureNames(t.Name))
+	if err != nil {
+		return err
 	}
-	if s.captureMode() == CaptureLogical {
-		return false, nil
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return err
+		}
+		left = append(left, name)
 	}
-	var have bool
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE NOT tgisinternal AND tgname LIKE 'domicile\_%\_cap\_ins')`).Scan(&have); err != nil || have {
-		return have, err
+	if err := rows.Err(); err != nil {
+		return err
 	}
-	why, err := logicalUnavailable(ctx, tx)
-	return why != "", err
-}
-
-// capturesByTriggers reports whether the store's captures need the capture
-// triggers whatever install decides: a capture by triggers is under way,
-// or the capture mode is triggers.
-func (s *Store) capturesByTriggers(ctx context.Context, tx pgx.Tx) (bool, error) {
-	if s.captureMode() == CaptureTriggers {
-		return true, nil
+	for _, name := range left {
+		add("capture trigger %s on %s is left from an older installation", name, t.Name)
 	}
-	var inFlight bool
-	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM domicile_capture)`).Scan(&inFlight)
-	return inFlight, err
-}
-
-// checkCapture adds the problems of the capture of a dataset table.
-// want says which capture triggers are expected (see captureWant).
-func checkCapture(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, want captureWant, add func(string, ...any)) error {
 	if t.Via != nil {
 		return nil
 	}
@@ -313,58 +270,10 @@ func checkCapture(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Da
 	} else if msg != "" {
 		add("%s", msg)
 	}
-	fn := captureFuncSignature(schema, t.Name)
-	if msg, err := checkFunction(ctx, tx, "capture function of "+t.Name, fn, captureBody(schema, ds.Name, t, decl)); err != nil {
+	if msg, err := checkFunction(ctx, tx, "capture function of "+t.Name, captureFuncSignature(schema, t.Name), captureBody(schema, ds.Name, t, decl)); err != nil {
 		return err
 	} else if msg != "" {
 		add("%s", msg)
-	}
-	rows, err := tx.Query(ctx, `SELECT t.tgname::text, t.tgenabled::text, t.tgfoid = to_regprocedure($2), pg_get_triggerdef(t.oid)
-		FROM pg_trigger t WHERE t.tgrelid = to_regclass($1) AND NOT t.tgisinternal`, quoteIdent(t.Name), fn)
-	if err != nil {
-		return err
-	}
-	type trig struct {
-		enabled string
-		ours    bool
-		def     string
-	}
-	have := make(map[string]trig)
-	for rows.Next() {
-		var name string
-		var tg trig
-		if err := rows.Scan(&name, &tg.enabled, &tg.ours, &tg.def); err != nil {
-			rows.Close()
-			return err
-		}
-		have[name] = tg
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	some := false
-	for _, name := range captureNames(t.Name) {
-		_, ok := have[name]
-		some = some || ok
-	}
-	for i, event := range []string{"INSERT", "UPDATE", "DELETE"} {
-		name := captureNames(t.Name)[i]
-		tg, ok := have[name]
-		switch {
-		case want == captureAbsent:
-			if ok {
-				add("capture trigger %s on %s is installed, but no capture uses it", name, t.Name)
-			}
-		case !ok && want == captureIfPresent && !some:
-			// none made here: a capture by triggers is refused
-		case !ok:
-			add("capture trigger %s on %s is missing", name, t.Name)
-		case tg.enabled != "O" && tg.enabled != "A":
-			add("capture trigger %s on %s is disabled", name, t.Name)
-		case !tg.ours || !strings.Contains(tg.def, " AFTER "+event+" ") || !strings.Contains(tg.def, "FOR EACH ROW") ||
-			!strings.Contains(tg.def, "'domicile.bypass'") || !strings.Contains(tg.def, "'domicile.capture'"):
-			add("capture trigger %s on %s is out of date", name, t.Name)
-		}
 	}
 	return nil
 }

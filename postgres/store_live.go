@@ -14,11 +14,10 @@ import (
 var _ domicile.LiveCopier = (*Store)(nil)
 
 // liveTables returns the dataset's tables described, with their
-// declarations, or ErrNotSupported if a table's changes cannot be captured
-// here: it reaches its subject through a path, or (with triggers) it has
-// no capture triggers, which install makes only where the capture mode
-// uses them (see Store.captureTriggers).
-func (s *Store) liveTables(ctx context.Context, ds *domicile.Dataset, triggers bool) ([]*domicile.Table, []*pgTable, error) {
+// declarations, or ErrNotSupported if a table's changes cannot be
+// captured: it reaches its subject through a path, or it has no primary key
+// (its guard has no capture function to call; see guardBody).
+func (s *Store) liveTables(ctx context.Context, ds *domicile.Dataset) ([]*domicile.Table, []*pgTable, error) {
 	for _, t := range ds.Tables {
 		if t.Via != nil {
 			return nil, nil, fmt.Errorf("live copy of dataset %s: table %s reaches its subject through a path: %w", ds.Name, t.Name, domicile.ErrNotSupported)
@@ -33,29 +32,7 @@ func (s *Store) liveTables(ctx context.Context, ds *domicile.Dataset, triggers b
 			return nil, nil, fmt.Errorf("live copy of %s in region %s: no primary key: %w", t.Name, s.region, domicile.ErrNotSupported)
 		}
 	}
-	if triggers {
-		if err := captureTriggersMade(ctx, s.pool, tables); err != nil {
-			return nil, nil, fmt.Errorf("region %s: %w", s.region, s.reachable(err))
-		}
-	}
 	return tables, decls, nil
-}
-
-// captureTriggersMade returns nil if every table has its capture triggers,
-// else an error wrapping ErrNotSupported: install makes them only where the
-// capture mode uses them (Store.captureTriggers).
-func captureTriggersMade(ctx context.Context, q querier, tables []*domicile.Table) error {
-	for _, t := range tables {
-		var ok bool
-		if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2)`,
-			quoteIdent(t.Name), captureNames(t.Name)[0]).Scan(&ok); err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("live copy of %s: no capture triggers (install makes them where the capture mode uses them): %w", t.Name, domicile.ErrNotSupported)
-		}
-	}
-	return nil
 }
 
 // StartCapture begins recording the changes to the subjects' rows, by
@@ -73,7 +50,7 @@ func captureTriggersMade(ctx context.Context, q querier, tables []*domicile.Tabl
 // commit and then reads the mark (READ COMMITTED: FOR SHARE reads the
 // row's latest version), or, in a REPEATABLE READ or SERIALIZABLE
 // transaction that took its snapshot before, fails with a serialization
-// error. The mark is what lets the guard call the capture triggers'
+// error. The mark is what lets the guard call the table's capture
 // function (see guardBody); a subject without an ownership row is looked
 // up in domicile_capture itself, and its writers in flight are waited
 // for through its advisory lock, as a transition waits for them.
@@ -84,7 +61,7 @@ func (s *Store) StartCapture(ctx context.Context, ds *domicile.Dataset, moveID s
 		return nil, domicile.Errorf(domicile.CodeInvalid, "a capture needs a move id")
 	}
 	mode := s.captureMode()
-	tables, _, err := s.liveTables(ctx, ds, mode == CaptureTriggers)
+	tables, _, err := s.liveTables(ctx, ds)
 	if err != nil {
 		return nil, err
 	}
@@ -106,9 +83,6 @@ func (s *Store) StartCapture(ctx context.Context, ds *domicile.Dataset, moveID s
 		if mode == CaptureLogical {
 			return nil, fmt.Errorf("capture by logical replication in region %s: %s: %w", s.region, why, domicile.ErrNotSupported)
 		}
-		if _, _, err := s.liveTables(ctx, ds, true); err != nil {
-			return nil, err
-		}
 	}
 	err = s.update(ctx, func(tx pgx.Tx) error {
 		// Wait for the writers in flight of subjects without an ownership
@@ -119,12 +93,6 @@ func (s *Store) StartCapture(ctx context.Context, ds *domicile.Dataset, moveID s
 			return err
 		}
 		if err := lockCaptureMarks(ctx, tx, false); err != nil {
-			return err
-		}
-		// Under the lock an installation takes to decide whether to keep
-		// the capture triggers (captureTriggers): they are there, and stay
-		// while this capture is under way.
-		if err := captureTriggersMade(ctx, tx, tables); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO domicile_capture (subject, dataset, move_id)
@@ -148,7 +116,8 @@ func (s *Store) StartCapture(ctx context.Context, ds *domicile.Dataset, moveID s
 // transactions committed in: with triggers, see captureLock; by logical
 // replication, the commit LSNs (see logical.go). limit 0 is no limit.
 func (s *Store) ReadChanges(ctx context.Context, ds *domicile.Dataset, moveID string, after int64, limit int) ([]domicile.Change, error) {
-	if _, _, err := s.liveTables(ctx, ds, false); err != nil {
+	tables, decls, err := s.liveTables(ctx, ds)
+	if err != nil {
 		return nil, err
 	}
 	rec, err := s.findSlot(ctx, moveID)
@@ -161,10 +130,6 @@ func (s *Store) ReadChanges(ctx context.Context, ds *domicile.Dataset, moveID st
 			return nil, fmt.Errorf("read changes in region %s: %w", s.region, err)
 		}
 		return out, nil
-	}
-	tables, decls, err := s.liveTables(ctx, ds, true)
-	if err != nil {
-		return nil, err
 	}
 	index := make(map[string]int, len(tables))
 	for i, t := range tables {

@@ -190,21 +190,18 @@ func testCaptureRecordsKeys(t *testing.T, mode string) {
 	if left := slots(t, s); len(left) != 0 {
 		t.Fatalf("slots after EndCapture: %v", left)
 	}
-	if mode != CaptureTriggers {
-		// Installed without the capture triggers, which it does not use.
-		var n int
-		if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_trigger WHERE tgrelid = 't'::regclass AND tgname LIKE '%\_cap\_%'`).Scan(&n); err != nil || n != 0 {
-			t.Fatalf("capture triggers installed with capture %s: %d %v", mode, n, err)
-		}
-		return
+	// The guards record the changes: no trigger of the capture's own.
+	var n int
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_trigger WHERE tgrelid = 't'::regclass AND NOT tgisinternal`).Scan(&n); err != nil || n != 3 {
+		t.Fatalf("triggers on t with capture %s: %d, want the guard's 3 (%v)", mode, n, err)
 	}
-	// A missing capture trigger is a problem of the installation.
-	if _, err := s.Pool().Exec(ctx, `DROP TRIGGER `+quoteIdent(captureNames("t")[1])+` ON t`); err != nil {
+	// A missing capture function is a problem of the installation.
+	if _, err := s.Pool().Exec(ctx, `DROP FUNCTION `+captureFuncSignature("public", "t")); err != nil {
 		t.Fatal(err)
 	}
 	problems, err := s.CheckInstall(ctx, []*domicile.Dataset{ds})
-	if err != nil || len(problems) != 1 || !strings.Contains(problems[0], "capture trigger") {
-		t.Fatalf("check install without a capture trigger: %v %v", problems, err)
+	if err != nil || len(problems) != 1 || !strings.Contains(problems[0], "capture function of t is missing") {
+		t.Fatalf("check install without the capture function: %v %v", problems, err)
 	}
 }
 
@@ -405,8 +402,8 @@ func TestLiveNotSupportedForPaths(t *testing.T) {
 		t.Fatalf("read changes of a dataset with a path table: %v", err)
 	}
 	var n int
-	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_trigger WHERE tgrelid = 'c'::regclass AND tgname LIKE '%cap%'`).Scan(&n); err != nil || n != 0 {
-		t.Fatalf("capture triggers on the path table: %d %v", n, err)
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_proc WHERE proname LIKE 'domicile\_c\_%'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("functions of the path table: %d, want its guard alone (%v)", n, err)
 	}
 }
 
@@ -522,9 +519,6 @@ func TestSweepCaptures(t *testing.T) {
 func TestCaptureFallsBack(t *testing.T) {
 	ctx := context.Background()
 	s, ds, _ := triggerStore(t, "")
-	// The capture triggers: installed where the capture mode uses them,
-	// here by the superuser's store, which captures by triggers.
-	useCapture(t, s, ds, CaptureTriggers)
 	role := fmt.Sprintf("plain_%d", time.Now().UnixNano())
 	if _, err := s.Pool().Exec(ctx, `CREATE ROLE `+role+` LOGIN NOREPLICATION NOSUPERUSER;
 		GRANT ALL ON ALL TABLES IN SCHEMA public TO `+role+`; GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO `+role+`;
@@ -706,10 +700,11 @@ func TestSlotTakenOver(t *testing.T) {
 }
 
 // TestCaptureMark checks the ownership row's capture mark, which lets a
-// guard call the capture triggers' function only for captured subjects:
+// guard call the capture function only for captured subjects:
 // StartCapture sets it, a write of a captured subject (or an update that
-// gives a row to one) sets domicile.capture for its transaction and a
-// write of another leaves it unset, a subject without an ownership row is
+// gives a row to one) records its change in the write's transaction, under
+// every move capturing it, and a write of another records nothing, a
+// subject without an ownership row is
 // captured all the same, a row made during a capture is marked, and
 // EndCapture clears the mark only when no other move captures the
 // subject.
@@ -727,28 +722,28 @@ func TestCaptureMark(t *testing.T) {
 	if got := markedSubjects(t, s); !slices.Equal(got, []string{"o"}) {
 		t.Fatalf("marked after StartCapture: %v, want [o]", got)
 	}
-	// The setting, within one transaction, after each write.
+	// The records, within one transaction, after each write.
 	tx, err := app.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, w := range []struct {
 		q    string
-		want string
+		want int
 	}{
-		{`INSERT INTO t VALUES (1, 'b', 'v')`, ""},
-		{`UPDATE t SET v = 'w' WHERE id = 1`, ""},
-		{`INSERT INTO t VALUES (2, 'o', 'v')`, "on"},
+		{`INSERT INTO t VALUES (1, 'b', 'v')`, 0},
+		{`UPDATE t SET v = 'w' WHERE id = 1`, 0},
+		{`INSERT INTO t VALUES (2, 'o', 'v')`, 2},
 	} {
 		if _, err := tx.Exec(ctx, w.q); err != nil {
 			t.Fatalf("%s: %v", w.q, err)
 		}
-		var got *string
-		if err := tx.QueryRow(ctx, `SELECT current_setting('domicile.capture', true)`).Scan(&got); err != nil {
+		var got int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM domicile_changes`).Scan(&got); err != nil {
 			t.Fatal(err)
 		}
-		if (got == nil && w.want != "") || (got != nil && *got != w.want) {
-			t.Fatalf("after %s: domicile.capture %v, want %q", w.q, got, w.want)
+		if got != w.want {
+			t.Fatalf("after %s: %d changes recorded, want %d", w.q, got, w.want)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -859,8 +854,7 @@ func triggerCaptureStore(t *testing.T) (*Store, *domicile.Dataset, *pgx.Conn) {
 	return s, ds, app
 }
 
-// useCapture sets the store's capture mode and installs again, with the
-// capture triggers where the mode uses them.
+// useCapture sets the store's capture mode and installs again.
 func useCapture(t *testing.T, s *Store, ds *domicile.Dataset, mode string) {
 	t.Helper()
 	if err := s.SetCapture(mode); err != nil {
@@ -896,50 +890,35 @@ func markedSubjects(t *testing.T, s *Store) []string {
 	return out
 }
 
-// TestCaptureTriggersOnlyWhereUsed: install makes the capture triggers only
-// where the capture mode uses them, keeps them while a capture by triggers
-// is under way whatever the mode, keeps them in auto, and drops them in
-// logical; verify finds nothing wrong either way; a capture by triggers
-// where they are missing is refused as not supported (the subject then
-// moves inside the fence), before it records anything.
-func TestCaptureTriggersOnlyWhereUsed(t *testing.T) {
+// TestOlderCaptureTriggers: the capture triggers and their function that
+// an older installation made (before the guards recorded the changes) are
+// problems of the installation, and install drops them; a capture by
+// triggers then works whatever mode the store was installed in, since it
+// needs nothing install might leave out.
+func TestOlderCaptureTriggers(t *testing.T) {
 	ctx := context.Background()
-	s, ds, _ := triggerStore(t, "")
-	count := func() int {
-		t.Helper()
-		var n int
-		if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_trigger WHERE tgrelid = 't'::regclass AND tgname LIKE '%\_cap\_%'`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	if n := count(); n != 0 {
-		t.Fatalf("installed in auto mode on a cluster with logical replication: %d capture triggers", n)
-	}
-	useCapture(t, s, ds, CaptureTriggers)
-	if n := count(); n != 3 {
-		t.Fatalf("capture by triggers: %d capture triggers", n)
-	}
-	startCapture(t, s, ds, "mv", "o")
-	useCapture(t, s, ds, CaptureLogical)
-	if n := count(); n != 3 {
-		t.Fatalf("installed with a capture by triggers under way: %d capture triggers left", n)
-	}
-	if problems, err := s.CheckInstall(ctx, []*domicile.Dataset{ds}); err != nil || len(problems) != 0 {
-		t.Fatalf("check install with the capture under way: %v %v", problems, err)
-	}
-	if err := s.EndCapture(ctx, ds, "mv"); err != nil {
+	s, ds, app := triggerStore(t, "")
+	if _, err := s.Pool().Exec(ctx, `CREATE FUNCTION domicile_t_cap() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
+		CREATE TRIGGER domicile_t_cap_ins AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION domicile_t_cap();
+		CREATE TRIGGER domicile_t_cap_upd AFTER UPDATE ON t FOR EACH ROW EXECUTE FUNCTION domicile_t_cap();
+		CREATE TRIGGER domicile_t_cap_del AFTER DELETE ON t FOR EACH ROW EXECUTE FUNCTION domicile_t_cap()`); err != nil {
 		t.Fatal(err)
 	}
-	// In auto the triggers an installation has stay (a process whose role
-	// may not replicate made them; one whose role may must not drop them).
-	useCapture(t, s, ds, CaptureAuto)
-	if n := count(); n != 3 {
-		t.Fatalf("installed in auto over capture triggers: %d left", n)
+	problems, err := s.CheckInstall(ctx, []*domicile.Dataset{ds})
+	if err != nil || len(problems) != 3 {
+		t.Fatalf("check install with an older installation's capture triggers: %v %v", problems, err)
+	}
+	for _, p := range problems {
+		if !strings.Contains(p, "left from an older installation") {
+			t.Fatalf("problem %q", p)
+		}
 	}
 	useCapture(t, s, ds, CaptureLogical)
-	if n := count(); n != 0 {
-		t.Fatalf("installed after the capture ended: %d capture triggers", n)
+	var n int
+	var fn bool
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*), to_regprocedure('domicile_t_cap()') IS NOT NULL FROM pg_trigger
+		WHERE tgrelid = 't'::regclass AND NOT tgisinternal AND tgname LIKE '%\_cap\_%'`).Scan(&n, &fn); err != nil || n != 0 || fn {
+		t.Fatalf("after install: %d capture triggers, their function left %v (%v)", n, fn, err)
 	}
 	if problems, err := s.CheckInstall(ctx, []*domicile.Dataset{ds}); err != nil || len(problems) != 0 {
 		t.Fatalf("check install: %v %v", problems, err)
@@ -947,19 +926,23 @@ func TestCaptureTriggersOnlyWhereUsed(t *testing.T) {
 	if err := s.SetCapture(CaptureTriggers); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.StartCapture(ctx, ds, "mv2", []string{"o"}); !errors.Is(err, domicile.ErrNotSupported) {
-		t.Fatalf("capture by triggers without them: %v", err)
+	startCapture(t, s, ds, "mv", "o")
+	if _, err := app.Exec(ctx, `INSERT INTO t VALUES (1, 'o', 'v')`); err != nil {
+		t.Fatal(err)
 	}
-	var n int
-	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM domicile_capture`).Scan(&n); err != nil || n != 0 {
-		t.Fatalf("capture records after the refusal: %d %v", n, err)
+	changes, err := s.ReadChanges(ctx, ds, "mv", 0, 0)
+	if err != nil || len(changes) != 1 || changes[0].Subject != "o" {
+		t.Fatalf("changes captured by triggers in a store installed for logical capture: %+v %v", changes, err)
+	}
+	if err := s.EndCapture(ctx, ds, "mv"); err != nil {
+		t.Fatal(err)
 	}
 }
 
 // TestSweepCapturesByTriggers: a capture by triggers whose move is no
 // longer running (its EndCapture never ran) is listed, and swept: its
 // records and its subjects' capture marks go, so that writes no longer
-// call the capture function, and install may drop the triggers again.
+// call the capture function.
 func TestSweepCapturesByTriggers(t *testing.T) {
 	ctx := context.Background()
 	s, ds, _ := triggerCaptureStore(t)

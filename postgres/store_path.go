@@ -145,10 +145,7 @@ BEGIN
   IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.` + col + ` IS DISTINCT FROM OLD.` + col + `) THEN
     ` + check("NEW") + `
   END IF;
-  IF TG_OP = 'DELETE' THEN
-    RETURN OLD;
-  END IF;
-  RETURN NEW;
+  RETURN NULL;
 END
 `
 }
@@ -158,7 +155,7 @@ func tableGuardBody(schema, dataset string, t *domicile.Table) string {
 	if t.Via != nil {
 		return pathGuardBody(schema, dataset, t)
 	}
-	return guardBody(schema, dataset, t.SubjectColumn)
+	return guardBody(schema, dataset, t)
 }
 
 // checkPath returns an error unless the columns t's path joins exist: the

@@ -745,3 +745,81 @@ func tableDataset(t *testing.T, s *Store, name string) *domicile.Dataset {
 	tb.SubjectColumn = "user_id"
 	return &domicile.Dataset{Name: "ds", Tables: []*domicile.Table{tb}}
 }
+
+// The guards are AFTER triggers: a row is written before its guard checks
+// it. A fence that commits between the two (here, while the statement
+// sleeps after its write) does not wait for the writer, which holds no
+// lock on the ownership row yet; the writer's check then finds the fence
+// and refuses, undoing the write, or, under REPEATABLE READ, fails with a
+// serialization error. Either way nothing of the write is left, and the
+// fence's copy, which reads after its commit, never saw it uncommitted.
+func TestFenceBetweenWriteAndCheck(t *testing.T) {
+	ctx := context.Background()
+	s, _, app := triggerStore(t, "")
+	ownRows(t, s, "a")
+	if _, err := app.Exec(ctx, `INSERT INTO t VALUES (1, 'a', 'before')`); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		iso  pgx.TxIsoLevel
+		want string
+	}{{pgx.ReadCommitted, stateFenced}, {pgx.RepeatableRead, "40001"}} {
+		ownRows(t, s, "a")
+		tx, err := app.BeginTx(ctx, pgx.TxOptions{IsoLevel: c.iso})
+		if err != nil {
+			t.Fatal(err)
+		}
+		write := async(func() error {
+			_, err := tx.Exec(ctx, `WITH w AS (UPDATE t SET v = 'during' WHERE id = 1 RETURNING 1) SELECT pg_sleep(0.6) FROM w`)
+			return err
+		})
+		time.Sleep(150 * time.Millisecond)
+		if err := s.Transition(ctx, domicile.Transition{Dataset: "ds", MoveID: "m1", Subjects: []string{"a"},
+			From: []domicile.OwnerState{domicile.Owned}, To: domicile.Fenced}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-write:
+			t.Fatalf("%s: the statement ended before the fence committed (%v): the test shows nothing", c.iso, err)
+		default:
+		}
+		if err := <-write; pgCode(err) != c.want {
+			t.Errorf("%s: write checked after the fence: %v, want SQLSTATE %s", c.iso, err, c.want)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var v string
+		if err := s.Pool().QueryRow(ctx, `SELECT v FROM t WHERE id = 1`).Scan(&v); err != nil || v != "before" {
+			t.Fatalf("%s: the row reads %q after the refused write (%v)", c.iso, v, err)
+		}
+	}
+}
+
+// A capture that begins between a row's write and its guard's check (the
+// statement sleeps after its write) records the change: the guard reads
+// the mark after the capture committed. The capture's snapshot, taken
+// then, does not hold the row, which was not committed yet; the record is
+// what brings it.
+func TestCaptureBetweenWriteAndCheck(t *testing.T) {
+	ctx := context.Background()
+	s, ds, app := triggerCaptureStore(t)
+	write := async(func() error {
+		_, err := app.Exec(ctx, `WITH w AS (INSERT INTO t VALUES (7, 'o', 'x') RETURNING 1) SELECT pg_sleep(0.6) FROM w`)
+		return err
+	})
+	time.Sleep(150 * time.Millisecond)
+	startCapture(t, s, ds, "mv", "o")
+	select {
+	case err := <-write:
+		t.Fatalf("the statement ended before the capture began (%v): the test shows nothing", err)
+	default:
+	}
+	if err := <-write; err != nil {
+		t.Fatal(err)
+	}
+	changes, err := s.ReadChanges(ctx, ds, "mv", 0, 0)
+	if err != nil || len(changes) != 1 || changes[0].Subject != "o" || changes[0].Key[0] != int64(7) {
+		t.Fatalf("changes: %+v %v, want the row written before the capture and checked after", changes, err)
+	}
+}

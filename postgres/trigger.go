@@ -79,7 +79,7 @@ func upgradeOwner(ctx context.Context, tx pgx.Tx) error {
 
 // installVersion is bumped when the shape of the installation changes in a
 // way the generated SQL does not show.
-const installVersion = "5"
+const installVersion = "6"
 
 // maxIdent is PostgreSQL's limit on the length of a name, in bytes.
 const maxIdent = 63
@@ -165,22 +165,37 @@ LANGUAGE plpgsql SECURITY DEFINER AS $domicile$` + refuseBody(schema) + `$domici
 // guardBody is the body of the trigger function of a table of dataset whose
 // subject column is subj.
 //
+// The guards are AFTER row triggers: a BEFORE row trigger on a table, even
+// one whose WHEN lets the row through, turns COPY's multi-row inserts off
+// and makes every UPDATE and DELETE lock its row before writing it, which
+// the mover's bypassed writes paid for (docs/benchmarks.md). A refusal
+// raised from an AFTER trigger undoes the statement all the same, and the
+// check runs before the statement ends, so before the writer can commit.
+//
 // It reads the subject's state with FOR SHARE: the lock is held until the
 // writer's transaction ends, so a fence's UPDATE of the ownership row waits
-// for writes in flight, and a write that comes after the fence sees it.
-// FOR KEY SHARE would not do: it does not conflict with an UPDATE that
-// leaves the row's key alone. An UPDATE is checked against the old subject
-// and, if the subject column changes, the new one.
+// for writes in flight, and a write whose check comes after the fence sees
+// it (READ COMMITTED: FOR SHARE reads the row's latest version) or, in a
+// REPEATABLE READ or SERIALIZABLE transaction that took its snapshot
+// before, fails with a serialization error. A row written before a fence
+// and checked after it is thus refused, and the statement undone; the
+// fence's copy never saw it, since it was not committed. FOR KEY SHARE
+// would not do: it does not conflict with an UPDATE that leaves the row's
+// key alone. An UPDATE is checked against the old subject and, if the
+// subject column changes, the new one.
 //
 // The same read tells whether a live copy is capturing the subject (the
 // ownership row's capture column, which StartCapture sets in the
 // transaction that lists the subject in domicile_capture): if so, the
-// guard sets domicile.capture, local to the writer's transaction, and only
-// then do the table's capture triggers call their function (see
-// captureCondition). A subject without an ownership row, in a store that
-// accepts unknown subjects, is looked up in domicile_capture instead.
-func guardBody(schema, dataset, subj string) string {
+// guard calls the table's capture function, which records the change (see
+// capture.go). A subject without an ownership row, in a store that accepts
+// unknown subjects, is looked up in domicile_capture instead. Tables that
+// reach their subject through a path have no capture function; nor have
+// tables without a primary key, whose datasets are never captured
+// (liveTables), so that their guards never call it.
+func guardBody(schema, dataset string, t *domicile.Table) string {
 	owner := quoteIdent(schema) + ".domicile_owner"
+	subj := t.SubjectColumn
 	col := quoteIdent(subj)
 	check := func(row string) string {
 		return `SELECT state, capture INTO st, cap FROM ` + owner + ` WHERE subject = ` + row + `.` + col + `::text AND dataset = ` + quoteString(dataset) + ` FOR SHARE;
@@ -188,12 +203,13 @@ func guardBody(schema, dataset, subj string) string {
       PERFORM ` + quoteIdent(schema) + `.domicile_refuse(st, ` + quoteString(dataset) + `, ` + row + `.` + col + `::text);
       cap := EXISTS (` + captured(schema, dataset, row, subj) + `);
     END IF;
-    IF cap THEN PERFORM set_config('domicile.capture', 'on', true); END IF;`
+    IF cap THEN captured := true; END IF;`
 	}
 	return `
 DECLARE
   st text;
   cap boolean;
+  captured boolean := false;
 BEGIN
   IF TG_OP <> 'INSERT' THEN
     ` + check("OLD") + `
@@ -201,10 +217,10 @@ BEGIN
   IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.` + col + ` IS DISTINCT FROM OLD.` + col + `) THEN
     ` + check("NEW") + `
   END IF;
-  IF TG_OP = 'DELETE' THEN
-    RETURN OLD;
+  IF captured THEN
+    PERFORM ` + quoteIdent(schema) + `.` + quoteIdent(captureFuncName(t.Name)) + `(TG_OP, OLD, NEW);
   END IF;
-  RETURN NEW;
+  RETURN NULL;
 END
 `
 }
@@ -233,15 +249,14 @@ func triggerSQL(schema, table string) [3]string {
 	names := triggerNames(table)
 	var out [3]string
 	for i, event := range []string{"INSERT", "UPDATE", "DELETE"} {
-		out[i] = `CREATE TRIGGER ` + quoteIdent(names[i]) + ` BEFORE ` + event + ` ON ` + quoteIdent(schema) + `.` + quoteIdent(table) +
+		out[i] = `CREATE TRIGGER ` + quoteIdent(names[i]) + ` AFTER ` + event + ` ON ` + quoteIdent(schema) + `.` + quoteIdent(table) +
 			` FOR EACH ROW WHEN (` + bypassCondition + `) EXECUTE FUNCTION ` + quoteIdent(schema) + `.` + quoteIdent(guardName(table)) + `()`
 	}
 	return out
 }
 
 // installDigest is the version of an installation of datasets in schema: a
-// digest of its trigger SQL. Whether the capture triggers are made is not
-// in it (see Store.captureTriggers): installTable's check tells.
+// digest of its trigger SQL.
 func installDigest(schema string, datasets []*domicile.Dataset) string {
 	h := sha256.New()
 	h.Write([]byte(installVersion + "\n" + refuseSQL(schema) + "\x00"))
@@ -251,7 +266,7 @@ func installDigest(schema string, datasets []*domicile.Dataset) string {
 			for _, q := range triggerSQL(schema, t.Name) {
 				h.Write([]byte(q + "\x00"))
 			}
-			h.Write([]byte(captureDigest(schema, t) + "\x00"))
+			h.Write([]byte(captureDigest(t) + "\x00"))
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
@@ -297,15 +312,8 @@ func (s *Store) Install(ctx context.Context, datasets []*domicile.Dataset, opts 
 			return err
 		}
 		// A capture begun before the ownership rows had their mark (an
-		// upgrade in the middle of a live move) marks them now. The lock
-		// also keeps a capture by triggers from starting while the
-		// installation decides whether to keep the capture triggers
-		// (StartCapture looks for them under it).
+		// upgrade in the middle of a live move) marks them now.
 		if err := lockCaptureMarks(ctx, tx, false); err != nil {
-			return err
-		}
-		capture, err := s.captureTriggers(ctx, tx)
-		if err != nil {
 			return err
 		}
 		// An installation made by this version, of these datasets, is
@@ -364,7 +372,7 @@ func (s *Store) Install(ctx context.Context, datasets []*domicile.Dataset, opts 
 		}
 		for _, ds := range datasets {
 			for _, t := range ds.Tables {
-				if err := installTable(ctx, tx, schema, ds, t, current, capture); err != nil {
+				if err := installTable(ctx, tx, schema, ds, t, current); err != nil {
 					return err
 				}
 			}
@@ -476,17 +484,13 @@ func addConstraints(ctx context.Context, tx pgx.Tx, made []string, opts domicile
 	return nil
 }
 
-func installTable(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, current, capture bool) error {
+func installTable(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, current bool) error {
 	if current {
 		// Dropping and creating the triggers again would lock the table
 		// against every writer until the installation commits (and a
 		// writer holding a row lock the installation waits for would
 		// deadlock with it): leave a table whose installation checks out.
-		want := captureAbsent
-		if capture {
-			want = capturePresent
-		}
-		problems, err := tableProblems(ctx, tx, schema, ds, t, want)
+		problems, err := tableProblems(ctx, tx, schema, ds, t)
 		if err != nil {
 			return err
 		}
@@ -529,7 +533,7 @@ func installTable(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Da
 			return fmt.Errorf("create trigger on %s: %w", t.Name, err)
 		}
 	}
-	if err := installCapture(ctx, tx, schema, ds, t, have, capture); err != nil {
+	if err := installCapture(ctx, tx, schema, ds, t, have); err != nil {
 		return err
 	}
 	return setSetting(ctx, tx, tableKey(t.Name), ds.Name)
@@ -683,18 +687,9 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 		} else if msg != "" {
 			add("%s", msg)
 		}
-		// A capture by triggers under way, or the mode triggers, needs the
-		// capture triggers; elsewhere none is fine (a capture by triggers
-		// is then refused, and the subject moves inside the fence).
-		want := captureIfPresent
-		if need, err := s.capturesByTriggers(ctx, tx); err != nil {
-			return err
-		} else if need {
-			want = capturePresent
-		}
 		for _, ds := range datasets {
 			for _, t := range ds.Tables {
-				more, err := tableProblems(ctx, tx, schema, ds, t, want)
+				more, err := tableProblems(ctx, tx, schema, ds, t)
 				if err != nil {
 					return err
 				}
@@ -722,9 +717,7 @@ func setting(ctx context.Context, tx pgx.Tx, key string) (string, error) {
 
 // tableProblems returns what is missing or out of date in the
 // installation of table t of dataset ds.
-// tableProblems returns what is missing or out of date in the installation
-// of t, expecting its capture triggers as want says.
-func tableProblems(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, want captureWant) ([]string, error) {
+func tableProblems(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table) ([]string, error) {
 	var problems []string
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	var ok bool
@@ -757,7 +750,7 @@ func tableProblems(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.D
 	if err := checkTriggers(ctx, tx, t.Name, fn, add); err != nil {
 		return nil, err
 	}
-	if err := checkCapture(ctx, tx, schema, ds, t, want, add); err != nil {
+	if err := checkCapture(ctx, tx, schema, ds, t, add); err != nil {
 		return nil, err
 	}
 	if t.Via != nil {
@@ -826,7 +819,7 @@ func checkTriggers(ctx context.Context, tx pgx.Tx, table, fn string, add func(st
 			add("trigger %s on %s is missing", name, table)
 		case tg.enabled != "O" && tg.enabled != "A": // disabled, or firing only for replicas
 			add("trigger %s on %s is disabled", name, table)
-		case !tg.ours || !strings.Contains(tg.def, " BEFORE "+event+" ") || !strings.Contains(tg.def, "FOR EACH ROW") ||
+		case !tg.ours || !strings.Contains(tg.def, " AFTER "+event+" ") || !strings.Contains(tg.def, "FOR EACH ROW") ||
 			!strings.Contains(tg.def, "'domicile.bypass'"):
 			add("trigger %s on %s is out of date", name, table)
 		}
