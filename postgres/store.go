@@ -522,6 +522,36 @@ func (s *Store) datasetOf(ctx context.Context, q querier, table string) (string,
 
 func tableKey(table string) string { return "table:" + table + ":dataset" }
 
+// refusedSubject returns the refusal of a write of subject's rows in table
+// that the guard would make now, as refused gives it, or nil if the guard
+// would let it through or the state cannot be read.
+func (s *Store) refusedSubject(ctx context.Context, table, subject string) error {
+	ds, err := s.datasetOf(ctx, s.pool, table)
+	if err != nil {
+		return nil
+	}
+	var state *string
+	var accept bool
+	err = s.pool.QueryRow(ctx, `SELECT (SELECT state FROM domicile_owner WHERE subject = $1 AND dataset = $2),
+		EXISTS (SELECT 1 FROM domicile_settings WHERE key = 'accept_unknown' AND value = '1')`, subject, ds).Scan(&state, &accept)
+	if err != nil {
+		return nil
+	}
+	var r error
+	switch {
+	case state == nil && !accept:
+		r = domicile.ErrUnknown
+	case state == nil:
+		return nil
+	default:
+		r = refusalOf(domicile.OwnerState(*state))
+	}
+	if r == nil {
+		return nil
+	}
+	return s.refused(ctx, r, ds, subject)
+}
+
 // refused returns the *Error for a trigger's refusal r of subject's write to
 // a table of dataset; for Moved it reads where the subject went.
 func (s *Store) refused(ctx context.Context, r error, dataset, subject string) error {
@@ -545,11 +575,20 @@ func (s *Store) refused(ctx context.Context, r error, dataset, subject string) e
 	return e
 }
 
-// writeErr maps an error of a write of subject's row in table.
+// writeErr maps an error of a write of subject's row in table. A write
+// that breaks a constraint is refused by the database before the guard
+// (an AFTER trigger) sees it, so a subject this store does not hold would
+// otherwise read as the constraint's conflict: such an error is mapped to
+// the subject's refusal when there is one (see standing).
 func (s *Store) writeErr(ctx context.Context, err error, table, subject string) error {
 	if r := refusal(err); r != nil {
 		ds, _ := s.datasetOf(ctx, s.pool, table)
 		return s.refused(ctx, r, ds, subject)
+	}
+	if code := pgCode(err); strings.HasPrefix(code, "23") || strings.HasPrefix(code, "22") {
+		if r := s.refusedSubject(ctx, table, subject); r != nil {
+			return r
+		}
 	}
 	if isConflict(err) {
 		return &domicile.Error{Code: domicile.CodeConflict, Message: fmt.Sprintf("a row of %s with this key exists", table), Err: err}

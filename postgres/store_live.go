@@ -35,6 +35,28 @@ func (s *Store) liveTables(ctx context.Context, ds *domicile.Dataset) ([]*domici
 	return tables, decls, nil
 }
 
+// captureFunctionsMade returns nil if every table has the capture
+// functions its guard calls for a captured subject, else an error
+// wrapping ErrNotSupported: without them every write of a captured subject
+// would fail, where a capture refused moves the subject inside the fence.
+func captureFunctionsMade(ctx context.Context, tx pgx.Tx, tables []*domicile.Table) error {
+	schema, err := currentSchema(ctx, tx)
+	if err != nil {
+		return err
+	}
+	for _, t := range tables {
+		var ok bool
+		if err := tx.QueryRow(ctx, `SELECT to_regprocedure($1) IS NOT NULL AND to_regprocedure($2) IS NOT NULL`,
+			captureFuncSignature(schema, t.Name), recordSignature(schema, t.Name)).Scan(&ok); err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("live copy of %s: its capture functions are missing (domicile install makes them): %w", t.Name, domicile.ErrNotSupported)
+		}
+	}
+	return nil
+}
+
 // StartCapture begins recording the changes to the subjects' rows, by
 // logical replication where the store's capture mode and the cluster allow
 // it (see logical.go), else with triggers: from the commit of its
@@ -93,6 +115,9 @@ func (s *Store) StartCapture(ctx context.Context, ds *domicile.Dataset, moveID s
 			return err
 		}
 		if err := lockCaptureMarks(ctx, tx, false); err != nil {
+			return err
+		}
+		if err := captureFunctionsMade(ctx, tx, tables); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO domicile_capture (subject, dataset, move_id)

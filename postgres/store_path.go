@@ -302,6 +302,9 @@ func (s *Store) putPathRow(ctx context.Context, t *domicile.Table, pt *pgTable, 
 		if all, mine, err := whose(tx); err != nil {
 			return err
 		} else if all > 0 && mine == 0 {
+			if r := s.refusedSubject(ctx, t.Name, subject); r != nil {
+				return r
+			}
 			return domicile.Errorf(domicile.CodeConflict, "the key of this %s row belongs to another subject", t.Name)
 		}
 		if _, err := tx.Exec(ctx, b.String(), args...); err != nil {

@@ -113,6 +113,11 @@ func (s *Store) PutRow(ctx context.Context, t *domicile.Table, subject string, c
 		return s.writeErr(ctx, err, t.Name, subject)
 	}
 	if tag.RowsAffected() == 0 {
+		// Nothing was written, so the guard saw nothing: a subject this
+		// store does not hold is refused as such, not as a conflict.
+		if r := s.refusedSubject(ctx, t.Name, subject); r != nil {
+			return r
+		}
 		return domicile.Errorf(domicile.CodeConflict, "the key of this %s row belongs to another subject", t.Name)
 	}
 	return nil

@@ -823,3 +823,59 @@ func TestCaptureBetweenWriteAndCheck(t *testing.T) {
 		t.Fatalf("changes: %+v %v, want the row written before the capture and checked after", changes, err)
 	}
 }
+
+// A write that also breaks a constraint meets the constraint before the
+// guard (an AFTER trigger) sees it; the store still answers with the
+// subject's refusal, so that a client of a moved subject learns where it
+// went, and a subject it holds gets the constraint's error.
+func TestRefusalBeforeConstraint(t *testing.T) {
+	ctx := context.Background()
+	s, ds, app := triggerStore(t, `CREATE TABLE t (id bigint PRIMARY KEY, user_id text NOT NULL, v text CHECK (v <> 'bad'))`)
+	tb := ds.Tables[0]
+	if _, err := app.Exec(ctx, `INSERT INTO t VALUES (1, 'o', 'x')`); err != nil {
+		t.Fatal(err)
+	}
+	cols := []string{"id", "user_id", "v"}
+	for _, c := range []struct {
+		subject string
+		id      int64
+		v       string
+		code    domicile.Code
+	}{
+		{"m", 1, "y", domicile.CodeMoved},    // the key is o's
+		{"f", 1, "y", domicile.CodeFenced},   // the key is o's
+		{"m", 2, "bad", domicile.CodeMoved},  // a CHECK
+		{"i", 2, "bad", domicile.CodeFenced}, // a CHECK, incoming
+		{"nobody", 2, "bad", domicile.CodeForbidden},
+		{"o", 2, "bad", domicile.CodeInvalid}, // held here: the CHECK's error
+		{"o", 1, "y", ""},
+	} {
+		err := s.PutRow(ctx, tb, c.subject, cols, []any{c.id, c.subject, c.v})
+		if domicile.ErrorCode(err) != c.code {
+			t.Errorf("put %s's row %d %q: %v, want code %q", c.subject, c.id, c.v, err, c.code)
+		}
+		if e, ok := errors.AsType[*domicile.Error](err); c.code == domicile.CodeMoved && (!ok || e.Region != "ap-singapore") {
+			t.Errorf("put %s's row %d: %v, want the region it moved to", c.subject, c.id, err)
+		}
+	}
+}
+
+// A capture whose functions are missing is refused before it marks
+// anything (the subject then moves inside the fence), rather than making
+// every write of a captured subject fail.
+func TestCaptureWithoutItsFunctions(t *testing.T) {
+	ctx := context.Background()
+	s, ds, app := triggerCaptureStore(t)
+	if _, err := s.Pool().Exec(ctx, `DROP FUNCTION `+captureFuncSignature("public", "t")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StartCapture(ctx, ds, "mv", []string{"o"}); !errors.Is(err, domicile.ErrNotSupported) {
+		t.Fatalf("capture without the capture function: %v, want not supported", err)
+	}
+	if got := markedSubjects(t, s); len(got) != 0 {
+		t.Fatalf("marked after the refused capture: %v", got)
+	}
+	if _, err := app.Exec(ctx, `INSERT INTO t VALUES (1, 'o', 'v')`); err != nil {
+		t.Fatalf("a write after the refused capture: %v", err)
+	}
+}
