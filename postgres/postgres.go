@@ -52,6 +52,10 @@ const (
 	stateIncoming = "DM002"
 	stateMoved    = "DM003"
 	stateUnknown  = "DM004"
+
+	// stateProbe is raised and caught inside domicile_refuse, to undo its
+	// probe (see refuseBody); it never reaches a writer.
+	stateProbe = "DM009"
 )
 
 // PostgreSQL's SQLSTATEs that domicile maps.

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -877,5 +878,66 @@ func TestCaptureWithoutItsFunctions(t *testing.T) {
 	}
 	if _, err := app.Exec(ctx, `INSERT INTO t VALUES (1, 'o', 'v')`); err != nil {
 		t.Fatalf("a write after the refused capture: %v", err)
+	}
+}
+
+// In a store that accepts unknown subjects, a writer whose snapshot was
+// taken before a fence made the subject's ownership row cannot see that
+// row: a REPEATABLE READ or SERIALIZABLE writer of the subject fails with a
+// serialization error (the refusal's probe meets the row), and a writer of
+// another unknown subject goes through and leaves no ownership row behind.
+// Before the probe, such a write was accepted after the fence, and the
+// fence's copy never saw it.
+func TestUnknownSubjectFencedAfterSnapshot(t *testing.T) {
+	ctx := context.Background()
+	s, ds, app := triggerStore(t, "")
+	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{AcceptUnknown: true}); err != nil {
+		t.Fatal(err)
+	}
+	for i, iso := range []pgx.TxIsoLevel{pgx.RepeatableRead, pgx.Serializable} {
+		u := fmt.Sprintf("u%d", i)
+		tx, err := app.BeginTx(ctx, pgx.TxOptions{IsoLevel: iso})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `SELECT 1`); err != nil { // the snapshot
+			t.Fatal(err)
+		}
+		if err := s.Transition(ctx, domicile.Transition{Dataset: "ds", MoveID: "m" + u, Subjects: []string{u},
+			From: []domicile.OwnerState{""}, To: domicile.Fenced}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO t VALUES ($1, 'other', 'x')`, 10+i); err != nil {
+			t.Fatalf("%s: write of another unknown subject: %v", iso, err)
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO t VALUES ($1, $2, 'late')`, 20+i, u)
+		if pgCode(err) != "40001" {
+			t.Errorf("%s: write of %s after its fence, on an older snapshot: %v, want SQLSTATE 40001", iso, u, err)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var rows, owners int
+		if err := s.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM t WHERE user_id = $1), (SELECT count(*) FROM domicile_owner WHERE subject = 'other')`, u).Scan(&rows, &owners); err != nil {
+			t.Fatal(err)
+		}
+		if rows != 0 || owners != 0 {
+			t.Fatalf("%s: %d rows of the fenced %s, %d ownership rows of the unknown subject written", iso, rows, u, owners)
+		}
+	}
+	// Committed, the unknown subject's write stands, with no ownership row.
+	tx, err := app.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO t VALUES (30, 'other', 'x')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var owners int
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM domicile_owner WHERE subject = 'other'`).Scan(&owners); err != nil || owners != 0 {
+		t.Fatalf("ownership rows of the unknown subject after its write: %d %v", owners, err)
 	}
 }

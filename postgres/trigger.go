@@ -125,11 +125,23 @@ func guardName(table string) string { return objectName(table, "_guard") }
 // holds it, the write is refused as fenced (retryable), because a writer
 // that waited would have decided on a state that the transition may have
 // changed, which it cannot see again under REPEATABLE READ.
+//
+// With the lock, no transition of the subject is under way, but one may
+// have committed since the guard read, and made the ownership row (a fence
+// of a subject that had none). So the row is read again: under READ
+// COMMITTED the read sees it, and the state decides. A REPEATABLE READ or
+// SERIALIZABLE writer's snapshot cannot see it; for those the function
+// probes with an INSERT of the row that it then undoes (a subtransaction):
+// an INSERT … ON CONFLICT that meets a row its snapshot cannot see fails
+// with a serialization error, and the writer retries.
 func refuseBody(schema string) string {
 	raise := func(code string, err error) string {
 		return `RAISE EXCEPTION USING ERRCODE = '` + code + `', MESSAGE = ` + quoteString(err.Error()) + `;`
 	}
+	owner := quoteIdent(schema) + `.domicile_owner`
 	return `
+DECLARE
+  cur text;
 BEGIN
   CASE st
     WHEN 'owned' THEN RETURN;
@@ -138,10 +150,26 @@ BEGIN
     WHEN 'moved' THEN ` + raise(stateMoved, domicile.ErrMoved) + `
     ELSE
       IF st IS NULL AND EXISTS (SELECT 1 FROM ` + quoteIdent(schema) + `.domicile_settings WHERE key = 'accept_unknown' AND value = '1') THEN
-        IF subj IS NULL OR pg_try_advisory_xact_lock_shared(` + subjectLock("ds", "subj") + `) THEN
+        IF subj IS NULL THEN
           RETURN;
         END IF;
-        ` + raise(stateFenced, domicile.ErrFenced) + `
+        IF NOT pg_try_advisory_xact_lock_shared(` + subjectLock("ds", "subj") + `) THEN
+          ` + raise(stateFenced, domicile.ErrFenced) + `
+        END IF;
+        SELECT o.state INTO cur FROM ` + owner + ` AS o WHERE o.subject = subj AND o.dataset = ds FOR SHARE;
+        IF cur IS NOT NULL THEN
+          PERFORM ` + quoteIdent(schema) + `.domicile_refuse(cur, ds, subj);
+          RETURN;
+        END IF;
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+          BEGIN
+            INSERT INTO ` + owner + ` (subject, dataset, state) VALUES (subj, ds, 'owned') ON CONFLICT DO NOTHING;
+            RAISE EXCEPTION USING ERRCODE = '` + stateProbe + `';
+          EXCEPTION WHEN SQLSTATE '` + stateProbe + `' THEN
+            NULL;
+          END;
+        END IF;
+        RETURN;
       END IF;
       ` + raise(stateUnknown, domicile.ErrUnknown) + `
   END CASE;
