@@ -884,8 +884,10 @@ func TestCaptureWithoutItsFunctions(t *testing.T) {
 // In a store that accepts unknown subjects, a writer whose snapshot was
 // taken before a fence made the subject's ownership row cannot see that
 // row: a REPEATABLE READ or SERIALIZABLE writer of the subject fails with a
-// serialization error (the refusal's probe meets the row), and a writer of
-// another unknown subject goes through and leaves no ownership row behind.
+// serialization error (the refusal's probe meets the row), whether the
+// fence made the row or discovery registered the subject before it; a
+// writer of another unknown subject goes through and leaves no ownership
+// row behind.
 // Before the probe, such a write was accepted after the fence, and the
 // fence's copy never saw it.
 func TestUnknownSubjectFencedAfterSnapshot(t *testing.T) {
@@ -894,7 +896,11 @@ func TestUnknownSubjectFencedAfterSnapshot(t *testing.T) {
 	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{AcceptUnknown: true}); err != nil {
 		t.Fatal(err)
 	}
-	for i, iso := range []pgx.TxIsoLevel{pgx.RepeatableRead, pgx.Serializable} {
+	for i, c := range []struct {
+		iso      pgx.TxIsoLevel
+		register bool // discovery registers the subject before the fence, as before a move
+	}{{pgx.RepeatableRead, false}, {pgx.Serializable, false}, {pgx.RepeatableRead, true}} {
+		iso := c.iso
 		u := fmt.Sprintf("u%d", i)
 		tx, err := app.BeginTx(ctx, pgx.TxOptions{IsoLevel: iso})
 		if err != nil {
@@ -903,8 +909,13 @@ func TestUnknownSubjectFencedAfterSnapshot(t *testing.T) {
 		if _, err := tx.Exec(ctx, `SELECT 1`); err != nil { // the snapshot
 			t.Fatal(err)
 		}
+		from := domicile.OwnerState("")
+		if c.register {
+			ownRows(t, s, u)
+			from = domicile.Owned
+		}
 		if err := s.Transition(ctx, domicile.Transition{Dataset: "ds", MoveID: "m" + u, Subjects: []string{u},
-			From: []domicile.OwnerState{""}, To: domicile.Fenced}); err != nil {
+			From: []domicile.OwnerState{from}, To: domicile.Fenced}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO t VALUES ($1, 'other', 'x')`, 10+i); err != nil {
