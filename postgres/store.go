@@ -195,6 +195,7 @@ type pgTable struct {
 type pgColumn struct {
 	domicile.Column
 	kind kind
+	oid  uint32 // its type's, or its domain's base type's
 }
 
 // column returns the column called name, or false.
@@ -230,7 +231,7 @@ func readTable(ctx context.Context, q querier, name string) (*pgTable, error) {
 			rows.Close()
 			return nil, fmt.Errorf("describe %s: %w", name, err)
 		}
-		c.kind = kindOf(oid)
+		c.kind, c.oid = kindOf(oid), oid
 		t.columns = append(t.columns, c)
 	}
 	if err := rows.Err(); err != nil {

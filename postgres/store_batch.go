@@ -3,13 +3,16 @@ package postgres
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/domicile/domicile"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // describedDataset returns the dataset's tables with their columns, and
@@ -81,10 +84,12 @@ func (s *Store) readSubjects(ctx context.Context, ds *domicile.Dataset, subjects
 // triggers. COPY inserts as INSERT does: a key held by another subject
 // fails the batch with CodeConflict.
 //
-// The rows go in COPY's text format, so that the server reads each value as
-// the column's type, as it reads the literal of an INSERT: a timestamp or
-// numeric travels as its text, which pgx's binary CopyFrom cannot encode
-// from a string.
+// The rows go in COPY's binary format where every column is of a type
+// copyBinary encodes and every value is of the column's own kind (the
+// server then parses nothing), and otherwise in the text format, so that
+// the server reads each value as the column's type, as it reads the
+// literal of an INSERT: a timestamp or numeric travels as its text, which
+// pgx's binary CopyFrom cannot encode from a string.
 func (s *Store) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subjects []string, b *domicile.Batch) error {
 	set := make(map[string]struct{}, len(subjects))
 	for _, id := range subjects {
@@ -138,8 +143,12 @@ func (s *Store) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subject
 	// Encode before the transaction: a value that cannot be stored fails
 	// the batch with the store's own error, not COPY's.
 	data := make([][]byte, len(plans))
+	bin := make([]bool, len(plans))
 	for i, p := range plans {
 		if p.rows == nil || len(p.rows.Rows) == 0 {
+			continue
+		}
+		if data[i], bin[i] = copyBinary(p.decl, p.rows); bin[i] {
 			continue
 		}
 		var err error
@@ -184,6 +193,9 @@ func (s *Store) WriteSubjects(ctx context.Context, ds *domicile.Dataset, subject
 				quoted[j] = quoteIdent(c)
 			}
 			q := "COPY " + quoteIdent(p.t.Name) + " (" + strings.Join(quoted, ", ") + ") FROM STDIN"
+			if bin[i] {
+				q += " WITH (FORMAT binary)"
+			}
 			if err := begin(ctx, tx); err != nil {
 				return err
 			}
@@ -240,6 +252,89 @@ func copyData(t *pgTable, tr *domicile.TableRows) ([]byte, error) {
 		buf = append(buf, '\n')
 	}
 	return buf, nil
+}
+
+// copyHeader begins COPY's binary format: the signature, no flags, no
+// header extension.
+const copyHeader = "PGCOPY\n\xff\r\n\x00" + "\x00\x00\x00\x00" + "\x00\x00\x00\x00"
+
+// copyBinary encodes rows in COPY's binary format, for the columns of t,
+// or returns false: a column is of a type it does not encode (only the
+// integers, double precision, boolean, bytea and the character types), or
+// a value is not of its column's kind (a string for an integer column, a
+// blob for a text one), which the text format leaves to the server's
+// parser. Values that fail are reported by copyData, which then runs.
+func copyBinary(t *pgTable, tr *domicile.TableRows) ([]byte, bool) {
+	oids := make([]uint32, len(tr.Columns))
+	kinds := make([]kind, len(tr.Columns))
+	for i, name := range tr.Columns {
+		c, _ := t.column(name)
+		kinds[i] = c.kind
+		switch c.oid {
+		case pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID, pgtype.Float8OID, pgtype.BoolOID, pgtype.ByteaOID,
+			pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID:
+			oids[i] = c.oid
+		default:
+			return nil, false
+		}
+	}
+	buf := make([]byte, 0, 64*len(tr.Rows)*len(tr.Columns)+len(copyHeader)+2)
+	buf = append(buf, copyHeader...)
+	for _, row := range tr.Rows {
+		buf = binary.BigEndian.AppendUint16(buf, uint16(len(row)))
+		for i, v := range row {
+			b, err := bindValue(kinds[i], v)
+			if err != nil {
+				return nil, false
+			}
+			var ok bool
+			if buf, ok = appendCopyBinary(buf, oids[i], b); !ok {
+				return nil, false
+			}
+		}
+	}
+	return binary.BigEndian.AppendUint16(buf, 0xffff), true
+}
+
+// appendCopyBinary appends a value bound by bindValue as a field of
+// COPY's binary format for a column of type oid (one copyBinary takes),
+// or returns false if it is not of that type's kind or out of its range.
+func appendCopyBinary(buf []byte, oid uint32, v any) ([]byte, bool) {
+	be := binary.BigEndian
+	switch x := v.(type) {
+	case nil:
+		return be.AppendUint32(buf, 0xffffffff), true
+	case int64:
+		switch {
+		case oid == pgtype.Int8OID:
+			return be.AppendUint64(be.AppendUint32(buf, 8), uint64(x)), true
+		case oid == pgtype.Int4OID && x >= math.MinInt32 && x <= math.MaxInt32:
+			return be.AppendUint32(be.AppendUint32(buf, 4), uint32(int32(x))), true
+		case oid == pgtype.Int2OID && x >= math.MinInt16 && x <= math.MaxInt16:
+			return be.AppendUint16(be.AppendUint32(buf, 2), uint16(int16(x))), true
+		}
+	case float64:
+		if oid == pgtype.Float8OID {
+			return be.AppendUint64(be.AppendUint32(buf, 8), math.Float64bits(x)), true
+		}
+	case bool:
+		if oid == pgtype.BoolOID {
+			b := byte(0)
+			if x {
+				b = 1
+			}
+			return append(be.AppendUint32(buf, 1), b), true
+		}
+	case []byte:
+		if oid == pgtype.ByteaOID && len(x) <= math.MaxInt32 {
+			return append(be.AppendUint32(buf, uint32(len(x))), x...), true
+		}
+	case string:
+		if (oid == pgtype.TextOID || oid == pgtype.VarcharOID || oid == pgtype.BPCharOID) && len(x) <= math.MaxInt32 {
+			return append(be.AppendUint32(buf, uint32(len(x))), x...), true
+		}
+	}
+	return buf, false
 }
 
 // PurgeSubjects deletes every row of the subjects in the dataset's tables,
