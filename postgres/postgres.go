@@ -143,11 +143,13 @@ func quoteString(s string) string {
 
 // runtimeParams are set on every connection of a store's pool so that the
 // text forms of dates and times, which rows carry, do not depend on the
-// server's or the role's defaults.
+// server's or the role's defaults, and so that text travels as UTF-8 (Go's
+// strings) whatever the database's encoding: the server converts it.
 var runtimeParams = map[string]string{
-	"TimeZone":      "UTC",
-	"DateStyle":     "ISO, YMD",
-	"IntervalStyle": "postgres",
+	"client_encoding": "UTF8",
+	"TimeZone":        "UTC",
+	"DateStyle":       "ISO, YMD",
+	"IntervalStyle":   "postgres",
 }
 
 // openPool opens a pool on url with runtimeParams.

@@ -394,10 +394,25 @@ func insertOwnership(ctx context.Context, tx pgx.Tx, rows []domicile.Ownership, 
 // queueInsertOwnership queues insertOwnership's statements.
 func queueInsertOwnership(b *pgx.Batch, rows []domicile.Ownership, onConflict string) {
 	queueLockCaptureMarks(b, true)
+	args := ownershipArrays(rows)
 	b.Queue(`INSERT INTO domicile_owner (`+ownerColumns+`, capture)
 		SELECT n.*, EXISTS (SELECT 1 FROM domicile_capture AS c WHERE c.subject = n.subject AND c.dataset = n.dataset)
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
-			AS n(subject, dataset, state, region, epoch, move_id) `+onConflict, ownershipArrays(rows)...)
+			AS n(subject, dataset, state, region, epoch, move_id) `+onConflict, args...)
+	queueTouchKnown(b, args[0], args[1])
+}
+
+// queueTouchKnown queues the statement that writes a new version of the
+// subjects' rows in domicile_known (subjects and datasets are text arrays
+// of one length), for the probe of REPEATABLE READ and SERIALIZABLE
+// writers of subjects without an ownership row (see refuseBody); only in a
+// store that accepts unknown subjects, the only one where such writers
+// pass.
+func queueTouchKnown(b *pgx.Batch, subjects, datasets any) {
+	b.Queue(`INSERT INTO domicile_known AS k (subject, dataset)
+		SELECT DISTINCT * FROM unnest($1::text[], $2::text[])
+		WHERE EXISTS (SELECT 1 FROM domicile_settings WHERE key = 'accept_unknown' AND value = '1')
+		ON CONFLICT (subject, dataset) DO UPDATE SET n = k.n + 1`, subjects, datasets)
 }
 
 // ownershipNotFound is the error of a missing ownership row.

@@ -254,6 +254,9 @@ func copyData(t *pgTable, tr *domicile.TableRows) ([]byte, error) {
 	return buf, nil
 }
 
+// canonicalNaN is the bits of the NaN PostgreSQL's float8in makes.
+const canonicalNaN = 0x7ff8000000000000
+
 // copyHeader begins COPY's binary format: the signature, no flags, no
 // header extension.
 const copyHeader = "PGCOPY\n\xff\r\n\x00" + "\x00\x00\x00\x00" + "\x00\x00\x00\x00"
@@ -278,7 +281,7 @@ func copyBinary(t *pgTable, tr *domicile.TableRows) ([]byte, bool) {
 			return nil, false
 		}
 	}
-	buf := make([]byte, 0, 64*len(tr.Rows)*len(tr.Columns)+len(copyHeader)+2)
+	buf := make([]byte, 0, 16*len(tr.Rows)*len(tr.Columns)+len(copyHeader)+2)
 	buf = append(buf, copyHeader...)
 	for _, row := range tr.Rows {
 		buf = binary.BigEndian.AppendUint16(buf, uint16(len(row)))
@@ -315,6 +318,9 @@ func appendCopyBinary(buf []byte, oid uint32, v any) ([]byte, bool) {
 		}
 	case float64:
 		if oid == pgtype.Float8OID {
+			if math.IsNaN(x) {
+				x = math.Float64frombits(canonicalNaN) // as float8in reads 'NaN'
+			}
 			return be.AppendUint64(be.AppendUint32(buf, 8), math.Float64bits(x)), true
 		}
 	case bool:

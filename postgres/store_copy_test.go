@@ -2,11 +2,16 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"math"
+	neturl "net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/domicile/domicile"
+	"github.com/domicile/domicile/internal/pgtest"
+	"github.com/jackc/pgx/v5"
 )
 
 // copyTypes is a table of every type copyBinary encodes.
@@ -16,10 +21,11 @@ const copyTypes = `(id bigint PRIMARY KEY, user_id text NOT NULL, a smallint, b 
 // copyRows are values of copyTypes at the edges of their types, and NULLs.
 var copyRows = [][]any{
 	{int64(1), "i", int64(math.MinInt16), int64(math.MinInt32), math.NaN(), true, []byte{}, "héllo", "ab"},
-	{int64(2), "i", int64(math.MaxInt16), int64(math.MaxInt32), math.Inf(-1), false, []byte{0, 0xff, '\\', '\n'}, "a\tb\\", "x\ny"},
+	{int64(2), "i", int64(math.MaxInt16), int64(math.MaxInt32), -math.NaN(), false, []byte{0, 0xff, '\\', '\n'}, "a\tb\\", "x\ny"},
 	{int64(3), "i", nil, nil, nil, nil, nil, nil, nil},
 	{int64(4), "i", int64(0), int64(-1), math.Copysign(0, -1), true, []byte("x"), "", "abcd"},
 	{int64(math.MaxInt64), "i", int64(7), int64(7), math.MaxFloat64, false, []byte("\x00"), "'\"", " "},
+	{int64(6), "i", int64(7), int64(7), math.Inf(-1), false, nil, "", ""},
 }
 
 // TestCopyBinaryAgainstText writes the same rows with WriteSubjects, which
@@ -60,6 +66,13 @@ func TestCopyBinaryAgainstText(t *testing.T) {
 	}
 	if differ != 0 {
 		t.Fatalf("%d rows differ between the binary and the text copy", differ)
+	}
+	// Equal floats may differ in their bits (NaNs); the bits must not.
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM t JOIN twin USING (id) WHERE float8send(t.c) IS DISTINCT FROM float8send(twin.c)`).Scan(&differ); err != nil {
+		t.Fatal(err)
+	}
+	if differ != 0 {
+		t.Fatalf("%d floats differ in their bits between the binary and the text copy", differ)
 	}
 	var n int
 	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM t WHERE g = 'ab  ' AND f = 'héllo' AND c = 'NaN'`).Scan(&n); err != nil || n != 1 {
@@ -113,5 +126,61 @@ func TestCopyBinaryFallsBack(t *testing.T) {
 	}
 	if err := write([]any{int64(13), "i", int64(40000), nil}); err == nil || !strings.Contains(err.Error(), "out of range") {
 		t.Fatalf("out of smallint's range: %v", err)
+	}
+}
+
+// In a database whose encoding is not UTF-8, text still goes in as the
+// characters Go's strings hold: the store's connections declare their
+// encoding UTF-8 and the server converts. Without it, "é" was stored as
+// the two LATIN1 characters of its UTF-8 bytes.
+func TestLatin1Database(t *testing.T) {
+	ctx := context.Background()
+	base := pgtest.NewDatabase(t)
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	name := fmt.Sprintf("latin1_%d", time.Now().UnixNano())
+	if _, err := admin.Exec(ctx, `CREATE DATABASE `+name+` ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`); err != nil {
+		t.Fatal(err)
+	}
+	u, err := neturl.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	s, err := OpenStore(ctx, u.String(), "us-east")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Pool().Exec(ctx, `CREATE TABLE t (id bigint PRIMARY KEY, user_id text NOT NULL, v varchar(1))`); err != nil {
+		t.Fatal(err)
+	}
+	ds := tableDataset(t, s, "t")
+	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetOwnership(ctx, []domicile.Ownership{{Subject: "i", Dataset: "ds", State: domicile.Incoming, MoveID: "m"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteSubjects(ctx, ds, []string{"i"}, &domicile.Batch{MoveID: "m", Tables: []domicile.TableRows{
+		{Table: "t", Columns: []string{"id", "user_id", "v"}, Rows: [][]any{{int64(1), "i", "é"}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	var stored []byte
+	if err := s.Pool().QueryRow(ctx, `SELECT convert_to(v, 'LATIN1') FROM t WHERE id = 1`).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if string(stored) != "\xe9" {
+		t.Fatalf("stored %x, want e9 (é in LATIN1)", stored)
+	}
+	b, err := s.ReadSubjects(ctx, ds, []string{"i"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Tables[0].Rows[0][2]; got != "é" {
+		t.Fatalf("read back %q", got)
 	}
 }

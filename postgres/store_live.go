@@ -124,8 +124,16 @@ func (s *Store) StartCapture(ctx context.Context, ds *domicile.Dataset, moveID s
 			SELECT unnest($1::text[]), $2, $3 ON CONFLICT DO NOTHING`, subjects, ds.Name, moveID); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `UPDATE domicile_owner SET capture = true WHERE dataset = $1 AND subject = ANY($2::text[])`, ds.Name, subjects)
-		return err
+		datasets := make([]string, len(subjects))
+		for i := range datasets {
+			datasets[i] = ds.Name
+		}
+		b := &pgx.Batch{}
+		b.Queue(`UPDATE domicile_owner SET capture = true WHERE dataset = $1 AND subject = ANY($2::text[])`, ds.Name, subjects)
+		// A writer on an older snapshot of a subject without an ownership
+		// row cannot see the capture: its probe meets this.
+		queueTouchKnown(b, subjects, datasets)
+		return tx.SendBatch(ctx, b).Close()
 	})
 	if pgCode(err) == undefinedColumn {
 		err = errOldInstall

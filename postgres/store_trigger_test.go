@@ -952,3 +952,100 @@ func TestUnknownSubjectFencedAfterSnapshot(t *testing.T) {
 		t.Fatalf("ownership rows of the unknown subject after its write: %d %v", owners, err)
 	}
 }
+
+// The probe of a REPEATABLE READ writer of a subject without an ownership
+// row also meets a capture begun after its snapshot (which makes no
+// ownership row): the write fails with a serialization error instead of
+// escaping the capture. Run once per subject and transaction, it costs a
+// writer of many rows of one subject one probe.
+func TestUnknownSubjectProbe(t *testing.T) {
+	ctx := context.Background()
+	s, ds, app := triggerStore(t, "")
+	useCapture(t, s, ds, CaptureTriggers)
+	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{AcceptUnknown: true}); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := app.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT 1`); err != nil { // the snapshot
+		t.Fatal(err)
+	}
+	startCapture(t, s, ds, "mv", "c1")
+	if _, err := tx.Exec(ctx, `INSERT INTO t VALUES (1, 'c1', 'x')`); pgCode(err) != "40001" {
+		t.Errorf("write of a subject captured after the snapshot: %v, want SQLSTATE 40001", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EndCapture(ctx, ds, "mv"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Transaction ids: a probe is a subtransaction that writes, so it
+	// takes one; 200 rows of one subject take one probe, not 200.
+	xid := func() int64 {
+		t.Helper()
+		var x int64
+		if err := s.Pool().QueryRow(ctx, `SELECT pg_current_xact_id()::text::bigint`).Scan(&x); err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	before := xid()
+	tx, err = app.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO t SELECT i, 'many', 'x' FROM generate_series(100, 299) AS i`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if used := xid() - before; used > 10 {
+		t.Fatalf("200 rows of one unknown subject took %d transaction ids: a probe per row", used)
+	}
+}
+
+// Two SERIALIZABLE writers of different unknown subjects do not fail each
+// other: the probes write domicile_known, which no guard reads, so they
+// make no read/write conflict with the guards' reads of domicile_owner.
+func TestUnknownSubjectProbeSerializable(t *testing.T) {
+	ctx := context.Background()
+	s, ds, app := triggerStore(t, "")
+	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{AcceptUnknown: true}); err != nil {
+		t.Fatal(err)
+	}
+	other, err := pgx.Connect(ctx, app.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	for round := range 5 {
+		a, err := app.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := other.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := 1000 + 10*round
+		for _, w := range []struct {
+			tx  pgx.Tx
+			row []any
+		}{{a, []any{id, fmt.Sprintf("ua%d", round)}}, {b, []any{id + 1, fmt.Sprintf("ub%d", round)}}, {a, []any{id + 2, fmt.Sprintf("ua%d-2", round)}}} {
+			if _, err := w.tx.Exec(ctx, `INSERT INTO t VALUES ($1, $2, 'x')`, w.row...); err != nil {
+				t.Fatalf("round %d: write %v: %v", round, w.row, err)
+			}
+		}
+		if err := a.Commit(ctx); err != nil {
+			t.Fatalf("round %d: commit A: %v", round, err)
+		}
+		if err := b.Commit(ctx); err != nil {
+			t.Fatalf("round %d: commit B: %v", round, err)
+		}
+	}
+}

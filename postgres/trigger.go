@@ -41,6 +41,12 @@ CREATE TABLE IF NOT EXISTS domicile_settings (
 	key   text PRIMARY KEY,
 	value text
 );
+CREATE TABLE IF NOT EXISTS domicile_known (
+	subject text NOT NULL,
+	dataset text NOT NULL,
+	n       bigint NOT NULL DEFAULT 0,
+	PRIMARY KEY (subject, dataset)
+);
 `
 
 // upgradeOwner brings an ownership table an older domicile made up to
@@ -128,17 +134,25 @@ func guardName(table string) string { return objectName(table, "_guard") }
 //
 // With the lock, no transition of the subject is under way, but one may
 // have committed since the guard read, and made the ownership row (a fence
-// of a subject that had none). So the row is read again: under READ
-// COMMITTED the read sees it, and the state decides. A REPEATABLE READ or
-// SERIALIZABLE writer's snapshot cannot see it; for those the function
-// probes with an INSERT of the row that it then undoes (a subtransaction):
-// an INSERT … ON CONFLICT that meets a row its snapshot cannot see fails
-// with a serialization error, and the writer retries.
+// of a subject that had none, or discovery's registration before a move).
+// So the row is read again: under READ COMMITTED the read sees it, and the
+// state decides. A REPEATABLE READ or SERIALIZABLE writer's snapshot cannot
+// see it, so the function probes: every statement that makes an ownership
+// row, and every capture, also writes a new version of the subject's row
+// in domicile_known (touchKnown), and an INSERT … ON CONFLICT into that
+// table that meets a row version its snapshot cannot see fails with a
+// serialization error; the writer retries. The probe's own row, where
+// there was none, is undone at once (a subtransaction). domicile_known is
+// a table of its own, which no guard reads, so that the probes of
+// SERIALIZABLE writers do not make false read/write conflicts with each
+// other's reads of domicile_owner. One probe per subject and transaction
+// is enough (domicile.probed remembers the last): from it on, the writer
+// holds the subject's lock, so no transition or capture of the subject
+// commits before the writer ends.
 func refuseBody(schema string) string {
 	raise := func(code string, err error) string {
 		return `RAISE EXCEPTION USING ERRCODE = '` + code + `', MESSAGE = ` + quoteString(err.Error()) + `;`
 	}
-	owner := quoteIdent(schema) + `.domicile_owner`
 	return `
 DECLARE
   cur text;
@@ -156,18 +170,20 @@ BEGIN
         IF NOT pg_try_advisory_xact_lock_shared(` + subjectLock("ds", "subj") + `) THEN
           ` + raise(stateFenced, domicile.ErrFenced) + `
         END IF;
-        SELECT o.state INTO cur FROM ` + owner + ` AS o WHERE o.subject = subj AND o.dataset = ds FOR SHARE;
+        SELECT o.state INTO cur FROM ` + quoteIdent(schema) + `.domicile_owner AS o WHERE o.subject = subj AND o.dataset = ds FOR SHARE;
         IF cur IS NOT NULL THEN
           PERFORM ` + quoteIdent(schema) + `.domicile_refuse(cur, ds, subj);
           RETURN;
         END IF;
-        IF current_setting('transaction_isolation') <> 'read committed' THEN
+        IF current_setting('transaction_isolation') IN ('repeatable read', 'serializable')
+            AND current_setting('domicile.probed', true) IS DISTINCT FROM ds || '/' || subj THEN
           BEGIN
-            INSERT INTO ` + owner + ` (subject, dataset, state) VALUES (subj, ds, 'owned') ON CONFLICT DO NOTHING;
+            INSERT INTO ` + quoteIdent(schema) + `.domicile_known (subject, dataset) VALUES (subj, ds) ON CONFLICT DO NOTHING;
             RAISE EXCEPTION USING ERRCODE = '` + stateProbe + `';
           EXCEPTION WHEN SQLSTATE '` + stateProbe + `' THEN
             NULL;
           END;
+          PERFORM set_config('domicile.probed', ds || '/' || subj, true);
         END IF;
         RETURN;
       END IF;
@@ -690,7 +706,7 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 			return err
 		}
 		var missing bool
-		for _, name := range []string{"domicile_owner", "domicile_settings", "domicile_capture", "domicile_changes"} {
+		for _, name := range []string{"domicile_owner", "domicile_settings", "domicile_capture", "domicile_changes", "domicile_known"} {
 			var ok bool
 			if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, quoteIdent(name)).Scan(&ok); err != nil {
 				return err
