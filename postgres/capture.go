@@ -68,7 +68,7 @@ const captureIndex = `CREATE INDEX IF NOT EXISTS domicile_changes_move ON domici
 
 // captureMarkLock is the advisory lock that orders the capture marks'
 // writers: StartCapture, EndCapture and Install take it exclusively, and
-// whoever inserts an ownership row (insertOwnership) shared, before the
+// whoever inserts an ownership row (queueInsertOwnership) shared, before the
 // statement that reads domicile_capture. The statement after the lock is
 // granted sees every capture committed before, and no capture begins or
 // ends until the inserter commits: a mark is never computed from a

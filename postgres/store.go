@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -381,17 +382,12 @@ func scanOwnership(sc pgx.Row, o *domicile.Ownership) error {
 	return sc.Scan(&o.Subject, &o.Dataset, &o.State, &o.Region, &o.Epoch, &o.MoveID)
 }
 
-// insertOwnership inserts ownership rows, followed by onConflict (an ON
-// CONFLICT clause, or nothing). A new row's capture mark (see guardBody)
-// says whether a live copy lists its subject already; the statement that
-// reads domicile_capture comes after captureMarkLock, taken shared.
-func insertOwnership(ctx context.Context, tx pgx.Tx, rows []domicile.Ownership, onConflict string) error {
-	b := &pgx.Batch{}
-	queueInsertOwnership(b, rows, onConflict)
-	return tx.SendBatch(ctx, b).Close()
-}
-
-// queueInsertOwnership queues insertOwnership's statements.
+// queueInsertOwnership queues the statements that insert ownership rows,
+// followed by onConflict (an ON CONFLICT clause, or nothing), and touch
+// their subjects in domicile_known (queueTouchKnown). A new row's capture
+// mark (see guardBody) says whether a live copy lists its subject already;
+// the statement that reads domicile_capture comes after captureMarkLock,
+// taken shared. The caller takes the subjects' locks before.
 func queueInsertOwnership(b *pgx.Batch, rows []domicile.Ownership, onConflict string) {
 	queueLockCaptureMarks(b, true)
 	args := ownershipArrays(rows)
@@ -406,12 +402,12 @@ func queueInsertOwnership(b *pgx.Batch, rows []domicile.Ownership, onConflict st
 // subjects' rows in domicile_known (subjects and datasets are text arrays
 // of one length), for the probe of REPEATABLE READ and SERIALIZABLE
 // writers of subjects without an ownership row (see refuseBody); only in a
-// store that accepts unknown subjects, the only one where such writers
-// pass.
+// store that accepts, or once accepted, unknown subjects, the only one
+// where such writers pass.
 func queueTouchKnown(b *pgx.Batch, subjects, datasets any) {
 	b.Queue(`INSERT INTO domicile_known AS k (subject, dataset)
 		SELECT DISTINCT * FROM unnest($1::text[], $2::text[])
-		WHERE EXISTS (SELECT 1 FROM domicile_settings WHERE key = 'accept_unknown' AND value = '1')
+		WHERE `+everAcceptedUnknown+`
 		ON CONFLICT (subject, dataset) DO UPDATE SET n = k.n + 1`, subjects, datasets)
 }
 
@@ -461,14 +457,42 @@ func (s *Store) SetOwnership(ctx context.Context, rows []domicile.Ownership) err
 			return domicile.Errorf(domicile.CodeInvalid, "ownership row needs a subject and a dataset")
 		}
 	}
+	rows = dedupOwnership(rows)
 	err := s.update(ctx, func(tx pgx.Tx) error {
-		return insertOwnership(ctx, tx, dedupOwnership(rows), `ON CONFLICT (subject, dataset) DO UPDATE SET state = excluded.state,
+		// The locks of the subjects set to a state that refuses writes,
+		// as a transition takes them: a writer of a subject without an
+		// ownership row, which holds its lock shared, is waited for, and
+		// one that comes later sees the row. A registration (owned)
+		// changes nothing for such a writer, and takes none, so that
+		// discovery never holds writers off.
+		b := &pgx.Batch{}
+		byDataset := refusingByDataset(rows)
+		for _, ds := range slices.Sorted(maps.Keys(byDataset)) {
+			queueLockSubjects(b, ds, byDataset[ds])
+		}
+		queueInsertOwnership(b, rows, `ON CONFLICT (subject, dataset) DO UPDATE SET state = excluded.state,
 			region = excluded.region, epoch = excluded.epoch, move_id = excluded.move_id`)
+		return tx.SendBatch(ctx, b).Close()
 	})
+	if pgCode(err) == undefinedTable {
+		err = errOldInstall
+	}
 	if err != nil {
 		return fmt.Errorf("set ownership in region %s: %w", s.region, err)
 	}
 	return nil
+}
+
+// refusingByDataset returns the subjects of rows whose state is not owned,
+// by their dataset.
+func refusingByDataset(rows []domicile.Ownership) map[string][]string {
+	out := make(map[string][]string)
+	for _, o := range rows {
+		if o.State != domicile.Owned {
+			out[o.Dataset] = append(out[o.Dataset], o.Subject)
+		}
+	}
+	return out
 }
 
 // dedupOwnership keeps the last row given for each (subject, dataset): one

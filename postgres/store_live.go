@@ -135,7 +135,7 @@ func (s *Store) StartCapture(ctx context.Context, ds *domicile.Dataset, moveID s
 		queueTouchKnown(b, subjects, datasets)
 		return tx.SendBatch(ctx, b).Close()
 	})
-	if pgCode(err) == undefinedColumn {
+	if code := pgCode(err); code == undefinedColumn || code == undefinedTable {
 		err = errOldInstall
 	}
 	if err != nil {

@@ -46,6 +46,9 @@ func (s *Store) Transition(ctx context.Context, tr domicile.Transition) error {
 			break
 		}
 	}
+	if pgCode(err) == undefinedTable {
+		err = errOldInstall
+	}
 	if err != nil {
 		return fmt.Errorf("transition of %d subjects of %s to %s in region %s: %w", len(tr.Subjects), tr.Dataset, tr.To, s.region, err)
 	}
@@ -172,8 +175,15 @@ func transitionArgs(tr domicile.Transition) ([]any, int) {
 func queueLockSubjects(b *pgx.Batch, dataset string, subjects []string) {
 	b.Queue(`SELECT pg_advisory_xact_lock(`+subjectLock("$1::text", "x.s")+`)
 		FROM (SELECT DISTINCT unnest($2::text[]) AS s ORDER BY 1) AS x
-		WHERE EXISTS (SELECT 1 FROM domicile_settings WHERE key = 'accept_unknown' AND value = '1')`, dataset, subjects)
+		WHERE `+everAcceptedUnknown, dataset, subjects)
 }
+
+// everAcceptedUnknown is the condition that the store accepts, or once
+// accepted, unknown subjects: install sets accepted_unknown when it accepts
+// them and never clears it, so that writers still in flight, or on a
+// snapshot, from the time it accepted them are waited for and probed after
+// a reinstall turns accepting off (see refuseBody).
+const everAcceptedUnknown = `EXISTS (SELECT 1 FROM domicile_settings WHERE key = 'accepted_unknown' AND value = '1')`
 
 // lockSubjects takes the subjects' advisory locks (queueLockSubjects).
 func lockSubjects(ctx context.Context, tx pgx.Tx, dataset string, subjects []string) error {

@@ -1049,3 +1049,86 @@ func TestUnknownSubjectProbeSerializable(t *testing.T) {
 		}
 	}
 }
+
+// What keeps the probe of a REPEATABLE READ writer of an unknown subject
+// sound: accepting unknown subjects turned off by a reinstall after the
+// writer's snapshot (the writer still passes as unknown, so fences still
+// touch domicile_known); a tombstone set by SetOwnership while the writer,
+// which probed once, holds the subject (the tombstone waits for it); a
+// value of domicile.probed left at session level.
+func TestUnknownSubjectProbeHolds(t *testing.T) {
+	ctx := context.Background()
+	s, ds, app := triggerStore(t, "")
+	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{AcceptUnknown: true}); err != nil {
+		t.Fatal(err)
+	}
+	begin := func() pgx.Tx {
+		t.Helper()
+		tx, err := app.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `SELECT 1`); err != nil { // the snapshot
+			t.Fatal(err)
+		}
+		return tx
+	}
+	fence := func(u string) {
+		t.Helper()
+		if err := s.Transition(ctx, domicile.Transition{Dataset: "ds", MoveID: "m" + u, Subjects: []string{u},
+			From: []domicile.OwnerState{""}, To: domicile.Fenced}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A reinstall stops accepting unknown subjects.
+	tx := begin()
+	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fence("a")
+	if _, err := tx.Exec(ctx, `INSERT INTO t VALUES (1, 'a', 'x')`); pgCode(err) != "40001" {
+		t.Errorf("write after the fence, accepting turned off since the snapshot: %v, want SQLSTATE 40001", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{AcceptUnknown: true}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A tombstone waits for the writer that holds the subject.
+	tx = begin()
+	if _, err := tx.Exec(ctx, `INSERT INTO t VALUES (2, 'b', 'x')`); err != nil {
+		t.Fatal(err)
+	}
+	tomb := async(func() error {
+		return s.SetOwnership(ctx, []domicile.Ownership{{Subject: "b", Dataset: "ds", State: domicile.Moved, Region: "eu", Epoch: 1}})
+	})
+	stillWaiting(t, tomb)
+	if _, err := tx.Exec(ctx, `INSERT INTO t VALUES (3, 'b', 'x')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-tomb; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.Exec(ctx, `INSERT INTO t VALUES (4, 'b', 'x')`); pgCode(err) != stateMoved {
+		t.Errorf("write after the tombstone: %v, want SQLSTATE %s", err, stateMoved)
+	}
+
+	// A session-level value of domicile.probed skips no probe.
+	if _, err := app.Exec(ctx, `SET domicile.probed = 'ds/c'`); err != nil {
+		t.Fatal(err)
+	}
+	tx = begin()
+	fence("c")
+	if _, err := tx.Exec(ctx, `INSERT INTO t VALUES (5, 'c', 'x')`); pgCode(err) != "40001" {
+		t.Errorf("write after the fence, domicile.probed set at session level: %v, want SQLSTATE 40001", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

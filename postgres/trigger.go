@@ -146,9 +146,15 @@ func guardName(table string) string { return objectName(table, "_guard") }
 // a table of its own, which no guard reads, so that the probes of
 // SERIALIZABLE writers do not make false read/write conflicts with each
 // other's reads of domicile_owner. One probe per subject and transaction
-// is enough (domicile.probed remembers the last): from it on, the writer
-// holds the subject's lock, so no transition or capture of the subject
-// commits before the writer ends.
+// is enough (domicile.probed remembers the last, with the transaction's id,
+// so that a value left at session level cannot skip one): from it on, the
+// writer holds the subject's lock, which every transition, every capture
+// and every SetOwnership to a state that refuses writes takes, so none of
+// them commits before the writer ends (a registration as owned may, and
+// changes nothing for the writer). A
+// ROLLBACK TO SAVEPOINT undoes the lock and the setting together. The
+// probe writes only where the subject has no row in domicile_known yet,
+// and then costs a subtransaction (a transaction id) and a dead row.
 func refuseBody(schema string) string {
 	raise := func(code string, err error) string {
 		return `RAISE EXCEPTION USING ERRCODE = '` + code + `', MESSAGE = ` + quoteString(err.Error()) + `;`
@@ -176,14 +182,14 @@ BEGIN
           RETURN;
         END IF;
         IF current_setting('transaction_isolation') IN ('repeatable read', 'serializable')
-            AND current_setting('domicile.probed', true) IS DISTINCT FROM ds || '/' || subj THEN
+            AND current_setting('domicile.probed', true) IS DISTINCT FROM pg_current_xact_id()::text || ' ' || ds || '/' || subj THEN
           BEGIN
             INSERT INTO ` + quoteIdent(schema) + `.domicile_known (subject, dataset) VALUES (subj, ds) ON CONFLICT DO NOTHING;
             RAISE EXCEPTION USING ERRCODE = '` + stateProbe + `';
           EXCEPTION WHEN SQLSTATE '` + stateProbe + `' THEN
             NULL;
           END;
-          PERFORM set_config('domicile.probed', ds || '/' || subj, true);
+          PERFORM set_config('domicile.probed', pg_current_xact_id()::text || ' ' || ds || '/' || subj, true);
         END IF;
         RETURN;
       END IF;
@@ -371,6 +377,17 @@ func (s *Store) Install(ctx context.Context, datasets []*domicile.Dataset, opts 
 		if _, err := tx.Exec(ctx, `UPDATE domicile_owner AS o SET capture = true
 			WHERE (o.subject, o.dataset) IN (SELECT subject, dataset FROM domicile_capture) AND NOT o.capture`); err != nil {
 			return err
+		}
+		// Once accepted, for good (everAcceptedUnknown), including by an
+		// installation older than the setting.
+		was, err := setting(ctx, tx, "accept_unknown")
+		if err != nil {
+			return err
+		}
+		if accept == "1" || was == "1" {
+			if err := setSetting(ctx, tx, "accepted_unknown", "1"); err != nil {
+				return err
+			}
 		}
 		if err := setSetting(ctx, tx, "accept_unknown", accept); err != nil {
 			return err
