@@ -236,34 +236,22 @@ LANGUAGE plpgsql SECURITY DEFINER AS $domicile$` + captureBody(schema, ds.Name, 
 
 // checkCapture adds the problems of the capture of a dataset table: its
 // functions missing or out of date, or an older installation's capture
-// triggers left.
-func checkCapture(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, add func(string, ...any)) error {
-	var left []string
+// triggers left. decl is the table as declared here.
+func checkCapture(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.Dataset, t *domicile.Table, decl *pgTable, add func(string, ...any)) error {
 	rows, err := tx.Query(ctx, `SELECT tgname::text FROM pg_trigger WHERE tgrelid = to_regclass($1) AND NOT tgisinternal AND tgname = ANY($2::text[])
 		ORDER BY tgname`, quoteIdent(t.Name), oldCaptureNames(t.Name))
 	if err != nil {
 		return err
 	}
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			rows.Close()
-			return err
-		}
-		left = append(left, name)
-	}
-	if err := rows.Err(); err != nil {
+	left, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
 		return err
 	}
 	for _, name := range left {
 		add("capture trigger %s on %s is left from an older installation", name, t.Name)
 	}
-	if t.Via != nil {
+	if t.Via != nil || len(decl.pk) == 0 {
 		return nil
-	}
-	decl, err := readTable(ctx, tx, t.Name)
-	if err != nil || len(decl.pk) == 0 {
-		return err
 	}
 	if msg, err := checkFunction(ctx, tx, "capture record function of "+t.Name, recordSignature(schema, t.Name), recordBody(schema, ds.Name, t, decl)); err != nil {
 		return err

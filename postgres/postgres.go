@@ -80,20 +80,6 @@ var refusalStates = map[string]error{
 	stateUnknown:  domicile.ErrUnknown,
 }
 
-// refusalOf returns the sentinel a guard raises for a subject in state st,
-// nil for owned.
-func refusalOf(st domicile.OwnerState) error {
-	switch st {
-	case domicile.Fenced:
-		return domicile.ErrFenced
-	case domicile.Incoming:
-		return domicile.ErrIncoming
-	case domicile.Moved:
-		return domicile.ErrMoved
-	}
-	return nil
-}
-
 // pgCode returns the SQLSTATE of a server error, or "".
 func pgCode(err error) string {
 	if e, ok := errors.AsType[*pgconn.PgError](err); ok {

@@ -562,34 +562,58 @@ func (s *Store) datasetOf(ctx context.Context, q querier, table string) (string,
 
 func tableKey(table string) string { return "table:" + table + ":dataset" }
 
+// standing returns nil if the store may serve a write of subject's rows in
+// dataset (with read, a read, which a fence does not stop), as its
+// ownership row says now, and otherwise the refusal, as refused gives it:
+// the store owns the subject, or accepts unknown subjects and has no row
+// for it.
+func (s *Store) standing(ctx context.Context, q querier, dataset, subject string, read bool) error {
+	var state, region *string
+	var epoch *int64
+	var accept bool
+	err := q.QueryRow(ctx, `SELECT o.state, o.region, o.epoch, `+acceptsUnknown+`
+		FROM (SELECT) AS one LEFT JOIN domicile_owner AS o ON o.subject = $1 AND o.dataset = $2`,
+		subject, dataset).Scan(&state, &region, &epoch, &accept)
+	switch {
+	case err != nil:
+		return err
+	case state == nil && accept:
+		return nil
+	case state == nil:
+		return s.refused(ctx, domicile.ErrUnknown, "", subject)
+	}
+	switch domicile.OwnerState(*state) {
+	case domicile.Owned:
+		return nil
+	case domicile.Fenced:
+		if read {
+			return nil
+		}
+		return s.refused(ctx, domicile.ErrFenced, "", subject)
+	case domicile.Incoming:
+		return s.refused(ctx, domicile.ErrIncoming, "", subject)
+	case domicile.Moved:
+		return &domicile.Error{Code: domicile.CodeMoved, Message: "subject has moved to region " + *region,
+			Region: *region, Epoch: *epoch, Err: domicile.ErrMoved}
+	}
+	return fmt.Errorf("ownership of %s in %s: unknown state %q", subject, dataset, *state)
+}
+
+// acceptsUnknown is the condition that the store accepts unknown subjects.
+const acceptsUnknown = `EXISTS (SELECT 1 FROM domicile_settings WHERE key = 'accept_unknown' AND value = '1')`
+
 // refusedSubject returns the refusal of a write of subject's rows in table
-// that the guard would make now, as refused gives it, or nil if the guard
-// would let it through or the state cannot be read.
+// that the guard would make now (standing), or nil if the guard would let
+// it through or the state cannot be read.
 func (s *Store) refusedSubject(ctx context.Context, table, subject string) error {
 	ds, err := s.datasetOf(ctx, s.pool, table)
 	if err != nil {
 		return nil
 	}
-	var state *string
-	var accept bool
-	err = s.pool.QueryRow(ctx, `SELECT (SELECT state FROM domicile_owner WHERE subject = $1 AND dataset = $2),
-		EXISTS (SELECT 1 FROM domicile_settings WHERE key = 'accept_unknown' AND value = '1')`, subject, ds).Scan(&state, &accept)
-	if err != nil {
-		return nil
+	if e, ok := errors.AsType[*domicile.Error](s.standing(ctx, s.pool, ds, subject, false)); ok {
+		return e
 	}
-	var r error
-	switch {
-	case state == nil && !accept:
-		r = domicile.ErrUnknown
-	case state == nil:
-		return nil
-	default:
-		r = refusalOf(domicile.OwnerState(*state))
-	}
-	if r == nil {
-		return nil
-	}
-	return s.refused(ctx, r, ds, subject)
+	return nil
 }
 
 // refused returns the *Error for a trigger's refusal r of subject's write to
@@ -619,7 +643,7 @@ func (s *Store) refused(ctx context.Context, r error, dataset, subject string) e
 // that breaks a constraint is refused by the database before the guard
 // (an AFTER trigger) sees it, so a subject this store does not hold would
 // otherwise read as the constraint's conflict: such an error is mapped to
-// the subject's refusal when there is one (see standing).
+// the subject's refusal when there is one (see refusedSubject).
 func (s *Store) writeErr(ctx context.Context, err error, table, subject string) error {
 	if r := refusal(err); r != nil {
 		ds, _ := s.datasetOf(ctx, s.pool, table)

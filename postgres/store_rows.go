@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -136,7 +135,7 @@ func (s *Store) FindRows(ctx context.Context, t *domicile.Table, subject string,
 		if err != nil {
 			return err
 		}
-		if err := s.checkRead(ctx, tx, ds, subject); err != nil {
+		if err := s.standing(ctx, tx, ds, subject, true); err != nil {
 			return err
 		}
 		out, err = queryRows(ctx, tx, query, args, nil)
@@ -232,39 +231,6 @@ func scanRows(rows pgx.Rows, out [][]any) ([][]any, error) {
 		out = append(out, row)
 	}
 	return out, rows.Err()
-}
-
-// checkRead returns nil if the store may serve reads of subject in dataset:
-// it owns the subject, or holds it fenced (reads continue during a fence),
-// or accepts unknown subjects and has no row for it.
-func (s *Store) checkRead(ctx context.Context, tx pgx.Tx, dataset, subject string) error {
-	var o domicile.Ownership
-	err := tx.QueryRow(ctx, `SELECT state, region, epoch FROM domicile_owner WHERE subject = $1 AND dataset = $2`,
-		subject, dataset).Scan(&o.State, &o.Region, &o.Epoch)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		var accept bool
-		err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM domicile_settings WHERE key = 'accept_unknown' AND value = '1')`).Scan(&accept)
-		if err != nil {
-			return err
-		}
-		if accept {
-			return nil
-		}
-		return s.refused(ctx, domicile.ErrUnknown, "", subject)
-	case err != nil:
-		return err
-	}
-	switch o.State {
-	case domicile.Owned, domicile.Fenced:
-		return nil
-	case domicile.Incoming:
-		return s.refused(ctx, domicile.ErrIncoming, "", subject)
-	case domicile.Moved:
-		return &domicile.Error{Code: domicile.CodeMoved, Message: "subject has moved to region " + o.Region,
-			Region: o.Region, Epoch: o.Epoch, Err: domicile.ErrMoved}
-	}
-	return fmt.Errorf("ownership of %s in %s: unknown state %q", subject, dataset, o.State)
 }
 
 // DeleteRow deletes a subject's row by its full primary key.

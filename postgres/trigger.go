@@ -162,6 +162,7 @@ func refuseBody(schema string) string {
 	return `
 DECLARE
   cur text;
+  probe text;
 BEGIN
   CASE st
     WHEN 'owned' THEN RETURN;
@@ -181,15 +182,16 @@ BEGIN
           PERFORM ` + quoteIdent(schema) + `.domicile_refuse(cur, ds, subj);
           RETURN;
         END IF;
+        probe := pg_current_xact_id()::text || ' ' || ds || '/' || subj;
         IF current_setting('transaction_isolation') IN ('repeatable read', 'serializable')
-            AND current_setting('domicile.probed', true) IS DISTINCT FROM pg_current_xact_id()::text || ' ' || ds || '/' || subj THEN
+            AND current_setting('domicile.probed', true) IS DISTINCT FROM probe THEN
           BEGIN
             INSERT INTO ` + quoteIdent(schema) + `.domicile_known (subject, dataset) VALUES (subj, ds) ON CONFLICT DO NOTHING;
             RAISE EXCEPTION USING ERRCODE = '` + stateProbe + `';
           EXCEPTION WHEN SQLSTATE '` + stateProbe + `' THEN
             NULL;
           END;
-          PERFORM set_config('domicile.probed', pg_current_xact_id()::text || ' ' || ds || '/' || subj, true);
+          PERFORM set_config('domicile.probed', probe, true);
         END IF;
         RETURN;
       END IF;
@@ -811,7 +813,7 @@ func tableProblems(ctx context.Context, tx pgx.Tx, schema string, ds *domicile.D
 	if err := checkTriggers(ctx, tx, t.Name, fn, add); err != nil {
 		return nil, err
 	}
-	if err := checkCapture(ctx, tx, schema, ds, t, add); err != nil {
+	if err := checkCapture(ctx, tx, schema, ds, t, have, add); err != nil {
 		return nil, err
 	}
 	if t.Via != nil {
