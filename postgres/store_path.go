@@ -117,12 +117,19 @@ func pathGuardBody(schema, dataset string, t *domicile.Table) string {
 	col := quoteIdent(hops[0].Column)
 	check := func(row string) string {
 		none := `IF NOT reached THEN PERFORM ` + refuse + `(NULL, NULL, NULL); END IF;`
-		if t.Via.Reverses() && row == "NEW" {
+		switch {
+		case t.Via.Reverses() && row == "NEW":
 			// A new row no one points to belongs to no one yet; an old
 			// one may not be changed (see the SQLite store's
 			// pathTriggerSQL): under REPEATABLE READ this writer may not
 			// see a pointer to it made after its snapshot.
 			none = `-- a new row no one points to belongs to no one yet`
+		case !hops[0].Reverse && row == "OLD":
+			// An old row whose parent is gone, where a foreign key keeps
+			// every row's parent: this transaction deleted the parent, and
+			// the parent's guard checked that (an ON DELETE CASCADE, or a
+			// deferred key). See parentGone.
+			none = `IF NOT reached AND NOT ` + parentGone(schema, t, row) + ` THEN PERFORM ` + refuse + `(NULL, NULL, NULL); END IF;`
 		}
 		return `reached := false;
     FOR subj IN SELECT DISTINCT ` + subj + `::text FROM ` + from.String() + `
@@ -148,6 +155,31 @@ BEGIN
   RETURN NULL;
 END
 `
+}
+
+// parentGone is the guard's condition that the row (OLD) of path table t
+// is on its way out with its parent: its path's first column is set, the
+// parent row it names is not there, and a validated foreign key of that
+// column to the parent's keeps every row's parent. A row whose parent is
+// not there then lost it in this transaction, which deleted the parent
+// (the parent's guard checked that deletion) and now deletes or changes
+// the row: an ON DELETE CASCADE, or a deferred key. Another transaction
+// cannot have deleted the parent: the key makes that wait for this one,
+// which holds the row. An orphan the key does not cover (no key, or one
+// NOT VALID) is refused as before. The catalogue is read only when no
+// subject was reached, off the path of ordinary writes.
+func parentGone(schema string, t *domicile.Table, row string) string {
+	h := t.Via.Hops[0]
+	parent := quoteIdent(schema) + "." + quoteIdent(h.Table)
+	col := row + "." + quoteIdent(h.Column)
+	return `(` + col + ` IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM ` + parent + ` AS p WHERE p.` + quoteIdent(h.Match) + ` = ` + col + `)
+      AND EXISTS (SELECT 1 FROM pg_catalog.pg_constraint AS c
+        JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+        JOIN pg_catalog.pg_attribute AS b ON b.attrelid = c.confrelid AND b.attnum = c.confkey[1]
+        WHERE c.conrelid = TG_RELID AND c.contype = 'f' AND c.convalidated AND cardinality(c.conkey) = 1
+          AND c.confrelid = ` + quoteString(parent) + `::regclass
+          AND a.attname = ` + quoteString(h.Column) + ` AND b.attname = ` + quoteString(h.Match) + `))`
 }
 
 // tableGuardBody is the body of t's trigger function.

@@ -84,7 +84,12 @@ func pathJoin(t *domicile.Table) (from, subject string) {
 // them decides, an unknown subject as for a subject column. A row that
 // reaches no subject is refused as unknown, except as the new row of a path
 // with a reverse hop (see pathTriggerSQL).
-func pathCheck(dataset string, t *domicile.Table, row string, unknown string) string {
+//
+// With keyed (see parentKeys), an old row whose parent is gone is accepted:
+// a foreign key keeps every row's parent, so this transaction deleted the
+// parent, which the parent's trigger checked, and now deletes or changes
+// the row (an ON DELETE CASCADE, or a deferred key).
+func pathCheck(dataset string, t *domicile.Table, row string, unknown string, keyed bool) string {
 	hops := t.Via.Hops
 	var from strings.Builder
 	from.WriteString(quoteIdent(hops[0].Table) + " AS " + hopAlias(1))
@@ -95,8 +100,13 @@ func pathCheck(dataset string, t *domicile.Table, row string, unknown string) st
 	}
 	subj := hopAlias(len(hops)) + "." + quoteIdent(t.Via.Subject)
 	none := unknown
-	if t.Via.Reverses() && row == "NEW" {
+	switch {
+	case t.Via.Reverses() && row == "NEW":
 		none = "NULL" // no one points to it yet: see pathTriggerSQL
+	case keyed && row == "OLD":
+		c := row + "." + quoteIdent(hops[0].Column)
+		none = `CASE WHEN ` + c + ` IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ` + quoteIdent(hops[0].Table) + ` WHERE ` +
+			quoteIdent(hops[0].Match) + ` = ` + c + `) THEN NULL ELSE ` + unknown + ` END`
 	}
 	return `SELECT CASE (SELECT coalesce((SELECT state FROM domicile_owner WHERE subject = CAST(` + subj + ` AS TEXT) AND dataset = ` + quoteString(dataset) + `), '') AS st
       FROM ` + from.String() + `
@@ -129,7 +139,7 @@ func unknownCheck() string {
 // store accepts unknown subjects). On PostgreSQL a writer under REPEATABLE
 // READ may not see a pointer made after its snapshot, to a subject fenced
 // since: it must not take the row for no one's.
-func pathTriggerSQL(dataset string, t *domicile.Table) [3]string {
+func pathTriggerSQL(dataset string, t *domicile.Table, keyed bool) [3]string {
 	names := triggerNames(t.Name)
 	head := func(i int, event string) string {
 		return `CREATE TRIGGER ` + quoteIdent(names[i]) + ` BEFORE ` + event + ` ON ` + quoteIdent(t.Name) + `
@@ -139,14 +149,43 @@ BEGIN
 	}
 	col := quoteIdent(t.Via.Hops[0].Column)
 	return [3]string{
-		head(0, "INSERT") + pathCheck(dataset, t, "NEW", unknownCheck()) + `;
+		head(0, "INSERT") + pathCheck(dataset, t, "NEW", unknownCheck(), keyed) + `;
 END`,
-		head(1, "UPDATE") + pathCheck(dataset, t, "OLD", unknownCheck()) + `;
-  ` + pathCheck(dataset, t, "NEW", unknownCheck()) + ` WHERE NEW.` + col + ` IS NOT OLD.` + col + `;
+		head(1, "UPDATE") + pathCheck(dataset, t, "OLD", unknownCheck(), keyed) + `;
+  ` + pathCheck(dataset, t, "NEW", unknownCheck(), keyed) + ` WHERE NEW.` + col + ` IS NOT OLD.` + col + `;
 END`,
-		head(2, "DELETE") + pathCheck(dataset, t, "OLD", unknownCheck()) + `;
+		head(2, "DELETE") + pathCheck(dataset, t, "OLD", unknownCheck(), keyed) + `;
 END`,
 	}
+}
+
+// parentKeys returns the path tables of datasets whose path's first hop
+// is held by a foreign key: of the table's hop column to the hop table's
+// match column (named, or its one-column primary key), a key of that column
+// alone. Their triggers accept an old row whose parent is gone (pathCheck).
+// SQLite changes a table's keys only by making the table again, which drops
+// its triggers: Install then makes them as the new keys have it.
+func parentKeys(ctx context.Context, q querierCtx, datasets []*domicile.Dataset) (map[string]bool, error) {
+	keys := make(map[string]bool)
+	for _, ds := range datasets {
+		for _, t := range ds.Tables {
+			if t.Via == nil || t.Via.Hops[0].Reverse {
+				continue
+			}
+			h := t.Via.Hops[0]
+			var n int
+			err := q.QueryRowContext(ctx, `SELECT count(*) FROM pragma_foreign_key_list(?) AS k
+				WHERE k."table" = ? COLLATE NOCASE AND k."from" = ? COLLATE NOCASE
+				AND coalesce(k."to", (SELECT max(name) FROM pragma_table_info(?) WHERE pk > 0 HAVING count(*) = 1)) = ? COLLATE NOCASE
+				AND (SELECT count(*) FROM pragma_foreign_key_list(?) AS o WHERE o.id = k.id) = 1`,
+				t.Name, h.Table, h.Column, h.Table, h.Match, t.Name).Scan(&n)
+			if err != nil {
+				return nil, fmt.Errorf("foreign keys of %s: %w", t.Name, err)
+			}
+			keys[t.Name] = n > 0
+		}
+	}
+	return keys, nil
 }
 
 // checkPath returns an error unless the columns t's path joins exist: the

@@ -48,9 +48,9 @@ func triggerNames(table string) [3]string {
 // triggerSQL returns the CREATE TRIGGER statements of table t of dataset,
 // in the order of triggerNames: those of pathTriggerSQL for a table with a
 // path, otherwise those of subjectTriggerSQL.
-func triggerSQL(dataset string, t *domicile.Table) [3]string {
+func triggerSQL(dataset string, t *domicile.Table, keys map[string]bool) [3]string {
 	if t.Via != nil {
-		return pathTriggerSQL(dataset, t)
+		return pathTriggerSQL(dataset, t, keys[t.Name])
 	}
 	return subjectTriggerSQL(dataset, t.Name, t.SubjectColumn)
 }
@@ -95,12 +95,12 @@ END`,
 
 // installDigest is the version of an installation of datasets: a digest of
 // its trigger SQL.
-func installDigest(datasets []*domicile.Dataset) string {
+func installDigest(datasets []*domicile.Dataset, keys map[string]bool) string {
 	h := sha256.New()
 	h.Write([]byte(installVersion + "\n"))
 	for _, ds := range datasets {
 		for _, t := range ds.Tables {
-			for _, q := range triggerSQL(ds.Name, t) {
+			for _, q := range triggerSQL(ds.Name, t, keys) {
 				h.Write([]byte(q))
 				h.Write([]byte{0})
 			}
@@ -147,14 +147,18 @@ func (s *Store) Install(ctx context.Context, datasets []*domicile.Dataset, opts 
 				}
 			}
 		}
+		keys, err := parentKeys(ctx, tx, datasets)
+		if err != nil {
+			return err
+		}
 		for _, ds := range datasets {
 			for _, t := range ds.Tables {
-				if err := installTable(ctx, tx, ds, t, opts); err != nil {
+				if err := installTable(ctx, tx, ds, t, keys, opts); err != nil {
 					return err
 				}
 			}
 		}
-		return setSetting(ctx, tx, "install_version", installDigest(datasets))
+		return setSetting(ctx, tx, "install_version", installDigest(datasets, keys))
 	})
 	if err != nil {
 		return fmt.Errorf("install in region %s: %w", s.region, err)
@@ -213,7 +217,7 @@ func ensureTable(ctx context.Context, tx *sql.Tx, ds *domicile.Dataset, t *domic
 	return createTable(ctx, tx, t.Name, tmpl, opts.TemplateIndexes[t.Name])
 }
 
-func installTable(ctx context.Context, tx *sql.Tx, ds *domicile.Dataset, t *domicile.Table, opts domicile.InstallOptions) error {
+func installTable(ctx context.Context, tx *sql.Tx, ds *domicile.Dataset, t *domicile.Table, keys map[string]bool, opts domicile.InstallOptions) error {
 	have, err := describeTable(ctx, tx, t.Name)
 	if domicile.ErrorCode(err) == domicile.CodeNotFound {
 		tmpl := opts.Templates[t.Name]
@@ -246,7 +250,7 @@ func installTable(ctx context.Context, tx *sql.Tx, ds *domicile.Dataset, t *domi
 			return err
 		}
 	}
-	for i, q := range triggerSQL(ds.Name, t) {
+	for i, q := range triggerSQL(ds.Name, t, keys) {
 		if _, err := tx.ExecContext(ctx, `DROP TRIGGER IF EXISTS `+quoteIdent(triggerNames(t.Name)[i])); err != nil {
 			return err
 		}
@@ -398,7 +402,11 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		if want := installDigest(datasets); version != want {
+		keys, err := parentKeys(ctx, tx, datasets)
+		if err != nil {
+			return err
+		}
+		if want := installDigest(datasets, keys); version != want {
 			add("installation is out of date (version %q, current %q)", version, want)
 		}
 		for _, ds := range datasets {
@@ -407,7 +415,7 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 					add("table %s of dataset %s is missing", t.Name, ds.Name)
 					continue
 				}
-				for i, want := range triggerSQL(ds.Name, t) {
+				for i, want := range triggerSQL(ds.Name, t, keys) {
 					name := triggerNames(t.Name)[i]
 					switch have, ok := objects["trigger:"+name]; {
 					case !ok:

@@ -48,8 +48,14 @@ type pathFixture struct {
 // a global table.
 func (h Harness) setupPaths(t *testing.T, region string, films bool, opts domicile.InstallOptions) *pathFixture {
 	t.Helper()
+	return h.setupPathTables(t, region, h.pathDDL(), films, opts)
+}
+
+// setupPathTables is setupPaths, creating the tables with ddl.
+func (h Harness) setupPathTables(t *testing.T, region string, ddl []string, films bool, opts domicile.InstallOptions) *pathFixture {
+	t.Helper()
 	s := h.open(t, region)
-	for _, q := range h.pathDDL() {
+	for _, q := range ddl {
 		if err := h.Exec(t, s, q); err != nil {
 			t.Fatalf("create tables: %s: %v", q, err)
 		}

@@ -210,6 +210,8 @@ func Run(t *testing.T, h Harness) {
 		{"PathRefusals", testPathRefusals},
 		{"PathCopyDigestPurge", testPathCopy},
 		{"PathRows", testPathRows},
+		{"PathCascade", testPathCascade},
+		{"PathOrphan", testPathOrphan},
 		{"ClearColumns", testClearColumns},
 		{"PathClearColumns", testPathClearColumns},
 	}
