@@ -1,14 +1,12 @@
 package domicile
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"hash"
 	"iter"
-	"math"
 	"slices"
 	"time"
 )
@@ -36,105 +34,83 @@ func (d SubjectDigest) Equal(o SubjectDigest) bool { return d.Sum == o.Sum }
 // through the batch's rows (see Path). Subjects with no rows still get a
 // digest (of nothing).
 func DigestBatch(ds *Dataset, subjects []string, b *Batch) (map[string]SubjectDigest, error) {
-	// Every row's encoded key and values go into one buffer; a row is its
-	// place there.
-	type keyed struct{ off, keyLen, rowLen int }
-	var buf []byte
-	index := make(map[string]int, len(subjects)) // subject → its slot below
-	for _, s := range subjects {
-		if _, ok := index[s]; !ok {
-			index[s] = len(index)
-		}
-	}
-	perSubject := make([][][]keyed, len(index))
-	sizes := make([]int64, len(index))
-	for i := range perSubject {
-		perSubject[i] = make([][]keyed, len(ds.Tables))
-	}
 	byName := make(map[string]*TableRows, len(b.Tables))
+	of := make(map[string][]*TableRows, len(b.Tables))
 	for i := range b.Tables {
-		byName[b.Tables[i].Table] = &b.Tables[i]
-	}
-	for _, tr := range b.Tables {
-		ti := slices.IndexFunc(ds.Tables, func(t *Table) bool { return t.Name == tr.Table })
-		if ti < 0 {
+		tr := &b.Tables[i]
+		if ds.Table(tr.Table) == nil {
 			return nil, fmt.Errorf("digest: table %q is not in dataset %q", tr.Table, ds.Name)
 		}
-		t := ds.Tables[ti]
-		order, err := columnOrder(t, tr.Columns)
-		if err != nil {
-			return nil, err
-		}
-		subj := -1
-		var reached []string // the subjects of a path table's rows
-		if t.Via != nil {
-			if reached, err = batchSubjects(t, tr, byName); err != nil {
+		byName[tr.Table] = tr
+		of[tr.Table] = append(of[tr.Table], tr)
+	}
+	d := NewDigester(subjects, len(ds.Tables))
+	defer d.Release()
+	for ti, t := range ds.Tables {
+		d.BeginTable()
+		for _, tr := range of[t.Name] {
+			if err := digestRows(d, t, tr, byName); err != nil {
 				return nil, err
 			}
-		} else if subj = slices.Index(tr.Columns, t.SubjectColumn); subj < 0 {
-			return nil, fmt.Errorf("digest: batch of %s lacks subject column %q", t.Name, t.SubjectColumn)
 		}
-		pk := make([]int, len(t.PrimaryKey))
-		for i, c := range t.PrimaryKey {
-			if pk[i] = slices.Index(tr.Columns, c); pk[i] < 0 {
-				return nil, fmt.Errorf("digest: batch of %s lacks key column %q", t.Name, c)
-			}
+		d.FinishTable(ti, t.Name)
+	}
+	return d.Digests(ds.Tables), nil
+}
+
+// digestRows gives d the rows of tr, a batch's rows of t.
+func digestRows(d *Digester, t *Table, tr *TableRows, byName map[string]*TableRows) error {
+	order, err := columnOrder(t, tr.Columns)
+	if err != nil {
+		return err
+	}
+	subj := -1
+	var reached []string // the subjects of a path table's rows
+	if t.Via != nil {
+		if reached, err = batchSubjects(t, *tr, byName); err != nil {
+			return err
 		}
-		for r, row := range tr.Rows {
-			var s string
-			if reached != nil {
-				if s = reached[r]; s == "" {
-					return nil, fmt.Errorf("digest: a row of %s reaches no subject of the batch through its path", t.Name)
-				}
-			} else if s, err = SubjectKey(row[subj]); err != nil {
-				return nil, fmt.Errorf("digest: %s: %w", t.Name, err)
-			}
-			si, ok := index[s]
-			if !ok {
-				continue // a row of a subject outside the batch
-			}
-			e := keyed{off: len(buf)}
-			for _, i := range pk {
-				if buf, err = AppendValue(buf, row[i]); err != nil {
-					return nil, fmt.Errorf("digest: %s.%s: %w", t.Name, tr.Columns[i], err)
-				}
-			}
-			e.keyLen = len(buf) - e.off
-			for _, i := range order {
-				if buf, err = AppendValue(buf, row[i]); err != nil {
-					return nil, fmt.Errorf("digest: %s.%s: %w", t.Name, tr.Columns[i], err)
-				}
-			}
-			e.rowLen = len(buf) - e.off - e.keyLen
-			perSubject[si][ti] = append(perSubject[si][ti], e)
-			var size int64
-			for _, v := range row {
-				size += ValueSize(v)
-			}
-			sizes[si] += size
+	} else if subj = slices.Index(tr.Columns, t.SubjectColumn); subj < 0 {
+		return fmt.Errorf("digest: batch of %s lacks subject column %q", t.Name, t.SubjectColumn)
+	}
+	pk := make([]int, len(t.PrimaryKey))
+	for i, c := range t.PrimaryKey {
+		if pk[i] = slices.Index(tr.Columns, c); pk[i] < 0 {
+			return fmt.Errorf("digest: batch of %s lacks key column %q", t.Name, c)
 		}
 	}
-	key := func(e keyed) []byte { return buf[e.off : e.off+e.keyLen] }
-	out := make(map[string]SubjectDigest, len(index))
-	h := sha256.New()
-	sums := make([][sha256.Size]byte, len(ds.Tables))
-	counts := make([]int64, len(ds.Tables))
-	for s, si := range index {
-		for ti, rows := range perSubject[si] {
-			slices.SortFunc(rows, func(a, b keyed) int { return bytes.Compare(key(a), key(b)) })
-			sums[ti] = TableSum(h, ds.Tables[ti].Name, len(rows), func(yield func([]byte) bool) {
-				for _, r := range rows {
-					start := r.off + r.keyLen
-					if !yield(buf[start : start+r.rowLen]) {
-						return
-					}
-				}
-			})
-			counts[ti] = int64(len(rows))
+	for r, row := range tr.Rows {
+		var s string
+		if reached != nil {
+			if s = reached[r]; s == "" {
+				return fmt.Errorf("digest: a row of %s reaches no subject of the batch through its path", t.Name)
+			}
+		} else if s, err = SubjectKey(row[subj]); err != nil {
+			return fmt.Errorf("digest: %s: %w", t.Name, err)
 		}
-		out[s] = NewSubjectDigest(h, ds.Tables, sums, counts, sizes[si])
+		si, ok := d.Subject(s)
+		if !ok {
+			continue // a row of a subject outside the batch
+		}
+		buf := d.Row()
+		for _, i := range pk {
+			if buf, err = AppendValue(buf, row[i]); err != nil {
+				return fmt.Errorf("digest: %s.%s: %w", t.Name, tr.Columns[i], err)
+			}
+		}
+		d.Key(buf)
+		for _, i := range order {
+			if buf, err = AppendValue(buf, row[i]); err != nil {
+				return fmt.Errorf("digest: %s.%s: %w", t.Name, tr.Columns[i], err)
+			}
+		}
+		var size int64
+		for _, v := range row {
+			size += ValueSize(v)
+		}
+		d.EndRow(si, buf, size)
 	}
-	return out, nil
+	return nil
 }
 
 // TableSum is the digest of one subject's rows of one table, as
@@ -223,40 +199,30 @@ const (
 func AppendValue(buf []byte, v any) ([]byte, error) {
 	switch v := v.(type) {
 	case nil:
-		return append(buf, tagNull), nil
+		return AppendNull(buf), nil
 	case int64:
-		return binary.BigEndian.AppendUint64(append(buf, tagInt), uint64(v)^signFlip), nil
+		return AppendInt(buf, v), nil
 	case int:
-		return AppendValue(buf, int64(v))
+		return AppendInt(buf, int64(v)), nil
 	case int32:
-		return AppendValue(buf, int64(v))
+		return AppendInt(buf, int64(v)), nil
 	case int16:
-		return AppendValue(buf, int64(v))
+		return AppendInt(buf, int64(v)), nil
 	case int8:
-		return AppendValue(buf, int64(v))
+		return AppendInt(buf, int64(v)), nil
 	case uint32:
-		return AppendValue(buf, int64(v))
+		return AppendInt(buf, int64(v)), nil
 	case float64:
-		bits := math.Float64bits(v)
-		if bits&floatSign != 0 {
-			bits = ^bits
-		} else {
-			bits |= floatSign
-		}
-		return binary.BigEndian.AppendUint64(append(buf, tagFloat), bits), nil
+		return AppendFloat(buf, v), nil
 	case float32:
-		return AppendValue(buf, float64(v))
+		return AppendFloat(buf, float64(v)), nil
 	case string:
 		buf = binary.AppendUvarint(append(buf, tagText), uint64(len(v)))
 		return append(buf, v...), nil
 	case []byte:
-		buf = binary.AppendUvarint(append(buf, tagBlob), uint64(len(v)))
-		return append(buf, v...), nil
+		return AppendBlob(buf, v), nil
 	case bool:
-		if v {
-			return append(buf, tagBool, 1), nil
-		}
-		return append(buf, tagBool, 0), nil
+		return AppendBool(buf, v), nil
 	case time.Time:
 		return binary.BigEndian.AppendUint64(append(buf, tagTime), uint64(v.UTC().UnixNano())^signFlip), nil
 	}

@@ -181,3 +181,76 @@ func TestCopyBetweenEngines(t *testing.T) {
 func sortRows(rows [][]any) {
 	slices.SortFunc(rows, func(x, y []any) int { return strings.Compare(fmt.Sprint(x...), fmt.Sprint(y...)) })
 }
+
+// TestDigestFromBytes checks DigestSubjects, which encodes what the server
+// sends without decoding it, against domicile.DigestBatch over the rows
+// ReadSubjects decodes, on columns of many types (the binary format's
+// integers, floats, booleans, bytea and characters; types read in the text
+// format, and others pgx decodes), NULLs, and subjects in an integer
+// column.
+func TestDigestFromBytes(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTestStore(t, "us-east")
+	t.Cleanup(func() { s.Close() })
+	for _, q := range []string{
+		`CREATE TYPE mood AS ENUM ('sad', 'ok')`,
+		`CREATE TABLE wide (id bigint, k2 smallint, user_id text NOT NULL, i2 smallint, i4 integer, f4 real, f8 double precision,
+			ok boolean, b bytea, c char(5), v varchar(9), nm name, num numeric(12,3), u uuid, j jsonb, at timestamptz, d date,
+			iv interval, arr integer[], m mood, PRIMARY KEY (id, k2))`,
+		`CREATE TABLE byid (id integer PRIMARY KEY, owner bigint NOT NULL, note text)`,
+	} {
+		if _, err := s.Pool().Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds := &domicile.Dataset{Name: "ds"}
+	for _, name := range []string{"wide", "byid"} {
+		tb, err := s.DescribeTable(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb.SubjectColumn = map[string]string{"wide": "user_id", "byid": "owner"}[name]
+		ds.Tables = append(ds.Tables, tb)
+	}
+	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{AcceptUnknown: true}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Pool().Exec(ctx, `SELECT set_config('domicile.bypass', pg_current_xact_id()::text, true);
+		INSERT INTO wide VALUES
+		(1, -1, '7', 32767, -2147483648, 'NaN', '-Infinity', true, '\x00ff', 'ab', 'Zoë 🚀', 'n', 123456789.125,
+		 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"a": [1, 2]}', '2024-01-02 03:04:05.5+01', '2024-02-29', '1 day 2 hours',
+		 '{1,NULL,3}', 'ok'),
+		(1, 1, '7', -32768, 2147483647, -0.0, 1e308, false, '', '', '', '', -0.001, NULL, 'null', '1970-01-01 00:00:00+00',
+		 '0001-01-01', '-1 mon', '{}', 'sad'),
+		(2, 0, '-8', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+		(3, 0, '12', 0, 0, 1.5, 2.5e-300, true, '\x5c', 'x', 'tab	here', 'long name', 0, NULL, '[]', NULL, NULL, NULL, NULL, NULL);
+		INSERT INTO byid VALUES (1, 7, 'seven'), (2, 7, NULL), (3, -8, 'minus eight'), (4, 9000000000, '')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subjects := []string{"7", "-8", "12", "9000000000", "404"} // numbers: byid's subject column is one
+	b, err := s.ReadSubjects(ctx, ds, subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := domicile.DigestBatch(ds, subjects, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.DigestSubjects(ctx, ds, subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(subjects) {
+		t.Fatalf("%d digests for %d subjects", len(got), len(subjects))
+	}
+	for _, id := range subjects {
+		if !got[id].Equal(want[id]) || !reflect.DeepEqual(got[id].Rows, want[id].Rows) || got[id].Bytes != want[id].Bytes {
+			t.Errorf("subject %s: from bytes %s, rows %v, %d bytes; decoded %s, rows %v, %d bytes",
+				id, got[id], got[id].Rows, got[id].Bytes, want[id], want[id].Rows, want[id].Bytes)
+		}
+	}
+	if got["7"].Rows["byid"] != 2 || got["7"].Rows["wide"] != 2 || got["404"].Rows["wide"] != 0 {
+		t.Errorf("row counts: 7 %v, 404 %v", got["7"].Rows, got["404"].Rows)
+	}
+}
