@@ -85,10 +85,14 @@ func pathJoin(t *domicile.Table) (from, subject string) {
 // reaches no subject is refused as unknown, except as the new row of a path
 // with a reverse hop (see pathTriggerSQL).
 //
-// With keyed (see parentKeys), an old row whose parent is gone is accepted:
-// a foreign key keeps every row's parent, so this transaction deleted the
-// parent, which the parent's trigger checked, and now deletes or changes
-// the row (an ON DELETE CASCADE, or a deferred key).
+// With keyed (see parentKeys), an old row whose parent is gone is accepted
+// while the parent's deletion is under way: the parent's DELETE trigger,
+// having checked the deletion, marks it in domicile_deleting, and its
+// goneTriggerSQL trigger takes the mark away once the row and what its keys
+// do to other rows (an ON DELETE CASCADE) are done. A parent deleted
+// without its DELETE trigger (SQLite's REPLACE deletes the row a new one
+// conflicts with that way) or a row whose parent went earlier (deleted by
+// a connection with foreign_keys off) finds no mark and is refused.
 func pathCheck(dataset string, t *domicile.Table, row string, unknown string, keyed bool) string {
 	hops := t.Via.Hops
 	var from strings.Builder
@@ -106,7 +110,9 @@ func pathCheck(dataset string, t *domicile.Table, row string, unknown string, ke
 	case keyed && row == "OLD":
 		c := row + "." + quoteIdent(hops[0].Column)
 		none = `CASE WHEN ` + c + ` IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ` + quoteIdent(hops[0].Table) + ` WHERE ` +
-			quoteIdent(hops[0].Match) + ` = ` + c + `) THEN NULL ELSE ` + unknown + ` END`
+			quoteIdent(hops[0].Match) + ` = ` + c + `)
+      AND EXISTS (SELECT 1 FROM domicile_deleting WHERE tbl = ` + quoteString(hops[0].Table) + ` AND col = ` + quoteString(hops[0].Match) +
+			` AND k = ` + c + `) THEN NULL ELSE ` + unknown + ` END`
 	}
 	return `SELECT CASE (SELECT coalesce((SELECT state FROM domicile_owner WHERE subject = CAST(` + subj + ` AS TEXT) AND dataset = ` + quoteString(dataset) + `), '') AS st
       FROM ` + from.String() + `
@@ -139,7 +145,9 @@ func unknownCheck() string {
 // store accepts unknown subjects). On PostgreSQL a writer under REPEATABLE
 // READ may not see a pointer made after its snapshot, to a subject fenced
 // since: it must not take the row for no one's.
-func pathTriggerSQL(dataset string, t *domicile.Table, keyed bool) [3]string {
+//
+// onDelete is appended to the DELETE trigger (markDeleting).
+func pathTriggerSQL(dataset string, t *domicile.Table, keyed bool, onDelete string) [3]string {
 	names := triggerNames(t.Name)
 	head := func(i int, event string) string {
 		return `CREATE TRIGGER ` + quoteIdent(names[i]) + ` BEFORE ` + event + ` ON ` + quoteIdent(t.Name) + `
@@ -154,19 +162,32 @@ END`,
 		head(1, "UPDATE") + pathCheck(dataset, t, "OLD", unknownCheck(), keyed) + `;
   ` + pathCheck(dataset, t, "NEW", unknownCheck(), keyed) + ` WHERE NEW.` + col + ` IS NOT OLD.` + col + `;
 END`,
-		head(2, "DELETE") + pathCheck(dataset, t, "OLD", unknownCheck(), keyed) + `;
+		head(2, "DELETE") + pathCheck(dataset, t, "OLD", unknownCheck(), keyed) + `;` + onDelete + `
 END`,
 	}
 }
 
-// parentKeys returns the path tables of datasets whose path's first hop
-// is held by a foreign key: of the table's hop column to the hop table's
-// match column (named, or its one-column primary key), a key of that column
-// alone. Their triggers accept an old row whose parent is gone (pathCheck).
+// pathKeys is what the triggers of an installation take from its foreign
+// keys (parentKeys).
+type pathKeys struct {
+	// keyed holds the path tables whose path's first hop is held by a
+	// foreign key: their triggers accept an old row whose parent's deletion
+	// is under way (pathCheck).
+	keyed map[string]bool
+	// marks holds, by table, the columns that keyed tables' first hops
+	// match: the table's DELETE trigger marks its rows' values of them
+	// while they are deleted (markDeleting, goneTriggerSQL).
+	marks map[string][]string
+}
+
+// parentKeys returns the keys of datasets' path tables: those whose path's
+// first hop is held by a foreign key of the table's hop column to the hop
+// table's match column (named, or its one-column primary key), a key of
+// that column alone, and the columns their parents mark.
 // SQLite changes a table's keys only by making the table again, which drops
 // its triggers: Install then makes them as the new keys have it.
-func parentKeys(ctx context.Context, q querierCtx, datasets []*domicile.Dataset) (map[string]bool, error) {
-	keys := make(map[string]bool)
+func parentKeys(ctx context.Context, q querierCtx, datasets []*domicile.Dataset) (*pathKeys, error) {
+	keys := &pathKeys{keyed: make(map[string]bool), marks: make(map[string][]string)}
 	for _, ds := range datasets {
 		for _, t := range ds.Tables {
 			if t.Via == nil || t.Via.Hops[0].Reverse {
@@ -182,10 +203,48 @@ func parentKeys(ctx context.Context, q querierCtx, datasets []*domicile.Dataset)
 			if err != nil {
 				return nil, fmt.Errorf("foreign keys of %s: %w", t.Name, err)
 			}
-			keys[t.Name] = n > 0
+			if n > 0 {
+				keys.keyed[t.Name] = true
+				if !slices.Contains(keys.marks[h.Table], h.Match) {
+					keys.marks[h.Table] = append(keys.marks[h.Table], h.Match)
+				}
+			}
 		}
 	}
 	return keys, nil
+}
+
+// markDeleting is the statements a DELETE trigger of table ends with when
+// keyed tables' paths start at it: they mark the deleted row's values of
+// cols in domicile_deleting, after the trigger's check passed.
+func markDeleting(table string, cols []string) string {
+	var b strings.Builder
+	for _, c := range cols {
+		b.WriteString(`
+  INSERT INTO domicile_deleting (tbl, col, k) VALUES (` + quoteString(table) + `, ` + quoteString(c) + `, OLD.` + quoteIdent(c) + `);`)
+	}
+	return b.String()
+}
+
+// goneName is the name of the trigger that takes a deleted row's marks away.
+func goneName(table string) string { return "domicile_" + table + "_gone" }
+
+// goneTriggerSQL returns the trigger that takes away the marks of a row of
+// table (markDeleting) once it is deleted: SQLite runs a row's AFTER
+// DELETE triggers after its foreign keys' actions, so the marks last while
+// an ON DELETE CASCADE deletes the rows that point to it.
+func goneTriggerSQL(table string, cols []string) string {
+	var b strings.Builder
+	b.WriteString(`CREATE TRIGGER ` + quoteIdent(goneName(table)) + ` AFTER DELETE ON ` + quoteIdent(table) + `
+WHEN NOT EXISTS (SELECT 1 FROM domicile_bypass)
+BEGIN`)
+	for _, c := range cols {
+		b.WriteString(`
+  DELETE FROM domicile_deleting WHERE tbl = ` + quoteString(table) + ` AND col = ` + quoteString(c) + ` AND k = OLD.` + quoteIdent(c) + `;`)
+	}
+	b.WriteString(`
+END`)
+	return b.String()
 }
 
 // checkPath returns an error unless the columns t's path joins exist: the

@@ -63,7 +63,7 @@ func (h *harness) exec(t *testing.T, s domicile.Store, query string, args ...any
 }
 
 func (h *harness) Harness() storetest.Harness {
-	return storetest.Harness{Open: h.open, Exec: h.exec}
+	return storetest.Harness{Open: h.open, Exec: h.exec, Replace: true}
 }
 
 func TestStore(t *testing.T) {

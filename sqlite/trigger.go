@@ -34,6 +34,11 @@ CREATE TABLE IF NOT EXISTS domicile_settings (
 CREATE TABLE IF NOT EXISTS domicile_bypass (
 	id INTEGER PRIMARY KEY
 );
+CREATE TABLE IF NOT EXISTS domicile_deleting (
+	tbl TEXT NOT NULL,
+	col TEXT NOT NULL,
+	k
+);
 `
 
 // installVersion is bumped when the shape of the trigger SQL changes in a
@@ -48,21 +53,23 @@ func triggerNames(table string) [3]string {
 // triggerSQL returns the CREATE TRIGGER statements of table t of dataset,
 // in the order of triggerNames: those of pathTriggerSQL for a table with a
 // path, otherwise those of subjectTriggerSQL.
-func triggerSQL(dataset string, t *domicile.Table, keys map[string]bool) [3]string {
+func triggerSQL(dataset string, t *domicile.Table, keys *pathKeys) [3]string {
+	onDelete := markDeleting(t.Name, keys.marks[t.Name])
 	if t.Via != nil {
-		return pathTriggerSQL(dataset, t, keys[t.Name])
+		return pathTriggerSQL(dataset, t, keys.keyed[t.Name], onDelete)
 	}
-	return subjectTriggerSQL(dataset, t.Name, t.SubjectColumn)
+	return subjectTriggerSQL(dataset, t.Name, t.SubjectColumn, onDelete)
 }
 
 // subjectTriggerSQL returns the CREATE TRIGGER statements of a table of
-// dataset whose subject column is subj, in the order of triggerNames.
+// dataset whose subject column is subj, in the order of triggerNames;
+// onDelete is appended to the DELETE trigger (markDeleting).
 //
 // Each trigger looks the subject up once in domicile_owner and raises one of
 // the fixed messages of domicile's sentinels, never a message built from
 // values, in SQL that SQLite 3.40 reads. An UPDATE is checked against the
 // old subject and, if the subject column changes, the new one.
-func subjectTriggerSQL(dataset, table, subj string) [3]string {
+func subjectTriggerSQL(dataset, table, subj, onDelete string) [3]string {
 	check := func(row string) string {
 		ref := "CAST(" + row + "." + quoteIdent(subj) + " AS TEXT)"
 		return `SELECT CASE (SELECT state FROM domicile_owner WHERE subject = ` + ref + ` AND dataset = ` + quoteString(dataset) + `)
@@ -88,20 +95,24 @@ END`,
 		head(1, "UPDATE") + check("OLD") + `;
   ` + check("NEW") + ` WHERE NEW.` + col + ` IS NOT OLD.` + col + `;
 END`,
-		head(2, "DELETE") + check("OLD") + `;
+		head(2, "DELETE") + check("OLD") + `;` + onDelete + `
 END`,
 	}
 }
 
 // installDigest is the version of an installation of datasets: a digest of
 // its trigger SQL.
-func installDigest(datasets []*domicile.Dataset, keys map[string]bool) string {
+func installDigest(datasets []*domicile.Dataset, keys *pathKeys) string {
 	h := sha256.New()
 	h.Write([]byte(installVersion + "\n"))
 	for _, ds := range datasets {
 		for _, t := range ds.Tables {
 			for _, q := range triggerSQL(ds.Name, t, keys) {
 				h.Write([]byte(q))
+				h.Write([]byte{0})
+			}
+			if cols := keys.marks[t.Name]; len(cols) > 0 {
+				h.Write([]byte(goneTriggerSQL(t.Name, cols)))
 				h.Write([]byte{0})
 			}
 		}
@@ -127,7 +138,7 @@ func (s *Store) Install(ctx context.Context, datasets []*domicile.Dataset, opts 
 		}
 		// No committed bypass row can exist; clear one anyway, as it would
 		// open every table to every writer.
-		if _, err := tx.ExecContext(ctx, `DELETE FROM domicile_bypass`); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM domicile_bypass; DELETE FROM domicile_deleting`); err != nil {
 			return err
 		}
 		if err := setSetting(ctx, tx, "accept_unknown", accept); err != nil {
@@ -217,7 +228,7 @@ func ensureTable(ctx context.Context, tx *sql.Tx, ds *domicile.Dataset, t *domic
 	return createTable(ctx, tx, t.Name, tmpl, opts.TemplateIndexes[t.Name])
 }
 
-func installTable(ctx context.Context, tx *sql.Tx, ds *domicile.Dataset, t *domicile.Table, keys map[string]bool, opts domicile.InstallOptions) error {
+func installTable(ctx context.Context, tx *sql.Tx, ds *domicile.Dataset, t *domicile.Table, keys *pathKeys, opts domicile.InstallOptions) error {
 	have, err := describeTable(ctx, tx, t.Name)
 	if domicile.ErrorCode(err) == domicile.CodeNotFound {
 		tmpl := opts.Templates[t.Name]
@@ -255,6 +266,14 @@ func installTable(ctx context.Context, tx *sql.Tx, ds *domicile.Dataset, t *domi
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("create trigger on %s: %w", t.Name, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DROP TRIGGER IF EXISTS `+quoteIdent(goneName(t.Name))); err != nil {
+		return err
+	}
+	if cols := keys.marks[t.Name]; len(cols) > 0 {
+		if _, err := tx.ExecContext(ctx, goneTriggerSQL(t.Name, cols)); err != nil {
 			return fmt.Errorf("create trigger on %s: %w", t.Name, err)
 		}
 	}
@@ -381,7 +400,7 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 			return err
 		}
 		var missing bool
-		for _, name := range []string{"domicile_owner", "domicile_settings", "domicile_bypass", "domicile_capture", "domicile_changes"} {
+		for _, name := range []string{"domicile_owner", "domicile_settings", "domicile_bypass", "domicile_deleting", "domicile_capture", "domicile_changes"} {
 			if _, ok := objects["table:"+name]; !ok {
 				add("table %s is missing", name)
 				missing = true
@@ -423,6 +442,15 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 					case have != want:
 						add("trigger %s on %s is out of date", name, t.Name)
 					}
+				}
+				gone, hasGone := objects["trigger:"+goneName(t.Name)]
+				switch cols := keys.marks[t.Name]; {
+				case len(cols) > 0 && !hasGone:
+					add("trigger %s on %s is missing", goneName(t.Name), t.Name)
+				case len(cols) > 0 && gone != goneTriggerSQL(t.Name, cols):
+					add("trigger %s on %s is out of date", goneName(t.Name), t.Name)
+				case len(cols) == 0 && hasGone:
+					add("trigger %s on %s is left over", goneName(t.Name), t.Name)
 				}
 				if err := checkCapture(ctx, tx, objects, ds, t, add); err != nil {
 					return err

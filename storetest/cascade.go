@@ -84,6 +84,44 @@ func testPathOrphan(t *testing.T, h Harness) {
 	}
 }
 
+// testPathReplace: SQLite's REPLACE deletes the row a new one conflicts
+// with without that row's DELETE trigger, so nothing checked the parent's
+// deletion, and its rows must not go by its keys' ON DELETE CASCADE: each
+// such REPLACE that would take a fenced subject's rows with it is refused,
+// and leaves them.
+func testPathReplace(t *testing.T, h Harness) {
+	if !h.Replace {
+		t.Skip("the engine has no REPLACE conflict resolution: its upserts update the row, which the UPDATE trigger checks")
+	}
+	ctx := context.Background()
+	for _, c := range []struct{ name, before, q string }{
+		{"insert or replace a rental", "", `INSERT OR REPLACE INTO rental (rental_id, customer_id, film_id) VALUES (20, 1, 1)`},
+		{"update or replace a rental", `INSERT INTO rental (rental_id, customer_id, film_id) VALUES (12, 1, 1)`,
+			`UPDATE OR REPLACE rental SET rental_id = 20 WHERE rental_id = 12`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := h.setupPathTables(t, regionA, h.pathDDLCascade(), true, domicile.InstallOptions{})
+			f.owners(t)
+			subjects := []string{owned, fenced}
+			if err := f.s.WriteSubjects(ctx, f.ds, subjects, pathSample(subjects, 1)); err != nil {
+				t.Fatalf("seed: %v", err)
+			}
+			if c.before != "" {
+				if err := h.Exec(t, f.s, c.before); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Rental 20 is the fenced subject's, with payment 200.
+			if err := h.Exec(t, f.s, c.q); err == nil {
+				t.Fatalf("%s: accepted; want a refusal", c.q)
+			}
+			if got := rowsOf(t, f.s, f.ds, fenced); got["rental"] != 2 || got["payment"] != 2 {
+				t.Fatalf("the fenced subject's rows after a refused REPLACE: %v", got)
+			}
+		})
+	}
+}
+
 // refusalOf is the refusal of a write of the refusal tests' subjects.
 func refusalOf(subject string) error {
 	switch subject {

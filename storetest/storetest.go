@@ -42,6 +42,11 @@ type Harness struct {
 	// DropTrigger returns the SQL that drops one of domicile's triggers on
 	// table. Nil: DROP TRIGGER "domicile_<table>_ins", as on SQLite.
 	DropTrigger func(table string) string
+
+	// Replace is set for an engine with SQLite's REPLACE conflict
+	// resolution (INSERT OR REPLACE, UPDATE OR REPLACE), which deletes the
+	// rows a write conflicts with without their DELETE triggers.
+	Replace bool
 }
 
 // Names of the suite's fixtures.
@@ -212,6 +217,7 @@ func Run(t *testing.T, h Harness) {
 		{"PathRows", testPathRows},
 		{"PathCascade", testPathCascade},
 		{"PathOrphan", testPathOrphan},
+		{"PathReplaceNoCascade", testPathReplace},
 		{"ClearColumns", testClearColumns},
 		{"PathClearColumns", testPathClearColumns},
 	}
