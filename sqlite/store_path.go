@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -147,7 +148,7 @@ func unknownCheck() string {
 // since: it must not take the row for no one's.
 //
 // onDelete is appended to the DELETE trigger (markDeleting).
-func pathTriggerSQL(dataset string, t *domicile.Table, keyed bool, onDelete string) [3]string {
+func pathTriggerSQL(dataset string, t *domicile.Table, keyed bool, unique [][]string, onDelete string) [3]string {
 	names := triggerNames(t.Name)
 	head := func(i int, event string) string {
 		return `CREATE TRIGGER ` + quoteIdent(names[i]) + ` BEFORE ` + event + ` ON ` + quoteIdent(t.Name) + `
@@ -156,11 +157,13 @@ BEGIN
   `
 	}
 	col := quoteIdent(t.Via.Hops[0].Column)
+	conflict := func(row string) string { return pathCheck(dataset, t, row, unknownCheck(), false) }
 	return [3]string{
-		head(0, "INSERT") + pathCheck(dataset, t, "NEW", unknownCheck(), keyed) + `;
+		head(0, "INSERT") + pathCheck(dataset, t, "NEW", unknownCheck(), keyed) + conflictChecks(t, unique, false, conflict) + `;
 END`,
 		head(1, "UPDATE") + pathCheck(dataset, t, "OLD", unknownCheck(), keyed) + `;
-  ` + pathCheck(dataset, t, "NEW", unknownCheck(), keyed) + ` WHERE NEW.` + col + ` IS NOT OLD.` + col + `;
+  ` + pathCheck(dataset, t, "NEW", unknownCheck(), keyed) + ` WHERE NEW.` + col + ` IS NOT OLD.` + col +
+			conflictChecks(t, unique, true, conflict) + `;
 END`,
 		head(2, "DELETE") + pathCheck(dataset, t, "OLD", unknownCheck(), keyed) + `;` + onDelete + `
 END`,
@@ -178,6 +181,10 @@ type pathKeys struct {
 	// match: the table's DELETE trigger marks its rows' values of them
 	// while they are deleted (markDeleting, goneTriggerSQL).
 	marks map[string][]string
+	// unique holds, by table, its unique keys' columns (primary key first):
+	// the INSERT and UPDATE triggers check the rows a write conflicts with
+	// (conflictChecks).
+	unique map[string][][]string
 }
 
 // parentKeys returns the keys of datasets' path tables: those whose path's
@@ -187,15 +194,20 @@ type pathKeys struct {
 // SQLite changes a table's keys only by making the table again, which drops
 // its triggers: Install then makes them as the new keys have it.
 func parentKeys(ctx context.Context, q querierCtx, datasets []*domicile.Dataset) (*pathKeys, error) {
-	keys := &pathKeys{keyed: make(map[string]bool), marks: make(map[string][]string)}
+	keys := &pathKeys{keyed: make(map[string]bool), marks: make(map[string][]string), unique: make(map[string][][]string)}
 	for _, ds := range datasets {
 		for _, t := range ds.Tables {
+			u, err := uniqueKeys(ctx, q, t)
+			if err != nil {
+				return nil, err
+			}
+			keys.unique[t.Name] = u
 			if t.Via == nil || t.Via.Hops[0].Reverse {
 				continue
 			}
 			h := t.Via.Hops[0]
 			var n int
-			err := q.QueryRowContext(ctx, `SELECT count(*) FROM pragma_foreign_key_list(?) AS k
+			err = q.QueryRowContext(ctx, `SELECT count(*) FROM pragma_foreign_key_list(?) AS k
 				WHERE k."table" = ? COLLATE NOCASE AND k."from" = ? COLLATE NOCASE
 				AND coalesce(k."to", (SELECT max(name) FROM pragma_table_info(?) WHERE pk > 0 HAVING count(*) = 1)) = ? COLLATE NOCASE
 				AND (SELECT count(*) FROM pragma_foreign_key_list(?) AS o WHERE o.id = k.id) = 1`,
@@ -212,6 +224,85 @@ func parentKeys(ctx context.Context, q querierCtx, datasets []*domicile.Dataset)
 		}
 	}
 	return keys, nil
+}
+
+// uniqueKeys returns the columns of t's primary key and of its other
+// unique indexes, each once. An index on an expression is left out: a
+// write that conflicts with a row through it is not checked against that
+// row's subject (docs/config.md).
+func uniqueKeys(ctx context.Context, q querierCtx, t *domicile.Table) ([][]string, error) {
+	var keys [][]string
+	have, err := describeTable(ctx, q, t.Name) // t may be a bare name (a template's)
+	if errors.Is(err, domicile.ErrNotFound) {
+		return nil, nil // CheckInstall reports the table missing
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(have.PrimaryKey) > 0 {
+		keys = append(keys, have.PrimaryKey)
+	}
+	rows, err := q.QueryContext(ctx, `SELECT il.name, ii.name FROM pragma_index_list(?) AS il, pragma_index_info(il.name) AS ii
+		WHERE il."unique" AND il.origin <> 'pk' ORDER BY il.name, ii.seqno`, t.Name)
+	if err != nil {
+		return nil, fmt.Errorf("unique keys of %s: %w", t.Name, err)
+	}
+	defer rows.Close()
+	var names []string
+	byIndex := make(map[string][]string)
+	expr := make(map[string]bool)
+	for rows.Next() {
+		var index string
+		var col sql.NullString
+		if err := rows.Scan(&index, &col); err != nil {
+			return nil, fmt.Errorf("unique keys of %s: %w", t.Name, err)
+		}
+		if _, ok := byIndex[index]; !ok {
+			names = append(names, index)
+		}
+		byIndex[index] = append(byIndex[index], col.String)
+		if !col.Valid {
+			expr[index] = true
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("unique keys of %s: %w", t.Name, err)
+	}
+	for _, n := range names {
+		if expr[n] || slices.ContainsFunc(keys, func(k []string) bool { return slices.Equal(k, byIndex[n]) }) {
+			continue
+		}
+		keys = append(keys, byIndex[n])
+	}
+	return keys, nil
+}
+
+// conflictAlias is the name the triggers give a row a write conflicts with.
+const conflictAlias = "domicile_old"
+
+// conflictChecks is the trigger statements that check the rows a write of
+// NEW conflicts with on a unique key (on an UPDATE, a key it changes), as
+// the trigger checks OLD: SQLite's REPLACE deletes those rows without their
+// DELETE triggers, so a write of an owned subject could otherwise take away
+// a row of a subject fenced or moved. check returns the statement that
+// checks a row, given its name.
+func conflictChecks(t *domicile.Table, unique [][]string, update bool, check func(row string) string) string {
+	var b strings.Builder
+	for _, k := range unique {
+		var match, changed []string
+		for _, c := range k {
+			match = append(match, conflictAlias+"."+quoteIdent(c)+" = NEW."+quoteIdent(c))
+			changed = append(changed, "NEW."+quoteIdent(c)+" IS NOT OLD."+quoteIdent(c))
+		}
+		cond := strings.Join(match, " AND ")
+		if update {
+			cond = "(" + strings.Join(changed, " OR ") + ") AND " + cond
+		}
+		b.WriteString(`;
+  ` + check(conflictAlias) + `
+    FROM ` + quoteIdent(t.Name) + ` AS ` + conflictAlias + ` WHERE ` + cond)
+	}
+	return b.String()
 }
 
 // markDeleting is the statements a DELETE trigger of table ends with when

@@ -56,9 +56,9 @@ func triggerNames(table string) [3]string {
 func triggerSQL(dataset string, t *domicile.Table, keys *pathKeys) [3]string {
 	onDelete := markDeleting(t.Name, keys.marks[t.Name])
 	if t.Via != nil {
-		return pathTriggerSQL(dataset, t, keys.keyed[t.Name], onDelete)
+		return pathTriggerSQL(dataset, t, keys.keyed[t.Name], keys.unique[t.Name], onDelete)
 	}
-	return subjectTriggerSQL(dataset, t.Name, t.SubjectColumn, onDelete)
+	return subjectTriggerSQL(dataset, t, keys.unique[t.Name], onDelete)
 }
 
 // subjectTriggerSQL returns the CREATE TRIGGER statements of a table of
@@ -69,7 +69,8 @@ func triggerSQL(dataset string, t *domicile.Table, keys *pathKeys) [3]string {
 // the fixed messages of domicile's sentinels, never a message built from
 // values, in SQL that SQLite 3.40 reads. An UPDATE is checked against the
 // old subject and, if the subject column changes, the new one.
-func subjectTriggerSQL(dataset, table, subj, onDelete string) [3]string {
+func subjectTriggerSQL(dataset string, t *domicile.Table, unique [][]string, onDelete string) [3]string {
+	table, subj := t.Name, t.SubjectColumn
 	check := func(row string) string {
 		ref := "CAST(" + row + "." + quoteIdent(subj) + " AS TEXT)"
 		return `SELECT CASE (SELECT state FROM domicile_owner WHERE subject = ` + ref + ` AND dataset = ` + quoteString(dataset) + `)
@@ -90,10 +91,10 @@ BEGIN
 	}
 	col := quoteIdent(subj)
 	return [3]string{
-		head(0, "INSERT") + check("NEW") + `;
+		head(0, "INSERT") + check("NEW") + conflictChecks(t, unique, false, check) + `;
 END`,
 		head(1, "UPDATE") + check("OLD") + `;
-  ` + check("NEW") + ` WHERE NEW.` + col + ` IS NOT OLD.` + col + `;
+  ` + check("NEW") + ` WHERE NEW.` + col + ` IS NOT OLD.` + col + conflictChecks(t, unique, true, check) + `;
 END`,
 		head(2, "DELETE") + check("OLD") + `;` + onDelete + `
 END`,

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/domicile/domicile"
@@ -84,39 +85,97 @@ func testPathOrphan(t *testing.T, h Harness) {
 	}
 }
 
-// testPathReplace: SQLite's REPLACE deletes the row a new one conflicts
-// with without that row's DELETE trigger, so nothing checked the parent's
-// deletion, and its rows must not go by its keys' ON DELETE CASCADE: each
-// such REPLACE that would take a fenced subject's rows with it is refused,
-// and leaves them.
-func testPathReplace(t *testing.T, h Harness) {
+// testReplace: SQLite's REPLACE deletes the rows a write conflicts with on
+// a unique key without their DELETE triggers. The INSERT and UPDATE
+// triggers therefore check those rows' subjects too: a REPLACE of an owned
+// subject's write that would take away a fenced subject's row, directly or
+// by the ON DELETE CASCADE of its keys, is refused and leaves every row;
+// one that replaces the owned subject's own row passes.
+func testReplace(t *testing.T, h Harness) {
 	if !h.Replace {
 		t.Skip("the engine has no REPLACE conflict resolution: its upserts update the row, which the UPDATE trigger checks")
 	}
 	ctx := context.Background()
-	for _, c := range []struct{ name, before, q string }{
-		{"insert or replace a rental", "", `INSERT OR REPLACE INTO rental (rental_id, customer_id, film_id) VALUES (20, 1, 1)`},
-		{"update or replace a rental", `INSERT INTO rental (rental_id, customer_id, film_id) VALUES (12, 1, 1)`,
-			`UPDATE OR REPLACE rental SET rental_id = 20 WHERE rental_id = 12`},
+	ty := h.Type
+	if ty == nil {
+		ty = func(s string) string { return s }
+	}
+	cascade := h.pathDDLCascade()
+	unique := h.pathDDL()
+	unique[2] = fmt.Sprintf(`CREATE TABLE customer (customer_id %s NOT NULL PRIMARY KEY, user_id %s NOT NULL,
+			address_id %s REFERENCES address (address_id), name %s UNIQUE)`, ty("INTEGER"), ty("TEXT"), ty("INTEGER"), ty("TEXT"))
+	// The owned subject's customer is 1, with rentals 10 and 11; the fenced
+	// subject's is 2, "customer u-fenced", with rentals 20 and 21, payments
+	// 200 and 210.
+	for _, c := range []struct {
+		name   string
+		ddl    []string
+		before []string
+		q      string
+		ok     bool
+		alone  bool // the fenced subject has no rentals
+	}{
+		{"insert or replace a customer", h.pathDDL(), nil,
+			`INSERT OR REPLACE INTO customer (customer_id, user_id, address_id, name) VALUES (2, 'u-owned', 2, 'x')`, false, false},
+		{"insert or replace on a unique column", unique, nil,
+			`INSERT OR REPLACE INTO customer (customer_id, user_id, address_id, name) VALUES (50, 'u-owned', NULL, 'customer u-fenced')`, false, true},
+		{"insert or replace a customer with no rentals", h.pathDDL(), nil,
+			`INSERT OR REPLACE INTO customer (customer_id, user_id, address_id, name) VALUES (2, 'u-owned', NULL, 'x')`, false, true},
+		{"update or replace a key", h.pathDDL(), []string{`DELETE FROM payment WHERE rental_id IN (10, 11)`, `DELETE FROM rental WHERE customer_id = 1`},
+			`UPDATE OR REPLACE customer SET customer_id = 2 WHERE customer_id = 1`, false, false},
+		{"insert or replace a rental", h.pathDDL(), nil,
+			`INSERT OR REPLACE INTO rental (rental_id, customer_id, film_id) VALUES (20, 1, 1)`, false, false},
+		{"insert or replace a rental, cascading", cascade, nil,
+			`INSERT OR REPLACE INTO rental (rental_id, customer_id, film_id) VALUES (20, 1, 1)`, false, false},
+		{"update or replace a rental, cascading", cascade, []string{`INSERT INTO rental (rental_id, customer_id, film_id) VALUES (12, 1, 1)`},
+			`UPDATE OR REPLACE rental SET rental_id = 20 WHERE rental_id = 12`, false, false},
+		{"insert or replace the owned subject's own row", h.pathDDL(), nil,
+			`INSERT OR REPLACE INTO customer (customer_id, user_id, address_id, name) VALUES (1, 'u-owned', 1, 'renamed')`, true, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			f := h.setupPathTables(t, regionA, h.pathDDLCascade(), true, domicile.InstallOptions{})
+			f := h.setupPathTables(t, regionA, c.ddl, true, domicile.InstallOptions{})
 			f.owners(t)
 			subjects := []string{owned, fenced}
-			if err := f.s.WriteSubjects(ctx, f.ds, subjects, pathSample(subjects, 1)); err != nil {
+			seed := pathSample(subjects, 1)
+			if c.alone {
+				// The fenced subject has its customer row alone: no key of
+				// another row holds the REPLACE back.
+				for i := range seed.Tables {
+					if name := seed.Tables[i].Table; name == "rental" || name == "payment" {
+						seed.Tables[i].Rows = slices.DeleteFunc(seed.Tables[i].Rows, func(r []any) bool {
+							return r[0].(int64) >= 20 && r[0].(int64) < 30 || r[0].(int64) >= 200
+						})
+					}
+				}
+			}
+			if err := f.s.WriteSubjects(ctx, f.ds, subjects, seed); err != nil {
 				t.Fatalf("seed: %v", err)
 			}
-			if c.before != "" {
-				if err := h.Exec(t, f.s, c.before); err != nil {
+			for _, q := range c.before {
+				if err := h.Exec(t, f.s, q); err != nil {
 					t.Fatal(err)
 				}
 			}
-			// Rental 20 is the fenced subject's, with payment 200.
-			if err := h.Exec(t, f.s, c.q); err == nil {
+			before, err := f.s.DigestSubjects(ctx, f.ds, []string{fenced})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = h.Exec(t, f.s, c.q)
+			if c.ok {
+				if err != nil {
+					t.Fatalf("%s: %v", c.q, err)
+				}
+				return
+			}
+			if err == nil {
 				t.Fatalf("%s: accepted; want a refusal", c.q)
 			}
-			if got := rowsOf(t, f.s, f.ds, fenced); got["rental"] != 2 || got["payment"] != 2 {
-				t.Fatalf("the fenced subject's rows after a refused REPLACE: %v", got)
+			after, err := f.s.DigestSubjects(ctx, f.ds, []string{fenced})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !after[fenced].Equal(before[fenced]) {
+				t.Fatalf("the fenced subject's rows changed by a refused REPLACE: %v, were %v", after[fenced].Rows, before[fenced].Rows)
 			}
 		})
 	}

@@ -217,7 +217,7 @@ func Run(t *testing.T, h Harness) {
 		{"PathRows", testPathRows},
 		{"PathCascade", testPathCascade},
 		{"PathOrphan", testPathOrphan},
-		{"PathReplaceNoCascade", testPathReplace},
+		{"Replace", testReplace},
 		{"ClearColumns", testClearColumns},
 		{"PathClearColumns", testPathClearColumns},
 	}
