@@ -29,7 +29,9 @@ func (d SubjectDigest) Equal(o SubjectDigest) bool { return d.Sum == o.Sum }
 // DigestBatch computes the digest of every subject in subjects from a batch
 // holding their rows of ds. Rows are encoded canonically (typed values, in
 // the column order the dataset declares) and ordered by their encoded primary
-// key, so that neither the engine nor SQL collation affects the result.
+// key (then by their encoded values, where keys are equal), so that
+// neither the engine, the order of the rows nor SQL collation affects the
+// result.
 // The rows of a table with a path belong to the subject the path reaches
 // through the batch's rows (see Path). Subjects with no rows still get a
 // digest (of nothing).

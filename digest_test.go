@@ -224,3 +224,38 @@ func TestDigestBatchGolden(t *testing.T) {
 		}
 	}
 }
+
+// TestDigestEqualKeys: rows of a subject whose keys encode alike (a NULL
+// in a SQLite key) digest alike whatever order they come in and whatever
+// other subjects' rows are digested beside them.
+func TestDigestEqualKeys(t *testing.T) {
+	ds := &domicile.Dataset{Name: "ds", Tables: []*domicile.Table{{
+		Name: "t", SubjectColumn: "user_id", PrimaryKey: []string{"id"},
+		Columns: []domicile.Column{{Name: "id"}, {Name: "user_id"}, {Name: "v"}},
+	}}}
+	batch := func(others int, reversed bool) *domicile.Batch {
+		rows := [][]any{{nil, "a", "x"}, {nil, "a", "y"}}
+		if reversed {
+			rows[0], rows[1] = rows[1], rows[0]
+		}
+		for i := range others {
+			rows = append(rows, []any{int64(i), "b", "z"})
+		}
+		return &domicile.Batch{Tables: []domicile.TableRows{{Table: "t", Columns: []string{"id", "user_id", "v"}, Rows: rows}}}
+	}
+	alone, err := domicile.DigestBatch(ds, []string{"a"}, batch(0, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, others := range []int{0, 11, 40} {
+		for _, reversed := range []bool{false, true} {
+			got, err := domicile.DigestBatch(ds, []string{"a", "b"}, batch(others, reversed))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !got["a"].Equal(alone["a"]) {
+				t.Errorf("%d other rows, reversed %v: digest of a %s, alone %s", others, reversed, got["a"], alone["a"])
+			}
+		}
+	}
+}

@@ -29,8 +29,9 @@ import (
 //	}
 //	return d.Digests(tables)
 //
-// Rows are hashed per subject in the order of their encoded keys, as
-// DigestBatch orders them, so both give the same digests.
+// Rows are hashed per subject in the order of their encoded keys (and of
+// their encoded values, where keys are equal), so every store and
+// DigestBatch give the same digests.
 type Digester struct {
 	index     map[string]int // subject → its index below
 	tableSums [][][sha256.Size]byte
@@ -136,11 +137,18 @@ func (d *Digester) EndRow(si int, buf []byte, size int64) {
 func (d *Digester) FinishTable(ti int, name string) {
 	buf := d.buf
 	key := func(e digestEntry) []byte { return buf[e.off : e.off+e.keyLen] }
+	row := func(e digestEntry) []byte { return buf[e.off+e.keyLen : e.off+e.keyLen+e.rowLen] }
 	slices.SortFunc(d.entries, func(a, b digestEntry) int {
 		if a.subject != b.subject {
 			return a.subject - b.subject
 		}
-		return bytes.Compare(key(a), key(b))
+		if c := bytes.Compare(key(a), key(b)); c != 0 {
+			return c
+		}
+		// Rows with equal keys (a NULL in a SQLite key) in the order of
+		// their values, so that neither the order they were read in nor
+		// the other subjects' rows change the digest.
+		return bytes.Compare(row(a), row(b))
 	})
 	hashed := make([]bool, len(d.tableSums))
 	for lo := 0; lo < len(d.entries); {
