@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/domicile/domicile"
@@ -121,6 +122,128 @@ func TestCascadeMarks(t *testing.T) {
 			if err := exec(db, q); err == nil {
 				t.Errorf("%s of a rental orphaned before its subject moved: accepted", q)
 			}
+		}
+	}
+}
+
+// plainStore is a store on a new file with one application connection
+// (foreign keys on), tables made by ddl and installed as the dataset "d"
+// of tables: each a name and either "subject:<column>" or
+// "via:<column>><table>.<column>".
+func plainStore(t *testing.T, ddl []string, tables ...[2]string) (*Store, *sql.DB) {
+	t.Helper()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "a.db")
+	s, err := OpenStore(path, "cn-beijing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	app, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app.SetMaxOpenConns(1)
+	t.Cleanup(func() { app.Close() })
+	for _, q := range ddl {
+		if _, err := app.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	ds := &domicile.Dataset{Name: "d"}
+	for _, tc := range tables {
+		tb, err := s.DescribeTable(ctx, tc[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		kind, spec, _ := strings.Cut(tc[1], ":")
+		if kind == "subject" {
+			tb.SubjectColumn = spec
+		} else {
+			col, rest, _ := strings.Cut(spec, ">")
+			table, match, _ := strings.Cut(rest, ".")
+			tb.Via = &domicile.Path{Hops: []domicile.Hop{{Column: col, Table: table, Match: match}}}
+		}
+		ds.Tables = append(ds.Tables, tb)
+	}
+	if err := ds.ResolvePaths(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if problems, err := s.CheckInstall(ctx, []*domicile.Dataset{ds}); err != nil || len(problems) > 0 {
+		t.Fatalf("CheckInstall = %q, %v", problems, err)
+	}
+	return s, app
+}
+
+func setOwner(t *testing.T, s *Store, subject string, st domicile.OwnerState) {
+	t.Helper()
+	err := s.SetOwnership(context.Background(), []domicile.Ownership{{Subject: subject, Dataset: "d", State: st, Epoch: 1, MoveID: "m1", Region: "us-east"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReplaceKeys: a REPLACE of an owned subject's write is checked against
+// the rows it conflicts with through the rowid of a table whose key is not
+// the rowid, through a unique index with a collation, as the index
+// compares, and through a partial unique index whose columns it leaves
+// alone; the fenced subject's row stays.
+func TestReplaceKeys(t *testing.T) {
+	const seed = `INSERT INTO t VALUES ('a', 'A', 'a@x', 0), ('b', 'B', 'Bob@x', 1)`
+	for _, c := range []struct {
+		index, seed, q string
+	}{
+		{"", seed, `INSERT OR REPLACE INTO t (rowid, id, user_id) VALUES ((SELECT rowid FROM t WHERE id = 'b'), 'n', 'A')`},
+		{"", seed, `UPDATE OR REPLACE t SET rowid = (SELECT rowid FROM t WHERE id = 'b') WHERE id = 'a'`},
+		{`CREATE UNIQUE INDEX t_email ON t (email COLLATE NOCASE)`, seed, `INSERT OR REPLACE INTO t (id, user_id, email) VALUES ('n', 'A', 'bob@x')`},
+		{`CREATE UNIQUE INDEX t_email ON t (email COLLATE NOCASE)`, seed, `UPDATE OR REPLACE t SET email = 'BOB@X' WHERE id = 'a'`},
+		// a's row, outside the partial index, has b's email: taking it in
+		// changes no column of the key.
+		{`CREATE UNIQUE INDEX t_email ON t (email) WHERE active = 1`, `INSERT INTO t VALUES ('a', 'A', 'Bob@x', 0), ('b', 'B', 'Bob@x', 1)`,
+			`UPDATE OR REPLACE t SET active = 1 WHERE id = 'a'`},
+	} {
+		ddl := []string{`CREATE TABLE t (id TEXT NOT NULL PRIMARY KEY, user_id TEXT NOT NULL, email TEXT, active INTEGER)`}
+		if c.index != "" {
+			ddl = append(ddl, c.index)
+		}
+		s, app := plainStore(t, ddl, [2]string{"t", "subject:user_id"})
+		setOwner(t, s, "A", domicile.Owned)
+		setOwner(t, s, "B", domicile.Owned)
+		if _, err := app.Exec(c.seed); err != nil {
+			t.Fatal(err)
+		}
+		setOwner(t, s, "B", domicile.Fenced)
+		_, err := app.Exec(c.q)
+		var n int
+		if err := app.QueryRow(`SELECT count(*) FROM t WHERE id = 'b' AND user_id = 'B'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if err == nil || n != 1 {
+			t.Errorf("%s (%s): %v, the fenced subject's rows left: %d; want a refusal and its row", c.q, c.index, err, n)
+		}
+	}
+}
+
+// TestCascadeMarkAffinity: a child's key value goes with its parent by ON
+// DELETE CASCADE whatever the child's column declares, as SQLite's key
+// matches it (the parent's affinity applied).
+func TestCascadeMarkAffinity(t *testing.T) {
+	for _, c := range []struct{ childType, value string }{{"", "'1'"}, {"TEXT", "'01'"}, {"TEXT", "'1'"}, {"REAL", "1"}, {"", "1.0"}} {
+		s, app := plainStore(t, []string{
+			`CREATE TABLE customer (customer_id INTEGER NOT NULL PRIMARY KEY, user_id TEXT NOT NULL)`,
+			`CREATE TABLE rental (rental_id INTEGER NOT NULL PRIMARY KEY, customer_id ` + c.childType + ` REFERENCES customer (customer_id) ON DELETE CASCADE)`,
+		}, [2]string{"customer", "subject:user_id"}, [2]string{"rental", "via:customer_id>customer.customer_id"})
+		setOwner(t, s, "A", domicile.Owned)
+		for _, q := range []string{`INSERT INTO customer VALUES (1, 'A')`, `INSERT INTO rental VALUES (10, ` + c.value + `)`} {
+			if _, err := app.Exec(q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := app.Exec(`DELETE FROM customer WHERE customer_id = 1`); err != nil {
+			t.Errorf("child column %q holding %s: the owned subject's cascade: %v", c.childType, c.value, err)
 		}
 	}
 }

@@ -94,7 +94,10 @@ func pathJoin(t *domicile.Table) (from, subject string) {
 // without its DELETE trigger (SQLite's REPLACE deletes the row a new one
 // conflicts with that way) or a row whose parent went earlier (deleted by
 // a connection with foreign_keys off) finds no mark and is refused.
-func pathCheck(dataset string, t *domicile.Table, row string, unknown string, keyed bool) string {
+//
+// slot is the column of domicile_deleting that holds the marks of the
+// first hop's match column (markSlot).
+func pathCheck(dataset string, t *domicile.Table, row string, unknown string, keyed bool, slot string) string {
 	hops := t.Via.Hops
 	var from strings.Builder
 	from.WriteString(quoteIdent(hops[0].Table) + " AS " + hopAlias(1))
@@ -112,8 +115,8 @@ func pathCheck(dataset string, t *domicile.Table, row string, unknown string, ke
 		c := row + "." + quoteIdent(hops[0].Column)
 		none = `CASE WHEN ` + c + ` IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ` + quoteIdent(hops[0].Table) + ` WHERE ` +
 			quoteIdent(hops[0].Match) + ` = ` + c + `)
-      AND EXISTS (SELECT 1 FROM domicile_deleting WHERE tbl = ` + quoteString(hops[0].Table) + ` AND col = ` + quoteString(hops[0].Match) +
-			` AND k = ` + c + `) THEN NULL ELSE ` + unknown + ` END`
+      AND EXISTS (SELECT 1 FROM domicile_deleting WHERE ` + markCond(hops[0].Table, markedColumn{hops[0].Match, slot}, c) + `)
+      THEN NULL ELSE ` + unknown + ` END`
 	}
 	return `SELECT CASE (SELECT coalesce((SELECT state FROM domicile_owner WHERE subject = CAST(` + subj + ` AS TEXT) AND dataset = ` + quoteString(dataset) + `), '') AS st
       FROM ` + from.String() + `
@@ -147,8 +150,9 @@ func unknownCheck() string {
 // READ may not see a pointer made after its snapshot, to a subject fenced
 // since: it must not take the row for no one's.
 //
-// onDelete is appended to the DELETE trigger (markDeleting).
-func pathTriggerSQL(dataset string, t *domicile.Table, keyed bool, unique [][]string, onDelete string) [3]string {
+// onInsert and onDelete are appended to the INSERT and DELETE triggers
+// (clearMarks, markDeleting); slot is pathCheck's.
+func pathTriggerSQL(dataset string, t *domicile.Table, keyed bool, slot string, unique []uniqueKey, onInsert, onDelete string) [3]string {
 	names := triggerNames(t.Name)
 	head := func(i int, event string) string {
 		return `CREATE TRIGGER ` + quoteIdent(names[i]) + ` BEFORE ` + event + ` ON ` + quoteIdent(t.Name) + `
@@ -157,15 +161,15 @@ BEGIN
   `
 	}
 	col := quoteIdent(t.Via.Hops[0].Column)
-	conflict := func(row string) string { return pathCheck(dataset, t, row, unknownCheck(), false) }
+	conflict := func(row string) string { return pathCheck(dataset, t, row, unknownCheck(), false, slot) }
 	return [3]string{
-		head(0, "INSERT") + pathCheck(dataset, t, "NEW", unknownCheck(), keyed) + conflictChecks(t, unique, false, conflict) + `;
+		head(0, "INSERT") + pathCheck(dataset, t, "NEW", unknownCheck(), keyed, slot) + conflictChecks(t, unique, false, conflict) + onInsert + `;
 END`,
-		head(1, "UPDATE") + pathCheck(dataset, t, "OLD", unknownCheck(), keyed) + `;
-  ` + pathCheck(dataset, t, "NEW", unknownCheck(), keyed) + ` WHERE NEW.` + col + ` IS NOT OLD.` + col +
+		head(1, "UPDATE") + pathCheck(dataset, t, "OLD", unknownCheck(), keyed, slot) + `;
+  ` + pathCheck(dataset, t, "NEW", unknownCheck(), keyed, slot) + ` WHERE NEW.` + col + ` IS NOT OLD.` + col +
 			conflictChecks(t, unique, true, conflict) + `;
 END`,
-		head(2, "DELETE") + pathCheck(dataset, t, "OLD", unknownCheck(), keyed) + `;` + onDelete + `
+		head(2, "DELETE") + pathCheck(dataset, t, "OLD", unknownCheck(), keyed, slot) + `;` + onDelete + `
 END`,
 	}
 }
@@ -180,11 +184,11 @@ type pathKeys struct {
 	// marks holds, by table, the columns that keyed tables' first hops
 	// match: the table's DELETE trigger marks its rows' values of them
 	// while they are deleted (markDeleting, goneTriggerSQL).
-	marks map[string][]string
+	marks map[string][]markedColumn
 	// unique holds, by table, its unique keys' columns (primary key first):
 	// the INSERT and UPDATE triggers check the rows a write conflicts with
 	// (conflictChecks).
-	unique map[string][][]string
+	unique map[string][]uniqueKey
 }
 
 // parentKeys returns the keys of datasets' path tables: those whose path's
@@ -194,7 +198,7 @@ type pathKeys struct {
 // SQLite changes a table's keys only by making the table again, which drops
 // its triggers: Install then makes them as the new keys have it.
 func parentKeys(ctx context.Context, q querierCtx, datasets []*domicile.Dataset) (*pathKeys, error) {
-	keys := &pathKeys{keyed: make(map[string]bool), marks: make(map[string][]string), unique: make(map[string][][]string)}
+	keys := &pathKeys{keyed: make(map[string]bool), marks: make(map[string][]markedColumn), unique: make(map[string][]uniqueKey)}
 	for _, ds := range datasets {
 		for _, t := range ds.Tables {
 			u, err := uniqueKeys(ctx, q, t)
@@ -217,8 +221,18 @@ func parentKeys(ctx context.Context, q querierCtx, datasets []*domicile.Dataset)
 			}
 			if n > 0 {
 				keys.keyed[t.Name] = true
-				if !slices.Contains(keys.marks[h.Table], h.Match) {
-					keys.marks[h.Table] = append(keys.marks[h.Table], h.Match)
+				if !slices.ContainsFunc(keys.marks[h.Table], func(m markedColumn) bool { return m.name == h.Match }) {
+					parent, err := describeTable(ctx, q, h.Table)
+					if err != nil {
+						return nil, err
+					}
+					var declared string
+					for _, c := range parent.Columns {
+						if strings.EqualFold(c.Name, h.Match) {
+							declared = c.Type
+						}
+					}
+					keys.marks[h.Table] = append(keys.marks[h.Table], markedColumn{name: h.Match, slot: markSlot(declared)})
 				}
 			}
 		}
@@ -226,12 +240,20 @@ func parentKeys(ctx context.Context, q querierCtx, datasets []*domicile.Dataset)
 	return keys, nil
 }
 
-// uniqueKeys returns the columns of t's primary key and of its other
-// unique indexes, each once. An index on an expression is left out: a
-// write that conflicts with a row through it is not checked against that
-// row's subject (docs/config.md).
-func uniqueKeys(ctx context.Context, q querierCtx, t *domicile.Table) ([][]string, error) {
-	var keys [][]string
+// uniqueKey is a set of columns no two rows of a table share values of:
+// the primary key, a unique index on columns, or the rowid.
+type uniqueKey struct {
+	cols    []string
+	colls   []string // each column's collation in the key, "" for BINARY
+	partial bool     // a partial index: only rows its WHERE holds for
+}
+
+// uniqueKeys returns t's unique keys: its primary key, its other unique
+// indexes on columns, each with its columns' collations, and the rowid of
+// a rowid table whose primary key is not the rowid itself. An index on an
+// expression is left out: a write that conflicts with a row through it is
+// not checked against that row's subject (docs/config.md).
+func uniqueKeys(ctx context.Context, q querierCtx, t *domicile.Table) ([]uniqueKey, error) {
 	have, err := describeTable(ctx, q, t.Name) // t may be a bare name (a template's)
 	if errors.Is(err, domicile.ErrNotFound) {
 		return nil, nil // CheckInstall reports the table missing
@@ -239,42 +261,77 @@ func uniqueKeys(ctx context.Context, q querierCtx, t *domicile.Table) ([][]strin
 	if err != nil {
 		return nil, err
 	}
-	if len(have.PrimaryKey) > 0 {
-		keys = append(keys, have.PrimaryKey)
-	}
-	rows, err := q.QueryContext(ctx, `SELECT il.name, ii.name FROM pragma_index_list(?) AS il, pragma_index_info(il.name) AS ii
-		WHERE il."unique" AND il.origin <> 'pk' ORDER BY il.name, ii.seqno`, t.Name)
+	rows, err := q.QueryContext(ctx, `SELECT il.name, il.origin, il.partial, ix.name, ix.coll
+		FROM pragma_index_list(?) AS il, pragma_index_xinfo(il.name) AS ix
+		WHERE il."unique" AND ix.key ORDER BY il.origin <> 'pk', il.name, ix.seqno`, t.Name)
 	if err != nil {
 		return nil, fmt.Errorf("unique keys of %s: %w", t.Name, err)
 	}
 	defer rows.Close()
+	var keys []uniqueKey
 	var names []string
-	byIndex := make(map[string][]string)
+	byIndex := make(map[string]*uniqueKey)
 	expr := make(map[string]bool)
+	hasPK := false
 	for rows.Next() {
-		var index string
-		var col sql.NullString
-		if err := rows.Scan(&index, &col); err != nil {
+		var index, origin string
+		var partial bool
+		var col, coll sql.NullString
+		if err := rows.Scan(&index, &origin, &partial, &col, &coll); err != nil {
 			return nil, fmt.Errorf("unique keys of %s: %w", t.Name, err)
 		}
-		if _, ok := byIndex[index]; !ok {
+		k, ok := byIndex[index]
+		if !ok {
+			k = &uniqueKey{partial: partial}
+			byIndex[index] = k
 			names = append(names, index)
 		}
-		byIndex[index] = append(byIndex[index], col.String)
+		hasPK = hasPK || origin == "pk"
 		if !col.Valid {
 			expr[index] = true
 		}
+		c := coll.String
+		if strings.EqualFold(c, "BINARY") {
+			c = ""
+		}
+		k.cols, k.colls = append(k.cols, col.String), append(k.colls, c)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("unique keys of %s: %w", t.Name, err)
 	}
+	rowid, err := hasRowid(ctx, q, t.Name)
+	if err != nil {
+		return nil, err
+	}
+	if !hasPK && len(have.PrimaryKey) > 0 {
+		// The primary key has no index of its own: it is the rowid (an
+		// INTEGER PRIMARY KEY).
+		keys = append(keys, uniqueKey{cols: have.PrimaryKey, colls: make([]string, len(have.PrimaryKey))})
+		rowid = false
+	}
 	for _, n := range names {
-		if expr[n] || slices.ContainsFunc(keys, func(k []string) bool { return slices.Equal(k, byIndex[n]) }) {
+		k := *byIndex[n]
+		if expr[n] || slices.ContainsFunc(keys, func(o uniqueKey) bool {
+			return slices.Equal(o.cols, k.cols) && slices.Equal(o.colls, k.colls) && !o.partial && !k.partial
+		}) {
 			continue
 		}
-		keys = append(keys, byIndex[n])
+		keys = append(keys, k)
+	}
+	if rowid {
+		keys = append(keys, uniqueKey{cols: []string{"rowid"}, colls: []string{""}})
 	}
 	return keys, nil
+}
+
+// hasRowid reports whether table is a rowid table (not WITHOUT ROWID).
+func hasRowid(ctx context.Context, q querierCtx, table string) (bool, error) {
+	var wr bool
+	err := q.QueryRowContext(ctx, `SELECT wr FROM pragma_table_list(?) WHERE schema = 'main'`, table).Scan(&wr)
+	if err != nil {
+		return false, fmt.Errorf("table list of %s: %w", table, err)
+	}
+	return !wr, nil
 }
 
 // conflictAlias is the name the triggers give a row a write conflicts with.
@@ -285,17 +342,25 @@ const conflictAlias = "domicile_old"
 // the trigger checks OLD: SQLite's REPLACE deletes those rows without their
 // DELETE triggers, so a write of an owned subject could otherwise take away
 // a row of a subject fenced or moved. check returns the statement that
-// checks a row, given its name.
-func conflictChecks(t *domicile.Table, unique [][]string, update bool, check func(row string) string) string {
+// checks a row, given its name. The columns are compared with the key's
+// collations, as the index compares them (and can be searched); a partial
+// index is checked as a whole one, on every UPDATE, which may refuse a
+// write whose row the index leaves out (docs/config.md); the row itself,
+// when it matches, is OLD, checked already.
+func conflictChecks(t *domicile.Table, unique []uniqueKey, update bool, check func(row string) string) string {
 	var b strings.Builder
 	for _, k := range unique {
 		var match, changed []string
-		for _, c := range k {
-			match = append(match, conflictAlias+"."+quoteIdent(c)+" = NEW."+quoteIdent(c))
+		for i, c := range k.cols {
+			m := conflictAlias + "." + quoteIdent(c) + " = NEW." + quoteIdent(c)
+			if k.colls[i] != "" {
+				m += " COLLATE " + quoteIdent(k.colls[i])
+			}
+			match = append(match, m)
 			changed = append(changed, "NEW."+quoteIdent(c)+" IS NOT OLD."+quoteIdent(c))
 		}
 		cond := strings.Join(match, " AND ")
-		if update {
+		if update && !k.partial {
 			cond = "(" + strings.Join(changed, " OR ") + ") AND " + cond
 		}
 		b.WriteString(`;
@@ -305,14 +370,61 @@ func conflictChecks(t *domicile.Table, unique [][]string, update bool, check fun
 	return b.String()
 }
 
+// markedColumn is a column whose values a table's DELETE trigger marks
+// (markDeleting), and the column of domicile_deleting that holds them.
+type markedColumn struct {
+	name string
+	slot string
+}
+
+// markSlot returns the column of domicile_deleting that holds the marked
+// values of a column declared with the type: the one with the same
+// affinity, so that a child's value compares with a mark as SQLite's
+// foreign key compares it with the parent's (the parent's affinity
+// applied), whatever the child's column declares.
+func markSlot(declared string) string {
+	t := strings.ToUpper(declared)
+	switch {
+	case strings.Contains(t, "INT"):
+		return "k_integer"
+	case strings.Contains(t, "CHAR"), strings.Contains(t, "CLOB"), strings.Contains(t, "TEXT"):
+		return "k_text"
+	case t == "", strings.Contains(t, "BLOB"):
+		return "k_blob"
+	case strings.Contains(t, "REAL"), strings.Contains(t, "FLOA"), strings.Contains(t, "DOUB"):
+		return "k_real"
+	}
+	return "k_numeric"
+}
+
+// markCond is the condition that a row of domicile_deleting marks the
+// value v of table's column m.
+func markCond(table string, m markedColumn, v string) string {
+	return `tbl = ` + quoteString(table) + ` AND col = ` + quoteString(m.name) + ` AND ` + m.slot + ` = ` + v
+}
+
 // markDeleting is the statements a DELETE trigger of table ends with when
 // keyed tables' paths start at it: they mark the deleted row's values of
-// cols in domicile_deleting, after the trigger's check passed.
-func markDeleting(table string, cols []string) string {
+// the columns in domicile_deleting, after the trigger's check passed.
+func markDeleting(table string, cols []markedColumn) string {
 	var b strings.Builder
-	for _, c := range cols {
+	for _, m := range cols {
 		b.WriteString(`
-  INSERT INTO domicile_deleting (tbl, col, k) VALUES (` + quoteString(table) + `, ` + quoteString(c) + `, OLD.` + quoteIdent(c) + `);`)
+  INSERT INTO domicile_deleting (tbl, col, ` + m.slot + `) VALUES (` + quoteString(table) + `, ` + quoteString(m.name) + `, OLD.` + quoteIdent(m.name) + `);`)
+	}
+	return b.String()
+}
+
+// clearMarks is the statements an INSERT trigger of table ends with when
+// keyed tables' paths start at it: a mark of the new row's values, left by
+// a deletion that did not finish (an application's trigger ended it with
+// RAISE(IGNORE) or RAISE(FAIL)), goes, so that it never lets the rows that
+// now reach the new row pass for rows whose parent is gone.
+func clearMarks(table string, cols []markedColumn) string {
+	var b strings.Builder
+	for _, m := range cols {
+		b.WriteString(`;
+  DELETE FROM domicile_deleting WHERE ` + markCond(table, m, `NEW.`+quoteIdent(m.name)))
 	}
 	return b.String()
 }
@@ -324,14 +436,14 @@ func goneName(table string) string { return "domicile_" + table + "_gone" }
 // table (markDeleting) once it is deleted: SQLite runs a row's AFTER
 // DELETE triggers after its foreign keys' actions, so the marks last while
 // an ON DELETE CASCADE deletes the rows that point to it.
-func goneTriggerSQL(table string, cols []string) string {
+func goneTriggerSQL(table string, cols []markedColumn) string {
 	var b strings.Builder
 	b.WriteString(`CREATE TRIGGER ` + quoteIdent(goneName(table)) + ` AFTER DELETE ON ` + quoteIdent(table) + `
 WHEN NOT EXISTS (SELECT 1 FROM domicile_bypass)
 BEGIN`)
-	for _, c := range cols {
+	for _, m := range cols {
 		b.WriteString(`
-  DELETE FROM domicile_deleting WHERE tbl = ` + quoteString(table) + ` AND col = ` + quoteString(c) + ` AND k = OLD.` + quoteIdent(c) + `;`)
+  DELETE FROM domicile_deleting WHERE ` + markCond(table, m, `OLD.`+quoteIdent(m.name)) + `;`)
 	}
 	b.WriteString(`
 END`)

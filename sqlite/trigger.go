@@ -35,10 +35,15 @@ CREATE TABLE IF NOT EXISTS domicile_bypass (
 	id INTEGER PRIMARY KEY
 );
 CREATE TABLE IF NOT EXISTS domicile_deleting (
-	tbl TEXT NOT NULL,
-	col TEXT NOT NULL,
-	k
+	tbl       TEXT NOT NULL,
+	col       TEXT NOT NULL,
+	k_integer INTEGER,
+	k_real    REAL,
+	k_numeric NUMERIC,
+	k_text    TEXT,
+	k_blob    BLOB
 );
+CREATE INDEX IF NOT EXISTS domicile_deleting_col ON domicile_deleting (tbl, col);
 `
 
 // installVersion is bumped when the shape of the trigger SQL changes in a
@@ -54,22 +59,29 @@ func triggerNames(table string) [3]string {
 // in the order of triggerNames: those of pathTriggerSQL for a table with a
 // path, otherwise those of subjectTriggerSQL.
 func triggerSQL(dataset string, t *domicile.Table, keys *pathKeys) [3]string {
-	onDelete := markDeleting(t.Name, keys.marks[t.Name])
+	onInsert, onDelete := clearMarks(t.Name, keys.marks[t.Name]), markDeleting(t.Name, keys.marks[t.Name])
 	if t.Via != nil {
-		return pathTriggerSQL(dataset, t, keys.keyed[t.Name], keys.unique[t.Name], onDelete)
+		var slot string
+		if keys.keyed[t.Name] {
+			h := t.Via.Hops[0]
+			i := slices.IndexFunc(keys.marks[h.Table], func(m markedColumn) bool { return m.name == h.Match })
+			slot = keys.marks[h.Table][i].slot
+		}
+		return pathTriggerSQL(dataset, t, keys.keyed[t.Name], slot, keys.unique[t.Name], onInsert, onDelete)
 	}
-	return subjectTriggerSQL(dataset, t, keys.unique[t.Name], onDelete)
+	return subjectTriggerSQL(dataset, t, keys.unique[t.Name], onInsert, onDelete)
 }
 
 // subjectTriggerSQL returns the CREATE TRIGGER statements of a table of
 // dataset whose subject column is subj, in the order of triggerNames;
-// onDelete is appended to the DELETE trigger (markDeleting).
+// onInsert and onDelete are appended to the INSERT and DELETE triggers
+// (clearMarks, markDeleting).
 //
 // Each trigger looks the subject up once in domicile_owner and raises one of
 // the fixed messages of domicile's sentinels, never a message built from
 // values, in SQL that SQLite 3.40 reads. An UPDATE is checked against the
 // old subject and, if the subject column changes, the new one.
-func subjectTriggerSQL(dataset string, t *domicile.Table, unique [][]string, onDelete string) [3]string {
+func subjectTriggerSQL(dataset string, t *domicile.Table, unique []uniqueKey, onInsert, onDelete string) [3]string {
 	table, subj := t.Name, t.SubjectColumn
 	check := func(row string) string {
 		ref := "CAST(" + row + "." + quoteIdent(subj) + " AS TEXT)"
@@ -91,7 +103,7 @@ BEGIN
 	}
 	col := quoteIdent(subj)
 	return [3]string{
-		head(0, "INSERT") + check("NEW") + conflictChecks(t, unique, false, check) + `;
+		head(0, "INSERT") + check("NEW") + conflictChecks(t, unique, false, check) + onInsert + `;
 END`,
 		head(1, "UPDATE") + check("OLD") + `;
   ` + check("NEW") + ` WHERE NEW.` + col + ` IS NOT OLD.` + col + conflictChecks(t, unique, true, check) + `;
@@ -416,6 +428,12 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 		}
 		if n > 0 {
 			add("domicile_bypass holds %d committed rows: the triggers let every write through", n)
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM domicile_deleting`).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			add("domicile_deleting holds %d marks of deletions that did not finish (an application's trigger ended one with RAISE(IGNORE) or RAISE(FAIL)): install clears them", n)
 		}
 		var version string
 		err = tx.QueryRowContext(ctx, `SELECT value FROM domicile_settings WHERE key = 'install_version'`).Scan(&version)
