@@ -166,14 +166,17 @@ END
 // the row: an ON DELETE CASCADE, or a deferred key. Another transaction
 // cannot have deleted the parent: the key makes that wait for this one,
 // which holds the row. An orphan the key does not cover (no key, or one
-// NOT VALID) is refused as before. The catalogue is read only when no
-// subject was reached, off the path of ordinary writes.
+// NOT VALID) is refused as before, as is any row whose parent's table has
+// row-level security on, whose policies could hide a parent that is there.
+// The catalogue is read only when no subject was reached, off the path of
+// ordinary writes.
 func parentGone(schema string, t *domicile.Table, row string) string {
 	h := t.Via.Hops[0]
 	parent := quoteIdent(schema) + "." + quoteIdent(h.Table)
 	col := row + "." + quoteIdent(h.Column)
 	return `(` + col + ` IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM ` + parent + ` AS p WHERE p.` + quoteIdent(h.Match) + ` = ` + col + `)
+      AND NOT (SELECT relrowsecurity FROM pg_catalog.pg_class WHERE oid = ` + quoteString(parent) + `::regclass)
       AND EXISTS (SELECT 1 FROM pg_catalog.pg_constraint AS c
         JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
         JOIN pg_catalog.pg_attribute AS b ON b.attrelid = c.confrelid AND b.attnum = c.confkey[1]
