@@ -16,64 +16,13 @@ import (
 // SQLite default), find no mark: once their subject has moved, writes to
 // them are refused as before.
 func TestCascadeMarks(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "a.db")
-	s, err := OpenStore(path, "cn-beijing")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	open := func(keys bool) *sql.DB {
-		dsn := "file:" + path + "?_pragma=busy_timeout(10000)"
-		if keys {
-			dsn += "&_pragma=foreign_keys(1)"
-		}
-		db, err := sql.Open("sqlite", dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		db.SetMaxOpenConns(1)
-		t.Cleanup(func() { db.Close() })
-		return db
-	}
-	keysOff, keysOn := open(false), open(true)
-	for _, q := range []string{
+	s, keysOn, path := plainStore(t, []string{
 		`CREATE TABLE customer (customer_id INTEGER NOT NULL PRIMARY KEY, user_id TEXT NOT NULL)`,
 		`CREATE TABLE rental (rental_id INTEGER NOT NULL PRIMARY KEY,
 			customer_id INTEGER NOT NULL REFERENCES customer (customer_id) ON DELETE CASCADE, note TEXT)`,
-	} {
-		if _, err := keysOn.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ds := &domicile.Dataset{Name: "rentals"}
-	for _, n := range []string{"customer", "rental"} {
-		tb, err := s.DescribeTable(ctx, n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == "customer" {
-			tb.SubjectColumn = "user_id"
-		} else {
-			tb.Via = &domicile.Path{Hops: []domicile.Hop{{Column: "customer_id", Table: "customer", Match: "customer_id"}}}
-		}
-		ds.Tables = append(ds.Tables, tb)
-	}
-	if err := ds.ResolvePaths(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Install(ctx, []*domicile.Dataset{ds}, domicile.InstallOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if problems, err := s.CheckInstall(ctx, []*domicile.Dataset{ds}); err != nil || len(problems) > 0 {
-		t.Fatalf("CheckInstall = %q, %v", problems, err)
-	}
-	own := func(subject string, st domicile.OwnerState) {
-		t.Helper()
-		if err := s.SetOwnership(ctx, []domicile.Ownership{{Subject: subject, Dataset: "rentals", State: st, Epoch: 1, MoveID: "m1", Region: "us-east"}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	}, [2]string{"customer", "subject:user_id"}, [2]string{"rental", "via:customer_id>customer.customer_id"})
+	keysOff := openApp(t, path, false)
+	own := func(subject string, st domicile.OwnerState) { setOwner(t, s, subject, st) }
 	exec := func(db *sql.DB, q string) error {
 		_, err := db.Exec(q)
 		return err
@@ -130,7 +79,7 @@ func TestCascadeMarks(t *testing.T) {
 // (foreign keys on), tables made by ddl and installed as the dataset "d"
 // of tables: each a name and either "subject:<column>" or
 // "via:<column>><table>.<column>".
-func plainStore(t *testing.T, ddl []string, tables ...[2]string) (*Store, *sql.DB) {
+func plainStore(t *testing.T, ddl []string, tables ...[2]string) (*Store, *sql.DB, string) {
 	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "a.db")
@@ -139,12 +88,7 @@ func plainStore(t *testing.T, ddl []string, tables ...[2]string) (*Store, *sql.D
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	app, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	app.SetMaxOpenConns(1)
-	t.Cleanup(func() { app.Close() })
+	app := openApp(t, path, true)
 	for _, q := range ddl {
 		if _, err := app.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
@@ -175,7 +119,24 @@ func plainStore(t *testing.T, ddl []string, tables ...[2]string) (*Store, *sql.D
 	if problems, err := s.CheckInstall(ctx, []*domicile.Dataset{ds}); err != nil || len(problems) > 0 {
 		t.Fatalf("CheckInstall = %q, %v", problems, err)
 	}
-	return s, app
+	return s, app, path
+}
+
+// openApp opens an application's connection to the database at path, with
+// foreign keys on if keys.
+func openApp(t *testing.T, path string, keys bool) *sql.DB {
+	t.Helper()
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)"
+	if keys {
+		dsn += "&_pragma=foreign_keys(1)"
+	}
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 func setOwner(t *testing.T, s *Store, subject string, st domicile.OwnerState) {
@@ -209,7 +170,7 @@ func TestReplaceKeys(t *testing.T) {
 		if c.index != "" {
 			ddl = append(ddl, c.index)
 		}
-		s, app := plainStore(t, ddl, [2]string{"t", "subject:user_id"})
+		s, app, _ := plainStore(t, ddl, [2]string{"t", "subject:user_id"})
 		setOwner(t, s, "A", domicile.Owned)
 		setOwner(t, s, "B", domicile.Owned)
 		if _, err := app.Exec(c.seed); err != nil {
@@ -232,7 +193,7 @@ func TestReplaceKeys(t *testing.T) {
 // matches it (the parent's affinity applied).
 func TestCascadeMarkAffinity(t *testing.T) {
 	for _, c := range []struct{ childType, value string }{{"", "'1'"}, {"TEXT", "'01'"}, {"TEXT", "'1'"}, {"REAL", "1"}, {"", "1.0"}} {
-		s, app := plainStore(t, []string{
+		s, app, _ := plainStore(t, []string{
 			`CREATE TABLE customer (customer_id INTEGER NOT NULL PRIMARY KEY, user_id TEXT NOT NULL)`,
 			`CREATE TABLE rental (rental_id INTEGER NOT NULL PRIMARY KEY, customer_id ` + c.childType + ` REFERENCES customer (customer_id) ON DELETE CASCADE)`,
 		}, [2]string{"customer", "subject:user_id"}, [2]string{"rental", "via:customer_id>customer.customer_id"})
