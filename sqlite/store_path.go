@@ -89,7 +89,7 @@ func pathJoin(t *domicile.Table) (from, subject string) {
 // With keyed (see parentKeys), an old row whose parent is gone is accepted
 // while the parent's deletion is under way: the parent's DELETE trigger,
 // having checked the deletion, marks it in domicile_deleting, and its
-// goneTriggerSQL trigger takes the mark away once the row and what its keys
+// unmarkTriggers take the mark away once the row and what its keys
 // do to other rows (an ON DELETE CASCADE) are done. A parent deleted
 // without its DELETE trigger (SQLite's REPLACE deletes the row a new one
 // conflicts with that way) or a row whose parent went earlier (deleted by
@@ -150,9 +150,10 @@ func unknownCheck() string {
 // READ may not see a pointer made after its snapshot, to a subject fenced
 // since: it must not take the row for no one's.
 //
-// onInsert and onDelete are appended to the INSERT and DELETE triggers
-// (clearMarks, markDeleting); slot is pathCheck's.
-func pathTriggerSQL(dataset string, t *domicile.Table, keyed bool, slot string, unique []uniqueKey, onInsert, onDelete string) [3]string {
+// onInsert, onUpdate and onDelete are appended to the INSERT, UPDATE and
+// DELETE triggers (clearMarks, markUpdating, markDeleting); slot is
+// pathCheck's.
+func pathTriggerSQL(dataset string, t *domicile.Table, keyed bool, slot string, unique []uniqueKey, onInsert, onUpdate, onDelete string) [3]string {
 	names := triggerNames(t.Name)
 	head := func(i int, event string) string {
 		return `CREATE TRIGGER ` + quoteIdent(names[i]) + ` BEFORE ` + event + ` ON ` + quoteIdent(t.Name) + `
@@ -167,7 +168,7 @@ BEGIN
 END`,
 		head(1, "UPDATE") + pathCheck(dataset, t, "OLD", unknownCheck(), keyed, slot) + `;
   ` + pathCheck(dataset, t, "NEW", unknownCheck(), keyed, slot) + ` WHERE NEW.` + col + ` IS NOT OLD.` + col +
-			conflictChecks(t, unique, true, conflict) + `;
+			conflictChecks(t, unique, true, conflict) + onUpdate + `;
 END`,
 		head(2, "DELETE") + pathCheck(dataset, t, "OLD", unknownCheck(), keyed, slot) + `;` + onDelete + `
 END`,
@@ -183,7 +184,8 @@ type pathKeys struct {
 	keyed map[string]bool
 	// marks holds, by table, the columns that keyed tables' first hops
 	// match: the table's DELETE trigger marks its rows' values of them
-	// while they are deleted (markDeleting, goneTriggerSQL).
+	// while they are deleted or their values changed (markDeleting,
+	// markUpdating, unmarkTriggers).
 	marks map[string][]markedColumn
 	// unique holds, by table, its unique keys' columns (primary key first):
 	// the INSERT and UPDATE triggers check the rows a write conflicts with
@@ -429,25 +431,58 @@ func clearMarks(table string, cols []markedColumn) string {
 	return b.String()
 }
 
-// goneName is the name of the trigger that takes a deleted row's marks away.
-func goneName(table string) string { return "domicile_" + table + "_gone" }
-
-// goneTriggerSQL returns the trigger that takes away the marks of a row of
-// table (markDeleting) once it is deleted: SQLite runs a row's AFTER
-// DELETE triggers after its foreign keys' actions, so the marks last while
-// an ON DELETE CASCADE deletes the rows that point to it.
-func goneTriggerSQL(table string, cols []markedColumn) string {
+// markUpdating is the statements an UPDATE trigger of table ends with when
+// keyed tables' paths start at it: they mark the row's old values of the
+// columns the UPDATE changes, after the trigger's checks passed, so that
+// the rows an ON UPDATE CASCADE carries to the new values pass for rows
+// whose parent is gone.
+func markUpdating(table string, cols []markedColumn) string {
 	var b strings.Builder
-	b.WriteString(`CREATE TRIGGER ` + quoteIdent(goneName(table)) + ` AFTER DELETE ON ` + quoteIdent(table) + `
+	for _, m := range cols {
+		c := quoteIdent(m.name)
+		b.WriteString(`;
+  INSERT INTO domicile_deleting (tbl, col, ` + m.slot + `) SELECT ` + quoteString(table) + `, ` + quoteString(m.name) + `, OLD.` + c +
+			` WHERE NEW.` + c + ` IS NOT OLD.` + c)
+	}
+	return b.String()
+}
+
+// unmarkNames are the names of the triggers that take a row's marks away
+// once it is deleted or its key changed (unmarkTriggers).
+func unmarkNames(table string) [2]string {
+	return [2]string{"domicile_" + table + "_gone", "domicile_" + table + "_rekeyed"}
+}
+
+// unmarkTriggers returns the triggers, in the order of unmarkNames, that
+// take away the marks of a row of table (markDeleting, markUpdating) once
+// it is deleted or updated: SQLite runs a row's AFTER triggers after its
+// foreign keys' actions, so the marks last while an ON DELETE CASCADE or
+// ON UPDATE CASCADE writes the rows that point to it. None for a table
+// without marked columns.
+func unmarkTriggers(table string, cols []markedColumn) [][2]string {
+	if len(cols) == 0 {
+		return nil
+	}
+	names := unmarkNames(table)
+	var names2 []string
+	for _, m := range cols {
+		names2 = append(names2, quoteIdent(m.name))
+	}
+	var out [][2]string
+	for i, event := range []string{"DELETE", "UPDATE OF " + strings.Join(names2, ", ")} {
+		var b strings.Builder
+		b.WriteString(`CREATE TRIGGER ` + quoteIdent(names[i]) + ` AFTER ` + event + ` ON ` + quoteIdent(table) + `
 WHEN NOT EXISTS (SELECT 1 FROM domicile_bypass)
 BEGIN`)
-	for _, m := range cols {
-		b.WriteString(`
+		for _, m := range cols {
+			b.WriteString(`
   DELETE FROM domicile_deleting WHERE ` + markCond(table, m, `OLD.`+quoteIdent(m.name)) + `;`)
-	}
-	b.WriteString(`
+		}
+		b.WriteString(`
 END`)
-	return b.String()
+		out = append(out, [2]string{names[i], b.String()})
+	}
+	return out
 }
 
 // checkPath returns an error unless the columns t's path joins exist: the

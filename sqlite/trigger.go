@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -59,7 +60,8 @@ func triggerNames(table string) [3]string {
 // in the order of triggerNames: those of pathTriggerSQL for a table with a
 // path, otherwise those of subjectTriggerSQL.
 func triggerSQL(dataset string, t *domicile.Table, keys *pathKeys) [3]string {
-	onInsert, onDelete := clearMarks(t.Name, keys.marks[t.Name]), markDeleting(t.Name, keys.marks[t.Name])
+	marks := keys.marks[t.Name]
+	onInsert, onUpdate, onDelete := clearMarks(t.Name, marks), markUpdating(t.Name, marks), markDeleting(t.Name, marks)
 	if t.Via != nil {
 		var slot string
 		if keys.keyed[t.Name] {
@@ -67,21 +69,21 @@ func triggerSQL(dataset string, t *domicile.Table, keys *pathKeys) [3]string {
 			i := slices.IndexFunc(keys.marks[h.Table], func(m markedColumn) bool { return m.name == h.Match })
 			slot = keys.marks[h.Table][i].slot
 		}
-		return pathTriggerSQL(dataset, t, keys.keyed[t.Name], slot, keys.unique[t.Name], onInsert, onDelete)
+		return pathTriggerSQL(dataset, t, keys.keyed[t.Name], slot, keys.unique[t.Name], onInsert, onUpdate, onDelete)
 	}
-	return subjectTriggerSQL(dataset, t, keys.unique[t.Name], onInsert, onDelete)
+	return subjectTriggerSQL(dataset, t, keys.unique[t.Name], onInsert, onUpdate, onDelete)
 }
 
 // subjectTriggerSQL returns the CREATE TRIGGER statements of a table of
 // dataset whose subject column is subj, in the order of triggerNames;
-// onInsert and onDelete are appended to the INSERT and DELETE triggers
-// (clearMarks, markDeleting).
+// onInsert, onUpdate and onDelete are appended to the INSERT, UPDATE and
+// DELETE triggers (clearMarks, markUpdating, markDeleting).
 //
 // Each trigger looks the subject up once in domicile_owner and raises one of
 // the fixed messages of domicile's sentinels, never a message built from
 // values, in SQL that SQLite 3.40 reads. An UPDATE is checked against the
 // old subject and, if the subject column changes, the new one.
-func subjectTriggerSQL(dataset string, t *domicile.Table, unique []uniqueKey, onInsert, onDelete string) [3]string {
+func subjectTriggerSQL(dataset string, t *domicile.Table, unique []uniqueKey, onInsert, onUpdate, onDelete string) [3]string {
 	table, subj := t.Name, t.SubjectColumn
 	check := func(row string) string {
 		ref := "CAST(" + row + "." + quoteIdent(subj) + " AS TEXT)"
@@ -106,7 +108,7 @@ BEGIN
 		head(0, "INSERT") + check("NEW") + conflictChecks(t, unique, false, check) + onInsert + `;
 END`,
 		head(1, "UPDATE") + check("OLD") + `;
-  ` + check("NEW") + ` WHERE NEW.` + col + ` IS NOT OLD.` + col + conflictChecks(t, unique, true, check) + `;
+  ` + check("NEW") + ` WHERE NEW.` + col + ` IS NOT OLD.` + col + conflictChecks(t, unique, true, check) + onUpdate + `;
 END`,
 		head(2, "DELETE") + check("OLD") + `;` + onDelete + `
 END`,
@@ -124,8 +126,8 @@ func installDigest(datasets []*domicile.Dataset, keys *pathKeys) string {
 				h.Write([]byte(q))
 				h.Write([]byte{0})
 			}
-			if cols := keys.marks[t.Name]; len(cols) > 0 {
-				h.Write([]byte(goneTriggerSQL(t.Name, cols)))
+			for _, tg := range unmarkTriggers(t.Name, keys.marks[t.Name]) {
+				h.Write([]byte(tg[1]))
 				h.Write([]byte{0})
 			}
 		}
@@ -282,11 +284,13 @@ func installTable(ctx context.Context, tx *sql.Tx, ds *domicile.Dataset, t *domi
 			return fmt.Errorf("create trigger on %s: %w", t.Name, err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `DROP TRIGGER IF EXISTS `+quoteIdent(goneName(t.Name))); err != nil {
-		return err
+	for _, name := range unmarkNames(t.Name) {
+		if _, err := tx.ExecContext(ctx, `DROP TRIGGER IF EXISTS `+quoteIdent(name)); err != nil {
+			return err
+		}
 	}
-	if cols := keys.marks[t.Name]; len(cols) > 0 {
-		if _, err := tx.ExecContext(ctx, goneTriggerSQL(t.Name, cols)); err != nil {
+	for _, tg := range unmarkTriggers(t.Name, keys.marks[t.Name]) {
+		if _, err := tx.ExecContext(ctx, tg[1]); err != nil {
 			return fmt.Errorf("create trigger on %s: %w", t.Name, err)
 		}
 	}
@@ -429,12 +433,6 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 		if n > 0 {
 			add("domicile_bypass holds %d committed rows: the triggers let every write through", n)
 		}
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM domicile_deleting`).Scan(&n); err != nil {
-			return err
-		}
-		if n > 0 {
-			add("domicile_deleting holds %d marks of deletions that did not finish (an application's trigger ended one with RAISE(IGNORE) or RAISE(FAIL)): install clears them", n)
-		}
 		var version string
 		err = tx.QueryRowContext(ctx, `SELECT value FROM domicile_settings WHERE key = 'install_version'`).Scan(&version)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -442,6 +440,9 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 		}
 		keys, err := parentKeys(ctx, tx, datasets)
 		if err != nil {
+			return err
+		}
+		if err := checkMarks(ctx, tx, keys, add); err != nil {
 			return err
 		}
 		if want := installDigest(datasets, keys); version != want {
@@ -462,14 +463,17 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 						add("trigger %s on %s is out of date", name, t.Name)
 					}
 				}
-				gone, hasGone := objects["trigger:"+goneName(t.Name)]
-				switch cols := keys.marks[t.Name]; {
-				case len(cols) > 0 && !hasGone:
-					add("trigger %s on %s is missing", goneName(t.Name), t.Name)
-				case len(cols) > 0 && gone != goneTriggerSQL(t.Name, cols):
-					add("trigger %s on %s is out of date", goneName(t.Name), t.Name)
-				case len(cols) == 0 && hasGone:
-					add("trigger %s on %s is left over", goneName(t.Name), t.Name)
+				unmark := unmarkTriggers(t.Name, keys.marks[t.Name])
+				for i, name := range unmarkNames(t.Name) {
+					have, ok := objects["trigger:"+name]
+					switch {
+					case i < len(unmark) && !ok:
+						add("trigger %s on %s is missing", name, t.Name)
+					case i < len(unmark) && have != unmark[i][1]:
+						add("trigger %s on %s is out of date", name, t.Name)
+					case i >= len(unmark) && ok:
+						add("trigger %s on %s is left over", name, t.Name)
+					}
 				}
 				if err := checkCapture(ctx, tx, objects, ds, t, add); err != nil {
 					return err
@@ -500,4 +504,27 @@ func (s *Store) CheckInstall(ctx context.Context, datasets []*domicile.Dataset) 
 	}
 	slices.Sort(problems)
 	return problems, nil
+}
+
+// checkMarks reports the marks (markDeleting, markUpdating) of parent rows
+// that are gone: a deletion or key change that did not finish (an
+// application's trigger ended it with RAISE(IGNORE) or RAISE(FAIL)) left
+// them, and they would let rows that pointed to those parents pass for
+// rows going with them. A mark of a parent that is there does no harm.
+func checkMarks(ctx context.Context, tx *sql.Tx, keys *pathKeys, add func(string, ...any)) error {
+	tables := slices.Sorted(maps.Keys(keys.marks))
+	for _, table := range tables {
+		for _, m := range keys.marks[table] {
+			var n int
+			err := tx.QueryRowContext(ctx, `SELECT count(*) FROM domicile_deleting AS d WHERE d.tbl = ? AND d.col = ?
+				AND NOT EXISTS (SELECT 1 FROM `+quoteIdent(table)+` AS p WHERE p.`+quoteIdent(m.name)+` = d.`+m.slot+`)`, table, m.name).Scan(&n)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				add("domicile_deleting holds %d marks of %s rows that are gone, left by a deletion or key change an application's trigger ended (RAISE(IGNORE), RAISE(FAIL)): install clears them", n, table)
+			}
+		}
+	}
+	return nil
 }

@@ -55,6 +55,37 @@ func testPathCascade(t *testing.T, h Harness) {
 	}
 }
 
+// testPathUpdateCascade: a change of a parent's key that ON UPDATE CASCADE
+// carries to its path rows passes for an owned subject, and the rows still
+// reach it; a fenced subject's is refused, its rows left.
+func testPathUpdateCascade(t *testing.T, h Harness) {
+	ctx := context.Background()
+	ty := h.Type
+	if ty == nil {
+		ty = func(s string) string { return s }
+	}
+	ddl := h.pathDDLCascade()
+	ddl[3] = fmt.Sprintf(`CREATE TABLE rental (rental_id %s NOT NULL PRIMARY KEY,
+			customer_id %s NOT NULL REFERENCES customer (customer_id) ON UPDATE CASCADE ON DELETE CASCADE,
+			film_id %s NOT NULL REFERENCES film (film_id))`, ty("INTEGER"), ty("INTEGER"), ty("INTEGER"))
+	f := h.setupPathTables(t, regionA, ddl, true, domicile.InstallOptions{})
+	f.owners(t)
+	subjects := []string{owned, fenced}
+	if err := f.s.WriteSubjects(ctx, f.ds, subjects, pathSample(subjects, 1)); err != nil {
+		t.Fatalf("seed: %v", err)
+	}
+	if err := h.Exec(t, f.s, `UPDATE customer SET customer_id = ? WHERE customer_id = ?`, 91, 1); err != nil {
+		t.Fatalf("an owned subject's customer key changed, carried to its rentals: %v", err)
+	}
+	if got := rowsOf(t, f.s, f.ds, owned); got["customer"] != 1 || got["rental"] != 2 || got["payment"] != 2 {
+		t.Fatalf("the owned subject's rows after its key changed: %v", got)
+	}
+	wantRefusal(t, h.Exec(t, f.s, `UPDATE customer SET customer_id = ? WHERE customer_id = ?`, 92, 2), domicile.ErrFenced)
+	if got := rowsOf(t, f.s, f.ds, fenced); got["customer"] != 1 || got["rental"] != 2 || got["payment"] != 2 {
+		t.Fatalf("the fenced subject's rows after a refused key change: %v", got)
+	}
+}
+
 // testPathOrphan: without a foreign key on the path's column, a row whose
 // parent is gone is an orphan that reaches no subject, and stays refused
 // as a subject without an ownership row: nothing says this transaction

@@ -217,6 +217,7 @@ func Run(t *testing.T, h Harness) {
 		{"PathRows", testPathRows},
 		{"PathCascade", testPathCascade},
 		{"PathOrphan", testPathOrphan},
+		{"PathUpdateCascade", testPathUpdateCascade},
 		{"Replace", testReplace},
 		{"ClearColumns", testClearColumns},
 		{"PathClearColumns", testPathClearColumns},
