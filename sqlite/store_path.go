@@ -87,10 +87,11 @@ func pathJoin(t *domicile.Table) (from, subject string) {
 // with a reverse hop (see pathTriggerSQL).
 //
 // With keyed (see parentKeys), an old row whose parent is gone is accepted
-// while the parent's deletion is under way: the parent's DELETE trigger,
-// having checked the deletion, marks it in domicile_deleting, and its
-// unmarkTriggers take the mark away once the row and what its keys
-// do to other rows (an ON DELETE CASCADE) are done. A parent deleted
+// while the parent's deletion or key change is under way: the parent's
+// DELETE or UPDATE trigger, having checked it, marks the old key in
+// domicile_deleting, and its unmarkTriggers take the mark away once the
+// row and what its keys do to other rows (an ON DELETE or ON UPDATE
+// CASCADE) are done. A parent deleted
 // without its DELETE trigger (SQLite's REPLACE deletes the row a new one
 // conflicts with that way) or a row whose parent went earlier (deleted by
 // a connection with foreign_keys off) finds no mark and is refused.
@@ -183,8 +184,8 @@ type pathKeys struct {
 	// is under way (pathCheck).
 	keyed map[string]bool
 	// marks holds, by table, the columns that keyed tables' first hops
-	// match: the table's DELETE trigger marks its rows' values of them
-	// while they are deleted or their values changed (markDeleting,
+	// match: the table's DELETE and UPDATE triggers mark its rows' values
+	// of them while they are deleted or changed (markDeleting,
 	// markUpdating, unmarkTriggers).
 	marks map[string][]markedColumn
 	// unique holds, by table, its unique keys' columns (primary key first):
