@@ -208,3 +208,91 @@ func TestCascadeMarkAffinity(t *testing.T) {
 		}
 	}
 }
+
+// TestMarksLeftBehind: marks that a statement leaves (a key change through
+// the rowid, an UPDATE OR IGNORE that skips its row after its mark) never
+// let an orphan of a subject moved away pass: the first is taken away by
+// the trigger after every UPDATE, the second when a REPLACE takes the
+// parent away without its DELETE trigger.
+func TestMarksLeftBehind(t *testing.T) {
+	ddl := []string{
+		`CREATE TABLE customer (customer_id INTEGER NOT NULL PRIMARY KEY, user_id TEXT NOT NULL, email TEXT UNIQUE)`,
+		`CREATE TABLE rental (rental_id INTEGER NOT NULL PRIMARY KEY,
+			customer_id INTEGER NOT NULL REFERENCES customer (customer_id) ON UPDATE CASCADE ON DELETE CASCADE, note TEXT)`,
+	}
+	tables := [][2]string{{"customer", "subject:user_id"}, {"rental", "via:customer_id>customer.customer_id"}}
+	for _, c := range []struct {
+		name  string
+		steps func(keysOn, keysOff *sql.DB) error
+	}{
+		{"key changed through the rowid, keys off", func(_, keysOff *sql.DB) error {
+			_, err := keysOff.Exec(`UPDATE customer SET rowid = 99 WHERE customer_id = 1`)
+			return err
+		}},
+		{"update or ignore, then a replace with keys off", func(keysOn, keysOff *sql.DB) error {
+			if _, err := keysOn.Exec(`UPDATE OR IGNORE customer SET customer_id = 2 WHERE customer_id = 1`); err != nil {
+				return err
+			}
+			_, err := keysOff.Exec(`INSERT OR REPLACE INTO customer VALUES (5, 'u1', 'e1')`)
+			return err
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, keysOn, path := plainStore(t, ddl, tables...)
+			keysOff := openApp(t, path, false)
+			setOwner(t, s, "u1", domicile.Owned)
+			setOwner(t, s, "u2", domicile.Owned)
+			for _, q := range []string{
+				`INSERT INTO customer VALUES (1, 'u1', 'e1'), (2, 'u2', 'e2')`,
+				`INSERT INTO rental VALUES (10, 1, 'a'), (11, 1, 'b')`,
+			} {
+				if _, err := keysOn.Exec(q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := c.steps(keysOn, keysOff); err != nil {
+				t.Fatal(err)
+			}
+			var orphans int
+			if err := keysOn.QueryRow(`SELECT count(*) FROM rental WHERE customer_id = 1`).Scan(&orphans); err != nil {
+				t.Fatal(err)
+			}
+			if orphans != 2 {
+				t.Fatalf("%d rentals left pointing to customer 1, want 2 orphans", orphans)
+			}
+			setOwner(t, s, "u1", domicile.Moved)
+			for _, q := range []string{`UPDATE rental SET note = 'after the move' WHERE rental_id = 10`, `DELETE FROM rental WHERE rental_id = 11`} {
+				for _, db := range []*sql.DB{keysOn, keysOff} {
+					if _, err := db.Exec(q); err == nil {
+						t.Errorf("%s of an orphan of a subject moved away: accepted", q)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestCascadeMarkCollation: a parent key compared without case carries its
+// rows whatever case they hold it in, as the foreign key matches them.
+func TestCascadeMarkCollation(t *testing.T) {
+	s, app, _ := plainStore(t, []string{
+		`CREATE TABLE customer (customer_id TEXT COLLATE NOCASE NOT NULL PRIMARY KEY, user_id TEXT NOT NULL)`,
+		`CREATE TABLE rental (rental_id INTEGER NOT NULL PRIMARY KEY,
+			customer_id TEXT NOT NULL REFERENCES customer (customer_id) ON UPDATE CASCADE ON DELETE CASCADE)`,
+	}, [2]string{"customer", "subject:user_id"}, [2]string{"rental", "via:customer_id>customer.customer_id"})
+	setOwner(t, s, "u1", domicile.Owned)
+	for _, q := range []string{
+		`INSERT INTO customer VALUES ('ABC', 'u1'), ('DEF', 'u1')`,
+		`INSERT INTO rental VALUES (10, 'abc'), (20, 'def')`,
+		`UPDATE customer SET customer_id = 'XYZ' WHERE customer_id = 'ABC'`,
+		`DELETE FROM customer WHERE customer_id = 'DEF'`,
+	} {
+		if _, err := app.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	var n int
+	if err := app.QueryRow(`SELECT count(*) FROM rental WHERE customer_id = 'XYZ'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("rentals carried to XYZ: %d, %v; want 1", n, err)
+	}
+}

@@ -96,9 +96,8 @@ func pathJoin(t *domicile.Table) (from, subject string) {
 // conflicts with that way) or a row whose parent went earlier (deleted by
 // a connection with foreign_keys off) finds no mark and is refused.
 //
-// slot is the column of domicile_deleting that holds the marks of the
-// first hop's match column (markSlot).
-func pathCheck(dataset string, t *domicile.Table, row string, unknown string, keyed bool, slot string) string {
+// parent is the first hop's match column as its table marks it.
+func pathCheck(dataset string, t *domicile.Table, row string, unknown string, keyed bool, parent markedColumn) string {
 	hops := t.Via.Hops
 	var from strings.Builder
 	from.WriteString(quoteIdent(hops[0].Table) + " AS " + hopAlias(1))
@@ -116,7 +115,7 @@ func pathCheck(dataset string, t *domicile.Table, row string, unknown string, ke
 		c := row + "." + quoteIdent(hops[0].Column)
 		none = `CASE WHEN ` + c + ` IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ` + quoteIdent(hops[0].Table) + ` WHERE ` +
 			quoteIdent(hops[0].Match) + ` = ` + c + `)
-      AND EXISTS (SELECT 1 FROM domicile_deleting WHERE ` + markCond(hops[0].Table, markedColumn{hops[0].Match, slot}, c) + `)
+      AND EXISTS (SELECT 1 FROM domicile_deleting WHERE ` + markCond(hops[0].Table, parent, c) + `)
       THEN NULL ELSE ` + unknown + ` END`
 	}
 	return `SELECT CASE (SELECT coalesce((SELECT state FROM domicile_owner WHERE subject = CAST(` + subj + ` AS TEXT) AND dataset = ` + quoteString(dataset) + `), '') AS st
@@ -152,9 +151,9 @@ func unknownCheck() string {
 // since: it must not take the row for no one's.
 //
 // onInsert, onUpdate and onDelete are appended to the INSERT, UPDATE and
-// DELETE triggers (clearMarks, markUpdating, markDeleting); slot is
-// pathCheck's.
-func pathTriggerSQL(dataset string, t *domicile.Table, keyed bool, slot string, unique []uniqueKey, onInsert, onUpdate, onDelete string) [3]string {
+// DELETE triggers (clearMarks, markUpdating, markDeleting); parent is
+// pathCheck's, marks t's own marked columns.
+func pathTriggerSQL(dataset string, t *domicile.Table, keyed bool, parent markedColumn, unique []uniqueKey, marks []markedColumn, onInsert, onUpdate, onDelete string) [3]string {
 	names := triggerNames(t.Name)
 	head := func(i int, event string) string {
 		return `CREATE TRIGGER ` + quoteIdent(names[i]) + ` BEFORE ` + event + ` ON ` + quoteIdent(t.Name) + `
@@ -163,15 +162,15 @@ BEGIN
   `
 	}
 	col := quoteIdent(t.Via.Hops[0].Column)
-	conflict := func(row string) string { return pathCheck(dataset, t, row, unknownCheck(), false, slot) }
+	conflict := func(row string) string { return pathCheck(dataset, t, row, unknownCheck(), false, parent) }
 	return [3]string{
-		head(0, "INSERT") + pathCheck(dataset, t, "NEW", unknownCheck(), keyed, slot) + conflictChecks(t, unique, false, conflict) + onInsert + `;
+		head(0, "INSERT") + pathCheck(dataset, t, "NEW", unknownCheck(), keyed, parent) + conflictChecks(t, unique, false, marks, conflict) + onInsert + `;
 END`,
-		head(1, "UPDATE") + pathCheck(dataset, t, "OLD", unknownCheck(), keyed, slot) + `;
-  ` + pathCheck(dataset, t, "NEW", unknownCheck(), keyed, slot) + ` WHERE NEW.` + col + ` IS NOT OLD.` + col +
-			conflictChecks(t, unique, true, conflict) + onUpdate + `;
+		head(1, "UPDATE") + pathCheck(dataset, t, "OLD", unknownCheck(), keyed, parent) + `;
+  ` + pathCheck(dataset, t, "NEW", unknownCheck(), keyed, parent) + ` WHERE NEW.` + col + ` IS NOT OLD.` + col +
+			conflictChecks(t, unique, true, marks, conflict) + onUpdate + `;
 END`,
-		head(2, "DELETE") + pathCheck(dataset, t, "OLD", unknownCheck(), keyed, slot) + `;` + onDelete + `
+		head(2, "DELETE") + pathCheck(dataset, t, "OLD", unknownCheck(), keyed, parent) + `;` + onDelete + `
 END`,
 	}
 }
@@ -235,7 +234,20 @@ func parentKeys(ctx context.Context, q querierCtx, datasets []*domicile.Dataset)
 							declared = c.Type
 						}
 					}
-					keys.marks[h.Table] = append(keys.marks[h.Table], markedColumn{name: h.Match, slot: markSlot(declared)})
+					// The key's collation, as the parent's unique key on
+					// the column has it, compares a child's value with a
+					// mark as the foreign key compares it with the parent.
+					pu, err := uniqueKeys(ctx, q, &domicile.Table{Name: h.Table})
+					if err != nil {
+						return nil, err
+					}
+					var coll string
+					for _, k := range pu {
+						if len(k.cols) == 1 && strings.EqualFold(k.cols[0], h.Match) && !k.partial {
+							coll = k.colls[0]
+						}
+					}
+					keys.marks[h.Table] = append(keys.marks[h.Table], markedColumn{name: h.Match, slot: markSlot(declared), coll: coll})
 				}
 			}
 		}
@@ -350,7 +362,12 @@ const conflictAlias = "domicile_old"
 // index is checked as a whole one, on every UPDATE, which may refuse a
 // write whose row the index leaves out (docs/config.md); the row itself,
 // when it matches, is OLD, checked already.
-func conflictChecks(t *domicile.Table, unique []uniqueKey, update bool, check func(row string) string) string {
+//
+// marks are t's marked columns (markDeleting): a row a REPLACE takes away
+// goes without its DELETE trigger, so its marks, if any were left behind
+// (an UPDATE OR IGNORE that skipped its row after the mark), go first, and
+// the rows that pointed to it are refused as rows whose parent is gone.
+func conflictChecks(t *domicile.Table, unique []uniqueKey, update bool, marks []markedColumn, check func(row string) string) string {
 	var b strings.Builder
 	for _, k := range unique {
 		var match, changed []string
@@ -369,6 +386,11 @@ func conflictChecks(t *domicile.Table, unique []uniqueKey, update bool, check fu
 		b.WriteString(`;
   ` + check(conflictAlias) + `
     FROM ` + quoteIdent(t.Name) + ` AS ` + conflictAlias + ` WHERE ` + cond)
+		for _, m := range marks {
+			b.WriteString(`;
+  DELETE FROM domicile_deleting WHERE tbl = ` + quoteString(t.Name) + ` AND col = ` + quoteString(m.name) + ` AND ` + m.slot +
+				` IN (SELECT ` + conflictAlias + `.` + quoteIdent(m.name) + ` FROM ` + quoteIdent(t.Name) + ` AS ` + conflictAlias + ` WHERE ` + cond + `)`)
+		}
 	}
 	return b.String()
 }
@@ -378,6 +400,7 @@ func conflictChecks(t *domicile.Table, unique []uniqueKey, update bool, check fu
 type markedColumn struct {
 	name string
 	slot string
+	coll string // the collation of the parent's key on it, "" for BINARY
 }
 
 // markSlot returns the column of domicile_deleting that holds the marked
@@ -403,7 +426,11 @@ func markSlot(declared string) string {
 // markCond is the condition that a row of domicile_deleting marks the
 // value v of table's column m.
 func markCond(table string, m markedColumn, v string) string {
-	return `tbl = ` + quoteString(table) + ` AND col = ` + quoteString(m.name) + ` AND ` + m.slot + ` = ` + v
+	cond := `tbl = ` + quoteString(table) + ` AND col = ` + quoteString(m.name) + ` AND ` + m.slot + ` = ` + v
+	if m.coll != "" {
+		cond += ` COLLATE ` + quoteIdent(m.coll)
+	}
+	return cond
 }
 
 // markDeleting is the statements a DELETE trigger of table ends with when
@@ -465,12 +492,10 @@ func unmarkTriggers(table string, cols []markedColumn) [][2]string {
 		return nil
 	}
 	names := unmarkNames(table)
-	var names2 []string
-	for _, m := range cols {
-		names2 = append(names2, quoteIdent(m.name))
-	}
 	var out [][2]string
-	for i, event := range []string{"DELETE", "UPDATE OF " + strings.Join(names2, ", ")} {
+	// Every UPDATE, not UPDATE OF the columns: SET rowid changes an
+	// INTEGER PRIMARY KEY without naming it.
+	for i, event := range []string{"DELETE", "UPDATE"} {
 		var b strings.Builder
 		b.WriteString(`CREATE TRIGGER ` + quoteIdent(names[i]) + ` AFTER ` + event + ` ON ` + quoteIdent(table) + `
 WHEN NOT EXISTS (SELECT 1 FROM domicile_bypass)

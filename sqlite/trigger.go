@@ -63,15 +63,15 @@ func triggerSQL(dataset string, t *domicile.Table, keys *pathKeys) [3]string {
 	marks := keys.marks[t.Name]
 	onInsert, onUpdate, onDelete := clearMarks(t.Name, marks), markUpdating(t.Name, marks), markDeleting(t.Name, marks)
 	if t.Via != nil {
-		var slot string
+		var parent markedColumn
 		if keys.keyed[t.Name] {
 			h := t.Via.Hops[0]
 			i := slices.IndexFunc(keys.marks[h.Table], func(m markedColumn) bool { return m.name == h.Match })
-			slot = keys.marks[h.Table][i].slot
+			parent = keys.marks[h.Table][i]
 		}
-		return pathTriggerSQL(dataset, t, keys.keyed[t.Name], slot, keys.unique[t.Name], onInsert, onUpdate, onDelete)
+		return pathTriggerSQL(dataset, t, keys.keyed[t.Name], parent, keys.unique[t.Name], marks, onInsert, onUpdate, onDelete)
 	}
-	return subjectTriggerSQL(dataset, t, keys.unique[t.Name], onInsert, onUpdate, onDelete)
+	return subjectTriggerSQL(dataset, t, keys.unique[t.Name], marks, onInsert, onUpdate, onDelete)
 }
 
 // subjectTriggerSQL returns the CREATE TRIGGER statements of a table of
@@ -83,7 +83,7 @@ func triggerSQL(dataset string, t *domicile.Table, keys *pathKeys) [3]string {
 // the fixed messages of domicile's sentinels, never a message built from
 // values, in SQL that SQLite 3.40 reads. An UPDATE is checked against the
 // old subject and, if the subject column changes, the new one.
-func subjectTriggerSQL(dataset string, t *domicile.Table, unique []uniqueKey, onInsert, onUpdate, onDelete string) [3]string {
+func subjectTriggerSQL(dataset string, t *domicile.Table, unique []uniqueKey, marks []markedColumn, onInsert, onUpdate, onDelete string) [3]string {
 	table, subj := t.Name, t.SubjectColumn
 	check := func(row string) string {
 		ref := "CAST(" + row + "." + quoteIdent(subj) + " AS TEXT)"
@@ -105,10 +105,10 @@ BEGIN
 	}
 	col := quoteIdent(subj)
 	return [3]string{
-		head(0, "INSERT") + check("NEW") + conflictChecks(t, unique, false, check) + onInsert + `;
+		head(0, "INSERT") + check("NEW") + conflictChecks(t, unique, false, marks, check) + onInsert + `;
 END`,
 		head(1, "UPDATE") + check("OLD") + `;
-  ` + check("NEW") + ` WHERE NEW.` + col + ` IS NOT OLD.` + col + conflictChecks(t, unique, true, check) + onUpdate + `;
+  ` + check("NEW") + ` WHERE NEW.` + col + ` IS NOT OLD.` + col + conflictChecks(t, unique, true, marks, check) + onUpdate + `;
 END`,
 		head(2, "DELETE") + check("OLD") + `;` + onDelete + `
 END`,
@@ -522,7 +522,7 @@ func checkMarks(ctx context.Context, tx *sql.Tx, keys *pathKeys, add func(string
 				return err
 			}
 			if n > 0 {
-				add("domicile_deleting holds %d marks of %s rows that are gone, left by a deletion or key change an application's trigger ended (RAISE(IGNORE), RAISE(FAIL)): install clears them", n, table)
+				add("domicile_deleting holds %d marks of %s rows that are gone, left by a deletion or key change that did not finish its row (an application's trigger's RAISE(IGNORE) or RAISE(FAIL)): install clears them", n, table)
 			}
 		}
 	}
