@@ -296,3 +296,67 @@ func TestCascadeMarkCollation(t *testing.T) {
 		t.Fatalf("rentals carried to XYZ: %d, %v; want 1", n, err)
 	}
 }
+
+// TestPutRowConflictWithAnother: an owned subject's PutRow whose key or
+// unique column is another subject's row fails as a conflict, whatever
+// that subject's state here (the triggers refuse the row it would replace
+// with that subject's refusal, which is not the writer's).
+func TestPutRowConflictWithAnother(t *testing.T) {
+	ctx := context.Background()
+	for _, other := range []domicile.OwnerState{domicile.Owned, domicile.Fenced, domicile.Moved, ""} {
+		s, app, _ := plainStore(t, []string{`CREATE TABLE t (id TEXT NOT NULL PRIMARY KEY, user_id TEXT NOT NULL, email TEXT UNIQUE)`},
+			[2]string{"t", "subject:user_id"})
+		setOwner(t, s, "A", domicile.Owned)
+		setOwner(t, s, "B", domicile.Owned)
+		if _, err := app.Exec(`INSERT INTO t VALUES ('b', 'B', 'b@x')`); err != nil {
+			t.Fatal(err)
+		}
+		if other == "" {
+			if err := s.DeleteOwnership(ctx, "d", []string{"B"}); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			setOwner(t, s, "B", other)
+		}
+		tb, err := s.DescribeTable(ctx, "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb.SubjectColumn = "user_id"
+		for _, w := range []struct {
+			cols []string
+			row  []any
+		}{
+			{[]string{"id", "user_id"}, []any{"b", "A"}},
+			{[]string{"id", "user_id", "email"}, []any{"a", "A", "b@x"}},
+		} {
+			err := s.PutRow(ctx, tb, "A", w.cols, w.row)
+			if domicile.ErrorCode(err) != domicile.CodeConflict {
+				t.Errorf("B %q: PutRow of A's row %v: %v (code %q); want a conflict", other, w.row, err, domicile.ErrorCode(err))
+			}
+		}
+	}
+}
+
+// TestInsertWithRowidLeftToSQLite: an INSERT that leaves the rowid (or the
+// INTEGER PRIMARY KEY) to SQLite conflicts with no row, even one at -1 of
+// a subject not owned here (a BEFORE trigger sees -1 for such a rowid).
+func TestInsertWithRowidLeftToSQLite(t *testing.T) {
+	for _, c := range []struct{ ddl, seed, q string }{
+		{`CREATE TABLE t (id TEXT NOT NULL PRIMARY KEY, user_id TEXT NOT NULL)`,
+			`INSERT INTO t (rowid, id, user_id) VALUES (-1, 'b', 'B')`, `INSERT INTO t (id, user_id) VALUES ('a', 'A')`},
+		{`CREATE TABLE t (id INTEGER PRIMARY KEY, user_id TEXT NOT NULL)`,
+			`INSERT INTO t (id, user_id) VALUES (-1, 'B')`, `INSERT INTO t (user_id) VALUES ('A')`},
+	} {
+		s, app, _ := plainStore(t, []string{c.ddl}, [2]string{"t", "subject:user_id"})
+		setOwner(t, s, "A", domicile.Owned)
+		setOwner(t, s, "B", domicile.Owned)
+		if _, err := app.Exec(c.seed); err != nil {
+			t.Fatal(err)
+		}
+		setOwner(t, s, "B", domicile.Fenced)
+		if _, err := app.Exec(c.q); err != nil {
+			t.Errorf("%s beside a fenced subject's row at -1: %v", c.q, err)
+		}
+	}
+}

@@ -261,6 +261,7 @@ type uniqueKey struct {
 	cols    []string
 	colls   []string // each column's collation in the key, "" for BINARY
 	partial bool     // a partial index: only rows its WHERE holds for
+	rowid   bool     // the rowid, or an INTEGER PRIMARY KEY naming it
 }
 
 // uniqueKeys returns t's unique keys: its primary key, its other unique
@@ -321,7 +322,7 @@ func uniqueKeys(ctx context.Context, q querierCtx, t *domicile.Table) ([]uniqueK
 	if !hasPK && len(have.PrimaryKey) > 0 {
 		// The primary key has no index of its own: it is the rowid (an
 		// INTEGER PRIMARY KEY).
-		keys = append(keys, uniqueKey{cols: have.PrimaryKey, colls: make([]string, len(have.PrimaryKey))})
+		keys = append(keys, uniqueKey{cols: have.PrimaryKey, colls: make([]string, len(have.PrimaryKey)), rowid: len(have.PrimaryKey) == 1})
 		rowid = false
 	}
 	for _, n := range names {
@@ -334,7 +335,7 @@ func uniqueKeys(ctx context.Context, q querierCtx, t *domicile.Table) ([]uniqueK
 		keys = append(keys, k)
 	}
 	if rowid {
-		keys = append(keys, uniqueKey{cols: []string{"rowid"}, colls: []string{""}})
+		keys = append(keys, uniqueKey{cols: []string{"rowid"}, colls: []string{""}, rowid: true})
 	}
 	return keys, nil
 }
@@ -382,6 +383,12 @@ func conflictChecks(t *domicile.Table, unique []uniqueKey, update bool, marks []
 		cond := strings.Join(match, " AND ")
 		if update && !k.partial {
 			cond = "(" + strings.Join(changed, " OR ") + ") AND " + cond
+		}
+		if !update && k.rowid {
+			// An INSERT that leaves the rowid to SQLite sees -1 in a
+			// BEFORE trigger: a row at -1 is no conflict of it. (One that
+			// names -1 is not checked.)
+			cond += " AND NEW." + quoteIdent(k.cols[0]) + " <> -1"
 		}
 		b.WriteString(`;
   ` + check(conflictAlias) + `
