@@ -534,7 +534,8 @@ func (s *Store) writeErr(ctx context.Context, err error, table, subject string) 
 		if ds != "" && subject != "" {
 			mine := s.view(ctx, func(tx *sql.Tx) error { return s.checkWrite(ctx, tx, ds, subject) })
 			if mine == nil {
-				return &domicile.Error{Code: domicile.CodeConflict, Message: fmt.Sprintf("a row of %s with this key belongs to another subject", table), Err: err}
+				// Not wrapping err, which names the other subject's state.
+				return domicile.Errorf(domicile.CodeConflict, "a row of %s with this key belongs to another subject", table)
 			}
 		}
 		return s.refused(ctx, r, ds, subject)
