@@ -91,10 +91,10 @@ func pathJoin(t *domicile.Table) (from, subject string) {
 // DELETE or UPDATE trigger, having checked it, marks the old key in
 // domicile_deleting, and its unmarkTriggers take the mark away once the
 // row and what its keys do to other rows (an ON DELETE or ON UPDATE
-// CASCADE) are done. A parent deleted
-// without its DELETE trigger (SQLite's REPLACE deletes the row a new one
-// conflicts with that way) or a row whose parent went earlier (deleted by
-// a connection with foreign_keys off) finds no mark and is refused.
+// CASCADE) are done. A parent deleted without its DELETE trigger (SQLite's
+// REPLACE deletes the row a new one conflicts with that way) or a row
+// whose parent went earlier (deleted by a connection with foreign_keys
+// off) finds no mark and is refused.
 //
 // parent is the first hop's match column as its table marks it.
 func pathCheck(dataset string, t *domicile.Table, row string, unknown string, keyed bool, parent markedColumn) string {
@@ -402,8 +402,9 @@ func conflictChecks(t *domicile.Table, unique []uniqueKey, update bool, marks []
 	return b.String()
 }
 
-// markedColumn is a column whose values a table's DELETE trigger marks
-// (markDeleting), and the column of domicile_deleting that holds them.
+// markedColumn is a column whose values a table's DELETE and UPDATE
+// triggers mark (markDeleting, markUpdating), and the column of
+// domicile_deleting that holds them.
 type markedColumn struct {
 	name string
 	slot string
@@ -454,9 +455,9 @@ func markDeleting(table string, cols []markedColumn) string {
 
 // clearMarks is the statements an INSERT trigger of table ends with when
 // keyed tables' paths start at it: a mark of the new row's values, left by
-// a deletion that did not finish (an application's trigger ended it with
-// RAISE(IGNORE) or RAISE(FAIL)), goes, so that it never lets the rows that
-// now reach the new row pass for rows whose parent is gone.
+// a deletion or key change that did not finish its row, goes, so that it
+// never lets the rows that now reach the new row pass for rows whose
+// parent is gone.
 func clearMarks(table string, cols []markedColumn) string {
 	var b strings.Builder
 	for _, m := range cols {
