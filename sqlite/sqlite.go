@@ -80,7 +80,13 @@ func sqliteCode(err error) int {
 }
 
 // refusals are the trigger refusals, by the fixed message each raises.
-var refusals = []error{domicile.ErrFenced, domicile.ErrIncoming, domicile.ErrMoved, domicile.ErrUnknown}
+var refusals = []error{domicile.ErrFenced, domicile.ErrIncoming, domicile.ErrMoved, domicile.ErrUnknown, errKeyHeld}
+
+// errKeyHeld is the refusal of a write that conflicts on a unique key with
+// a row of a subject not owned here, which a REPLACE would take away
+// (conflictChecks): a conflict for the writer, whose own state it does not
+// tell, and which does not name the other subject's.
+var errKeyHeld = errors.New("domicile: the key is held by a row of a subject not owned here")
 
 // refusal returns the sentinel whose fixed message a trigger raised in err,
 // or nil. RAISE(ABORT, msg) fails the statement with

@@ -523,21 +523,16 @@ func (s *Store) refused(ctx context.Context, r error, dataset, subject string) e
 	return e
 }
 
-// writeErr maps an error of a write of subject's row in table. A refusal
-// is the subject's, unless the store may take the subject's writes: then
-// it came from a row the write conflicts with, of another subject (the
-// triggers check the rows a REPLACE would take away), and the write is a
-// conflict, as when the key is another subject's.
+// writeErr maps an error of a write of subject's row in table. A write
+// whose key is held by a row of a subject not owned here (errKeyHeld, which
+// the triggers raise for a row a REPLACE would take away) is a conflict,
+// as when the key is another subject's.
 func (s *Store) writeErr(ctx context.Context, err error, table, subject string) error {
 	if r := refusal(err); r != nil {
-		ds, _ := s.datasetOf(ctx, s.rdb, table)
-		if ds != "" && subject != "" {
-			mine := s.view(ctx, func(tx *sql.Tx) error { return s.checkWrite(ctx, tx, ds, subject) })
-			if mine == nil {
-				// Not wrapping err, which names the other subject's state.
-				return domicile.Errorf(domicile.CodeConflict, "a row of %s with this key belongs to another subject", table)
-			}
+		if r == errKeyHeld {
+			return domicile.Errorf(domicile.CodeConflict, "a row of %s with this key belongs to another subject", table)
 		}
+		ds, _ := s.datasetOf(ctx, s.rdb, table)
 		return s.refused(ctx, r, ds, subject)
 	}
 	if isConflict(err) {

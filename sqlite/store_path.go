@@ -97,7 +97,11 @@ func pathJoin(t *domicile.Table) (from, subject string) {
 // off) finds no mark and is refused.
 //
 // parent is the first hop's match column as its table marks it.
-func pathCheck(dataset string, t *domicile.Table, row string, unknown string, keyed bool, parent markedColumn) string {
+//
+// msg gives the message a refusal raises (refusalMessage, or
+// keyHeldMessage for a row a write conflicts with).
+func pathCheck(dataset string, t *domicile.Table, row string, msg func(error) string, keyed bool, parent markedColumn) string {
+	unknown := unknownCheck(msg)
 	hops := t.Via.Hops
 	var from strings.Builder
 	from.WriteString(quoteIdent(hops[0].Table) + " AS " + hopAlias(1))
@@ -123,20 +127,29 @@ func pathCheck(dataset string, t *domicile.Table, row string, unknown string, ke
       WHERE ` + hopAlias(1) + `.` + quoteIdent(hops[0].Match) + ` = ` + row + `.` + quoteIdent(hops[0].Column) + ` AND ` + subj + ` IS NOT NULL
       ORDER BY st = 'owned' LIMIT 1)
     WHEN 'owned' THEN NULL
-    WHEN 'fenced' THEN RAISE(ABORT, ` + quoteString(domicile.ErrFenced.Error()) + `)
-    WHEN 'incoming' THEN RAISE(ABORT, ` + quoteString(domicile.ErrIncoming.Error()) + `)
-    WHEN 'moved' THEN RAISE(ABORT, ` + quoteString(domicile.ErrMoved.Error()) + `)
+    WHEN 'fenced' THEN RAISE(ABORT, ` + msg(domicile.ErrFenced) + `)
+    WHEN 'incoming' THEN RAISE(ABORT, ` + msg(domicile.ErrIncoming) + `)
+    WHEN 'moved' THEN RAISE(ABORT, ` + msg(domicile.ErrMoved) + `)
     WHEN '' THEN ` + unknown + `
     ELSE ` + none + `
   END`
 }
 
 // unknownCheck is the trigger expression for a subject with no ownership
-// row: accepted only where the store accepts unknown subjects.
-func unknownCheck() string {
+// row: accepted only where the store accepts unknown subjects; msg gives
+// the refusal's message.
+func unknownCheck(msg func(error) string) string {
 	return `CASE WHEN (SELECT value FROM domicile_settings WHERE key = 'accept_unknown') IS '1' THEN NULL
-      ELSE RAISE(ABORT, ` + quoteString(domicile.ErrUnknown.Error()) + `) END`
+      ELSE RAISE(ABORT, ` + msg(domicile.ErrUnknown) + `) END`
 }
+
+// refusalMessage is the SQL literal of a refusal's fixed message.
+func refusalMessage(r error) string { return quoteString(r.Error()) }
+
+// keyHeldMessage is the SQL literal a check of a row a write conflicts
+// with raises for every refusal (errKeyHeld): the refusal is that row's
+// subject's, not the writer's.
+func keyHeldMessage(error) string { return quoteString(errKeyHeld.Error()) }
 
 // pathTriggerSQL returns the CREATE TRIGGER statements of a path table, in
 // the order of triggerNames. An UPDATE is checked against the old row and,
@@ -162,15 +175,15 @@ BEGIN
   `
 	}
 	col := quoteIdent(t.Via.Hops[0].Column)
-	conflict := func(row string) string { return pathCheck(dataset, t, row, unknownCheck(), false, parent) }
+	conflict := func(row string) string { return pathCheck(dataset, t, row, keyHeldMessage, false, parent) }
 	return [3]string{
-		head(0, "INSERT") + pathCheck(dataset, t, "NEW", unknownCheck(), keyed, parent) + conflictChecks(t, unique, false, marks, conflict) + onInsert + `;
+		head(0, "INSERT") + pathCheck(dataset, t, "NEW", refusalMessage, keyed, parent) + conflictChecks(t, unique, false, marks, conflict) + onInsert + `;
 END`,
-		head(1, "UPDATE") + pathCheck(dataset, t, "OLD", unknownCheck(), keyed, parent) + `;
-  ` + pathCheck(dataset, t, "NEW", unknownCheck(), keyed, parent) + ` WHERE NEW.` + col + ` IS NOT OLD.` + col +
+		head(1, "UPDATE") + pathCheck(dataset, t, "OLD", refusalMessage, keyed, parent) + `;
+  ` + pathCheck(dataset, t, "NEW", refusalMessage, keyed, parent) + ` WHERE NEW.` + col + ` IS NOT OLD.` + col +
 			conflictChecks(t, unique, true, marks, conflict) + onUpdate + `;
 END`,
-		head(2, "DELETE") + pathCheck(dataset, t, "OLD", unknownCheck(), keyed, parent) + `;` + onDelete + `
+		head(2, "DELETE") + pathCheck(dataset, t, "OLD", refusalMessage, keyed, parent) + `;` + onDelete + `
 END`,
 	}
 }

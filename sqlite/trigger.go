@@ -85,17 +85,19 @@ func triggerSQL(dataset string, t *domicile.Table, keys *pathKeys) [3]string {
 // old subject and, if the subject column changes, the new one.
 func subjectTriggerSQL(dataset string, t *domicile.Table, unique []uniqueKey, marks []markedColumn, onInsert, onUpdate, onDelete string) [3]string {
 	table, subj := t.Name, t.SubjectColumn
-	check := func(row string) string {
+	checkAs := func(row string, msg func(error) string) string {
 		ref := "CAST(" + row + "." + quoteIdent(subj) + " AS TEXT)"
 		return `SELECT CASE (SELECT state FROM domicile_owner WHERE subject = ` + ref + ` AND dataset = ` + quoteString(dataset) + `)
     WHEN 'owned' THEN NULL
-    WHEN 'fenced' THEN RAISE(ABORT, ` + quoteString(domicile.ErrFenced.Error()) + `)
-    WHEN 'incoming' THEN RAISE(ABORT, ` + quoteString(domicile.ErrIncoming.Error()) + `)
-    WHEN 'moved' THEN RAISE(ABORT, ` + quoteString(domicile.ErrMoved.Error()) + `)
+    WHEN 'fenced' THEN RAISE(ABORT, ` + msg(domicile.ErrFenced) + `)
+    WHEN 'incoming' THEN RAISE(ABORT, ` + msg(domicile.ErrIncoming) + `)
+    WHEN 'moved' THEN RAISE(ABORT, ` + msg(domicile.ErrMoved) + `)
     ELSE CASE WHEN (SELECT value FROM domicile_settings WHERE key = 'accept_unknown') IS '1' THEN NULL
-      ELSE RAISE(ABORT, ` + quoteString(domicile.ErrUnknown.Error()) + `) END
+      ELSE RAISE(ABORT, ` + msg(domicile.ErrUnknown) + `) END
   END`
 	}
+	check := func(row string) string { return checkAs(row, refusalMessage) }
+	held := func(row string) string { return checkAs(row, keyHeldMessage) }
 	names := triggerNames(table)
 	head := func(i int, event string) string {
 		return `CREATE TRIGGER ` + quoteIdent(names[i]) + ` BEFORE ` + event + ` ON ` + quoteIdent(table) + `
@@ -105,10 +107,10 @@ BEGIN
 	}
 	col := quoteIdent(subj)
 	return [3]string{
-		head(0, "INSERT") + check("NEW") + conflictChecks(t, unique, false, marks, check) + onInsert + `;
+		head(0, "INSERT") + check("NEW") + conflictChecks(t, unique, false, marks, held) + onInsert + `;
 END`,
 		head(1, "UPDATE") + check("OLD") + `;
-  ` + check("NEW") + ` WHERE NEW.` + col + ` IS NOT OLD.` + col + conflictChecks(t, unique, true, marks, check) + onUpdate + `;
+  ` + check("NEW") + ` WHERE NEW.` + col + ` IS NOT OLD.` + col + conflictChecks(t, unique, true, marks, held) + onUpdate + `;
 END`,
 		head(2, "DELETE") + check("OLD") + `;` + onDelete + `
 END`,
