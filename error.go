@@ -110,3 +110,46 @@ var (
 	// the mover pauses such a move and goes on with the others.
 	ErrUnavailable = errors.New("store unavailable")
 )
+
+// RefusalError returns the *Error a store in region answers for a
+// trigger's refusal r (ErrFenced, ErrIncoming, ErrUnknown or ErrMoved) of
+// a subject's write. For ErrMoved, tomb is the subject's ownership row when
+// known: a Moved one gives where the subject went.
+func RefusalError(r error, region string, tomb *Ownership) *Error {
+	switch r {
+	case ErrFenced:
+		return &Error{Code: CodeFenced, Message: "subject is being moved; retry shortly", Err: r}
+	case ErrIncoming:
+		return &Error{Code: CodeFenced, Message: "subject is being moved here; retry shortly", Err: r}
+	case ErrUnknown:
+		return &Error{Code: CodeForbidden, Message: fmt.Sprintf("subject is not owned by region %s", region), Err: r}
+	}
+	e := &Error{Code: CodeMoved, Message: "subject has moved", Err: r}
+	if tomb != nil && tomb.State == Moved {
+		e.Region, e.Epoch = tomb.Region, tomb.Epoch
+		e.Message = "subject has moved to region " + tomb.Region
+	}
+	return e
+}
+
+// Standing returns nil if a store in region may serve a write of the
+// subject whose ownership row is o (with read, a read, which a fence does
+// not stop), and otherwise the refusal, as RefusalError gives it. A store
+// without a row for the subject decides by whether it accepts unknown
+// subjects, not by this.
+func Standing(o Ownership, read bool, region string) error {
+	switch o.State {
+	case Owned:
+		return nil
+	case Fenced:
+		if read {
+			return nil
+		}
+		return RefusalError(ErrFenced, region, nil)
+	case Incoming:
+		return RefusalError(ErrIncoming, region, nil)
+	case Moved:
+		return RefusalError(ErrMoved, region, &o)
+	}
+	return fmt.Errorf("ownership of %s in %s: unknown state %q", o.Subject, o.Dataset, o.State)
+}

@@ -580,23 +580,9 @@ func (s *Store) standing(ctx context.Context, q querier, dataset, subject string
 	case state == nil && accept:
 		return nil
 	case state == nil:
-		return s.refused(ctx, domicile.ErrUnknown, "", subject)
+		return domicile.RefusalError(domicile.ErrUnknown, s.region, nil)
 	}
-	switch domicile.OwnerState(*state) {
-	case domicile.Owned:
-		return nil
-	case domicile.Fenced:
-		if read {
-			return nil
-		}
-		return s.refused(ctx, domicile.ErrFenced, "", subject)
-	case domicile.Incoming:
-		return s.refused(ctx, domicile.ErrIncoming, "", subject)
-	case domicile.Moved:
-		return &domicile.Error{Code: domicile.CodeMoved, Message: "subject has moved to region " + *region,
-			Region: *region, Epoch: *epoch, Err: domicile.ErrMoved}
-	}
-	return fmt.Errorf("ownership of %s in %s: unknown state %q", subject, dataset, *state)
+	return domicile.Standing(domicile.Ownership{Subject: subject, Dataset: dataset, State: domicile.OwnerState(*state), Region: *region, Epoch: *epoch}, read, s.region)
 }
 
 // acceptsUnknown is the condition that the store accepts unknown subjects.
@@ -617,26 +603,16 @@ func (s *Store) refusedSubject(ctx context.Context, table, subject string) error
 }
 
 // refused returns the *Error for a trigger's refusal r of subject's write to
-// a table of dataset; for Moved it reads where the subject went.
+// a table of dataset; for Moved it reads where the subject went (the
+// refusal rolled its statement back).
 func (s *Store) refused(ctx context.Context, r error, dataset, subject string) error {
-	switch r {
-	case domicile.ErrFenced:
-		return &domicile.Error{Code: domicile.CodeFenced, Message: "subject is being moved; retry shortly", Err: r}
-	case domicile.ErrIncoming:
-		return &domicile.Error{Code: domicile.CodeFenced, Message: "subject is being moved here; retry shortly", Err: r}
-	case domicile.ErrUnknown:
-		return &domicile.Error{Code: domicile.CodeForbidden, Message: fmt.Sprintf("subject is not owned by region %s", s.region), Err: r}
-	}
-	e := &domicile.Error{Code: domicile.CodeMoved, Message: "subject has moved", Err: r}
-	if dataset != "" {
-		// The refusal rolled its statement back; read the tombstone.
-		o, err := s.FindOwnership(ctx, dataset, subject)
-		if err == nil && o.State == domicile.Moved {
-			e.Region, e.Epoch = o.Region, o.Epoch
-			e.Message = "subject has moved to region " + o.Region
+	var tomb *domicile.Ownership
+	if r == domicile.ErrMoved && dataset != "" {
+		if o, err := s.FindOwnership(ctx, dataset, subject); err == nil {
+			tomb = &o
 		}
 	}
-	return e
+	return domicile.RefusalError(r, s.region, tomb)
 }
 
 // writeErr maps an error of a write of subject's row in table. A write

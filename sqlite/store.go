@@ -501,26 +501,16 @@ func (s *Store) datasetOf(ctx context.Context, q querierCtx, table string) (stri
 func tableKey(table string) string { return "table:" + table + ":dataset" }
 
 // refused returns the *Error for a trigger's refusal r of subject's write to
-// a table of dataset; for Moved it reads where the subject went.
+// a table of dataset; for Moved it reads where the subject went (the
+// refusal rolled its statement back).
 func (s *Store) refused(ctx context.Context, r error, dataset, subject string) error {
-	switch r {
-	case domicile.ErrFenced:
-		return &domicile.Error{Code: domicile.CodeFenced, Message: "subject is being moved; retry shortly", Err: r}
-	case domicile.ErrIncoming:
-		return &domicile.Error{Code: domicile.CodeFenced, Message: "subject is being moved here; retry shortly", Err: r}
-	case domicile.ErrUnknown:
-		return &domicile.Error{Code: domicile.CodeForbidden, Message: fmt.Sprintf("subject is not owned by region %s", s.region), Err: r}
-	}
-	e := &domicile.Error{Code: domicile.CodeMoved, Message: "subject has moved", Err: r}
-	if dataset != "" {
-		// The refusal has rolled back its statement; read the tombstone.
-		o, err := s.FindOwnership(ctx, dataset, subject)
-		if err == nil && o.State == domicile.Moved {
-			e.Region, e.Epoch = o.Region, o.Epoch
-			e.Message = "subject has moved to region " + o.Region
+	var tomb *domicile.Ownership
+	if r == domicile.ErrMoved && dataset != "" {
+		if o, err := s.FindOwnership(ctx, dataset, subject); err == nil {
+			tomb = &o
 		}
 	}
-	return e
+	return domicile.RefusalError(r, s.region, tomb)
 }
 
 // writeErr maps an error of a write of subject's row in table. A write

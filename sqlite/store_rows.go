@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -251,25 +250,12 @@ func (s *Store) checkOwner(ctx context.Context, tx *sql.Tx, dataset, subject str
 		if accept.String == "1" {
 			return nil
 		}
-		return s.refused(ctx, domicile.ErrUnknown, "", subject)
+		return domicile.RefusalError(domicile.ErrUnknown, s.region, nil)
 	case err != nil:
 		return err
 	}
-	switch o.State {
-	case domicile.Owned:
-		return nil
-	case domicile.Fenced:
-		if fencedOK {
-			return nil
-		}
-		return s.refused(ctx, domicile.ErrFenced, "", subject)
-	case domicile.Incoming:
-		return s.refused(ctx, domicile.ErrIncoming, "", subject)
-	case domicile.Moved:
-		return &domicile.Error{Code: domicile.CodeMoved, Message: "subject has moved to region " + o.Region,
-			Region: o.Region, Epoch: o.Epoch, Err: domicile.ErrMoved}
-	}
-	return fmt.Errorf("ownership of %s in %s: unknown state %q", subject, dataset, o.State)
+	o.Subject, o.Dataset = subject, dataset
+	return domicile.Standing(o, fencedOK, s.region)
 }
 
 // scanRows reads every row of rows, of n columns, appending them to out.
