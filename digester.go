@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"hash"
 	"math"
 	"slices"
@@ -104,6 +105,23 @@ func (d *Digester) Subject(id string) (int, bool) {
 func (d *Digester) SubjectOf(b []byte) (int, bool) {
 	si, ok := d.index[string(b)]
 	return si, ok
+}
+
+// RowColumns returns, for a store that reads t's rows as t.ColumnNames()
+// in order, those columns and where the subject column and the primary
+// key's columns are among them.
+func RowColumns(t *Table) (cols []string, subj int, pk []int, err error) {
+	cols = t.ColumnNames()
+	if subj = slices.Index(cols, t.SubjectColumn); subj < 0 {
+		return nil, 0, nil, fmt.Errorf("table %s has no subject column %q", t.Name, t.SubjectColumn)
+	}
+	pk = make([]int, len(t.PrimaryKey))
+	for i, c := range t.PrimaryKey {
+		if pk[i] = slices.Index(cols, c); pk[i] < 0 {
+			return nil, 0, nil, fmt.Errorf("table %s has no key column %q", t.Name, c)
+		}
+	}
+	return cols, subj, pk, nil
 }
 
 // BeginTable readies d for the rows of the next table.

@@ -71,16 +71,9 @@ func (s *Store) DigestSubjects(ctx context.Context, ds *domicile.Dataset, subjec
 // digestRows gives d the rows of t, selected as t.ColumnNames() in order.
 func digestRows(d *domicile.Digester, t *domicile.Table, rows pgx.Rows) error {
 	defer rows.Close()
-	cols := t.ColumnNames()
-	subj := slices.Index(cols, t.SubjectColumn)
-	if subj < 0 {
-		return fmt.Errorf("table %s has no subject column %q", t.Name, t.SubjectColumn)
-	}
-	pk := make([]int, len(t.PrimaryKey))
-	for i, c := range t.PrimaryKey {
-		if pk[i] = slices.Index(cols, c); pk[i] < 0 {
-			return fmt.Errorf("table %s has no key column %q", t.Name, c)
-		}
+	cols, subj, pk, err := domicile.RowColumns(t)
+	if err != nil {
+		return err
 	}
 	m := rows.Conn().TypeMap()
 	fds := rows.FieldDescriptions()

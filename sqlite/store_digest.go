@@ -80,15 +80,10 @@ type tableScan struct {
 // beginScan readies d for the rows of t, selected as t.ColumnNames() in
 // order.
 func beginScan(d *domicile.Digester, t *domicile.Table) (*tableScan, error) {
-	sc := &tableScan{cols: t.ColumnNames()}
-	if sc.subj = slices.Index(sc.cols, t.SubjectColumn); sc.subj < 0 {
-		return nil, fmt.Errorf("table %s has no subject column %q", t.Name, t.SubjectColumn)
-	}
-	sc.pk = make([]int, len(t.PrimaryKey))
-	for i, c := range t.PrimaryKey {
-		if sc.pk[i] = slices.Index(sc.cols, c); sc.pk[i] < 0 {
-			return nil, fmt.Errorf("table %s has no key column %q", t.Name, c)
-		}
+	sc := &tableScan{}
+	var err error
+	if sc.cols, sc.subj, sc.pk, err = domicile.RowColumns(t); err != nil {
+		return nil, err
 	}
 	d.BeginTable()
 	sc.vals = make([]any, len(sc.cols))
