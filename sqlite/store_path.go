@@ -221,12 +221,16 @@ func parentKeys(ctx context.Context, q querierCtx, datasets []*domicile.Dataset)
 				return nil, err
 			}
 			keys.unique[t.Name] = u
+		}
+	}
+	for _, ds := range datasets {
+		for _, t := range ds.Tables {
 			if t.Via == nil || t.Via.Hops[0].Reverse {
 				continue
 			}
 			h := t.Via.Hops[0]
 			var n int
-			err = q.QueryRowContext(ctx, `SELECT count(*) FROM pragma_foreign_key_list(?) AS k
+			err := q.QueryRowContext(ctx, `SELECT count(*) FROM pragma_foreign_key_list(?) AS k
 				WHERE k."table" = ? COLLATE NOCASE AND k."from" = ? COLLATE NOCASE
 				AND coalesce(k."to", (SELECT max(name) FROM pragma_table_info(?) WHERE pk > 0 HAVING count(*) = 1)) = ? COLLATE NOCASE
 				AND (SELECT count(*) FROM pragma_foreign_key_list(?) AS o WHERE o.id = k.id) = 1`,
@@ -248,14 +252,12 @@ func parentKeys(ctx context.Context, q querierCtx, datasets []*domicile.Dataset)
 						}
 					}
 					// The key's collation, as the parent's unique key on
-					// the column has it, compares a child's value with a
-					// mark as the foreign key compares it with the parent.
-					pu, err := uniqueKeys(ctx, q, &domicile.Table{Name: h.Table})
-					if err != nil {
-						return nil, err
-					}
+					// the column has it (the parent, a table of the
+					// dataset, has its keys read above), compares a
+					// child's value with a mark as the foreign key compares
+					// it with the parent.
 					var coll string
-					for _, k := range pu {
+					for _, k := range keys.unique[h.Table] {
 						if len(k.cols) == 1 && strings.EqualFold(k.cols[0], h.Match) && !k.partial {
 							coll = k.colls[0]
 						}
