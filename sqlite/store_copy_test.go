@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/domicile/domicile"
+	"github.com/domicile/domicile/storetest"
 )
 
 // copyDDL is two tables of one dataset: t keeps every value's type as given
@@ -400,26 +401,6 @@ func TestDigestSubjectsMatchesDigestBatch(t *testing.T) {
 		{"none"},
 		nil,
 	} {
-		got, err := s.DigestSubjects(ctx, ds, subjects)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := s.ReadSubjects(ctx, ds, subjects)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := domicile.DigestBatch(ds, subjects, b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(got) != len(want) {
-			t.Fatalf("%v: %d digests, want %d", subjects, len(got), len(want))
-		}
-		for id, w := range want {
-			g := got[id]
-			if !g.Equal(w) || g.Bytes != w.Bytes || fmt.Sprint(g.Rows) != fmt.Sprint(w.Rows) || fmt.Sprint(g.Tables) != fmt.Sprint(w.Tables) {
-				t.Errorf("%v: digest of %s = %s %v %d bytes, want %s %v %d bytes", subjects, id, g, g.Rows, g.Bytes, w, w.Rows, w.Bytes)
-			}
-		}
+		storetest.DigestsAgree(t, s, ds, subjects)
 	}
 }
